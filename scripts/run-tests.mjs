@@ -1,0 +1,34 @@
+// Runs the test suites with Node's own runner (TAP on stdout).
+// Node 20 cannot discover .ts files itself, so the files are listed here.
+// Usage: node scripts/run-tests.mjs [unit|e2e|all] [extra node --test flags]
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const which = process.argv[2] ?? 'all';
+
+function collect(dir) {
+  const out = [];
+  for (const entry of readdirSync(dir)) {
+    const full = join(dir, entry);
+    if (statSync(full).isDirectory()) out.push(...collect(full));
+    else if (entry.endsWith('.test.ts')) out.push(full);
+  }
+  return out;
+}
+
+const all = collect('test').sort();
+const files = all.filter((f) => {
+  const isE2e = f.startsWith(join('test', 'e2e'));
+  return which === 'all' || (which === 'e2e' ? isE2e : !isE2e);
+});
+if (files.length === 0) {
+  console.error(`no test files found for "${which}"`);
+  process.exit(1);
+}
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=2', ...files],
+  { stdio: 'inherit' },
+);
+process.exit(result.status ?? 1);
