@@ -1,0 +1,43 @@
+import { homedir } from 'node:os';
+
+/** Where a command writes: stdout for data only, stderr for people. */
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream;
+  /** Whether stderr is a terminal (spinners and colour only then). */
+  stderrIsTTY: boolean;
+}
+
+/**
+ * Everything a command takes from the outside world, so tests can pin it.
+ * Commands never read process.env, the clock or the platform directly.
+ */
+export interface Deps {
+  io: Io;
+  env: Record<string, string | undefined>;
+  clock: () => Date;
+  platform: NodeJS.Platform;
+  homedir: string;
+  cwd: string;
+  /** True when --debug was given: stack traces and protocol details to stderr. */
+  debug: boolean;
+}
+
+/** The real world, for the programs' entry points. */
+export function realDeps(): Deps {
+  return {
+    io: {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      stdin: process.stdin,
+      stderrIsTTY: Boolean(process.stderr.isTTY),
+    },
+    env: process.env,
+    clock: () => new Date(),
+    platform: process.platform,
+    homedir: homedir(),
+    cwd: process.cwd(),
+    debug: false,
+  };
+}

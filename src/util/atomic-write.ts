@@ -1,0 +1,66 @@
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { UserError } from '../errors.js';
+
+/**
+ * Replaces `path` with `data` so that a crash or a full disk leaves either the
+ * old file or the new one, never a torn mix: write a temp file beside it,
+ * fsync, rename over, fsync the directory. The temp file is removed on failure.
+ */
+export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx', mode);
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // the temp file may never have been created
+    }
+    throw writeError(path, err);
+  }
+  fsyncDir(dirname(path));
+}
+
+/** Flushes a directory entry (a rename or a new file) to disk where the OS allows it. */
+export function fsyncDir(dir: string): void {
+  if (process.platform === 'win32') return; // directories cannot be opened for fsync there
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // best effort: some file systems refuse fsync on directories
+  }
+}
+
+/** Turns a low-level write failure into an error that names the file and the fix. */
+export function writeError(path: string, err: unknown): UserError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new UserError('DISK_FULL', `cannot write ${path}: the disk is full; the previous file is unchanged`, {
+      cause: err,
+      hint: 'free some space and run the command again',
+    });
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new UserError('WRITE_DENIED', `cannot write ${path}: permission denied (${code})`, {
+      cause: err,
+      hint: `check the owner and permissions of ${dirname(path)}`,
+    });
+  }
+  return new UserError('WRITE_FAILED', `cannot write ${path}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+}
