@@ -1,0 +1,19 @@
+import { VERSION } from '../version.js';
+import { baseProgram, runMain, type ProgramBuilder } from './main.js';
+
+/** Builds `jumpgate`: the server (auth service and proxy service in one process). */
+export const buildJumpgate: ProgramBuilder = (deps) => {
+  const program = baseProgram('jumpgate', 'Jumpgate server: auth service and proxy service in one process', [
+    'jumpgate version',
+  ]);
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => deps.io.stdout.write(`jumpgate ${VERSION}\n`));
+  return program;
+};
+
+/** Entry point for bin/jumpgate. */
+export function main(argv: string[]): Promise<void> {
+  return runMain(buildJumpgate, argv);
+}
