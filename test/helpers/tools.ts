@@ -1,0 +1,78 @@
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+
+const SEARCH_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * Finds a real program the tests need, or throws a message that says which
+ * package installs it. Tests never skip for a missing tool: they fail.
+ */
+export function requireTool(name: string, install: string): string {
+  for (const dir of [...(process.env['PATH'] ?? '').split(':'), ...SEARCH_PATH]) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new Error(`${name} is not installed; install it with: ${install}`);
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program to completion with a deadline; never throws on a non-zero exit. */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string } = {},
+): Promise<RunResult> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolveRun({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** The repository root (tests run from anywhere). */
+export const REPO = resolve(import.meta.dirname, '..', '..');
+
+/** Path of a built program; fails with the fix when dist/ is missing. */
+export function builtProgram(name: 'tsh' | 'tctl' | 'jumpgate'): string {
+  if (!existsSync(join(REPO, 'dist', `${name}.cjs`))) {
+    throw new Error(`dist/${name}.cjs is missing; run \`npm run build\` first (npm test does it)`);
+  }
+  return join(REPO, 'bin', name);
+}
+
+/** Runs one of the project's programs through its bin shim, as a user would. */
+export function runProgram(name: 'tsh' | 'tctl' | 'jumpgate', args: string[], opts: Parameters<typeof run>[2] = {}): Promise<RunResult> {
+  return run(process.execPath, [builtProgram(name), ...args], opts);
+}
+
+/** A fresh temp directory and its cleanup. */
+export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `jumpgate-${prefix}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
