@@ -1,0 +1,28 @@
+import { Readable, Writable } from 'node:stream';
+import type { Deps } from '../../src/cli/deps.js';
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer | string, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+/** Deps with captured stdout/stderr and a pinned clock, for calling commands in-process. */
+export function testDeps(over: Partial<Omit<Deps, 'io'>> = {}): Deps & { out: () => string; err: () => string } {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  return {
+    io: { stdout, stderr, stdin: Readable.from([]), stderrIsTTY: false },
+    env: {},
+    clock: () => new Date(),
+    platform: 'linux',
+    homedir: '/nonexistent-home',
+    cwd: process.cwd(),
+    debug: false,
+    ...over,
+    out: () => stdout.text,
+    err: () => stderr.text,
+  };
+}
