@@ -24,8 +24,9 @@ const UNITS = [
 const EXAMPLES = 'use a number with a unit, e.g. 24h, 90m or 1h30m';
 
 /**
- * A duration that does not parse. `reason` is the text without the subject, for
- * callers that name the subject themselves (the config loader prefixes the key).
+ * A duration that does not parse. The message does not repeat `what`: callers
+ * name the subject themselves (`--ttl: ...`, `file:line: auth.cert_ttl: ...`),
+ * and a prefix here would print it twice.
  */
 export class DurationError extends Error {
   constructor(
@@ -34,7 +35,7 @@ export class DurationError extends Error {
     readonly text: string,
     readonly reason: string,
   ) {
-    super(what ? `${what}: ${reason}` : reason);
+    super(reason);
     this.name = 'DurationError';
   }
 }
@@ -60,7 +61,7 @@ export function parseDuration(text: string, what: string): number {
     const [, digits = '', unit = ''] = match;
     const unitIndex = UNITS.findIndex(([name]) => name === unit);
     if (unitIndex < 0) {
-      throw new DurationError(what, text, `${shown} is not a duration: unknown unit "${unit}"; units are d, h, m and s; ${EXAMPLES}`);
+      throw new DurationError(what, text, `${shown} is not a duration; ${EXAMPLES} (units: d, h, m, s)`);
     }
     if (unitIndex <= lastUnitIndex) {
       throw new DurationError(what, text, `${shown} is not a duration: write units once each, largest first (d, h, m, s), e.g. 1h30m`);
