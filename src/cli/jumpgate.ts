@@ -9,7 +9,9 @@ export const buildJumpgate: ProgramBuilder = (deps) => {
   program
     .command('version')
     .description('print the version')
-    .action(() => deps.io.stdout.write(`jumpgate ${VERSION}\n`));
+    .action(() => {
+      deps.io.stdout.write(`jumpgate ${VERSION}\n`);
+    });
   return program;
 };
 

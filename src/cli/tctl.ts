@@ -90,7 +90,9 @@ export const buildTctl: ProgramBuilder = (deps) => {
   program
     .command('version')
     .description('print the version')
-    .action(() => deps.io.stdout.write(`tctl ${VERSION}\n`));
+    .action(() => {
+      deps.io.stdout.write(`tctl ${VERSION}\n`);
+    });
 
   return program;
 };

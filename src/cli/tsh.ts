@@ -9,7 +9,9 @@ export const buildTsh: ProgramBuilder = (deps) => {
   program
     .command('version')
     .description('print the version')
-    .action(() => deps.io.stdout.write(`tsh ${VERSION}\n`));
+    .action(() => {
+      deps.io.stdout.write(`tsh ${VERSION}\n`);
+    });
   return program;
 };
 

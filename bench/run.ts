@@ -1,0 +1,71 @@
+/**
+ * `npm run bench`: every benchmark, each compared in the same run against the
+ * baseline it must beat. Prints Markdown; with `--write` it also replaces the
+ * matching section of BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
+ * Usage: npm run bench [-- --only sign] [-- --write]
+ */
+import { cpus, totalmem, type as osType, release } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { benchSigning } from './sign.js';
+
+interface Section {
+  name: string;
+  title: string;
+  run: () => Promise<string>;
+}
+
+const sections: Section[] = [
+  {
+    name: 'sign',
+    title: 'Certificate signing (ed25519 CA, one process)',
+    run: async () => {
+      const r = await benchSigning();
+      const verdict = r.ratio >= 0.7 ? 'meets' : 'MISSES';
+      return [
+        '| what | per second |',
+        '|---|---|',
+        `| raw \`crypto.sign\` (ed25519, 200 bytes) | ${fmt(r.rawSignPerSec)} |`,
+        `| \`signCertificate\` (user cert, 1 principal, 5 extensions, 24h) | ${fmt(r.certSignPerSec)} |`,
+        '',
+        `Ratio ${(r.ratio * 100).toFixed(1)}% of the raw rate: ${verdict} the 70% target.`,
+      ].join('\n');
+    },
+  },
+];
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function machine(): string {
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  return `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node ${process.version}`;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+  const write = args.includes('--write');
+  const stamp = `${new Date().toISOString().slice(0, 10)} on ${machine()}`;
+  const file = join(import.meta.dirname, '..', 'BENCHMARKS.md');
+  let doc = readFileSync(file, 'utf8');
+  for (const s of sections) {
+    if (only && s.name !== only) continue;
+    process.stderr.write(`bench: ${s.name}...\n`);
+    const body = `### ${s.title}\n\nMeasured ${stamp}.\n\n${await s.run()}\n`;
+    process.stdout.write(body + '\n');
+    const start = `<!-- bench:${s.name} -->`;
+    const end = `<!-- /bench:${s.name} -->`;
+    const block = `${start}\n${body}${end}`;
+    const i = doc.indexOf(start);
+    const j = doc.indexOf(end);
+    doc = i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
+  }
+  if (write) {
+    writeFileSync(file, doc);
+    process.stderr.write(`bench: updated ${file}\n`);
+  }
+}
+
+await main();
