@@ -43,6 +43,13 @@ export interface ServerConfig {
   auth: AuthConfig;
   roles: Map<string, RoleConfig>;
   nodes: NodeConfig[];
+  /**
+   * Things that are allowed but probably wrong (present only when there are any);
+   * the server prints them at start. Example: a claims_to_roles rule naming a role
+   * that is not defined (CONTRACT.md's own example does this): logins that match
+   * it are refused, so it fails closed.
+   */
+  warnings?: ConfigProblem[];
 }
 
 export interface ProxyConfig {
@@ -202,8 +209,14 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
   // uniqueKeys off: duplicates are detected below, where the key path is known.
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false, version: '1.2' });
   const c = new Checker(file, doc, lines);
+  // Errors at the very end (an unclosed quote or bracket) point past the last line: clamp.
+  const lastLine = lines.linePos(text.trimEnd().length).line;
   for (const e of [...doc.errors, ...doc.warnings]) {
-    c.problemAt(lines.linePos(e.pos[0]).line, '', `YAML: ${e.message.replace(/\s*at line \d+, column \d+:?[\s\S]*$/, '')}`);
+    const message =
+      e.code === 'MULTIPLE_DOCS'
+        ? 'the file must hold one YAML document; remove the "---" line and merge what follows'
+        : e.message.replace(/\s*at line \d+, column \d+:?[\s\S]*$/, '');
+    c.problemAt(Math.min(lines.linePos(e.pos[0]).line, lastLine), '', `YAML: ${message}`);
   }
   if (c.problems.length > 0) throw c.error();
 
@@ -260,7 +273,9 @@ function readConfig(c: Checker, absFile: string): ServerConfig | undefined {
 
   const auth: AuthConfig = { certTtlSeconds };
   if (oidc) auth.oidc = oidc;
-  return { file: absFile, clusterName, dataDir, proxy, auth, roles, nodes };
+  const config: ServerConfig = { file: absFile, clusterName, dataDir, proxy, auth, roles, nodes };
+  if (c.warnings.length > 0) config.warnings = c.warnings;
+  return config;
 }
 
 function readProxy(c: Checker, slot: Slot | undefined, baseDir: string): ProxyConfig {
@@ -439,8 +454,13 @@ function readRule(c: Checker, slot: Slot, roles: Map<string, RoleConfig>): Claim
       const name = c.text(item);
       if (name === undefined) continue;
       if (!roles.has(name)) {
+        // A warning, not an error: the contract's example config names a role it
+        // does not define, and a matching login is refused anyway (fails closed).
         const guess = suggest(name, [...roles.keys()]);
-        c.report(item, `role ${JSON.stringify(name)} is not defined under roles${guess ? `; did you mean \`${guess}\`?` : ''}`);
+        c.warn(
+          item,
+          `role ${JSON.stringify(name)} is not defined under roles${guess ? ` (did you mean \`${guess}\`?)` : ''}; logins that match this rule will be refused`,
+        );
       }
       roleNames.push(name);
     }
@@ -454,7 +474,7 @@ function readRoles(c: Checker, slot: Slot | undefined, certTtlSeconds: number): 
   const entries = slot && !c.isEmpty(slot.node) ? c.map(slot, null) : undefined;
   for (const [name, roleSlot] of entries ?? []) {
     if (!ROLE_NAME.test(name)) {
-      c.report(roleSlot, `${JSON.stringify(name)} is not a valid role name: use lower-case letters, digits, "-" and "_", at most 63 characters`);
+      c.reportKey(roleSlot, `${JSON.stringify(name)} is not a valid role name: use lower-case letters, digits, "-" and "_", at most 63 characters`);
     }
     const fields = c.map(roleSlot, ROLE_KEYS);
     if (!fields) continue;
@@ -511,7 +531,7 @@ function readSelector(c: Checker, slot: Slot): Record<string, string | string[]>
   const entries = c.map(slot, null);
   for (const [key, s] of entries ?? []) {
     if (key !== '*' && !LABEL_KEY.test(key)) {
-      c.report(s, `${JSON.stringify(key)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`);
+      c.reportKey(s, `${JSON.stringify(key)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`);
       continue;
     }
     const node = c.deref(s.node);
@@ -568,7 +588,7 @@ function readNodes(c: Checker, slot: Slot | undefined): NodeConfig[] {
     if (labelsSlot && !c.isEmpty(labelsSlot.node)) {
       for (const [key, s] of c.map(labelsSlot, null) ?? []) {
         if (!LABEL_KEY.test(key)) {
-          c.report(s, `${JSON.stringify(key)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`);
+          c.reportKey(s, `${JSON.stringify(key)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`);
           continue;
         }
         const v = c.text(s, true);
@@ -604,6 +624,7 @@ function join(path: string, key: string): string {
 
 class Checker {
   readonly problems: ConfigProblem[] = [];
+  readonly warnings: ConfigProblem[] = [];
 
   constructor(
     readonly file: string,
@@ -630,6 +651,15 @@ class Checker {
 
   report(slot: Slot, reason: string, path = slot.path): void {
     this.problems.push(new ConfigProblem(this.file, path, reason, this.lineOf(slot)));
+  }
+
+  /** A problem with a key itself (a role or label name): reported at the key's line. */
+  reportKey(slot: Slot, reason: string): void {
+    this.report({ ...slot, node: slot.at }, reason);
+  }
+
+  warn(slot: Slot, reason: string): void {
+    this.warnings.push(new ConfigProblem(this.file, slot.path, reason, this.lineOf(slot)));
   }
 
   problemAt(line: number | undefined, path: string, reason: string): void {
