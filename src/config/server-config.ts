@@ -162,7 +162,7 @@ export class ServerConfigError extends ConfigError {
     const first = problems[0];
     const single = problems.length === 1 && first !== undefined;
     super(file, single ? first.key : '', single ? first.reason : `${problems.length} problems`, {
-      hint: single ? first.hint : 'fix every line listed; the server starts only with a valid file',
+      hint: single ? first.hint : 'fix every problem listed, then run the command again',
       cause: single ? first.cause : undefined,
     });
     this.problems = problems;
