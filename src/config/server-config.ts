@@ -274,7 +274,7 @@ function readConfig(c: Checker, absFile: string): ServerConfig | undefined {
   const auth: AuthConfig = { certTtlSeconds };
   if (oidc) auth.oidc = oidc;
   const config: ServerConfig = { file: absFile, clusterName, dataDir, proxy, auth, roles, nodes };
-  if (c.warnings.length > 0) config.warnings = c.warnings;
+  if (c.warnings.length > 0) config.warnings = [...c.warnings].sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
   return config;
 }
 
