@@ -24,7 +24,9 @@ export type NetErrorCode =
   /** The server's TLS certificate does not chain to a trusted CA. */
   | 'NET_TLS_UNTRUSTED'
   /** Any other TLS failure: wrong name, expired certificate, handshake failure. */
-  | 'NET_TLS_FAILED';
+  | 'NET_TLS_FAILED'
+  /** An HTTP answer that cannot be used: not JSON, too large. */
+  | 'NET_HTTP_PROTOCOL';
 
 /** A network failure with a stable code, a hint, and the original error as `cause`. Exit code 1. */
 export class NetError extends UserError {
