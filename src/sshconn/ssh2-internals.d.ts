@@ -1,0 +1,16 @@
+/**
+ * Types for the one ssh2 internal module Jumpgate reads: the constants that
+ * patches/ssh2+1.17.0.patch extends (ssh2 1.17.0 has no "exports" map, so
+ * the deep path resolves in Node, tsx and esbuild alike).
+ */
+declare module 'ssh2/lib/protocol/constants.js' {
+  const constants: {
+    /** Set by the Jumpgate patch: "jumpgate-ssh2-certs/<version>". */
+    CERT_PATCH?: string;
+    /** Set by the Jumpgate patch: algorithm name -> [type in the blob, signature algorithm, hash]. */
+    CERT_ALGOS?: Record<string, [string, string, string | undefined]>;
+    SUPPORTED_SERVER_HOST_KEY: string[];
+    DEFAULT_SERVER_HOST_KEY: string[];
+  };
+  export default constants;
+}
