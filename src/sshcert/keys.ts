@@ -35,6 +35,8 @@ export interface Curve {
   readonly hash: 'sha256' | 'sha384' | 'sha512';
   /** The field prime: coordinates must be below it. */
   readonly p: bigint;
+  /** DER SubjectPublicKeyInfo up to the point (RFC 5480): id-ecPublicKey, the curve OID, BIT STRING header. */
+  readonly spkiPrefix: Buffer;
 }
 
 export const CURVES: readonly Curve[] = [
@@ -46,6 +48,7 @@ export const CURVES: readonly Curve[] = [
     size: 32,
     hash: 'sha256',
     p: 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn,
+    spkiPrefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'),
   },
   {
     algorithm: 'ecdsa-sha2-nistp384',
@@ -55,6 +58,7 @@ export const CURVES: readonly Curve[] = [
     size: 48,
     hash: 'sha384',
     p: (1n << 384n) - (1n << 128n) - (1n << 96n) + (1n << 32n) - 1n,
+    spkiPrefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'),
   },
   {
     algorithm: 'ecdsa-sha2-nistp521',
@@ -64,6 +68,7 @@ export const CURVES: readonly Curve[] = [
     size: 66,
     hash: 'sha512',
     p: (1n << 521n) - 1n,
+    spkiPrefix: Buffer.from('30819b301006072a8648ce3d020106052b8104002303818600', 'hex'),
   },
 ];
 
@@ -171,7 +176,9 @@ function keyObjectFromFields(type: KeyAlgorithm, r: WireReader): KeyObject {
   try {
     // OpenSSL checks the point is on the curve here; NIST curves have cofactor 1,
     // so on-curve and not-infinity (no 0x04 encoding exists for it) is enough.
-    return createPublicKey({ key: { kty: 'EC', crv: curve.jwkCrv, x: b64u(x), y: b64u(y) }, format: 'jwk' });
+    // DER, not JWK: on Node 20 / OpenSSL 3.0 a P-384 JWK import takes ~0.5 ms and
+    // P-521 ~1 ms, against ~0.1-0.16 ms for the same key as SubjectPublicKeyInfo.
+    return createPublicKey({ key: Buffer.concat([curve.spkiPrefix, q]), format: 'der', type: 'spki' });
   } catch (err) {
     throw malformed(`${type} public point is not on curve ${curve.ident}`, err);
   }

@@ -36,11 +36,11 @@ test('the mutator is deterministic for a seed and never changes its input', () =
   assert.deepEqual(corpus[0], before);
 });
 
-test(`parses ${COUNT} mutated certificates (seed ${SEED}) throwing only CertError or WireError`, () => {
+test(`parses ${COUNT} mutated certificates (seed ${SEED}) throwing only CertError or WireError`, (t) => {
   const stats = fuzz({ corpus, count: COUNT, seed: SEED, target, expected });
   const top = Object.entries(stats.codes).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ');
-  console.log(
-    `# fuzz: ${stats.count} inputs in ${(stats.elapsedMs / 1000).toFixed(1)} s; ${stats.accepted} verified, ${stats.rejected} rejected (${top}); ` +
+  t.diagnostic(
+    `fuzz: ${stats.count} inputs in ${(stats.elapsedMs / 1000).toFixed(1)} s; ${stats.accepted} verified, ${stats.rejected} rejected (${top}); ` +
       `slowest ${stats.slowestMs.toFixed(2)} ms at iteration ${stats.slowestIteration}`,
   );
   assert.equal(stats.count, COUNT);
