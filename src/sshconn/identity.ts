@@ -77,7 +77,7 @@ export function certIdentity(privateKey: KeyObject, certBlob: Buffer): CertKey {
  * `privateKeyText` is the OpenSSH private key `tctl auth sign --host` writes
  * (PKCS#8 PEM is accepted too); `certLine` the content of its `-cert.pub`.
  */
-export function hostCertKey(privateKeyText: string, certLine: string): CertKey {
+export function hostCertKey(privateKeyText: string, certLine: string): { key: CertKey } {
   let privateKey: KeyObject;
   if (privateKeyText.includes('-----BEGIN OPENSSH PRIVATE KEY-----')) {
     privateKey = parseOpenSSHPrivateKey(privateKeyText).privateKey;
@@ -88,5 +88,7 @@ export function hostCertKey(privateKeyText: string, certLine: string): CertKey {
       throw new CertError('KEY_MALFORMED', 'the host private key is neither an OpenSSH nor an unencrypted PEM private key', { cause: err });
     }
   }
-  return certKey(privateKey, parseCertificateLine(certLine).cert, 'host');
+  // ssh2's Server takes a bare Buffer/string as key text and any object as
+  // { key, passphrase }; the wrapper is the form it passes through parseKey untouched.
+  return { key: certKey(privateKey, parseCertificateLine(certLine).cert, 'host') };
 }
