@@ -58,10 +58,12 @@ export function describeRoute(target: DialTarget, decision: ProxyDecision): stri
 
 /** Like dial, with the route already decided (http.ts decides once per origin). */
 export function dialWith(
-  target: DialTarget,
+  rawTarget: DialTarget,
   decision: ProxyDecision,
   opts: { timeoutMs?: number; signal?: AbortSignal },
 ): Promise<Socket> {
+  // "[::1]" is how URLs and ssh_config write it; the socket wants "::1".
+  const target = { host: rawTarget.host.replace(/^\[(.*)\]$/, '$1'), port: rawTarget.port };
   const timeoutMs = opts.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
   const where = hostPort(target.host, target.port);
   const viaProxy = decision.kind === 'proxy' ? decision : undefined;
@@ -192,11 +194,8 @@ export function parseAnswer(head: string): ProxyAnswer | undefined {
   return { status: Number(m[1]), reason: m[2] ?? '', headers };
 }
 
-/**
- * The error for a non-2xx answer to CONNECT: NET_PROXY_AUTH for 407,
- * NET_PROXY_REFUSED for everything else. Shared with http.ts.
- */
-export function refusedError(proxy: Extract<ProxyDecision, { kind: 'proxy' }>, target: DialTarget, answer: { status: number; reason?: string; headers?: Map<string, string> }): NetError {
+/** The error for a non-2xx answer to CONNECT: NET_PROXY_AUTH for 407, NET_PROXY_REFUSED for everything else. */
+function refusedError(proxy: Extract<ProxyDecision, { kind: 'proxy' }>, target: DialTarget, answer: { status: number; reason?: string; headers?: Map<string, string> }): NetError {
   const where = hostPort(target.host, target.port);
   const said = `${answer.status}${answer.reason ? ` ${printable(answer.reason, 80)}` : ''}`;
   if (answer.status === 407) {

@@ -96,7 +96,7 @@ export class ProxyEnvironment {
     const warnings = this.warnings;
     const variable = firstSet(this.env, PROXY_VARIABLES[target.scheme]);
     if (!variable) {
-      return { kind: 'direct', reason: `no proxy configured (${PROXY_VARIABLES[target.scheme].join(', ')} unset)`, warnings };
+      return { kind: 'direct', reason: `none of ${PROXY_VARIABLES[target.scheme].join(', ')} is set`, warnings };
     }
     const match = findNoProxyMatch(this.noProxy.rules, target.host, target.port);
     if (match) {

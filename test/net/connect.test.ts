@@ -204,3 +204,15 @@ test('malformed NO_PROXY entries reach warn (or log) and do not stop the connect
   socket.destroy();
   assert.deepEqual(warned, ['warning: ignoring no_proxy entry "host:99999": the port must be a number from 1 to 65535']);
 });
+
+test('accepts a bracketed IPv6 target and logs why it went direct', async () => {
+  const srv = createServer((s) => s.end('hi'));
+  servers.push(srv);
+  srv.listen(0, '::1');
+  await once(srv, 'listening');
+  const port = (srv.address() as { port: number }).port;
+  const lines: string[] = [];
+  const socket = await dial({ host: '[::1]', port }, { env: {}, log: (l) => lines.push(l) });
+  assert.equal(await readSome(socket, 2), 'hi');
+  assert.deepEqual(lines, [`net: [::1]:${port} direct (none of HTTPS_PROXY, https_proxy, HTTP_PROXY, http_proxy is set)`]);
+});

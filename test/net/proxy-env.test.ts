@@ -125,3 +125,10 @@ test('an unusable proxy URL does not matter for targets NO_PROXY sends direct', 
 test('displayProxyUrl masks a password even without a user name', () => {
   assert.equal(displayProxyUrl(new URL('http://:pw@proxy:3128')), 'http://:****@proxy:3128');
 });
+
+test('the direct reason names the variables that were looked at', () => {
+  const d = resolveProxy({ HTTPS_PROXY: 'http://p1:3128' }, { ...jump, scheme: 'http' });
+  assert.equal(d.kind === 'direct' ? d.reason : '', 'none of HTTP_PROXY, http_proxy is set');
+  const s = resolveProxy({}, { ...jump, scheme: 'ssh' });
+  assert.equal(s.kind === 'direct' ? s.reason : '', 'none of HTTPS_PROXY, https_proxy, HTTP_PROXY, http_proxy is set');
+});
