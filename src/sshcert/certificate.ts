@@ -240,13 +240,17 @@ export function encodeCertificateLine(cert: Certificate, comment?: string): stri
 
 /** Writes an options section: names in OpenSSH's order (strcmp), flags empty, values as a string in a string. */
 export function writeOptions(w: WireWriter, entries: ReadonlyArray<readonly [string, string]>): void {
-  const section = new WireWriter(64 * entries.length + 16);
+  const section = w.openString();
   for (const [name, value] of entries) {
-    section.string(name);
-    if (value === '') section.u32(0);
-    else section.u32(4 + Buffer.byteLength(value, 'utf8')).string(value);
+    w.string(name);
+    if (value === '') w.u32(0);
+    else {
+      const data = w.openString();
+      w.string(value);
+      w.closeString(data);
+    }
   }
-  w.string(section.finish());
+  w.closeString(section);
 }
 
 /** Byte-wise comparison of UTF-8 strings, as OpenSSH's strcmp sorts option names. */

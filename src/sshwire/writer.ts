@@ -96,6 +96,23 @@ export class WireWriter {
     return this;
   }
 
+  /**
+   * Starts an RFC 4251 §5 string whose contents are written next (nested
+   * structures: certificate sections, agent messages) without building them
+   * in a separate buffer. Returns a mark for `closeString`.
+   */
+  openString(): number {
+    const mark = this.len;
+    this.u32(0);
+    return mark;
+  }
+
+  /** Ends the string started at `mark`, writing its length. */
+  closeString(mark: number): this {
+    this.buf.writeUInt32BE(this.len - mark - 4, mark);
+    return this;
+  }
+
   /** Bytes as they are, without a length prefix. */
   raw(b: Buffer): this {
     this.ensure(b.length);
