@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { WireError, WireReader, WireWriter } from '../sshwire/index.js';
+import { WireReader, WireWriter } from '../sshwire/index.js';
 import { CertError } from './errors.js';
 
 /** Public key algorithms Jumpgate reads and writes (RFC 8709, RFC 5656, RFC 4253 §6.6). */
@@ -321,10 +321,4 @@ export function generateKeyPair(kind: KeyKind = 'ed25519'): { privateKey: KeyObj
       throw new RangeError(`unknown key kind ${String(kind)}`);
   }
   return { privateKey: pair.privateKey, publicKey: publicKeyFromKeyObject(pair.publicKey) };
-}
-
-/** Wraps a WireError raised while reading key material as KEY_MALFORMED. */
-export function rethrowKeyWire(err: unknown, what: string): never {
-  if (err instanceof WireError) throw malformed(`${what}: ${err.message}`, err);
-  throw err;
 }

@@ -4,7 +4,26 @@
  * and without options) and one with `ssh-keygen -s -t rsa-sha2-256`. All are
  * valid from 2026-11-21T09:59:00Z for a day (the ssh-keygen one 2026-11-20..30).
  */
+import { WireError } from '../../src/sshwire/index.js';
+import { CertError, parseCertificate, parseCertificateLine, verifyCertificate } from '../../src/sshcert/index.js';
+
 export const CORPUS_NOW = new Date('2026-11-21T10:00:00Z');
+
+/** The corpus as certificate blobs. */
+export function certCorpus(): Buffer[] {
+  return CORPUS_LINES.map((l) => parseCertificateLine(l).cert.blob);
+}
+
+/** The fuzz target: parse, then put whatever still parses through verification against its own CA. */
+export function certFuzzTarget(input: Buffer): void {
+  const cert = parseCertificate(input);
+  verifyCertificate(cert, { trustedCAs: [cert.signatureKey], now: CORPUS_NOW, type: cert.type, principal: cert.principals[0] ?? 'x' });
+}
+
+/** The only errors the target may throw. */
+export function isExpectedCertError(err: unknown): boolean {
+  return err instanceof CertError || err instanceof WireError;
+}
 
 export const CORPUS_LINES: readonly string[] = [
   'ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAILqJcshiv9y74XooVay5alcZ3vZb0AP4i/S7BeeI1ox4AAAAICgwaQS0a+3GEZ/FN5hBQA0+I87LmgT5IBUfNrj0ZTbOeQBvBS7iuYgAAAABAAAABWFsaWNlAAAAGwAAAAVhbGljZQAAAARyb290AAAABmRlcGxveQAAAABrAWtkAAAAAGsCvSAAAABdAAAADWZvcmNlLWNvbW1hbmQAAAANAAAACS9iaW4vdHJ1ZQAAAA5zb3VyY2UtYWRkcmVzcwAAAA4AAAAKMTAuMC4wLjAvOAAAAA92ZXJpZnktcmVxdWlyZWQAAAAAAAAApgAAABVwZXJtaXQtWDExLWZvcndhcmRpbmcAAAAAAAAAF3Blcm1pdC1hZ2VudC1mb3J3YXJkaW5nAAAAAAAAABZwZXJtaXQtcG9ydC1mb3J3YXJkaW5nAAAAAAAAAApwZXJtaXQtcHR5AAAAAAAAAA5wZXJtaXQtdXNlci1yYwAAAAAAAAAOcm9sZXNAanVtcGdhdGUAAAAOAAAACmFkbWluLHVzZXIAAAAAAAAAMwAAAAtzc2gtZWQyNTUxOQAAACDE+I/xH/cx7yYwJvpdbYLpTOdQ6kzG3s3Ng/C6/YICggAAAFMAAAALc3NoLWVkMjU1MTkAAABAXRKqy2hvsJkHNTdim+p570cwSB+xqEj3sJ6nitxIPeHXQuerpY6L5lWDCUUfn++bCz+n/J8mUQN7zV9OgzaoDA== ed25519 CA, ed25519 user',

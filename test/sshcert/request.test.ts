@@ -109,3 +109,16 @@ test('does not let later changes to the request alter an issued certificate', ()
   req.principals.push('root');
   assert.deepEqual(cert.principals, ['alice']);
 });
+
+test('never repeats a nonce or serial across many certificates', () => {
+  const nonces = new Set<string>();
+  const serials = new Set<bigint>();
+  // More than one 4 KiB randomness pool's worth (about 100 certificates each).
+  for (let i = 0; i < 500; i++) {
+    const c = signCertificate(base(), keyPair('ed25519'), NOW);
+    nonces.add(c.nonce.toString('hex'));
+    serials.add(c.serial);
+  }
+  assert.equal(nonces.size, 500);
+  assert.equal(serials.size, 500);
+});

@@ -79,3 +79,25 @@ test('round-trips u64 extremes', () => {
     assert.equal(new WireReader(new WireWriter().u64(v).finish()).u64(), v);
   }
 });
+
+test('openString/closeString write a nested string in place with its length', () => {
+  const w = new WireWriter(16);
+  const outer = w.openString();
+  w.string('ab');
+  const inner = w.openString();
+  w.raw(Buffer.alloc(40, 1)); // forces the buffer to grow between open and close
+  w.closeString(inner);
+  w.closeString(outer);
+  const r = new WireReader(w.finish());
+  const section = new WireReader(r.string());
+  r.end();
+  assert.equal(section.string().toString(), 'ab');
+  assert.deepEqual(section.string(), Buffer.alloc(40, 1));
+  section.end();
+});
+
+test('an empty nested string is written as a zero length', () => {
+  const w = new WireWriter();
+  w.closeString(w.openString());
+  assert.equal(w.finish().toString('hex'), '00000000');
+});
