@@ -57,7 +57,8 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
         'UsePAM no',
         'StrictModes no',
         'PidFile none',
-        'LogLevel VERBOSE',
+        // DEBUG2: sshd says why it refused a certificate (e.g. a CA not listed) only at this level.
+        'LogLevel DEBUG2',
         'PermitRootLogin prohibit-password',
         'Subsystem sftp internal-sftp',
         ...(opts.extra ?? []),

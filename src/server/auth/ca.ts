@@ -105,9 +105,11 @@ export class CaStore {
       const file = readCaFile(join(dir, 'ca.json'), type);
       const now = this.clock();
       const until = new Date(now.getTime() + graceSeconds * 1000).toISOString();
-      // Keys rotated out earlier keep their own end of trust.
-      const previous = file.keys.find((k) => k.id === file.active);
-      if (previous) previous.trusted_until = until;
+      // The grace period bounds every old key, not only the one just retired:
+      // `--grace-period=0` after a compromise must end all old trust at once.
+      for (const k of file.keys) {
+        if (k.id === file.active || k.trusted_until === undefined || k.trusted_until > until) k.trusted_until = until;
+      }
       const key = this.writeNewKey(type, now, '');
       file.keys.unshift({ id: key.id, created: now.toISOString() });
       file.active = key.id;
