@@ -1,11 +1,19 @@
+import { SAMPLE_CONFIG } from '../config/sample.js';
 import { VERSION } from '../version.js';
 import { baseProgram, runMain, type ProgramBuilder } from './main.js';
 
 /** Builds `jumpgate`: the server (auth service and proxy service in one process). */
 export const buildJumpgate: ProgramBuilder = (deps) => {
   const program = baseProgram('jumpgate', 'Jumpgate server: auth service and proxy service in one process', [
+    'jumpgate configure > /etc/jumpgate.yaml',
     'jumpgate version',
   ]);
+  program
+    .command('configure')
+    .description('print an annotated sample configuration to start from')
+    .action(() => {
+      deps.io.stdout.write(SAMPLE_CONFIG);
+    });
   program
     .command('version')
     .description('print the version')
