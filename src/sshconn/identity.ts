@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import ssh2 from 'ssh2';
-import type { ParsedKey } from 'ssh2';
+import type { ConnectConfig, ParsedKey } from 'ssh2';
 import { AuthError } from '../errors.js';
 import {
   CertError,
@@ -91,4 +91,16 @@ export function hostCertKey(privateKeyText: string, certLine: string): { key: Ce
   // ssh2's Server takes a bare Buffer/string as key text and any object as
   // { key, passphrase }; the wrapper is the form it passes through parseKey untouched.
   return { key: certKey(privateKey, parseCertificateLine(certLine).cert, 'host') };
+}
+
+/** ssh2's ConnectConfig with `privateKey` allowed to be a certificate identity. */
+export type CertConnectConfig = Omit<ConnectConfig, 'privateKey'> & { privateKey?: ConnectConfig['privateKey'] | CertKey };
+
+/**
+ * Types a ConnectConfig whose `privateKey` is a `certIdentity`. The patched
+ * ssh2 takes a parsed key there (unpatched it silently ignored one);
+ * @types/ssh2 still declares only Buffer | string. The one cast lives here.
+ */
+export function certConnectConfig(cfg: CertConnectConfig): ConnectConfig {
+  return cfg as ConnectConfig;
 }
