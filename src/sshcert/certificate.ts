@@ -87,12 +87,17 @@ function cstring(r: WireReader, what: string): string {
  * Order: PROTOCOL.certkeys says names "must be lexically ordered", and
  * `ssh-keygen` writes them sorted, but OpenSSH never checks the order when it
  * reads a certificate (sshkey.c cert_parse only checks the structure;
- * auth-options.c cert_option_list walks the list as it comes). We match that,
- * so every certificate sshd accepts is accepted here; the signature covers
- * the bytes, so the order carries no security meaning.
- * Duplicates: refused. sshd refuses a duplicated force-command or
- * source-address ("Certificate has multiple ... options"), and a Map cannot
- * hold two values, so accepting them would silently pick one.
+ * auth-options.c cert_option_list walks the list as it comes), and sshd 9.2
+ * was seen accepting a login with unsorted extensions. We match that, so
+ * every certificate sshd accepts is accepted here; the signature covers the
+ * bytes, so the order carries no security meaning.
+ * Duplicates: refused, which is stricter than sshd. sshd 9.2 refuses a
+ * duplicated force-command or source-address ("Certificate has multiple ...
+ * options") but was seen accepting a duplicated flag extension. A Map cannot
+ * hold two values, so accepting duplicates would silently pick one, and no
+ * honest issuer (ssh-keygen, Go's x/crypto/ssh, Jumpgate) writes them.
+ * Known flags with data and known valued options without one are refused,
+ * as sshd does ("Certificate option ... corrupt (extra data)").
  */
 function readOptions(section: Buffer, what: string, shapes: ReadonlyMap<string, 'flag' | 'value'>): Map<string, string> {
   const out = new Map<string, string>();
