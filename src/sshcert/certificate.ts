@@ -57,7 +57,7 @@ export function certAlgorithmFor(type: KeyAlgorithm): string {
   return type + CERT_SUFFIX;
 }
 
-/** The key type a certificate algorithm name certifies, or undefined if it is not one we support. */
+/** The key type a certificate algorithm name (PROTOCOL.certkeys) certifies, or undefined if it is not one we support. */
 export function keyAlgorithmOfCert(algorithm: string): KeyAlgorithm | undefined {
   if (!algorithm.endsWith(CERT_SUFFIX)) return undefined;
   const base = algorithm.slice(0, -CERT_SUFFIX.length);
@@ -220,7 +220,7 @@ function parseCertificateInner(blob: Buffer): Certificate {
   };
 }
 
-/** Parses a `*-cert.pub` line ("type base64 [comment]"); the type word must match the blob. */
+/** Parses a `*-cert.pub` line ("type base64 [comment]", PROTOCOL.certkeys blob); the type word must match the blob. */
 export function parseCertificateLine(text: string): { cert: Certificate; comment: string } {
   let parts: { type: string; data: string; comment: string };
   let blob: Buffer;
@@ -243,7 +243,7 @@ export function encodeCertificateLine(cert: Certificate, comment?: string): stri
   return formatLine(cert.algorithm, cert.blob, comment);
 }
 
-/** Writes an options section: names in OpenSSH's order (strcmp), flags empty, values as a string in a string. */
+/** Writes a PROTOCOL.certkeys options section from entries already sorted by name: flags empty, values as a string in a string. */
 export function writeOptions(w: WireWriter, entries: ReadonlyArray<readonly [string, string]>): void {
   const section = w.openString();
   for (const [name, value] of entries) {
@@ -256,9 +256,4 @@ export function writeOptions(w: WireWriter, entries: ReadonlyArray<readonly [str
     }
   }
   w.closeString(section);
-}
-
-/** Byte-wise comparison of UTF-8 strings, as OpenSSH's strcmp sorts option names. */
-export function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }

@@ -72,17 +72,17 @@ export const CURVES: readonly Curve[] = [
   },
 ];
 
-/** The curve for an ECDSA algorithm name, or undefined. */
+/** The curve for an ECDSA algorithm name (RFC 5656 §6.2), or undefined. */
 export function curveByAlgorithm(alg: string): Curve | undefined {
   return CURVES.find((c) => c.algorithm === alg);
 }
 
-/** The curve for an OpenSSL curve name, or undefined. */
+/** The curve (RFC 5656 §10.1) for an OpenSSL curve name, or undefined. */
 export function curveByNodeName(name: string | undefined): Curve | undefined {
   return CURVES.find((c) => c.nodeCurve === name);
 }
 
-/** True for the algorithm names this library supports. */
+/** True for the public key algorithm names this library supports (RFC 4253 §6.6, RFC 5656, RFC 8709). */
 export function isKeyAlgorithm(s: string): s is KeyAlgorithm {
   return s === 'ssh-ed25519' || s === 'ssh-rsa' || curveByAlgorithm(s) !== undefined;
 }
@@ -94,7 +94,7 @@ export const RSA_MIN_NEW_BITS = 2048;
 /** OpenSSH's upper bound (OPENSSL_RSA_MAX_MODULUS_BITS): keeps hostile keys from costing seconds per verify. */
 export const RSA_MAX_BITS = 16384;
 
-/** Bits in an unsigned big-endian magnitude without leading zeros. */
+/** Bits in an unsigned big-endian magnitude without leading zeros, as RFC 4251 §5 mpints are returned by WireReader. */
 export function bitLength(mag: Buffer): number {
   if (mag.length === 0) return 0;
   return (mag.length - 1) * 8 + (32 - Math.clz32(mag[0]!));
@@ -184,7 +184,7 @@ function keyObjectFromFields(type: KeyAlgorithm, r: WireReader): KeyObject {
   }
 }
 
-/** Reads a key's fields (after the type string) without validating them; returns nothing, advances `r`. */
+/** Steps over a key's fields after its type string (RFC 4253 §6.6, RFC 5656 §3.1, RFC 8709 §4 layouts) without validating them. */
 export function skipKeyFields(type: KeyAlgorithm, r: WireReader): void {
   if (type === 'ssh-ed25519') r.string();
   else if (type === 'ssh-rsa') {
@@ -229,7 +229,7 @@ export function publicKeyFromKeyObject(k: KeyObject): PublicKey {
   return { type, blob, key: pub };
 }
 
-/** The SSH algorithm of a KeyObject; KEY_UNSUPPORTED for anything else (DSA, RSA-PSS, X25519, other curves). */
+/** The SSH algorithm (RFC 4253 §6.6, RFC 5656, RFC 8709) of a KeyObject; KEY_UNSUPPORTED for anything else (DSA, RSA-PSS, X25519, other curves). */
 export function keyAlgorithmOf(k: KeyObject): KeyAlgorithm {
   switch (k.asymmetricKeyType) {
     case 'ed25519':
@@ -248,13 +248,13 @@ export function keyAlgorithmOf(k: KeyObject): KeyAlgorithm {
 
 const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** Decodes base64 refusing what Buffer.from silently skips (bad characters, missing padding). */
+/** Decodes RFC 4648 §4 base64 strictly, refusing what Buffer.from silently skips (bad characters, missing padding). */
 export function decodeBase64Strict(s: string, what: string): Buffer {
   if (s.length === 0 || !STRICT_BASE64.test(s)) throw malformed(`${what} is not valid base64`);
   return Buffer.from(s, 'base64');
 }
 
-/** Splits an OpenSSH one-line key/certificate ("type base64 [comment]") into its three parts. */
+/** Splits an OpenSSH one-line key/certificate (sshd(8) AUTHORIZED_KEYS FILE FORMAT: "type base64 [comment]") into its three parts. */
 export function splitKeyLine(line: string): { type: string; data: string; comment: string } {
   const m = /^[ \t]*(\S+)[ \t]+(\S+)(?:[ \t]+(.*?))?[ \t]*$/.exec(line.replace(/\r?\n$/, ''));
   if (!m || /[\r\n]/.test(line.replace(/\r?\n$/, ''))) {
@@ -286,7 +286,7 @@ export function formatPublicKeyLine(pk: PublicKey, comment?: string): string {
   return formatLine(pk.type, pk.blob, comment);
 }
 
-/** "type base64 [comment]"; a comment with a line break would split the line, so it is refused. */
+/** Formats "type base64 [comment]" (sshd(8) AUTHORIZED_KEYS FILE FORMAT); a comment with a line break would split the line, so it is refused. */
 export function formatLine(type: string, blob: Buffer, comment?: string): string {
   if (comment !== undefined && /[\r\n]/.test(comment)) throw new RangeError('key comment must not contain line breaks');
   const base = `${type} ${blob.toString('base64')}`;

@@ -68,7 +68,7 @@ export function signData(
   return signWithAlgorithm(keyAlgorithmOf(privateKey), privateKey, data, rsaAlgorithm);
 }
 
-/** The algorithm name at the front of an SSH signature blob, or undefined if it has none. */
+/** The algorithm name at the front of an SSH signature blob (RFC 4253 §6.6), or undefined if it has none. */
 export function signatureAlgorithm(signatureBlob: Buffer): string | undefined {
   try {
     return new WireReader(signatureBlob).utf8(64);

@@ -22,7 +22,7 @@ export interface VerifyOptions {
   knownCriticalOptions?: string[];
 }
 
-/** Seconds since the epoch as "2026-11-21T10:00:00Z"; "forever" for the PROTOCOL.certkeys maximum. */
+/** A PROTOCOL.certkeys validity time (seconds since the epoch) as "2026-11-21T10:00:00Z"; "forever" for the maximum. */
 export function formatCertTime(seconds: bigint): string {
   if (seconds >= FOREVER) return 'forever';
   // Date covers ±8.64e15 ms; beyond that print the raw value rather than "Invalid Date".
