@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { UserError } from '../../errors.js';
+import { withLockFile } from '../../util/lockfile.js';
 import { fsyncDir, writeError, writeFileAtomic } from '../../util/atomic-write.js';
 import { encodeOpenSSHPrivateKey, fingerprintSha256, generateKeyPair, parseOpenSSHPrivateKey, type PublicKey } from '../../sshcert/index.js';
 
@@ -57,9 +58,6 @@ interface CaFile {
 
 /** Receives warnings the store wants a human to see (fixed permissions, for example). */
 export type Warn = (message: string) => void;
-
-const LOCK_STALE_MS = 30_000;
-const LOCK_WAIT_MS = 10_000;
 
 /**
  * Loads, creates and rotates the CAs in one data directory. Re-reads ca.json
@@ -215,36 +213,7 @@ export class CaStore {
   }
 
   private withLock<T>(type: CaType, fn: () => T): T {
-    const lock = join(this.dir(type), '.lock');
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    for (;;) {
-      try {
-        closeSync(openSync(lock, 'wx', 0o600));
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(lock, err);
-        try {
-          if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock); // left by a killed process
-        } catch {
-          // it went away by itself
-        }
-        if (Date.now() > deadline) {
-          throw new UserError('CA_LOCKED', `the ${type} CA is locked by another process (${lock})`, {
-            hint: 'wait for the other tctl or jumpgate to finish; remove the lock file if no such process runs',
-          });
-        }
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-      }
-    }
-    try {
-      return fn();
-    } finally {
-      try {
-        unlinkSync(lock);
-      } catch {
-        // already gone
-      }
-    }
+    return withLockFile(join(this.dir(type), '.lock'), { what: `the ${type} CA` }, fn);
   }
 }
 

@@ -1,0 +1,102 @@
+/**
+ * Every path tsh reads or writes, in one place. The layout under TSH_HOME
+ * (default ~/.tsh, %USERPROFILE%\.tsh on Windows):
+ *
+ *   ~/.tsh/                              0700
+ *   ├── current-profile                  name of the profile commands use by default
+ *   ├── known_hosts                      @cert-authority lines of every cluster's host CA
+ *   ├── .lock                            held while a login or logout rewrites a profile
+ *   ├── profiles/                        0700
+ *   │   └── <profile>.json               0600  proxy addresses, user, logins, roles, expiry
+ *   └── keys/                            0700
+ *       └── <profile>/                   0700
+ *           ├── <user>                   0600  private key, only with the file keystore
+ *           ├── <user>.pub                     public key (OpenSSH line)
+ *           └── <user>-cert.pub                user certificate (OpenSSH line)
+ *
+ * <profile> is the proxy's public host name (e.g. `jump.example.org`), so one
+ * laptop can hold logins to several clusters. With the keychain keystore the
+ * private key lives in the OS keychain under service `jumpgate`, account
+ * `<profile>/<user>`, and never touches the disk.
+ *
+ * The user's ~/.ssh/config gains one managed block per profile (see ssh-config.ts);
+ * a backup of the original is kept once as ~/.ssh/config.jumpgate-backup.
+ */
+import { join } from 'node:path';
+
+/** The inputs paths depend on: taken from deps so tests (and Windows) can pin them. */
+export interface PathEnv {
+  env: Record<string, string | undefined>;
+  homedir: string;
+  platform: NodeJS.Platform;
+}
+
+/** TSH_HOME, or the per-OS default. */
+export function tshHome(p: PathEnv): string {
+  const fromEnv = p.env['TSH_HOME'];
+  if (fromEnv) return fromEnv;
+  const home = p.platform === 'win32' ? (p.env['USERPROFILE'] ?? p.homedir) : p.homedir;
+  return join(home, '.tsh');
+}
+
+/** The paths of one TSH_HOME. */
+export class TshPaths {
+  readonly home: string;
+
+  constructor(readonly penv: PathEnv) {
+    this.home = tshHome(penv);
+  }
+
+  currentProfile(): string {
+    return join(this.home, 'current-profile');
+  }
+  knownHosts(): string {
+    return join(this.home, 'known_hosts');
+  }
+  lock(): string {
+    return join(this.home, '.lock');
+  }
+  profilesDir(): string {
+    return join(this.home, 'profiles');
+  }
+  profile(name: string): string {
+    return join(this.profilesDir(), `${safeName(name)}.json`);
+  }
+  keysDir(profile: string): string {
+    return join(this.home, 'keys', safeName(profile));
+  }
+  privateKey(profile: string, user: string): string {
+    return join(this.keysDir(profile), safeName(user));
+  }
+  publicKey(profile: string, user: string): string {
+    return `${this.privateKey(profile, user)}.pub`;
+  }
+  certificate(profile: string, user: string): string {
+    return `${this.privateKey(profile, user)}-cert.pub`;
+  }
+
+  /** The user's OpenSSH client config (where the managed block goes). */
+  sshConfig(): string {
+    const home = this.penv.platform === 'win32' ? (this.penv.env['USERPROFILE'] ?? this.penv.homedir) : this.penv.homedir;
+    return join(home, '.ssh', 'config');
+  }
+  sshConfigBackup(): string {
+    return `${this.sshConfig()}.jumpgate-backup`;
+  }
+}
+
+/** The keychain entry of a profile's private key. */
+export function keychainAccount(profile: string, user: string): { service: string; account: string } {
+  return { service: 'jumpgate', account: `${profile}/${user}` };
+}
+
+/**
+ * Profile and user names become file names: refuse anything that could
+ * escape the directory or confuse a shell, rather than silently mangling it.
+ */
+export function safeName(name: string): string {
+  if (!/^[A-Za-z0-9._@-]{1,128}$/.test(name) || name === '.' || name === '..') {
+    throw new Error(`"${name}" cannot be used as a file name under TSH_HOME`);
+  }
+  return name;
+}

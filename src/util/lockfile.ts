@@ -1,0 +1,57 @@
+import { closeSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { UserError } from '../errors.js';
+import { writeError } from './atomic-write.js';
+
+export interface LockOptions {
+  /** What is locked, for the error message ("the user CA", "the tsh profile"). */
+  what: string;
+  /** How long to wait for another holder. */
+  waitMs?: number;
+  /** A lock older than this was left by a killed process and is taken over. */
+  staleMs?: number;
+}
+
+/**
+ * Runs `fn` while holding an exclusive lock file (created with O_EXCL, so it
+ * works across processes and on every OS). Synchronous on purpose: holders
+ * only do short file writes, never network waits.
+ */
+export function withLockFile<T>(path: string, opts: LockOptions, fn: () => T): T {
+  const waitMs = opts.waitMs ?? 10_000;
+  const staleMs = opts.staleMs ?? 30_000;
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(path, err);
+      try {
+        if (Date.now() - statSync(path).mtimeMs > staleMs) unlinkSync(path);
+      } catch {
+        // it went away by itself
+      }
+      if (Date.now() > deadline) {
+        throw new UserError('LOCKED', `${opts.what} is locked by another process (${path})`, {
+          hint: 'wait for the other command to finish; if none is running, remove the lock file',
+        });
+      }
+      sleepSync(50);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
