@@ -6,9 +6,13 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
+import { run, type RunResult } from '../helpers/tools.js';
+import { hostCertKey, verifyUserCertAuth } from '../../src/sshconn/index.js';
 import {
+  CertError,
   CertRequest,
   encodeCertificateLine,
   encodeOpenSSHPrivateKey,
@@ -120,4 +124,131 @@ export function exec(client: ssh2.Client, command: string, input?: Buffer): Prom
       else ch.end();
     });
   });
+}
+
+export interface AuthRecord {
+  algo: string;
+  hashAlgo: string | undefined;
+  signed: boolean;
+  cert?: Certificate;
+  error?: CertError;
+}
+
+/** The host name the ssh2 test server's certificate is issued for. */
+export const CERT_SERVER_HOST = 'proxy.sshconn.test';
+
+/**
+ * An ssh2 Server on 127.0.0.1:0 presenting a host certificate of `kind` and
+ * checking user certificates from `userCA`, as the proxy will. Commands:
+ * `download N` sends N bytes (`download N rekey`: the server re-keys halfway),
+ * `upload` counts stdin, anything else echoes itself (stdout), writes to
+ * stderr and exits 3.
+ */
+export async function startCertServer(kind: KeyKind, hostCA: KeyPair, userCA: KeyPair, hostPrincipals: string[] = [CERT_SERVER_HOST]) {
+  const hostKey = keyPair(kind, 'server-host');
+  const hostCert = certify(hostCA, hostKey.publicKey, { type: 'host', principals: hostPrincipals });
+  const auths: AuthRecord[] = [];
+  const stats = { rekeys: 0 };
+  const server = new ssh2.Server({ hostKeys: [hostCertKey(encodeOpenSSHPrivateKey(hostKey.privateKey), encodeCertificateLine(hostCert))] }, (conn) => {
+    conn.on('error', () => {});
+    conn.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      const rec: AuthRecord = { algo: ctx.key.algo, hashAlgo: ctx.hashAlgo, signed: ctx.signature !== undefined };
+      auths.push(rec);
+      try {
+        rec.cert = verifyUserCertAuth(ctx, { trustedUserCAs: [userCA.publicKey], now: new Date() });
+        ctx.accept();
+      } catch (err) {
+        if (!(err instanceof CertError)) throw err;
+        rec.error = err;
+        ctx.reject(['publickey']);
+      }
+    });
+    conn.on('ready', () => {
+      conn.on('session', (accept) => {
+        const session = accept();
+        session.on('exec', (acceptExec, _reject, info) => {
+          const ch = acceptExec();
+          const download = /^download (\d+)( rekey)?$/.exec(info.command);
+          if (download) {
+            // Write in chunks, honouring back-pressure, then exit.
+            let left = Number(download[1]);
+            let rekeyAt = download[2] ? left / 2 : -1;
+            const chunk = Buffer.alloc(64 * 1024, 0x61);
+            const pump = (): void => {
+              while (left > 0) {
+                if (left <= rekeyAt) {
+                  rekeyAt = -1;
+                  conn.rekey(() => stats.rekeys++);
+                }
+                const n = Math.min(left, chunk.length);
+                left -= n;
+                if (!ch.write(chunk.subarray(0, n))) return void ch.once('drain', pump);
+              }
+              ch.exit(0);
+              ch.end();
+            };
+            pump();
+          } else if (info.command === 'upload') {
+            let n = 0;
+            ch.on('data', (b: Buffer) => (n += b.length));
+            ch.on('end', () => {
+              ch.write(`${n}\n`);
+              ch.exit(0);
+              ch.end();
+            });
+          } else {
+            ch.write(`ssh2 ran: ${info.command}\n`);
+            ch.stderr.write('to stderr\n');
+            ch.exit(3);
+            ch.end();
+          }
+        });
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    auths,
+    stats,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * Real OpenSSH `ssh -v` to the test server: no config file, no agent, only
+ * the key, its certificate and a known_hosts with the @cert-authority line;
+ * StrictHostKeyChecking=yes and BatchMode, so nothing can prompt.
+ */
+export function sshToCertServer(
+  ssh: string,
+  o: { port: number; key: string; knownHosts: string; login: string; command: string; extra?: string[]; input?: Buffer },
+): Promise<RunResult> {
+  return run(
+    ssh,
+    [
+      '-v',
+      '-F', 'none',
+      '-p', String(o.port),
+      '-i', o.key,
+      '-o', `CertificateFile=${o.key}-cert.pub`,
+      '-o', 'IdentitiesOnly=yes',
+      '-o', 'IdentityAgent=none',
+      '-o', 'BatchMode=yes',
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', `UserKnownHostsFile=${o.knownHosts}`,
+      '-o', 'GlobalKnownHostsFile=/dev/null',
+      '-o', 'UpdateHostKeys=no',
+      // The name ssh checks the host certificate's principals against.
+      '-o', `HostKeyAlias=${CERT_SERVER_HOST}`,
+      '-o', 'ConnectTimeout=10',
+      ...(o.extra ?? []),
+      '-l', o.login,
+      '127.0.0.1',
+      o.command,
+    ],
+    { timeoutMs: 60_000, ...(o.input ? { input: o.input } : {}) },
+  );
 }
