@@ -27,7 +27,7 @@ import {
   type HostPort,
   type ParseHostPortOptions,
 } from './address.js';
-import { DurationError, parseDuration } from './duration.js';
+import { DurationError, formatDuration, parseDuration } from './duration.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
 
 export type { HostPort } from './address.js';
@@ -67,6 +67,8 @@ export interface ProxyConfig {
 export interface AuthConfig {
   /** Default TTL of user certificates (`auth.cert_ttl`, default 24h). */
   certTtlSeconds: number;
+  /** How long a browser login may take from `tsh login` to the IdP's answer (`auth.login_timeout`, default and maximum 10m). */
+  loginTimeoutSeconds: number;
   /** Absent: no browser login; tctl still signs certificates. */
   oidc?: OidcConfig;
 }
@@ -231,7 +233,7 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
 
 const TOP_KEYS = ['cluster_name', 'data_dir', 'proxy', 'auth', 'roles', 'nodes'] as const;
 const PROXY_KEYS = ['web_listen_addr', 'public_addr', 'ssh_listen_addr', 'ssh_public_addr', 'tls_cert_file', 'tls_key_file'] as const;
-const AUTH_KEYS = ['cert_ttl', 'oidc'] as const;
+const AUTH_KEYS = ['cert_ttl', 'login_timeout', 'oidc'] as const;
 const OIDC_KEYS = ['issuer', 'client_id', 'client_secret', 'client_secret_file', 'scopes', 'username_claim', 'claims_to_roles'] as const;
 const RULE_KEYS = ['claim', 'value', 'roles'] as const;
 const ROLE_KEYS = ['logins', 'node_labels', 'max_session_ttl', 'permit_pty', 'forward_agent', 'port_forwarding', 'x11_forwarding', 'permit_user_rc'] as const;
@@ -267,11 +269,12 @@ function readConfig(c: Checker, absFile: string): ServerConfig | undefined {
 
   const proxy = readProxy(c, top.get('proxy'), baseDir);
   const certTtlSeconds = readAuthTtl(c, top.get('auth'));
+  const loginTimeoutSeconds = readLoginTimeout(c, top.get('auth'));
   const roles = readRoles(c, top.get('roles'), certTtlSeconds);
   const oidc = readOidc(c, top.get('auth'), baseDir, roles);
   const nodes = readNodes(c, top.get('nodes'));
 
-  const auth: AuthConfig = { certTtlSeconds };
+  const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds };
   if (oidc) auth.oidc = oidc;
   const config: ServerConfig = { file: absFile, clusterName, dataDir, proxy, auth, roles, nodes };
   if (c.warnings.length > 0) config.warnings = [...c.warnings].sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
@@ -337,6 +340,20 @@ function readAuthTtl(c: Checker, slot: Slot | undefined): number {
   const fields = slot ? c.map(slot, AUTH_KEYS) : undefined;
   const ttl = fields?.get('cert_ttl');
   return (ttl ? c.duration(ttl) : undefined) ?? parseDuration(CONFIG_DEFAULTS.certTtl, 'auth.cert_ttl');
+}
+
+/** A pending login is a bearer of the right to a certificate: keep it short-lived. */
+export const MAX_LOGIN_TIMEOUT_SECONDS = 600;
+
+function readLoginTimeout(c: Checker, slot: Slot | undefined): number {
+  // map() on auth again would report its problems twice: read the entries silently.
+  const s = slot ? c.entries(slot)?.get('login_timeout') : undefined;
+  const seconds = s ? c.duration(s) : undefined;
+  if (s && seconds !== undefined && seconds > MAX_LOGIN_TIMEOUT_SECONDS) {
+    c.report(s, `${formatDuration(seconds)} is longer than the 10m a pending login may live; use 10m or less`);
+    return MAX_LOGIN_TIMEOUT_SECONDS;
+  }
+  return seconds ?? MAX_LOGIN_TIMEOUT_SECONDS;
 }
 
 function readOidc(c: Checker, authSlot: Slot | undefined, baseDir: string, roles: Map<string, RoleConfig>): OidcConfig | undefined {

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,6 +82,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
     },
     auth: {
       certTtlSeconds: 86_400,
+      loginTimeoutSeconds: 600,
       oidc: {
         issuer: 'https://idp.example.test/realms/x',
         clientId: 'jumpgate',
@@ -467,4 +468,15 @@ test('did-you-mean suggests only close candidates', () => {
   assert.equal(suggest('cert_tll', ['cert_ttl', 'oidc']), 'cert_ttl');
   assert.equal(suggest('CERT-TTL', ['cert_ttl', 'oidc']), 'cert_ttl');
   assert.equal(suggest('banana', ['cert_ttl', 'oidc']), undefined);
+});
+
+describe('auth.login_timeout', () => {
+  const base = 'cluster_name: a.test\nroles:\n  user:\n    logins: [x]\n';
+  test('defaults to the 10 minute maximum and accepts shorter values', () => {
+    assert.equal(parseServerConfig(base, '/etc/j.yaml').auth.loginTimeoutSeconds, 600);
+    assert.equal(parseServerConfig(base + 'auth:\n  login_timeout: 2s\n', '/etc/j.yaml').auth.loginTimeoutSeconds, 2);
+  });
+  test('refuses more than 10 minutes, naming the key', () => {
+    assert.throws(() => parseServerConfig(base + 'auth:\n  login_timeout: 11m\n', '/etc/j.yaml'), /auth\.login_timeout: 11m is longer than the 10m/);
+  });
 });
