@@ -26,31 +26,50 @@ function probeBlob(): Buffer {
   );
 }
 
+/** The parts of an ssh2 module the patch check looks at. */
+export interface Ssh2Modules {
+  ssh2: { utils: { parseKey: typeof ssh2.utils.parseKey } };
+  constants: { CERT_PATCH?: string };
+}
+
 /**
- * Throws unless node_modules/ssh2 carries Jumpgate's certificate patch
- * (patches/ssh2+1.17.0.patch, applied by patch-package on `npm ci`).
- * Checks the marker and one behaviour (ssh2 parses a certificate blob as a
- * certificate); the result is cached, so calling it per connection is free.
+ * What is missing from an ssh2 installation for certificates: the patch's
+ * marker and one behaviour (ssh2 parses a certificate blob as a certificate).
+ * Empty when patched. Exported for the test that feeds it an unpatched copy.
  */
-export function assertSsh2Patched(): void {
-  if (checked) return;
+export function ssh2PatchProblems(mods: Ssh2Modules): string[] {
   const problems: string[] = [];
-  if (ssh2Constants.CERT_PATCH !== SSH2_PATCH_MARKER) {
-    problems.push(`marker is ${JSON.stringify(ssh2Constants.CERT_PATCH ?? null)}, expected "${SSH2_PATCH_MARKER}"`);
+  if (mods.constants.CERT_PATCH !== SSH2_PATCH_MARKER) {
+    problems.push(`marker is ${JSON.stringify(mods.constants.CERT_PATCH ?? null)}, expected "${SSH2_PATCH_MARKER}"`);
   }
   const blob = probeBlob();
-  const parsed = ssh2.utils.parseKey(blob);
+  const parsed = mods.ssh2.utils.parseKey(blob);
   if (parsed instanceof Error || Array.isArray(parsed) || (parsed.type as string) !== ED25519_CERT || !parsed.getPublicSSH().equals(blob)) {
     problems.push('ssh2 does not parse OpenSSH certificates');
   }
-  if (problems.length > 0) {
-    throw new UserError(
-      'SSH2_UNPATCHED',
-      `the installed ssh2 lacks Jumpgate's OpenSSH certificate patch (${problems.join('; ')}): ` +
-        'run npm ci (patch-package applies patches/ssh2+1.17.0.patch)',
-      { hint: 'reinstall from the repository root; a bundled build must be rebuilt after that' },
-    );
-  }
+  return problems;
+}
+
+/** The error assertSsh2Patched throws for a list of problems. */
+export function unpatchedError(problems: string[]): UserError {
+  return new UserError(
+    'SSH2_UNPATCHED',
+    `the installed ssh2 lacks Jumpgate's OpenSSH certificate patch (${problems.join('; ')}): ` +
+      'run npm ci (patch-package applies patches/ssh2+1.17.0.patch)',
+    { hint: 'reinstall from the repository root; a bundled build must be rebuilt after that' },
+  );
+}
+
+/**
+ * Throws unless node_modules/ssh2 carries Jumpgate's certificate patch
+ * (patches/ssh2+1.17.0.patch, applied by patch-package on `npm ci`).
+ * Checks the marker and one behaviour; the result is cached, so calling it
+ * per connection is free.
+ */
+export function assertSsh2Patched(): void {
+  if (checked) return;
+  const problems = ssh2PatchProblems({ ssh2, constants: ssh2Constants });
+  if (problems.length > 0) throw unpatchedError(problems);
   checked = true;
 }
 

@@ -6,11 +6,13 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { REPO } from '../helpers/tools.js';
+import { REPO, requireTool, run, tempDir } from '../helpers/tools.js';
 import { assertSsh2Patched, clientHostKeyAlgorithms, SSH2_PATCH_MARKER } from '../../src/sshconn/index.js';
+import { ssh2PatchProblems, unpatchedError, type Ssh2Modules } from '../../src/sshconn/patch.js';
 import { encodeCertificateLine } from '../../src/sshcert/index.js';
 import { certify, keyPair } from './fixtures.js';
 
@@ -108,5 +110,40 @@ describe('the ssh2 certificate patch', () => {
     c.on('error', () => {});
     assert.doesNotThrow(() => c.connect({ host: '127.0.0.1', port: 9, username: 'nobody', algorithms: { serverHostKey: clientHostKeyAlgorithms() } }));
     c.end();
+  });
+
+  test('reverses cleanly to pristine ssh2 1.17.0, which the guard refuses with the fix; applying it again satisfies the guard', async () => {
+    const patchTool = requireTool('patch', 'apt-get install -y patch');
+    const tmp = tempDir('ssh2-pristine');
+    try {
+      // A private copy of ssh2; its dependencies are linked to the installed ones.
+      cpSync(join(REPO, 'node_modules/ssh2'), join(tmp.dir, 'node_modules/ssh2'), { recursive: true });
+      const deps = JSON.parse(readFileSync(join(REPO, 'node_modules/ssh2/package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+      for (const dep of Object.keys({ ...deps['dependencies'], ...deps['optionalDependencies'] })) {
+        const real = join(REPO, 'node_modules', dep);
+        if (existsSync(real) && !existsSync(join(tmp.dir, 'node_modules/ssh2/node_modules', dep))) {
+          mkdirSync(join(tmp.dir, 'node_modules'), { recursive: true });
+          symlinkSync(real, join(tmp.dir, 'node_modules', dep));
+        }
+      }
+      const load = (): Ssh2Modules => {
+        const req = createRequire(join(tmp.dir, 'probe.js'));
+        for (const k of Object.keys(req.cache)) if (k.startsWith(tmp.dir)) delete req.cache[k];
+        return { ssh2: req('ssh2') as Ssh2Modules['ssh2'], constants: req('ssh2/lib/protocol/constants.js') as Ssh2Modules['constants'] };
+      };
+      const patchArgs = ['-p1', '--no-backup-if-mismatch', '-d', tmp.dir, '-i', PATCH_FILE];
+
+      const reversed = await run(patchTool, ['-R', ...patchArgs]);
+      assert.equal(reversed.code, 0, `the patch does not reverse cleanly, so node_modules/ssh2 differs from it:\n${reversed.stdout}${reversed.stderr}\n${REINSTALL}`);
+      const problems = ssh2PatchProblems(load());
+      assert.equal(problems.length, 2, problems.join('; '));
+      assert.match(unpatchedError(problems).message, /run npm ci \(patch-package applies patches\/ssh2\+1\.17\.0\.patch\)/);
+
+      const applied = await run(patchTool, patchArgs);
+      assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+      assert.deepEqual(ssh2PatchProblems(load()), []);
+    } finally {
+      tmp.cleanup();
+    }
   });
 });
