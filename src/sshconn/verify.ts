@@ -36,8 +36,8 @@ export interface HostCertVerifier {
  * Builds the `hostVerifier` for one ssh2 Client connection: accepts only a
  * host certificate (PROTOCOL.certkeys) signed by a trusted host CA, valid
  * now, whose principals include `hostname`; refuses plain keys (no
- * trust-on-first-use). Re-keying must present the same certified key, as
- * OpenSSH requires. Use with `algorithms.serverHostKey: clientHostKeyAlgorithms()`
+ * trust-on-first-use). Every later key exchange (re-keying) must present
+ * the same certified key, so one verifier belongs to one connection. Use with `algorithms.serverHostKey: clientHostKeyAlgorithms()`
  * so the server is asked for its certificate.
  */
 export function hostCertVerifier(opts: HostCertVerifierOptions): HostCertVerifier {
