@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { WireReader, WireWriter } from '../sshwire/index.js';
 import { CertError } from './errors.js';
 
@@ -298,27 +298,55 @@ export function fingerprintSha256(blob: Buffer): string {
   return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
 }
 
-/** A new key pair of the given kind (RFC 8709 Ed25519 by default; RFC 5656 ECDSA; RFC 8332 RSA). */
+// DER header of a PKCS#8 Ed25519 private key around its 32-byte seed (RFC 8410).
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+const EC_CURVES = { 'ecdsa-p256': ['prime256v1', 'P-256'], 'ecdsa-p384': ['secp384r1', 'P-384'], 'ecdsa-p521': ['secp521r1', 'P-521'] } as const;
+
+/**
+ * A new key pair of the given kind (RFC 8709 Ed25519 by default; RFC 5656 ECDSA; RFC 8332 RSA).
+ *
+ * Ed25519 and ECDSA keys are made from random bytes and imported, not with
+ * generateKeyPairSync: in Node 20 a KeyObject from generateKeyPairSync shares
+ * a mutex with the key-generation job, and a GC that finalises the job while
+ * a JWK export of the key holds that mutex deadlocks the process (seen here:
+ * `tctl auth sign` hanging in ExportJWKEdKey -> GC -> ~KeyGenJob).
+ */
 export function generateKeyPair(kind: KeyKind = 'ed25519'): { privateKey: KeyObject; publicKey: PublicKey } {
-  let pair: { privateKey: KeyObject; publicKey: KeyObject };
+  let privateKey: KeyObject;
   switch (kind) {
     case 'ed25519':
-      pair = generateKeyPairSync('ed25519');
+      privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, randomBytes(32)]), format: 'der', type: 'pkcs8' });
       break;
     case 'ecdsa-p256':
-      pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      break;
     case 'ecdsa-p384':
-      pair = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    case 'ecdsa-p521': {
+      const [opensslName, jwkCrv] = EC_CURVES[kind];
+      const ecdh = createECDH(opensslName);
+      ecdh.generateKeys();
+      const point = ecdh.getPublicKey(); // 04 || X || Y
+      const size = (point.length - 1) / 2;
+      privateKey = createPrivateKey({
+        key: {
+          kty: 'EC',
+          crv: jwkCrv,
+          d: ecdh.getPrivateKey().toString('base64url'),
+          x: point.subarray(1, 1 + size).toString('base64url'),
+          y: point.subarray(1 + size).toString('base64url'),
+        },
+        format: 'jwk',
+      });
       break;
-    case 'ecdsa-p521':
-      pair = generateKeyPairSync('ec', { namedCurve: 'P-521' });
+    }
+    case 'rsa-3072': {
+      // No KeyGenJob-free RSA generator exists in node:crypto; re-importing the
+      // DER right away detaches the key we hand out from the job's mutex.
+      const pair = generateKeyPairSync('rsa', { modulusLength: 3072, publicExponent: 65537 });
+      privateKey = createPrivateKey({ key: pair.privateKey.export({ format: 'der', type: 'pkcs8' }), format: 'der', type: 'pkcs8' });
       break;
-    case 'rsa-3072':
-      pair = generateKeyPairSync('rsa', { modulusLength: 3072, publicExponent: 65537 });
-      break;
+    }
     default:
       throw new RangeError(`unknown key kind ${String(kind)}`);
   }
-  return { privateKey: pair.privateKey, publicKey: publicKeyFromKeyObject(pair.publicKey) };
+  return { privateKey, publicKey: publicKeyFromKeyObject(createPublicKey(privateKey)) };
 }
