@@ -16,7 +16,9 @@ import { assertSsh2Patched } from './patch.js';
 
 /**
  * A private key that presents an OpenSSH certificate (PROTOCOL.certkeys) to
- * ssh2. `type` is the certificate algorithm and `getPublicSSH()` the
+ * ssh2. `type` is the certificate algorithm (e.g.
+ * ssh-ed25519-cert-v01@openssh.com; typed as ssh2's KeyType only because
+ * @types/ssh2 knows no certificate names) and `getPublicSSH()` the
  * certificate blob; signing is the key's own.
  */
 export interface CertKey extends ParsedKey {
