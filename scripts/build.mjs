@@ -16,7 +16,8 @@ await Promise.all(
       sourcemap: 'linked',
       logLevel: 'warning',
       // Native addons and packages that load files relative to themselves stay external.
-      external: ['@napi-rs/keyring', 'cpu-features'],
+      // ssh2's optional native crypto addon (*.node) stays out; ssh2 falls back to node:crypto.
+      external: ['@napi-rs/keyring', 'cpu-features', '*.node'],
     }),
   ),
 );

@@ -51,6 +51,8 @@ export function run(
       clearTimeout(timer);
       resolveRun({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
     });
+    // A program that exits without reading its input closes the pipe first: not an error.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
