@@ -1,0 +1,246 @@
+/**
+ * Browser logins on the server side. A login request (tsh's public key, its
+ * loopback callback URL, the TTL it wants, its sealing key) waits here, keyed
+ * by the OIDC `state`, until the IdP sends the browser back. It is used at
+ * most once and lives at most auth.login_timeout (10 minutes).
+ */
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { UserError } from '../../errors.js';
+import { fingerprintSha256, formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
+import { seal } from '../../api/envelope.js';
+import type { LoginResult, LoginStartRequest, LoginStartResponse } from '../../api/types.js';
+import type { ServerRuntime } from '../runtime.js';
+import { issueUserCertificate } from './issuer.js';
+import { OidcConnector, type OidcChecks } from './oidc.js';
+import { mapClaimsToRoles, nodeAllowed, resolveAccess } from './roles.js';
+
+/** Too many pending logins means someone is filling memory: refuse new ones. */
+const MAX_PENDING = 10_000;
+const MAX_TTL_REQUEST_SECONDS = 365 * 24 * 3600;
+
+/** A refusal of an API request: HTTP status + stable code + message for the user. */
+export class ApiRequestError extends UserError {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+interface PendingLogin {
+  id: string;
+  publicKey: PublicKey;
+  callbackUrl: URL;
+  ttlSeconds: number | undefined;
+  clientKey: Buffer;
+  clientNonce: string;
+  checks: OidcChecks;
+  expiresAt: number;
+  clientAddr: string;
+}
+
+/** What the HTTPS layer should send the browser after the IdP's redirect. */
+export type CallbackOutcome =
+  | { kind: 'redirect'; location: string }
+  | { kind: 'page'; status: number; title: string; message: string };
+
+export class LoginService {
+  private readonly pending = new Map<string, PendingLogin>();
+
+  constructor(
+    private readonly rt: ServerRuntime,
+    private readonly oidc: OidcConnector | undefined,
+    private readonly publicAddrs: () => { web: string; ssh: string },
+  ) {}
+
+  /** POST /v1/login/start: validates the request and returns the IdP URL for the browser. */
+  async start(body: unknown, clientAddr: string): Promise<LoginStartResponse> {
+    const now = this.rt.clock().getTime();
+    this.sweep(now);
+    let req: ReturnType<typeof parseStart>;
+    try {
+      req = parseStart(body);
+    } catch (err) {
+      this.rt.audit.emit({ event: 'login.failure', stage: 'start', reason: (err as Error).message, client_addr: clientAddr });
+      throw err;
+    }
+    if (!this.oidc) {
+      throw new ApiRequestError(501, 'LOGIN_NOT_CONFIGURED', 'this cluster has no single sign-on configured (auth.oidc); ask an admin');
+    }
+    if (this.pending.size >= MAX_PENDING) {
+      throw new ApiRequestError(503, 'LOGIN_BUSY', 'too many logins are in progress; try again in a minute');
+    }
+    const checks = OidcConnector.newChecks();
+    const loginUrl = await this.oidc.authorizationUrl(checks);
+    const id = randomBytes(16).toString('base64url');
+    const expiresAt = now + this.rt.config.auth.loginTimeoutSeconds * 1000;
+    this.pending.set(checks.state, { id, ...req, checks, expiresAt, clientAddr });
+    this.rt.log.debug(`login ${id} started from ${clientAddr} for key ${fingerprintSha256(req.publicKey.blob)}`);
+    return { request_id: id, login_url: loginUrl.toString(), expires_at: new Date(expiresAt).toISOString() };
+  }
+
+  /** GET /v1/login/oidc/callback: finishes a login, or explains why not. */
+  async callback(url: URL, clientAddr: string): Promise<CallbackOutcome> {
+    const now = this.rt.clock().getTime();
+    const state = url.searchParams.get('state') ?? '';
+    const login = this.pending.get(state);
+    if (!login) {
+      this.rt.audit.emit({ event: 'login.failure', stage: 'callback', reason: 'unknown, expired or already used login state', client_addr: clientAddr });
+      return {
+        kind: 'page',
+        status: 400,
+        title: 'This login link is no longer valid',
+        message: 'It is unknown, expired or was already used. Run tsh login again to start a new login.',
+      };
+    }
+    this.pending.delete(state); // single use, whatever happens next
+    const fail = (reason: string, code: string, userMessage: string): CallbackOutcome => {
+      this.rt.audit.emit({ event: 'login.failure', stage: 'callback', request_id: login.id, reason, client_addr: clientAddr });
+      const back = new URL(login.callbackUrl);
+      back.searchParams.set('error', code);
+      back.searchParams.set('error_description', userMessage);
+      return { kind: 'redirect', location: back.toString() };
+    };
+    if (now > login.expiresAt) {
+      return fail('login request expired', 'LOGIN_EXPIRED', 'the login took longer than the server allows; run tsh login again');
+    }
+    const idpError = url.searchParams.get('error');
+    if (idpError) {
+      const desc = url.searchParams.get('error_description') ?? '';
+      return fail(`identity provider error: ${idpError} ${desc}`.trim(), 'IDP_DENIED', `the identity provider refused the login (${idpError}${desc ? `: ${desc}` : ''})`);
+    }
+    let claims: Record<string, unknown>;
+    try {
+      claims = await this.oidc!.finish(url, login.checks);
+    } catch (err) {
+      return fail((err as Error).message, (err as UserError).code ?? 'IDP_LOGIN_FAILED', (err as Error).message);
+    }
+    const oidcCfg = this.rt.config.auth.oidc!;
+    const username = claims[oidcCfg.usernameClaim];
+    if (typeof username !== 'string' || username === '') {
+      return fail(`ID token has no ${oidcCfg.usernameClaim} claim`, 'LOGIN_NO_USERNAME', `your identity has no "${oidcCfg.usernameClaim}" claim; ask an admin to check auth.oidc.username_claim`);
+    }
+    const roles = mapClaimsToRoles(oidcCfg, claims).filter((r) => this.rt.config.roles.has(r));
+    if (roles.length === 0) {
+      this.rt.audit.emit({ event: 'login.failure', stage: 'roles', request_id: login.id, username, reason: 'no claims_to_roles rule matched', client_addr: clientAddr });
+      const back = new URL(login.callbackUrl);
+      back.searchParams.set('error', 'ACCESS_DENIED');
+      back.searchParams.set('error_description', `${username} is not mapped to any Jumpgate role (no claims_to_roles rule matched); ask an admin for access`);
+      return { kind: 'redirect', location: back.toString() };
+    }
+    let result: LoginResult;
+    try {
+      const cert = issueUserCertificate(
+        { username, roles, publicKey: login.publicKey, requestedTtlSeconds: login.ttlSeconds, via: 'login' },
+        this.rt,
+      );
+      const access = resolveAccess(this.rt.config, username, roles, claims);
+      const addrs = this.publicAddrs();
+      result = {
+        v: 1,
+        client_nonce: login.clientNonce,
+        certificate: `${cert.algorithm} ${cert.blob.toString('base64')} ${username}`,
+        cluster_name: this.rt.config.clusterName,
+        username,
+        logins: cert.principals,
+        roles: access.roles,
+        valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+        host_ca: hostCaLines(this.rt),
+        ssh_public_addr: addrs.ssh,
+        web_public_addr: addrs.web,
+        nodes: this.rt.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => n.name),
+      };
+    } catch (err) {
+      return fail((err as Error).message, (err as UserError).code ?? 'LOGIN_FAILED', (err as Error).message);
+    }
+    this.rt.audit.emit({
+      event: 'login.success',
+      request_id: login.id,
+      username,
+      roles,
+      client_addr: clientAddr,
+      valid_before: result.valid_before,
+    });
+    const sealed = seal(login.clientKey, Buffer.from(JSON.stringify(result)), Buffer.from(login.id));
+    const back = new URL(login.callbackUrl);
+    back.searchParams.set('request_id', login.id);
+    back.searchParams.set('response', sealed);
+    return { kind: 'redirect', location: back.toString() };
+  }
+
+  /** How many logins are waiting (for tests and metrics). */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  private sweep(now: number): void {
+    for (const [state, p] of this.pending) {
+      if (now > p.expiresAt) {
+        this.pending.delete(state);
+        this.rt.audit.emit({ event: 'login.failure', stage: 'expired', request_id: p.id, reason: 'login request expired unused', client_addr: p.clientAddr });
+      }
+    }
+  }
+}
+
+/** `@cert-authority * <key>` for every trusted host CA key. */
+export function hostCaLines(rt: ServerRuntime): string[] {
+  return rt.ca.get('host').trusted.map((k) => `@cert-authority * ${formatPublicKeyLine(k.publicKey, `jumpgate host CA ${rt.config.clusterName}`)}`);
+}
+
+/** Validates POST /v1/login/start's JSON; every refusal names the field. */
+function parseStart(body: unknown): Pick<PendingLogin, 'publicKey' | 'callbackUrl' | 'ttlSeconds' | 'clientKey' | 'clientNonce'> {
+  const bad = (field: string, why: string) => new ApiRequestError(400, 'LOGIN_BAD_REQUEST', `${field}: ${why}`);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('body', 'expected a JSON object');
+  const b = body as Partial<Record<keyof LoginStartRequest, unknown>>;
+  if (typeof b.public_key !== 'string') throw bad('public_key', 'expected an OpenSSH public key line');
+  let publicKey: PublicKey;
+  try {
+    publicKey = parsePublicKeyLine(b.public_key).key;
+  } catch (err) {
+    throw bad('public_key', (err as Error).message);
+  }
+  if (typeof b.callback_url !== 'string') throw bad('callback_url', 'expected a URL');
+  const callbackUrl = checkLoopbackCallback(b.callback_url);
+  let ttlSeconds: number | undefined;
+  if (b.ttl_seconds !== undefined) {
+    if (typeof b.ttl_seconds !== 'number' || !Number.isInteger(b.ttl_seconds) || b.ttl_seconds <= 0 || b.ttl_seconds > MAX_TTL_REQUEST_SECONDS) {
+      throw bad('ttl_seconds', 'expected a whole number of seconds between 1 and one year');
+    }
+    ttlSeconds = b.ttl_seconds;
+  }
+  const clientKey = b64u32(b.client_key, 'client_key', bad);
+  b64u32(b.client_nonce, 'client_nonce', bad);
+  return { publicKey, callbackUrl, ttlSeconds, clientKey, clientNonce: b.client_nonce as string };
+}
+
+/**
+ * Only http://127.0.0.1, localhost or [::1] with an explicit port: the
+ * certificate goes back through the browser to a listener on the user's own
+ * machine, never to another host (RFC 8252 §7.3 loopback redirection).
+ */
+export function checkLoopbackCallback(text: string): URL {
+  const refuse = (why: string) => new ApiRequestError(400, 'LOGIN_BAD_CALLBACK', `callback_url ${JSON.stringify(text.slice(0, 200))} ${why}`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw refuse('is not a URL');
+  }
+  if (url.protocol !== 'http:') throw refuse('must use http:// (a loopback listener)');
+  if (url.username || url.password) throw refuse('must not carry credentials');
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host === '127.0.0.1' || (isIP(host) === 6 && host === '::1');
+  if (!loopback) throw refuse('must point at 127.0.0.1, localhost or [::1]');
+  if (!url.port) throw refuse('must name a port');
+  if (url.hash) throw refuse('must not have a fragment');
+  return url;
+}
+
+function b64u32(value: unknown, field: string, bad: (f: string, w: string) => Error): Buffer {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(value)) throw bad(field, 'expected 32 bytes, base64url without padding');
+  return Buffer.from(value, 'base64url');
+}
