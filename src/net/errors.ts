@@ -63,17 +63,9 @@ export function describeSocketError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/**
- * Makes text that came from the network safe for a terminal: control
- * characters escaped, length capped.
- */
-export function printable(text: string, max = 200): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
-}
-
 /** host:port, with brackets around an IPv6 address. */
 export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+export { printable } from '../util/printable.js';

@@ -1,0 +1,267 @@
+/**
+ * `tsh login`: browser single sign-on through a loopback listener.
+ *
+ *  1. ping the proxy (cluster name, SSH address, host CA);
+ *  2. make an ed25519 key pair (it never leaves this machine) and a one-time
+ *     X25519 key for sealing the answer;
+ *  3. listen on 127.0.0.1:<random> under an unguessable path;
+ *  4. POST /v1/login/start (public key, callback URL, TTL, sealing key, nonce);
+ *  5. the user opens http://127.0.0.1:<port>/<path>, which redirects to the IdP;
+ *  6. the IdP sends the browser to the proxy, the proxy signs a certificate and
+ *     sends the browser to <path>/callback with the sealed answer;
+ *  7. tsh opens it, checks nonce, request and key, and stores everything.
+ */
+import { randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Dispatcher } from 'undici';
+import { AuthError, UserError, UsageError } from '../errors.js';
+import { API, type LoginResult, type LoginStartResponse, type PingResponse } from '../api/types.js';
+import { newEnvelopeKey, open as openEnvelope } from '../api/envelope.js';
+import { httpRequest, type HttpResponse } from '../net/index.js';
+import { printable } from '../util/printable.js';
+import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, type Certificate, type PublicKey } from '../sshcert/index.js';
+
+/** How long tsh waits for the browser login (the server's own limit is 10 minutes). */
+export const LOGIN_WAIT_MS = 3 * 60 * 1000;
+export const DEFAULT_WEB_PORT = 3080;
+
+/** host and port of the proxy's HTTPS API, from --proxy / TSH_PROXY. */
+export function parseProxyFlag(text: string): { host: string; port: number; addr: string } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s/]+))(?::(\d{1,5}))?$/.exec(text.trim());
+  const port = m?.[3] === undefined ? DEFAULT_WEB_PORT : Number(m[3]);
+  if (!m || port < 1 || port > 65535) {
+    throw new UsageError('USAGE_BAD_PROXY', `--proxy: "${text}" is not HOST or HOST:PORT`, { hint: 'e.g. --proxy=jump.example.org or --proxy=jump.example.org:3080' });
+  }
+  const host = m[1] ?? m[2]!;
+  return { host, port, addr: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
+}
+
+/** GET /v1/ping. */
+export async function ping(proxyAddr: string, dispatcher: Dispatcher): Promise<PingResponse> {
+  const res = await httpRequest(`https://${proxyAddr}${API.ping}`, { dispatcher, headers: { accept: 'application/json' } });
+  return expectJson<PingResponse>(res, `the proxy at ${proxyAddr}`);
+}
+
+export interface BrowserLoginOptions {
+  proxyAddr: string;
+  dispatcher: Dispatcher;
+  ttlSeconds?: number;
+  /** Opens the URL in a browser; undefined with --browser=none. */
+  openBrowser?: (url: string) => Promise<void>;
+  /** Prints a line for people (stderr). */
+  say: (line: string) => void;
+  /** Shows progress while waiting; returns a stop function. */
+  waiting: (text: string) => () => void;
+  waitMs?: number;
+}
+
+export interface BrowserLoginResult {
+  result: LoginResult;
+  privateKey: KeyObject;
+  publicKey: PublicKey;
+  privateKeyPem: string;
+  cert: Certificate;
+}
+
+/** Runs the browser login and returns the verified result. Never stores anything. */
+export async function browserLogin(opts: BrowserLoginOptions): Promise<BrowserLoginResult> {
+  const { privateKey, publicKey } = generateKeyPair('ed25519');
+  const envelope = newEnvelopeKey();
+  const clientNonce = randomBytes(32).toString('base64url');
+  const secretPath = `/${randomBytes(16).toString('hex')}`;
+  const listener = await LoopbackListener.start(secretPath);
+  try {
+    const start = await startLogin(opts, {
+      public_key: formatPublicKeyLine(publicKey),
+      callback_url: `${listener.origin}${secretPath}/callback`,
+      ...(opts.ttlSeconds !== undefined ? { ttl_seconds: opts.ttlSeconds } : {}),
+      client_key: envelope.publicRaw.toString('base64url'),
+      client_nonce: clientNonce,
+    });
+    listener.setLoginUrl(start.login_url);
+    const localUrl = `${listener.origin}${secretPath}`;
+    opts.say('Open this URL in a browser to log in (it works only on this machine):');
+    opts.say(localUrl);
+    if (opts.openBrowser) {
+      await opts.openBrowser(localUrl).catch((err: unknown) => opts.say(`could not open a browser (${(err as Error).message}); open the URL above yourself`));
+    }
+    const stop = opts.waiting('Waiting for the browser login...');
+    let callback: URL;
+    try {
+      callback = await listener.waitForCallback(opts.waitMs ?? LOGIN_WAIT_MS);
+    } finally {
+      stop();
+    }
+    const outcome = readCallback(callback, start.request_id, envelope.privateKey, clientNonce, publicKey);
+    listener.finish(outcome);
+    if (outcome instanceof Error) throw outcome;
+    return { result: outcome.result, cert: outcome.cert, privateKey, publicKey, privateKeyPem: encodeOpenSSHPrivateKey(privateKey, outcome.result.username) };
+  } finally {
+    await listener.close();
+  }
+}
+
+async function startLogin(opts: BrowserLoginOptions, body: Record<string, unknown>): Promise<LoginStartResponse> {
+  const res = await httpRequest(`https://${opts.proxyAddr}${API.loginStart}`, {
+    dispatcher: opts.dispatcher,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return expectJson<LoginStartResponse>(res, `the proxy at ${opts.proxyAddr}`);
+}
+
+/** Checks the callback: an error from the server, or a sealed result for this request, this nonce and this key. */
+function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clientNonce: string, publicKey: PublicKey): UserError | { result: LoginResult; cert: Certificate } {
+  const error = url.searchParams.get('error');
+  if (error) {
+    const description = printable(url.searchParams.get('error_description') ?? '', 400);
+    return new AuthError(printable(error, 40), `login refused: ${description || printable(error, 40)}`);
+  }
+  const response = url.searchParams.get('response');
+  if (url.searchParams.get('request_id') !== requestId || !response) {
+    return new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response that reached tsh belongs to another login or is incomplete', {
+      hint: 'run `tsh login` again',
+    });
+  }
+  let result: LoginResult;
+  try {
+    result = JSON.parse(openEnvelope(envelopeKey, response, Buffer.from(requestId)).toString('utf8')) as LoginResult;
+  } catch (err) {
+    return err instanceof UserError ? err : new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response is not valid JSON', { cause: err });
+  }
+  const nonceOk =
+    typeof result.client_nonce === 'string' &&
+    result.client_nonce.length === clientNonce.length &&
+    timingSafeEqual(Buffer.from(result.client_nonce), Buffer.from(clientNonce));
+  if (result.v !== 1 || !nonceOk) {
+    return new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response was not made for this login (nonce mismatch)', { hint: 'run `tsh login` again' });
+  }
+  let cert: Certificate;
+  try {
+    cert = parseCertificateLine(result.certificate).cert;
+  } catch (err) {
+    return new AuthError('LOGIN_BAD_CERTIFICATE', `the proxy sent a certificate tsh cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  if (cert.type !== 'user' || !cert.key.blob.equals(publicKey.blob)) {
+    return new AuthError('LOGIN_BAD_CERTIFICATE', 'the proxy sent a certificate that is not a user certificate for the key tsh made');
+  }
+  return { result, cert };
+}
+
+/**
+ * The loopback listener: 127.0.0.1 only, random port, an unguessable path,
+ * one callback. Everything else gets a 404, and nothing from the browser is
+ * echoed without escaping.
+ */
+class LoopbackListener {
+  private loginUrl: string | undefined;
+  private resolveCallback: ((url: URL) => void) | undefined;
+  private pendingResponse: ServerResponse | undefined;
+  private used = false;
+
+  private constructor(
+    private readonly server: Server,
+    readonly origin: string,
+    private readonly secretPath: string,
+  ) {}
+
+  static async start(secretPath: string): Promise<LoopbackListener> {
+    let self: LoopbackListener | undefined;
+    const server = createServer((req, res) => self!.handle(req, res));
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new UserError('LOGIN_LISTEN_FAILED', `cannot listen on 127.0.0.1 for the browser login: ${err.message}`, { cause: err })));
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const port = (server.address() as AddressInfo).port;
+    self = new LoopbackListener(server, `http://127.0.0.1:${port}`, secretPath);
+    return self;
+  }
+
+  setLoginUrl(url: string): void {
+    this.loginUrl = url;
+  }
+
+  waitForCallback(timeoutMs: number): Promise<URL> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new AuthError('LOGIN_TIMEOUT', `no browser login completed within ${Math.round(timeoutMs / 60000) || 1} minutes`, {
+            hint: 'run `tsh login` again and open the URL it prints in a browser on this machine',
+          }),
+        );
+      }, timeoutMs);
+      this.resolveCallback = (url) => {
+        clearTimeout(timer);
+        resolve(url);
+      };
+    });
+  }
+
+  /** Answers the browser's callback request with a page saying how it went. */
+  finish(outcome: UserError | { result: LoginResult }): void {
+    const res = this.pendingResponse;
+    if (!res) return;
+    if (outcome instanceof Error) {
+      page(res, 400, 'Login failed', `${outcome.message}. You can close this tab and run tsh login again.`);
+    } else {
+      const r = outcome.result;
+      page(res, 200, 'You are logged in', `Logged in to ${r.cluster_name} as ${r.username}. You can close this tab and go back to the terminal.`);
+    }
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', this.origin);
+    if (req.method !== 'GET') return page(res, 405, 'Not allowed', 'Only GET is served here.');
+    if (url.pathname === this.secretPath && this.loginUrl && !this.used) {
+      res.writeHead(302, { location: this.loginUrl, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
+      res.end();
+      return;
+    }
+    if (url.pathname === `${this.secretPath}/callback` && !this.used && this.resolveCallback) {
+      this.used = true; // single use: a replayed callback gets the 404 below
+      this.pendingResponse = res;
+      this.resolveCallback(url);
+      return;
+    }
+    page(res, 404, 'Not found', 'This address belongs to a tsh login that has finished or never existed.');
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+function page(res: ServerResponse, status: number, title: string, message: string): void {
+  const esc = (t: string) => t.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style></head>
+<body><h1>${esc(title)}</h1><p>${esc(message)}</p></body></html>`;
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'referrer-policy': 'no-referrer',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+  });
+  res.end(html);
+}
+
+async function expectJson<T>(res: HttpResponse, who: string): Promise<T> {
+  let body: unknown;
+  try {
+    body = res.json();
+  } catch {
+    throw new UserError('PROXY_BAD_ANSWER', `${who} answered HTTP ${res.status} with something that is not JSON`, { hint: 'check --proxy: is that a Jumpgate proxy?' });
+  }
+  if (res.status >= 200 && res.status < 300) return body as T;
+  const err = (body as { error?: { code?: unknown; message?: unknown } }).error;
+  const code = typeof err?.code === 'string' ? printable(err.code, 40) : `HTTP_${res.status}`;
+  const message = typeof err?.message === 'string' ? printable(err.message, 400) : `HTTP ${res.status}`;
+  throw res.status === 401 || res.status === 403 ? new AuthError(code, `${who} refused: ${message}`) : new UserError(code, `${who} refused: ${message}`);
+}
