@@ -1,0 +1,406 @@
+/**
+ * The proxy's SSH service on `proxy.ssh_listen_addr`: the bastion every
+ * connection to a node goes through.
+ *
+ * - Presents a host certificate signed by the cluster's host CA (an
+ *   in-memory ed25519 key, re-signed when the host CA rotates or the
+ *   certificate nears its end), so clients need no trust-on-first-use.
+ * - Authenticates users by certificate only (verifyUserCertAuth: user CA,
+ *   type, validity, critical options, principal = the SSH user name, the
+ *   user's signature). The roles in `roles@jumpgate.dev` are read against the
+ *   current config (routing.ts).
+ * - Serves, on a session channel, the subsystem `proxy:HOST:PORT` (tsh and
+ *   `ProxyCommand ssh -s`) and `nodes@jumpgate.dev` (the JSON list behind
+ *   `tsh ls`); and `direct-tcpip` channels, so `ssh -J user@proxy:PORT node` works.
+ * - Relays bytes to the node's sshd with back-pressure; the node checks the
+ *   certificate again (TrustedUserCAKeys), so both hops authenticate the user.
+ * - Audits session.start / session.end / access.denied.
+ */
+import { createServer, connect as netConnect, type NetConnectOpts, type Server as NetServer, type Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import type { AuthContext, Connection, ServerChannel } from 'ssh2';
+import { formatHostPort, type HostPort, type NodeConfig } from '../../config/index.js';
+import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
+import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
+import { issueHostCertificate } from '../auth/issuer.js';
+import type { RunningService, ServerRuntime } from '../runtime.js';
+import {
+  certificateSelectors,
+  NODES_SUBSYSTEM,
+  parseProxySubsystem,
+  PROXY_SUBSYSTEM_PREFIX,
+  reachableNodes,
+  routeToNode,
+  type Refusal,
+} from './routing.js';
+
+/** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** How long dialling a node may take. */
+export const NODE_DIAL_TIMEOUT_MS = 10_000;
+/** Lifetime of the proxy's own host certificate; re-signed when less than half is left. */
+const HOST_CERT_TTL_SECONDS = 24 * 3600;
+/**
+ * Stream buffers on the relay. Node's default (16 KiB) makes the relay stall
+ * between SSH window adjustments; 1 MiB was measured to lift a 1 GiB transfer
+ * from ~150 to ~190-250 MB/s (FACTS.md).
+ */
+const RELAY_BUFFER_BYTES = 1 << 20;
+/**
+ * chacha20-poly1305 first: with ssh2's native binding it relays faster than
+ * AES-GCM (FACTS.md); the AES modes stay for clients that prefer them.
+ */
+const CIPHERS = ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
+
+export interface SshProxyOptions {
+  /** Override HANDSHAKE_TIMEOUT_MS (tests). */
+  handshakeTimeoutMs?: number;
+}
+
+interface HostIdentity {
+  caKeyId: string;
+  validBefore: number;
+  server: ssh2.Server;
+}
+
+/**
+ * Starts the SSH proxy on `listen` (port 0 = any free port). Resolves when
+ * it listens; `close()` stops accepting and ends every open connection.
+ */
+export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: SshProxyOptions = {}): Promise<RunningService> {
+  const hostKey = generateKeyPair('ed25519');
+  const hostKeyText = encodeOpenSSHPrivateKey(hostKey.privateKey, 'jumpgate proxy');
+  const handshakeMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const sockets = new Set<Socket>();
+  let identity: HostIdentity | undefined;
+  let port = listen.port;
+
+  // Names clients connect to the proxy by; ssh checks the certificate's principals against them.
+  const principals = () =>
+    [...new Set([rt.config.proxy.sshPublicAddr.host, listen.host, 'localhost', '127.0.0.1'])].filter((h) => h !== '0.0.0.0' && h !== '::');
+
+  /** The ssh2 Server presenting a certificate from the current host CA key; a new one after a rotation. */
+  const currentServer = (): ssh2.Server => {
+    const ca = rt.ca.get('host');
+    const nowSec = Math.floor(rt.clock().getTime() / 1000);
+    if (identity && identity.caKeyId === ca.active.id && identity.validBefore - nowSec > HOST_CERT_TTL_SECONDS / 2) return identity.server;
+    const cert = issueHostCertificate(
+      { names: principals(), publicKey: hostKey.publicKey, ttlSeconds: HOST_CERT_TTL_SECONDS, via: 'ssh-proxy' },
+      { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock },
+    );
+    const server = new ssh2.Server(
+      {
+        hostKeys: [hostCertKey(hostKeyText, encodeCertificateLine(cert, 'jumpgate proxy'))],
+        algorithms: { cipher: CIPHERS as ssh2.CipherAlgorithm[] },
+        ident: 'Jumpgate',
+      },
+      (conn, info) => handleConnection(rt, conn, info),
+    );
+    if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${ca.active.id})`);
+    identity = { caKeyId: ca.active.id, validBefore: Number(cert.validBefore), server };
+    return server;
+  };
+  currentServer(); // fail at start, not at the first connection, if the host CA cannot be used
+
+  const net: NetServer = createServer({ noDelay: true, highWaterMark: RELAY_BUFFER_BYTES }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {}); // ssh2 reports protocol errors; a reset socket needs no log line
+    // Dropped unless the handshake and authentication finish in time (cleared in handleConnection on 'ready').
+    const timer = setTimeout(() => {
+      rt.log.debug(`ssh proxy: ${socket.remoteAddress}:${socket.remotePort} did not authenticate within ${handshakeMs} ms; closing`);
+      socket.destroy();
+    }, handshakeMs);
+    socket.once('close', () => clearTimeout(timer));
+    handshakeTimers.set(socket, timer);
+    try {
+      currentServer().injectSocket(socket);
+    } catch (err) {
+      rt.log.warn(`ssh proxy: cannot serve a connection: ${(err as Error).message}`);
+      socket.destroy();
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    net.once('error', reject);
+    net.listen(listen.port, listen.host, () => {
+      net.removeListener('error', reject);
+      resolve();
+    });
+  });
+  net.on('error', (err) => rt.log.warn(`ssh proxy: ${err.message}`));
+  port = (net.address() as { port: number }).port;
+  rt.log.info(`ssh proxy: listening on ${formatHostPort({ host: listen.host, port })}`);
+
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        net.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+/** The handshake deadline of each raw socket, cleared once its SSH connection is authenticated. */
+const handshakeTimers = new WeakMap<Socket, NodeJS.Timeout>();
+
+interface ClientInfo {
+  ip: string;
+  port: number;
+}
+
+/** Why authentication failed, kept for the access.denied event when the connection ends unauthenticated. */
+interface Denial {
+  code: string;
+  message: string;
+  user: string | undefined;
+}
+
+function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo): void {
+  const clientAddr = formatHostPort({ host: info.ip ?? 'unknown', port: info.port ?? 0 });
+  const socket = (conn as unknown as { _sock: Socket })._sock;
+  let cert: Certificate | undefined;
+  let login = '';
+  let denial: Denial | undefined;
+  let selectors: Record<string, string | string[]>[] = [];
+
+  conn.on('error', (err) => rt.log.debug(`ssh proxy: ${clientAddr}: ${err.message}`));
+
+  conn.on('authentication', (ctx: AuthContext) => {
+    if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+    try {
+      const c = verifyUserCertAuth(ctx, { trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey), now: rt.clock() });
+      const sel = certificateSelectors(rt.config, c);
+      if ('ok' in sel) {
+        denial = { code: sel.code, message: sel.message, user: c.keyId };
+        return ctx.reject(['publickey']);
+      }
+      if (ctx.signature !== undefined) {
+        cert = c;
+        login = ctx.username;
+        selectors = sel.selectors;
+      }
+      return ctx.accept();
+    } catch (err) {
+      if (!(err instanceof CertError)) {
+        rt.log.warn(`ssh proxy: ${clientAddr}: authentication failed unexpectedly: ${(err as Error).message}`);
+        return ctx.reject(['publickey']);
+      }
+      // A plain key offered before the certificate (ssh tries the agent's keys) is not worth reporting over a real reason.
+      if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data) };
+      return ctx.reject(['publickey']);
+    }
+  });
+
+  conn.on('close', () => {
+    if (!cert && denial) {
+      rt.audit.emit({ event: 'access.denied', stage: 'authentication', user: denial.user, login: undefined, client_addr: clientAddr, code: denial.code, reason: denial.message });
+    }
+  });
+
+  conn.on('ready', () => {
+    const timer = socket ? handshakeTimers.get(socket) : undefined;
+    if (timer) clearTimeout(timer);
+    const who: Who = { user: cert!.keyId, login, clientAddr };
+    rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
+
+    conn.on('session', (accept) => {
+      const session = accept();
+      session.on('pty', (acc) => acc?.());
+      session.on('env', (acc) => acc?.());
+      session.on('window-change', (acc) => acc?.());
+      const notAShell = (acc: () => ServerChannel | undefined) => {
+        const ch = acc();
+        if (!ch) return;
+        ch.stderr.write('This is the Jumpgate proxy: it has no shell. Use `tsh ssh NODE`, `ssh NODE` after `tsh login`, or `ssh -J` with this host as the jump host.\r\n');
+        ch.exit(1);
+        ch.end();
+      };
+      session.on('shell', (acc) => notAShell(acc));
+      session.on('exec', (acc) => notAShell(acc));
+      session.on('subsystem', (acc, rej, req) => {
+        if (req.name === NODES_SUBSYSTEM) {
+          const ch = acc();
+          if (!ch) return;
+          const nodes = reachableNodes(rt.config, selectors).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
+          // exit-status must go before end(): ssh2 sends nothing on a channel that finished writing.
+          ch.write(JSON.stringify({ cluster: rt.config.clusterName, nodes }) + '\n');
+          ch.exit(0);
+          ch.end();
+          return;
+        }
+        if (!req.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) return rej?.();
+        const ch = acc();
+        if (!ch) return;
+        const target = parseProxySubsystem(req.name);
+        const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port);
+        if (!route.ok) {
+          deny(rt, who, 'ok' in target ? req.name : target.host, route);
+          ch.stderr.write(`jumpgate proxy: ${route.message}\n`);
+          ch.exit(route.code === 'BAD_REQUEST' ? 2 : 1);
+          ch.end();
+          return;
+        }
+        dialNode(route.node)
+          .then((sock) => relay(rt, who, route.node, 'subsystem', ch, sock))
+          .catch((err: Error) => {
+            rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
+            ch.stderr.write(`jumpgate proxy: cannot reach ${route.node.name}: ${err.message}\n`);
+            ch.exit(1);
+            ch.end();
+          });
+      });
+    });
+
+    conn.on('tcpip', (accept, reject, req) => {
+      const route = routeToNode(rt.config, selectors, req.destIP, req.destPort);
+      if (!route.ok) {
+        deny(rt, who, req.destIP, route);
+        return rejectWithReason(conn, reject, route.message);
+      }
+      dialNode(route.node)
+        .then((sock) => {
+          const ch = accept();
+          if (!ch) return void sock.destroy();
+          relay(rt, who, route.node, 'direct-tcpip', ch, sock);
+        })
+        .catch((err: Error) => {
+          rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
+          rejectWithReason(conn, reject, `cannot reach ${route.node.name}: ${err.message}`);
+        });
+    });
+  });
+}
+
+interface Who {
+  user: string;
+  login: string;
+  clientAddr: string;
+}
+
+function keyIdOf(blob: Buffer): string | undefined {
+  try {
+    return parseCertificate(blob).keyId;
+  } catch {
+    return undefined;
+  }
+}
+
+function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal): void {
+  rt.audit.emit({
+    event: 'access.denied',
+    stage: 'routing',
+    user: who.user,
+    login: who.login,
+    node: requested,
+    client_addr: who.clientAddr,
+    code: refusal.code,
+    reason: refusal.message,
+  });
+}
+
+/**
+ * Rejects a channel open with a description the user sees (OpenSSH prints
+ * "open failed: administratively prohibited: <reason>"). ssh2's `reject()`
+ * always sends an empty description and picks the reason code itself, so the
+ * one protocol call it makes is wrapped for the duration of the call.
+ */
+function rejectWithReason(conn: Connection, reject: () => void, description: string): void {
+  const proto = (conn as unknown as { _protocol: { channelOpenFail(recipient: number, reason: number, desc: string): void } })._protocol;
+  const original = proto.channelOpenFail;
+  proto.channelOpenFail = function (recipient: number) {
+    original.call(this, recipient, 1 /* SSH_OPEN_ADMINISTRATIVELY_PROHIBITED, RFC 4254 §5.1 */, description);
+  };
+  try {
+    reject();
+  } finally {
+    proto.channelOpenFail = original;
+  }
+}
+
+/**
+ * Opens TCP to a node's sshd. Directly, never through HTTPS_PROXY: nodes sit
+ * on the proxy's own network (that is what a bastion is for), the inventory
+ * addresses are internal, and a corporate HTTP proxy in the server's
+ * environment is meant for its calls out (the IdP), not for them.
+ */
+function dialNode(node: NodeConfig): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    // highWaterMark is passed through to the stream (Node >= 18); @types/node omits it from the connect options.
+    const sock = netConnect({ host: node.addr.host, port: node.addr.port, noDelay: true, highWaterMark: RELAY_BUFFER_BYTES } as NetConnectOpts);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no answer within ${NODE_DIAL_TIMEOUT_MS / 1000} s`));
+    }, NODE_DIAL_TIMEOUT_MS);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.removeAllListeners('error');
+      resolve(sock);
+    });
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'EHOSTUNREACH' ? 'host unreachable' : err.message));
+    });
+  });
+}
+
+/**
+ * Joins an SSH channel and a node socket with back-pressure both ways
+ * (pipe: a full socket pauses the channel, which withholds the SSH window),
+ * counts the bytes, and audits the session from start to end.
+ */
+function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket): void {
+  const sessionId = randomUUID();
+  const started = Date.now();
+  let toNode = 0;
+  let fromNode = 0;
+  rt.audit.emit({
+    event: 'session.start',
+    session_id: sessionId,
+    user: who.user,
+    login: who.login,
+    node: node.name,
+    node_addr: formatHostPort(node.addr),
+    client_addr: who.clientAddr,
+    via,
+  });
+  const chan = ch as unknown as Duplex;
+  chan.on('data', (b: Buffer) => (toNode += b.length));
+  sock.on('data', (b: Buffer) => (fromNode += b.length));
+  chan.pipe(sock);
+  sock.pipe(chan);
+  sock.on('error', (err) => rt.log.debug(`ssh proxy: session ${sessionId}: node socket: ${err.message}`));
+  chan.on('error', (err: Error) => rt.log.debug(`ssh proxy: session ${sessionId}: channel: ${err.message}`));
+
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    rt.audit.emit({
+      event: 'session.end',
+      session_id: sessionId,
+      user: who.user,
+      login: who.login,
+      node: node.name,
+      client_addr: who.clientAddr,
+      bytes_to_node: toNode,
+      bytes_from_node: fromNode,
+      duration_ms: Date.now() - started,
+    });
+  };
+  // The node hung up: pipe() ends the channel after what the node said is sent
+  // (ssh2 then sends EOF and CLOSE); a reset socket never ends, so end it here.
+  sock.on('close', () => {
+    if (!chan.writableEnded) chan.end();
+    end();
+  });
+  // The client went away: let the socket flush what it already took, then give up on it.
+  ch.on('close', () => {
+    sock.end();
+    setTimeout(() => sock.destroy(), 5_000).unref();
+    end();
+  });
+}
