@@ -6,7 +6,7 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { writeError, writeFileAtomic } from '../util/atomic-write.js';
-import { withLockFile } from '../util/lockfile.js';
+import { withLockFileAsync } from '../util/lockfile.js';
 import { safeName, type TshPaths } from './paths.js';
 
 export type KeystoreKind = 'keychain' | 'file';
@@ -51,9 +51,10 @@ export class ProfileStore {
   }
 
   /** Runs `fn` holding TSH_HOME's lock, so two logins never interleave their writes. */
-  locked<T>(fn: () => T): T {
+  locked<T>(fn: () => Promise<T>): Promise<T> {
     this.ensureDirs();
-    return withLockFile(this.paths.lock(), { what: 'the tsh profile directory' }, fn);
+    // Long enough for another login's keychain write; stale after a killed tsh.
+    return withLockFileAsync(this.paths.lock(), { what: 'the tsh profile directory', waitMs: 60_000, staleMs: 120_000 }, fn);
   }
 
   /** The named profile, or the current one; undefined when there is none. */

@@ -17,38 +17,54 @@ export interface LockOptions {
  * only do short file writes, never network waits.
  */
 export function withLockFile<T>(path: string, opts: LockOptions, fn: () => T): T {
-  const waitMs = opts.waitMs ?? 10_000;
-  const staleMs = opts.staleMs ?? 30_000;
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(path, err);
-      try {
-        if (Date.now() - statSync(path).mtimeMs > staleMs) unlinkSync(path);
-      } catch {
-        // it went away by itself
-      }
-      if (Date.now() > deadline) {
-        throw new UserError('LOCKED', `${opts.what} is locked by another process (${path})`, {
-          hint: 'wait for the other command to finish; if none is running, remove the lock file',
-        });
-      }
-      sleepSync(50);
-    }
-  }
+  const deadline = Date.now() + (opts.waitMs ?? 10_000);
+  while (!tryAcquire(path, opts, deadline)) sleepSync(50);
   try {
     return fn();
   } finally {
-    try {
-      unlinkSync(path);
-    } catch {
-      // already gone
-    }
+    release(path);
+  }
+}
+
+/** The same lock for holders that await (keychain writes, agent calls). */
+export async function withLockFileAsync<T>(path: string, opts: LockOptions, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + (opts.waitMs ?? 10_000);
+  while (!tryAcquire(path, opts, deadline)) await new Promise((r) => setTimeout(r, 50));
+  try {
+    return await fn();
+  } finally {
+    release(path);
+  }
+}
+
+/** One attempt: true when the lock is ours; throws LOCKED once the deadline has passed. */
+function tryAcquire(path: string, opts: LockOptions, deadline: number): boolean {
+  try {
+    const fd = openSync(path, 'wx', 0o600);
+    writeSync(fd, `${process.pid}\n`);
+    closeSync(fd);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(path, err);
+  }
+  try {
+    if (Date.now() - statSync(path).mtimeMs > (opts.staleMs ?? 30_000)) unlinkSync(path); // left by a killed process
+  } catch {
+    // it went away by itself
+  }
+  if (Date.now() > deadline) {
+    throw new UserError('LOCKED', `${opts.what} is locked by another process (${path})`, {
+      hint: 'wait for the other command to finish; if none is running, remove the lock file',
+    });
+  }
+  return false;
+}
+
+function release(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
   }
 }
 
