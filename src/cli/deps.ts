@@ -1,4 +1,6 @@
 import { homedir } from 'node:os';
+import { resolve } from 'node:path';
+import { isSea } from 'node:sea';
 
 /** Where a command writes: stdout for data only, stderr for people. */
 export interface Io {
@@ -22,6 +24,12 @@ export interface Deps {
   cwd: string;
   /** True when --debug was given: stack traces and protocol details to stderr. */
   debug: boolean;
+  /**
+   * How to run this program again, absolute paths: [executable] for a
+   * single-executable build, else [node, script]. The ssh_config block's
+   * ProxyCommand runs it.
+   */
+  selfCommand: string[];
 }
 
 /** The real world, for the programs' entry points. */
@@ -39,5 +47,6 @@ export function realDeps(): Deps {
     homedir: homedir(),
     cwd: process.cwd(),
     debug: false,
+    selfCommand: isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, resolve(process.argv[1])],
   };
 }

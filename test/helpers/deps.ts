@@ -1,5 +1,7 @@
 import { Readable, Writable } from 'node:stream';
+import { join } from 'node:path';
 import type { Deps } from '../../src/cli/deps.js';
+import { REPO } from './tools.js';
 
 class Capture extends Writable {
   text = '';
@@ -21,6 +23,7 @@ export function testDeps(over: Partial<Omit<Deps, 'io'>> = {}): Deps & { out: ()
     homedir: '/nonexistent-home',
     cwd: process.cwd(),
     debug: false,
+    selfCommand: [process.execPath, join(REPO, 'bin', 'tsh')],
     ...over,
     out: () => stdout.text,
     err: () => stderr.text,

@@ -1,0 +1,127 @@
+/**
+ * tsh's own known_hosts (TSH_HOME/known_hosts): one `@cert-authority` line
+ * per trusted host CA key of each cluster (sshd(8) "SSH_KNOWN_HOSTS FILE
+ * FORMAT"). The generated ssh_config block points `UserKnownHostsFile` here,
+ * and tsh's own SSH connections read the same lines, so ssh and tsh trust
+ * exactly the same keys. The user's ~/.ssh/known_hosts is never touched.
+ *
+ * Each line ends with the comment `jumpgate-cluster=<name>`: a login replaces
+ * the lines of its cluster and keeps every other line as it was.
+ */
+import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { UserError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
+
+const TAG = 'jumpgate-cluster=';
+
+/** What the patterns of a cluster's line cover. */
+export interface KnownHostsScope {
+  clusterName: string;
+  /** Node names from the inventory (profile.nodeNames). */
+  nodeNames: string[];
+  /** host:port of the proxy's SSH service (profile.sshProxyAddr), for `ssh -J`. */
+  sshProxyAddr: string;
+}
+
+/**
+ * The host patterns the cluster's host CA is trusted for: the node names,
+ * `*.<cluster>`, and the proxy's SSH address. ssh looks a host up as
+ * `[host]:port` when the port is not 22, so that is how the proxy is written.
+ * Scoped rather than `*`, so one cluster's CA can never vouch for another
+ * cluster's nodes or for unrelated hosts.
+ */
+export function knownHostsPatterns(scope: KnownHostsScope): string[] {
+  const out: string[] = [];
+  const add = (p: string) => {
+    if (p !== '' && !/[\s,]/.test(p) && !out.includes(p)) out.push(p);
+  };
+  for (const n of scope.nodeNames) add(n);
+  add(`*.${scope.clusterName}`);
+  const proxy = splitHostPort(scope.sshProxyAddr);
+  if (proxy) add(proxy.port === 22 ? proxy.host : `[${proxy.host}]:${proxy.port}`);
+  return out;
+}
+
+function splitHostPort(addr: string): { host: string; port: number } | undefined {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:]+):(\d+)$/.exec(addr);
+  return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
+}
+
+/** `@cert-authority <patterns> <key> jumpgate-cluster=<name>`, one line per CA key. */
+export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[]): string[] {
+  if (!/^[A-Za-z0-9._-]+$/.test(clusterName)) throw new UserError('CLUSTER_NAME_INVALID', `"${clusterName}" is not a cluster name tsh can record`);
+  return caKeys.map((k) => `@cert-authority ${patterns.join(',')} ${formatPublicKeyLine(k, `${TAG}${clusterName}`)}`);
+}
+
+function clusterOf(line: string): string | undefined {
+  const m = /^\s*@cert-authority\s+\S+\s+\S+\s+\S+\s+(.*)$/.exec(line);
+  if (!m) return undefined;
+  const tag = m[1]!.split(/\s+/).find((w) => w.startsWith(TAG));
+  return tag?.slice(TAG.length);
+}
+
+/**
+ * The known_hosts text with the cluster's lines replaced by `lines` (in the
+ * place of the first old one, or appended); every other line kept byte for byte.
+ */
+export function replaceClusterLines(existing: string, clusterName: string, lines: string[]): string {
+  const old = existing === '' ? [] : existing.replace(/\r?\n$/, '').split(/\r?\n/);
+  const out: string[] = [];
+  let placed = false;
+  for (const line of old) {
+    if (clusterOf(line) === clusterName) {
+      if (!placed) out.push(...lines);
+      placed = true;
+    } else {
+      out.push(line);
+    }
+  }
+  if (!placed) out.push(...lines);
+  return out.length === 0 ? '' : out.join('\n') + '\n';
+}
+
+export interface HostCaEntry {
+  clusterName: string;
+  patterns: string[];
+  /** Every host CA key the cluster trusts now (during a rotation: new and old). */
+  caKeys: PublicKey[];
+}
+
+/**
+ * Writes a cluster's `@cert-authority` lines into tsh's known_hosts
+ * atomically, replacing the cluster's older lines. Creates the directory 0700
+ * and the file 0600 when absent. `write` is injectable for the disk-full test.
+ */
+export function writeClusterHostCAs(file: string, entry: HostCaEntry, write: typeof writeFileAtomic = writeFileAtomic): void {
+  const dir = dirname(file);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (process.platform !== 'win32' && (statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  const existing = readIfExists(file);
+  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys)), 0o600);
+}
+
+/** The host CA keys recorded for a cluster (empty when none). */
+export function readClusterHostCAs(file: string, clusterName: string): PublicKey[] {
+  const keys: PublicKey[] = [];
+  for (const line of readIfExists(file).split(/\r?\n/)) {
+    if (clusterOf(line) !== clusterName) continue;
+    const m = /^\s*@cert-authority\s+\S+\s+(.*)$/.exec(line);
+    try {
+      keys.push(parsePublicKeyLine(m![1]!).key);
+    } catch {
+      // a damaged line trusts nothing; the other lines still count
+    }
+  }
+  return keys;
+}
+
+function readIfExists(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new UserError('KNOWN_HOSTS_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
