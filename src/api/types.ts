@@ -19,7 +19,7 @@ export interface PingResponse {
     /** host:port of the SSH proxy. */
     ssh_public_addr: string;
   };
-  /** known_hosts lines: `@cert-authority * <key>` for every trusted host CA key. */
+  /** Every trusted host CA key (during a rotation: new and old), one OpenSSH public key line each. */
   host_ca: string[];
   auth: { type: 'oidc'; issuer: string } | { type: 'none' };
 }
@@ -36,6 +36,8 @@ export interface LoginStartRequest {
   client_key: string;
   /** A secret (base64url, 32 bytes) the server echoes inside the sealed response. */
   client_nonce: string;
+  /** Passed to the IdP as OIDC login_hint (tsh login --user). */
+  login_hint?: string;
 }
 
 export interface LoginStartResponse {

@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import { Option } from 'commander';
 import { UsageError } from '../errors.js';
-import { parseDuration } from '../config/duration.js';
 import { VERSION } from '../version.js';
 import { baseProgram, parseList, runMain, type ProgramBuilder } from './main.js';
+import { flagDuration } from './flags.js';
 import { openServerContext, type ServerContext } from './server-context.js';
 import type { Deps } from './deps.js';
 import * as authExport from './commands/tctl/auth-export.js';
@@ -96,15 +96,6 @@ export const buildTctl: ProgramBuilder = (deps) => {
 
   return program;
 };
-
-/** Parses a duration flag, turning a bad value into a usage error that names the flag. */
-export function flagDuration(flag: string, value: string): number {
-  try {
-    return parseDuration(value, flag);
-  } catch (err) {
-    throw new UsageError('USAGE_BAD_DURATION', `${flag}: ${(err as Error).message}`, { cause: err });
-  }
-}
 
 function resolvePath(deps: Deps, p: string): string {
   return resolve(deps.cwd, p);

@@ -47,6 +47,8 @@ export interface BrowserLoginOptions {
   proxyAddr: string;
   dispatcher: Dispatcher;
   ttlSeconds?: number;
+  /** tsh login --user: a hint for the identity provider. */
+  user?: string;
   /** Opens the URL in a browser; undefined with --browser=none. */
   openBrowser?: (url: string) => Promise<void>;
   /** Prints a line for people (stderr). */
@@ -78,6 +80,7 @@ export async function browserLogin(opts: BrowserLoginOptions): Promise<BrowserLo
       ...(opts.ttlSeconds !== undefined ? { ttl_seconds: opts.ttlSeconds } : {}),
       client_key: envelope.publicRaw.toString('base64url'),
       client_nonce: clientNonce,
+      ...(opts.user ? { login_hint: opts.user } : {}),
     });
     listener.setLoginUrl(start.login_url);
     const localUrl = `${listener.origin}${secretPath}`;

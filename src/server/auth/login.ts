@@ -74,10 +74,11 @@ export class LoginService {
       throw new ApiRequestError(503, 'LOGIN_BUSY', 'too many logins are in progress; try again in a minute');
     }
     const checks = OidcConnector.newChecks();
-    const loginUrl = await this.oidc.authorizationUrl(checks);
+    const loginUrl = await this.oidc.authorizationUrl(checks, req.loginHint);
     const id = randomBytes(16).toString('base64url');
     const expiresAt = now + this.rt.config.auth.loginTimeoutSeconds * 1000;
-    this.pending.set(checks.state, { id, ...req, checks, expiresAt, clientAddr });
+    const { loginHint: _hint, ...fields } = req;
+    this.pending.set(checks.state, { id, ...fields, checks, expiresAt, clientAddr });
     this.rt.log.debug(`login ${id} started from ${clientAddr} for key ${fingerprintSha256(req.publicKey.blob)}`);
     return { request_id: id, login_url: loginUrl.toString(), expires_at: new Date(expiresAt).toISOString() };
   }
@@ -186,13 +187,13 @@ export class LoginService {
   }
 }
 
-/** `@cert-authority * <key>` for every trusted host CA key. */
+/** Every trusted host CA key as an OpenSSH public key line (clients scope them in known_hosts). */
 export function hostCaLines(rt: ServerRuntime): string[] {
-  return rt.ca.get('host').trusted.map((k) => `@cert-authority * ${formatPublicKeyLine(k.publicKey, `jumpgate host CA ${rt.config.clusterName}`)}`);
+  return rt.ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey, `jumpgate host CA ${rt.config.clusterName}`));
 }
 
 /** Validates POST /v1/login/start's JSON; every refusal names the field. */
-function parseStart(body: unknown): Pick<PendingLogin, 'publicKey' | 'callbackUrl' | 'ttlSeconds' | 'clientKey' | 'clientNonce'> {
+function parseStart(body: unknown): Pick<PendingLogin, 'publicKey' | 'callbackUrl' | 'ttlSeconds' | 'clientKey' | 'clientNonce'> & { loginHint?: string } {
   const bad = (field: string, why: string) => new ApiRequestError(400, 'LOGIN_BAD_REQUEST', `${field}: ${why}`);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('body', 'expected a JSON object');
   const b = body as Partial<Record<keyof LoginStartRequest, unknown>>;
@@ -214,7 +215,8 @@ function parseStart(body: unknown): Pick<PendingLogin, 'publicKey' | 'callbackUr
   }
   const clientKey = b64u32(b.client_key, 'client_key', bad);
   b64u32(b.client_nonce, 'client_nonce', bad);
-  return { publicKey, callbackUrl, ttlSeconds, clientKey, clientNonce: b.client_nonce as string };
+  if (b.login_hint !== undefined && (typeof b.login_hint !== 'string' || b.login_hint.length > 256)) throw bad('login_hint', 'expected a string of at most 256 characters');
+  return { publicKey, callbackUrl, ttlSeconds, clientKey, clientNonce: b.client_nonce as string, ...(b.login_hint ? { loginHint: b.login_hint } : {}) };
 }
 
 /**

@@ -36,9 +36,10 @@ export class OidcConnector {
   }
 
   /** The IdP's authorization URL for one login. Discovers the IdP on first use (and again after a failure). */
-  async authorizationUrl(checks: OidcChecks): Promise<URL> {
+  async authorizationUrl(checks: OidcChecks, loginHint?: string): Promise<URL> {
     const config = await this.configuration();
     return oidc.buildAuthorizationUrl(config, {
+      ...(loginHint ? { login_hint: loginHint } : {}),
       redirect_uri: this.opts.redirectUri(),
       scope: this.cfg.scopes.join(' '),
       state: checks.state,

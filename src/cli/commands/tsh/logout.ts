@@ -1,0 +1,52 @@
+import { AgentClient, AgentError } from '../../../client/agent.js';
+import { openKeyStore } from '../../../client/keystore.js';
+import { TshPaths } from '../../../client/paths.js';
+import { ProfileStore } from '../../../client/profile.js';
+import { readFileSync } from 'node:fs';
+import { parseCertificateLine } from '../../../sshcert/index.js';
+import { printable } from '../../../util/printable.js';
+import type { Deps } from '../../deps.js';
+import { parseProxyFlag } from '../../../client/login.js';
+
+export interface LogoutOptions {
+  /** The profile's proxy (HOST[:PORT]); default: the current profile. */
+  proxy?: string;
+}
+
+/** `tsh logout`: the profile's key, certificate, agent entry and keychain item are removed. */
+export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
+  const say = (l: string) => deps.io.stderr.write(`${l}\n`);
+  const paths = new TshPaths(deps);
+  const store = new ProfileStore(paths);
+  const name = opts.proxy ? parseProxyFlag(opts.proxy).host : store.currentName();
+  const profile = name ? store.load(name) : undefined;
+  if (!profile) {
+    say(name ? `no profile for ${printable(name)}; nothing to do` : 'not logged in; nothing to do');
+    return;
+  }
+  let certBlob: Buffer | undefined;
+  try {
+    certBlob = parseCertificateLine(readFileSync(paths.certificate(profile.name, profile.username), 'utf8')).cert.blob;
+  } catch {
+    certBlob = undefined;
+  }
+  await store.locked(async () => {
+    const keystore = await openKeyStore(profile.keystore, { paths, notice: say });
+    await keystore.remove(profile.name, profile.username);
+    store.remove(profile.name);
+  });
+  if (certBlob) {
+    try {
+      const agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
+      try {
+        await agent.removeMatching((id) => id.blob.equals(certBlob!));
+      } finally {
+        agent.close();
+      }
+    } catch (err) {
+      if (!(err instanceof AgentError)) throw err;
+      // No agent, or it is gone: nothing of ours can be in it.
+    }
+  }
+  say(`Logged out ${printable(profile.username)} from ${printable(profile.name)}.`);
+}
