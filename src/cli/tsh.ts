@@ -27,7 +27,7 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .addOption(new Option('--keystore <where>', 'where the private key is kept').choices(['auto', 'keychain', 'file']).default('auto'))
     .option('--no-ssh-config', 'do not write the Jumpgate block into ~/.ssh/config')
     .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean }) => {
-      const [login, ui] = await Promise.all([import('./commands/tsh/login.js'), import('./ui.js')]);
+      const [login, ui, sshConfig] = await Promise.all([import('./commands/tsh/login.js'), import('./ui.js'), import('../client/ssh-config.js')]);
       await login.run(
         {
           ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
@@ -39,7 +39,16 @@ export const buildTsh: ProgramBuilder = (deps) => {
           sshConfig: o.sshConfig,
         },
         deps,
-        { openBrowser: (url) => ui.openBrowser(url) },
+        {
+          openBrowser: (url) => ui.openBrowser(url),
+          installSshConfig: (profile, paths) => {
+            const block = sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand));
+            const r = sshConfig.installSshConfigBlock(paths, profile.name, block);
+            const lines = r.changed ? [`Updated the Jumpgate block for ${profile.name} in ${r.path}; plain ssh to the cluster's nodes now goes through the proxy.`] : [];
+            if (r.backup) lines.push(`(the original is saved as ${r.backup})`);
+            return lines;
+          },
+        },
       );
     });
 
