@@ -353,3 +353,25 @@ export async function openKeyStore(mode: 'auto' | 'keychain' | 'file', deps: Ope
   deps.notice(`no OS keychain available (${probe.reason}); keeping the private key in ${join(dir, '…')} (0600)`);
   return new FileStore(deps.paths);
 }
+
+/**
+ * The store a profile was saved with, without the probe (the login already
+ * chose it): for tsh ssh / proxy ssh / logout. Keychain calls still go
+ * through the D-Bus check and their deadlines.
+ */
+export async function openProfileKeyStore(
+  kind: KeystoreKind,
+  deps: { paths: TshPaths; loadKeyring?: () => Promise<KeyringModule> },
+): Promise<KeyStore> {
+  if (kind === 'file') return new FileStore(deps.paths);
+  let mod: KeyringModule;
+  try {
+    mod = await (deps.loadKeyring ?? loadKeyringModule)();
+  } catch (err) {
+    throw new UserError('KEYCHAIN_UNAVAILABLE', `the keychain library did not load: ${reasonOf(err)}`, {
+      cause: err,
+      hint: 'log in again with --keystore=file',
+    });
+  }
+  return new KeychainStore(mod, deps.paths.penv.platform, deps.paths.penv.env);
+}

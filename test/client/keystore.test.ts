@@ -13,6 +13,7 @@ import {
   checkSessionBus,
   FileStore,
   openKeyStore,
+  openProfileKeyStore,
   probeKeychain,
   sessionBusSockets,
   type KeyringModule,
@@ -58,6 +59,12 @@ describe('file store', () => {
     await store.remove('jump.example.test', 'alice');
     assert.equal(await store.load('jump.example.test', 'alice'), undefined);
     await store.remove('jump.example.test', 'alice');
+  });
+
+  test("a profile saved with the file store reopens without loading the keychain addon", async () => {
+    const paths = pathsWith();
+    const store = await openProfileKeyStore('file', { paths, loadKeyring: forbiddenLoader });
+    assert.equal(store.kind, 'file');
   });
 
   test('refuses profile and user names that would escape TSH_HOME', async () => {
@@ -132,6 +139,18 @@ describe('without a usable Secret Service', () => {
       for (const c of conns) c.destroy();
       await new Promise((r) => server.close(r));
     }
+  });
+
+  test('a keychain profile reopened where the bus is gone is KEYCHAIN_UNAVAILABLE on use, within the deadline', async () => {
+    const bus = `unix:path=${join(tmp.dir, 'no-such-bus')}`;
+    const store = await openProfileKeyStore('keychain', { paths: pathsWith({ DBUS_SESSION_BUS_ADDRESS: bus }) });
+    assert.equal(store.kind, 'keychain');
+    await assert.rejects(store.load('p', 'alice'), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'KEYCHAIN_UNAVAILABLE');
+      assert.match(e.message, /^cannot read the private key from the Secret Service .* account "p\/alice"\): no D-Bus session bus/);
+      return true;
+    });
   });
 
   test('a keychain addon that does not load means no keychain, not a crash', async () => {
