@@ -30,6 +30,8 @@ export interface Deps {
    * ProxyCommand runs it.
    */
   selfCommand: string[];
+  /** Resolves with the signal name when the process is asked to stop (SIGINT, SIGTERM). */
+  waitForShutdown: () => Promise<string>;
 }
 
 /** The real world, for the programs' entry points. */
@@ -48,5 +50,9 @@ export function realDeps(): Deps {
     cwd: process.cwd(),
     debug: false,
     selfCommand: isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, resolve(process.argv[1])],
+    waitForShutdown: () =>
+      new Promise((done) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => done(sig));
+      }),
   };
 }

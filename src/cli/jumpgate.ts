@@ -6,8 +6,18 @@ import { baseProgram, runMain, type ProgramBuilder } from './main.js';
 export const buildJumpgate: ProgramBuilder = (deps) => {
   const program = baseProgram('jumpgate', 'Jumpgate server: auth service and proxy service in one process', [
     'jumpgate configure > /etc/jumpgate.yaml',
+    'jumpgate start --config /etc/jumpgate.yaml',
     'jumpgate version',
   ]);
+  program
+    .command('start')
+    .description('run the auth service and the proxy service (HTTPS login API, SSH proxy) until stopped')
+    .option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)')
+    .action(async (o: { config?: string }) => {
+      const { run } = await import('./commands/jumpgate/start.js');
+      await run({ ...(o.config !== undefined ? { config: o.config } : {}) }, deps);
+    });
+
   program
     .command('configure')
     .description('print an annotated sample configuration to start from')

@@ -24,6 +24,8 @@ export function testDeps(over: Partial<Omit<Deps, 'io'>> = {}): Deps & { out: ()
     cwd: process.cwd(),
     debug: false,
     selfCommand: [process.execPath, join(REPO, 'bin', 'tsh')],
+    // In-process tests never wait for a signal: a long-running command returns at once.
+    waitForShutdown: () => Promise.resolve('test'),
     ...over,
     out: () => stdout.text,
     err: () => stderr.text,

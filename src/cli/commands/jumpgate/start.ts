@@ -1,0 +1,34 @@
+import { resolve } from 'node:path';
+import { loadServerConfig } from '../../../config/index.js';
+import { startServer } from '../../../server/index.js';
+import { startSshProxy } from '../../../server/proxy/ssh-proxy.js';
+import type { ServerLog } from '../../../server/runtime.js';
+import type { Deps } from '../../deps.js';
+import { DEFAULT_CONFIG_PATH } from '../../server-context.js';
+
+export interface StartOptions {
+  config?: string;
+}
+
+/**
+ * `jumpgate start`: validates the config, starts every service, prints where
+ * they listen, and runs until SIGINT/SIGTERM (then closes listeners and the
+ * audit log). A bad config or a busy port stops it before anything listens.
+ */
+export async function run(opts: StartOptions, deps: Deps): Promise<void> {
+  const file = resolve(deps.cwd, opts.config ?? deps.env['JUMPGATE_CONFIG'] ?? DEFAULT_CONFIG_PATH);
+  const config = loadServerConfig(file);
+  const line = (level: string) => (text: string) => deps.io.stderr.write(`${deps.clock().toISOString()} ${level} ${text}\n`);
+  const log: ServerLog = { info: line('INFO'), warn: line('WARN'), debug: deps.debug ? line('DEBUG') : () => {} };
+  for (const w of config.warnings ?? []) log.warn(w.message);
+  const server = await startServer(config, { clock: deps.clock, log, env: deps.env, startSshProxy });
+  const addrs = server.publicAddrs();
+  log.info(`cluster ${config.clusterName}: HTTPS API on ${config.proxy.webListenAddr.host}:${server.webPort} (public ${addrs.web}), SSH proxy on ${config.proxy.sshListenAddr.host}:${server.sshPort} (public ${addrs.ssh})`);
+  if (server.tls.selfSigned) log.info(`self-signed HTTPS certificate ${server.tls.fingerprint256}: users log in with tsh login --proxy=${addrs.web} --insecure`);
+  if (!config.auth.oidc) log.warn('no auth.oidc in the config: tsh login is refused until single sign-on is configured');
+  // One line a supervisor (or a test) can wait for.
+  deps.io.stdout.write(`ready web=${server.webPort} ssh=${server.sshPort}\n`);
+  const signal = await deps.waitForShutdown();
+  log.info(`${signal}: stopping`);
+  await server.close();
+}
