@@ -1,5 +1,5 @@
 import { AgentClient, AgentError } from '../../../client/agent.js';
-import { openKeyStore } from '../../../client/keystore.js';
+import { openProfileKeyStore } from '../../../client/keystore.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore } from '../../../client/profile.js';
 import { readFileSync } from 'node:fs';
@@ -31,7 +31,7 @@ export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
     certBlob = undefined;
   }
   await store.locked(async () => {
-    const keystore = await openKeyStore(profile.keystore, { paths, notice: say });
+    const keystore = await openProfileKeyStore(profile.keystore, { paths });
     await keystore.remove(profile.name, profile.username);
     store.remove(profile.name);
   });
