@@ -3,6 +3,17 @@ import { AuthError, UsageError, UserError } from '../errors.js';
 /** Exit codes fixed by the contract. */
 export const EXIT = { ok: 0, error: 1, usage: 2, auth: 4 } as const;
 
+/**
+ * Not a failure to report: a command's own exit status, e.g. `tsh ssh`
+ * passing on the remote command's. execute() returns it and prints nothing.
+ */
+export class ExitStatus extends Error {
+  constructor(readonly status: number) {
+    super(`exit status ${status}`);
+    this.name = 'ExitStatus';
+  }
+}
+
 /** Maps an error kind to the contract's exit code, in this one place. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.usage;

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { UsageError } from '../errors.js';
-import { EXIT, exitCodeFor, formatError } from './errors.js';
+import { EXIT, ExitStatus, exitCodeFor, formatError } from './errors.js';
 import { realDeps, type Deps } from './deps.js';
 
 /** Builds one program's commander tree; actions run with the given deps. */
@@ -32,6 +32,7 @@ export async function execute(build: ProgramBuilder, argv: string[], deps: Deps)
       // commander already printed its message to stderr
       return EXIT.usage;
     }
+    if (err instanceof ExitStatus) return err.status;
     deps.io.stderr.write(formatError(err, deps.debug));
     return exitCodeFor(err);
   }

@@ -13,6 +13,8 @@ export const buildTsh: ProgramBuilder = (deps) => {
     'tsh login --proxy=localhost:3080 --insecure --browser=none',
     'tsh status --format=json',
     'ssh alice@node1                    # after tsh login, plain OpenSSH works',
+    'tsh ssh node1 uptime',
+    'tsh ls env=prod',
     'tsh logout',
   ]);
 
@@ -66,6 +68,52 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .option('--proxy <host[:port]>', 'the profile to log out of (default: the current one)')
     .action(async (o: { proxy?: string }) => {
       await (await import('./commands/tsh/logout.js')).run(o.proxy !== undefined ? { proxy: o.proxy } : {}, deps);
+    });
+
+  program
+    .command('ssh')
+    .description('open a shell or run a command on a node through the proxy (exit status = the remote command\'s)')
+    .usage('[-p port] [-l login] [-L spec] [-R spec] [-A] [-t|-T] [user@]host [command...]')
+    // ssh(1) parsing: options end at the destination, the rest is the remote command (parseSshArgs).
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      const ssh = await import('./commands/tsh/ssh.js');
+      const opts = ssh.parseSshArgs(args);
+      if (!opts) return void deps.io.stdout.write(ssh.SSH_USAGE);
+      await ssh.run(opts, deps);
+    });
+
+  program
+    .command('ls')
+    .description('list the nodes you may reach')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
+    .argument('[label=value...]', 'only nodes with these labels')
+    .action(async (labels: string[], o: { format: 'text' | 'json'; proxy?: string }) => {
+      await (await import('./commands/tsh/ls.js')).run({ format: o.format, labels, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, deps);
+    });
+
+  program
+    .command('config')
+    .description('print the ~/.ssh/config block that makes plain ssh go through the proxy (for tsh config >> ~/.ssh/config)')
+    .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
+    .action(async (o: { proxy?: string }) => {
+      (await import('./commands/tsh/config.js')).run(o.proxy !== undefined ? { proxy: o.proxy } : {}, deps);
+    });
+
+  program
+    .command('proxy')
+    .description('helpers for other programs')
+    .command('ssh')
+    .description('ProxyCommand helper: joins stdin/stdout to a node\'s SSH port through the proxy')
+    .argument('<[user@]host[:port]>', 'what ssh passes as %r@%h:%p')
+    .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
+    .addHelpText('after', '\nIn ~/.ssh/config (tsh config prints it):\n  ProxyCommand /path/to/tsh proxy ssh --proxy=jump.example.org:3080 %r@%h:%p\n')
+    .action(async (target: string, o: { proxy?: string }) => {
+      await (await import('./commands/tsh/proxy-ssh.js')).run({ target, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, deps);
     });
 
   program

@@ -1,0 +1,249 @@
+/**
+ * tsh's SSH connection to the proxy: TCP through the network layer (so
+ * HTTPS_PROXY/NO_PROXY apply), ssh2 with the user certificate, the proxy's
+ * host certificate checked against the cluster's host CA from tsh's
+ * known_hosts. On top of it: a channel to a node's sshd (subsystem
+ * `proxy:HOST:PORT`) and the list of reachable nodes (`nodes@jumpgate.dev`).
+ */
+import ssh2 from 'ssh2';
+import type { ClientChannel, PublicKeyAuthMethod } from 'ssh2';
+import { AuthError, UserError } from '../errors.js';
+import { dial, type Env } from '../net/index.js';
+import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier, type CertKey } from '../sshconn/index.js';
+import { printable } from '../util/printable.js';
+import { loadCredentials, type Credentials } from './credentials.js';
+import { openProfileKeyStore } from './keystore.js';
+import { readClusterHostCAs } from './known-hosts.js';
+import type { TshPaths } from './paths.js';
+import { ProfileStore } from './profile.js';
+
+/** The subsystem names the proxy serves (server/proxy/routing.ts; repeated because client and server share no module). */
+export const PROXY_SUBSYSTEM = (host: string, port: number) => `proxy:${host.includes(':') ? `[${host}]` : host}:${port}`;
+export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
+
+/**
+ * Cipher preference for tsh's SSH hops: chacha20-poly1305 first (fastest
+ * through ssh2, FACTS.md), AES-GCM next.
+ */
+export const CLIENT_CIPHERS = ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+
+/** How long connecting, key exchange and authentication may take per hop. */
+export const SSH_READY_TIMEOUT_MS = 20_000;
+
+/**
+ * The profile a command acts on: the one for `--proxy` (or TSH_PROXY), whose
+ * name is the proxy's host, else the current profile.
+ */
+export function profileNameFor(proxyFlag: string | undefined, env: Env): string | undefined {
+  const proxy = proxyFlag ?? env['TSH_PROXY'];
+  if (!proxy) return undefined;
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(proxy) ?? /^([^:]+)(?::\d+)?$/.exec(proxy);
+  return (m ? m[1]! : proxy).toLowerCase();
+}
+
+/** Loads the user's credentials for a profile (AuthError naming `tsh login` when missing or expired). */
+export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date): Promise<Credentials> {
+  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}) });
+}
+
+/**
+ * Refuses, before any connection, a login the certificate does not carry:
+ * the proxy would refuse it too, but only with "Permission denied".
+ */
+export function checkLogin(creds: Credentials, login: string): void {
+  if (creds.cert.principals.includes(login)) return;
+  throw new AuthError('LOGIN_NOT_ALLOWED', `your roles do not grant the login "${login}" (your logins: ${creds.cert.principals.join(', ')})`, {
+    hint: 'use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run `tsh login` again',
+  });
+}
+
+/** The default node login: the local user name when the certificate carries it, else the certificate's first login. */
+export function defaultLogin(creds: Credentials, env: Env): string {
+  const local = env['USER'] ?? env['LOGNAME'] ?? env['USERNAME'];
+  return local && creds.cert.principals.includes(local) ? local : creds.cert.principals[0]!;
+}
+
+export interface ProxyConnectOptions {
+  creds: Credentials;
+  paths: TshPaths;
+  env: Env;
+  /** The SSH user name at the proxy: one of the certificate's logins (the proxy checks it like sshd would). */
+  login: string;
+  now: () => Date;
+  /** --debug lines. */
+  log?: (line: string) => void;
+}
+
+/** The user's certificate as an ssh2 identity. */
+export function identityOf(creds: Credentials): CertKey {
+  return certIdentity(creds.privateKey, creds.cert.blob);
+}
+
+/** The host CA keys tsh trusts for a cluster; an error naming `tsh login` when there are none. */
+export function clusterHostCAs(paths: TshPaths, creds: Credentials) {
+  const keys = readClusterHostCAs(paths.knownHosts(), creds.profile.clusterName);
+  if (keys.length === 0) {
+    throw new AuthError('HOST_CA_MISSING', `${paths.knownHosts()} has no host CA for cluster ${creds.profile.clusterName}`, {
+      hint: `run \`tsh login --proxy=${creds.profile.webProxyAddr}\` to fetch it`,
+    });
+  }
+  return keys;
+}
+
+/** Connects and authenticates to the proxy's SSH service; the caller ends the client. */
+export async function connectProxy(opts: ProxyConnectOptions): Promise<ssh2.Client> {
+  const { profile } = opts.creds;
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(profile.sshProxyAddr) ?? /^([^:]+):(\d+)$/.exec(profile.sshProxyAddr);
+  if (!m) throw new UserError('PROFILE_CORRUPT', `the profile ${profile.name} has no usable SSH proxy address ("${profile.sshProxyAddr}")`, { hint: `run \`tsh login --proxy=${profile.webProxyAddr}\`` });
+  const host = m[1]!;
+  const port = Number(m[2]);
+  const cas = clusterHostCAs(opts.paths, opts.creds);
+  const sock = await dial({ host, port }, { env: opts.env, scheme: 'ssh', ...(opts.log ? { log: opts.log } : {}) });
+  return sshOver(sock, {
+    what: `the proxy ${host}:${port}`,
+    hostname: host,
+    login: opts.login,
+    identity: identityOf(opts.creds),
+    cas: () => cas,
+    now: opts.now,
+    webProxyAddr: profile.webProxyAddr,
+    ...(opts.log ? { log: opts.log } : {}),
+  });
+}
+
+export interface SshOverOptions {
+  /** For messages: "the proxy localhost:3023", "node1". */
+  what: string;
+  /** The name the host certificate must list. */
+  hostname: string;
+  login: string;
+  identity: CertKey;
+  cas: () => ReturnType<typeof readClusterHostCAs>;
+  now: () => Date;
+  webProxyAddr: string;
+  agent?: string;
+  log?: (line: string) => void;
+}
+
+/** Runs an ssh2 Client over an open stream (a socket, or a channel through the proxy) with host-certificate verification. */
+export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promise<ssh2.Client> {
+  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname, now: o.now });
+  const client = new ssh2.Client();
+  // An explicit list: only the certificate, never the agent's other keys.
+  const auth: PublicKeyAuthMethod = { type: 'publickey', username: o.login, key: o.identity };
+  return new Promise((resolve, reject) => {
+    client.once('ready', () => {
+      client.removeAllListeners('error');
+      client.on('error', (err) => o.log?.(`ssh: ${o.what}: ${err.message}`));
+      resolve(client);
+    });
+    client.once('error', (err: Error & { level?: string }) => {
+      client.end();
+      if (verifier.error) return reject(verifier.error);
+      if (err.level === 'client-authentication') {
+        return reject(
+          new AuthError('SSH_AUTH_REFUSED', `${o.what} refused your certificate for the login "${o.login}"`, {
+            cause: err,
+            hint: `run \`tsh login --proxy=${o.webProxyAddr}\` to get a fresh certificate`,
+          }),
+        );
+      }
+      reject(new UserError('SSH_CONNECT_FAILED', `cannot open an SSH connection to ${o.what}: ${err.message}`, { cause: err }));
+    });
+    client.connect({
+      sock: sock as unknown as import('node:stream').Readable,
+      username: o.login,
+      authHandler: [auth],
+      hostVerifier: verifier,
+      algorithms: { serverHostKey: clientHostKeyAlgorithms(), cipher: CLIENT_CIPHERS as ssh2.CipherAlgorithm[] },
+      readyTimeout: SSH_READY_TIMEOUT_MS,
+      keepaliveInterval: 30_000,
+      ...(o.agent ? { agent: o.agent, agentForward: true } : {}),
+      ...(o.log ? { debug: (line: string) => o.log!(`ssh2: ${line}`) } : {}),
+    });
+  });
+}
+
+/** The proxy refused to open a node channel; `exitCode` is the proxy's exit-status. */
+export class ProxyRefusal extends UserError {}
+
+/**
+ * Opens a channel to a node's sshd through the proxy (subsystem
+ * `proxy:HOST:PORT`). Resolves once the node's first bytes (its SSH
+ * banner) arrive, so a refusal becomes an error carrying the proxy's reason
+ * instead of a stream that just ends. Later stderr from the proxy goes to `stderr`.
+ */
+export function openNodeChannel(client: ssh2.Client, host: string, port: number, stderr: (text: string) => void): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    client.subsys(PROXY_SUBSYSTEM(host, port), (err, ch) => {
+      if (err) return reject(new UserError('PROXY_SUBSYSTEM_REFUSED', `the proxy refused to open a channel to ${host}: ${err.message}`, { cause: err }));
+      let errText = '';
+      let code: number | undefined;
+      let settled = false;
+      const onErr = (b: Buffer) => {
+        if (settled) return stderr(printable(b.toString('utf8'), 4096).replace(/\\x0a/g, '\n'));
+        errText += b.toString('utf8');
+      };
+      ch.stderr.on('data', onErr);
+      const onExit = (c: number | null) => (code = c ?? undefined);
+      const onData = (b: Buffer) => {
+        settled = true;
+        cleanup();
+        ch.pause();
+        ch.unshift(b);
+        resolve(ch);
+      };
+      const onClose = () => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        const reason = printable(errText.trim().replace(/^jumpgate proxy: /, ''), 1000) || `the proxy closed the channel to ${host}`;
+        const Kind = code === 4 ? AuthError : ProxyRefusal;
+        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: 'run `tsh login` again if your roles changed' } : {}));
+      };
+      const cleanup = () => {
+        ch.removeListener('data', onData);
+        ch.removeListener('exit', onExit);
+        ch.removeListener('close', onClose);
+      };
+      ch.on('data', onData);
+      ch.on('exit', onExit);
+      ch.on('close', onClose);
+    });
+  });
+}
+
+/** A node as `tsh ls` shows it. */
+export interface NodeEntry {
+  name: string;
+  addr: string;
+  labels: Record<string, string>;
+}
+
+/** Asks the proxy for the nodes the certificate may reach (`nodes@jumpgate.dev`). */
+export function listNodes(client: ssh2.Client): Promise<NodeEntry[]> {
+  return new Promise((resolve, reject) => {
+    client.subsys(NODES_SUBSYSTEM, (err, ch) => {
+      if (err) return reject(new UserError('PROXY_SUBSYSTEM_REFUSED', `the proxy does not list nodes: ${err.message}`, { cause: err }));
+      const out: Buffer[] = [];
+      let errText = '';
+      ch.on('data', (b: Buffer) => out.push(b));
+      ch.stderr.on('data', (b: Buffer) => (errText += b.toString()));
+      ch.on('close', () => {
+        try {
+          const parsed = JSON.parse(Buffer.concat(out).toString('utf8')) as { nodes?: unknown };
+          if (!Array.isArray(parsed.nodes)) throw new Error('no node list');
+          resolve(
+            parsed.nodes.map((n: Partial<NodeEntry>) => ({
+              name: String(n.name ?? ''),
+              addr: String(n.addr ?? ''),
+              labels: Object.fromEntries(Object.entries(n.labels ?? {}).map(([k, v]) => [String(k), String(v)])),
+            })),
+          );
+        } catch (e) {
+          reject(new UserError('PROXY_BAD_ANSWER', `the proxy's node list is unreadable (${(e as Error).message})${errText ? `: ${printable(errText)}` : ''}`));
+        }
+      });
+    });
+  });
+}
