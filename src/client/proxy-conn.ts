@@ -25,7 +25,7 @@ export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
  * Cipher preference for tsh's SSH hops: chacha20-poly1305 first (fastest
  * through ssh2, FACTS.md), AES-GCM next.
  */
-export const CLIENT_CIPHERS = ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+export const CLIENT_CIPHERS = ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'];
 
 /** How long connecting, key exchange and authentication may take per hop. */
 export const SSH_READY_TIMEOUT_MS = 20_000;

@@ -1,0 +1,96 @@
+/**
+ * A cluster with a node, on loopback: the CAs made in the data directory, a
+ * private OpenSSH node (node1) that trusts the user CA and presents a host
+ * certificate, and the real `jumpgate start` routing to it. Shared by the SSH
+ * proxy end-to-end tests and bench/proxy.ts.
+ *
+ * Inventory: node1 (env=test) and secret1 (env=prod, same sshd) so a role
+ * selecting env=test can be refused secret1. Roles: `user` (env=test) and
+ * `agent` (env=test, forward_agent).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadServerConfig, type ServerConfig } from '../../src/config/index.js';
+import { AuditLog } from '../../src/server/auth/audit.js';
+import { CaStore } from '../../src/server/auth/ca.js';
+import { issueHostCertificate } from '../../src/server/auth/issuer.js';
+import { encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair } from '../../src/sshcert/index.js';
+import { startCluster, type Cluster } from './cluster.js';
+import { freePort, startSshd, type SshdNode } from './sshd.js';
+
+export interface ProxyCluster extends Cluster {
+  config: ServerConfig;
+  node: SshdNode;
+  /** The node's host key and certificate files (for a second sshd, e.g. a ProxyJump baseline). */
+  hostKeyFile: string;
+  userCaFile: string;
+}
+
+export async function startProxyCluster(dir: string, opts: { clusterName?: string; sshdExtra?: string[] } = {}): Promise<ProxyCluster> {
+  const clusterName = opts.clusterName ?? 'e2e.test';
+  const dataDir = join(dir, 'data');
+  const [webPort, sshPort] = [await freePort(), await freePort()];
+  const yaml = (nodePort: number) =>
+    [
+      `cluster_name: ${clusterName}`,
+      `data_dir: ${dataDir}`,
+      'proxy:',
+      `  web_listen_addr: 127.0.0.1:${webPort}`,
+      `  public_addr: localhost:${webPort}`,
+      `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
+      `  ssh_public_addr: localhost:${sshPort}`,
+      'roles:',
+      '  user:',
+      '    logins: ["{{username}}"]',
+      '    node_labels: { env: test }',
+      '  agent:',
+      '    logins: ["{{username}}"]',
+      '    node_labels: { env: test }',
+      '    forward_agent: true',
+      'nodes:',
+      `  - { name: node1, addr: "127.0.0.1:${nodePort}", labels: { env: test } }`,
+      `  - { name: secret1, addr: "127.0.0.1:${nodePort}", labels: { env: prod } }`,
+      '',
+    ].join('\n');
+  // The CAs first (the node needs the user CA and a host certificate), then the node, then the server.
+  const preFile = join(dir, 'pre.yaml');
+  writeFileSync(preFile, yaml(22));
+  const pre = loadServerConfig(preFile);
+  const clock = () => new Date();
+  const ca = new CaStore(dataDir, clock);
+  const audit = new AuditLog(dataDir, clock);
+  const hostKey = generateKeyPair('ed25519');
+  let hostCert;
+  try {
+    hostCert = issueHostCertificate(
+      { names: ['node1', 'secret1', `node1.${clusterName}`, `secret1.${clusterName}`, '127.0.0.1', 'localhost'], publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'test' },
+      { config: pre, ca, audit, clock },
+    );
+  } finally {
+    audit.close();
+  }
+  const hostKeyFile = join(dir, 'node_host_key');
+  writeFileSync(hostKeyFile, encodeOpenSSHPrivateKey(hostKey.privateKey, 'node1'), { mode: 0o600 });
+  writeFileSync(`${hostKeyFile}-cert.pub`, encodeCertificateLine(hostCert, 'node1') + '\n');
+  const userCaFile = join(dir, 'user_ca.pub');
+  writeFileSync(userCaFile, ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey)).join('\n') + '\n');
+  const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [] });
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster(dir, yaml(node.port));
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
+  return {
+    ...cluster,
+    config: loadServerConfig(cluster.configFile),
+    node,
+    hostKeyFile,
+    userCaFile,
+    stop: async () => {
+      await cluster.stop();
+      await node.stop();
+    },
+  };
+}
