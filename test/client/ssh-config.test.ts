@@ -1,0 +1,324 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TshPaths } from '../../src/client/paths.js';
+import {
+  commandWord,
+  configPath,
+  installSshConfigBlock,
+  renderSshConfigBlock,
+  replaceManagedBlock,
+  type SshConfigBlockInput,
+} from '../../src/client/ssh-config.js';
+import { writeError, writeFileAtomic } from '../../src/util/atomic-write.js';
+import { requireTool, run, tempDir } from '../helpers/tools.js';
+
+const base: SshConfigBlockInput = {
+  profileName: 'jump.example.org',
+  clusterName: 'example.org',
+  webProxyAddr: 'jump.example.org:3080',
+  sshProxyAddr: 'jump.example.org:3023',
+  nodeNames: ['node1', 'db-2'],
+  keystore: 'file',
+  knownHostsFile: '/home/al/.tsh/known_hosts',
+  identityFile: '/home/al/.tsh/keys/jump.example.org/al',
+  certificateFile: '/home/al/.tsh/keys/jump.example.org/al-cert.pub',
+  tshCommand: ['/usr/local/bin/tsh'],
+  platform: 'linux',
+};
+
+describe('renderSshConfigBlock', () => {
+  test('file keystore on Linux: the whole block', () => {
+    assert.equal(
+      renderSshConfigBlock(base),
+      `# BEGIN Jumpgate jump.example.org
+# Cluster example.org through the proxy jump.example.org:3080. Written by tsh; \`tsh login\` rewrites it: edit outside it.
+Host node1 db-2 *.example.org !jump.example.org
+    UserKnownHostsFile "/home/al/.tsh/known_hosts"
+    StrictHostKeyChecking yes
+    IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
+    CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
+    IdentitiesOnly yes
+    ProxyCommand /usr/local/bin/tsh proxy ssh --proxy=jump.example.org:3080 %r@%h:%p
+Host jump.example.org
+    UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "/home/al/.tsh/known_hosts"
+    IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
+    CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
+# Ends the Host section above, so the lines after this block apply to every host again.
+Host *
+# END Jumpgate jump.example.org
+`,
+    );
+  });
+
+  test('keychain keystore: the identity is the agent, no key files named', () => {
+    const block = renderSshConfigBlock({ ...base, keystore: 'keychain' });
+    assert.doesNotMatch(block, /IdentityFile|CertificateFile|IdentitiesOnly|IdentityAgent/);
+    assert.match(block, /# Identity: the key and certificate `tsh login` loaded into your ssh-agent\./);
+  });
+
+  test('Windows: forward slashes everywhere, the program path unquoted unless it has a space', () => {
+    const win: SshConfigBlockInput = {
+      ...base,
+      platform: 'win32',
+      knownHostsFile: 'C:\\Users\\al\\.tsh\\known_hosts',
+      identityFile: 'C:\\Users\\al\\.tsh\\keys\\jump.example.org\\al',
+      certificateFile: 'C:\\Users\\al\\.tsh\\keys\\jump.example.org\\al-cert.pub',
+      tshCommand: ['C:\\Users\\al\\AppData\\Local\\Programs\\jumpgate\\tsh.exe'],
+    };
+    const block = renderSshConfigBlock(win);
+    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
+    assert.match(block, /^ {4}UserKnownHostsFile "C:\/Users\/al\/\.tsh\/known_hosts"$/m);
+    assert.match(block, /^ {4}IdentityFile "C:\/Users\/al\/\.tsh\/keys\/jump\.example\.org\/al"$/m);
+    const spaced = renderSshConfigBlock({ ...win, tshCommand: ['C:\\Program Files\\nodejs\\node.exe', 'C:\\Program Files\\Jumpgate\\bin\\tsh'] });
+    assert.match(spaced, /^ {4}ProxyCommand "C:\/Program Files\/nodejs\/node\.exe" "C:\/Program Files\/Jumpgate\/bin\/tsh" proxy ssh /m);
+  });
+
+  const words: Array<[string, boolean, string]> = [
+    ['/usr/bin/tsh', false, '/usr/bin/tsh'],
+    ['/opt/my tools/tsh', false, "'/opt/my tools/tsh'"],
+    ["/opt/it's/tsh", false, "'/opt/it'\\''s/tsh'"],
+    ['/opt/100%/tsh', false, '/opt/100%%/tsh'],
+    ['/opt/$HOME/tsh', false, "'/opt/$HOME/tsh'"],
+    ['--proxy=[::1]:3080', false, "'--proxy=[::1]:3080'"],
+    ['C:\\tools\\tsh.exe', true, 'C:/tools/tsh.exe'],
+    ['C:\\my tools\\tsh.exe', true, '"C:/my tools/tsh.exe"'],
+    ['C:\\100%\\tsh.exe', true, 'C:/100%%/tsh.exe'],
+  ];
+  for (const [word, windows, want] of words) {
+    test(`ProxyCommand word ${JSON.stringify(word)} on ${windows ? 'Windows' : 'POSIX'} → ${want}`, () => {
+      assert.equal(commandWord(word, windows), want);
+    });
+  }
+
+  test('paths that cannot be written into ssh_config are refused with a fix', () => {
+    assert.throws(() => configPath('/home/a"b/.tsh/known_hosts', false), /cannot be written into an ssh_config file/);
+    assert.throws(() => commandWord('/opt/a\nb', false), /cannot be written into a ProxyCommand/);
+    assert.equal(configPath('/home/100%/x', false), '"/home/100%%/x"');
+  });
+
+  test('OpenSSH reads the block back as written: paths with spaces, quotes and % survive (ssh -G, and the ProxyCommand run by sh)', async () => {
+    const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+    const tmp = tempDir('ssh-config-G');
+    try {
+      const odd = join(tmp.dir, "it's 100% odd");
+      mkdirSync(odd);
+      const argsFile = join(tmp.dir, 'args');
+      const fake = join(odd, 'fake tsh');
+      writeFileSync(fake, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > '${argsFile}'\n`);
+      chmodSync(fake, 0o755);
+      const input: SshConfigBlockInput = {
+        ...base,
+        knownHostsFile: join(odd, 'known_hosts'),
+        identityFile: join(odd, 'key'),
+        certificateFile: join(odd, 'key-cert.pub'),
+        tshCommand: [fake],
+        webProxyAddr: '[::1]:3080',
+      };
+      const cfg = join(tmp.dir, 'config');
+      writeFileSync(cfg, renderSshConfigBlock(input));
+      const g = await run(ssh, ['-F', cfg, '-G', 'al@node1']);
+      assert.equal(g.code, 0, g.stderr);
+      assert.match(g.stdout, new RegExp(`^userknownhostsfile ${escapeRe(join(odd, 'known_hosts'))}$`, 'm'));
+      assert.match(g.stdout, /^stricthostkeychecking true$/m);
+      // The proxy host keeps the user's own known_hosts and gains tsh's.
+      const gp = await run(ssh, ['-F', cfg, '-G', 'jump.example.org']);
+      assert.match(gp.stdout, new RegExp(`^userknownhostsfile \\S+/\\.ssh/known_hosts \\S+/\\.ssh/known_hosts2 ${escapeRe(join(odd, 'known_hosts'))}$`, 'm'));
+      assert.doesNotMatch(gp.stdout, /^proxycommand /m);
+      // Lines after the block apply to every host again.
+      writeFileSync(cfg, renderSshConfigBlock(input) + 'User after-block\n');
+      assert.match((await run(ssh, ['-F', cfg, '-G', 'elsewhere.test'])).stdout, /^user after-block$/m);
+      // ssh runs the ProxyCommand through the shell: the fake tsh sees exactly the intended argv.
+      const r = await run(ssh, ['-v', '-F', cfg, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'al@node1', 'true'], { timeoutMs: 15_000 });
+      assert.equal(r.code, 255);
+      // ssh -G prints IdentityFile/CertificateFile before %-expansion; -v shows the files ssh really tries.
+      assert.match(r.stderr, new RegExp(`^debug1: identity file ${escapeRe(join(odd, 'key'))} type -1\r?$`, 'm'));
+      assert.match(r.stderr, new RegExp(`^debug1: certificate file ${escapeRe(join(odd, 'key-cert.pub'))} type -1\r?$`, 'm'));
+      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', '--proxy=[::1]:3080', 'al@node1:22']);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+describe('replaceManagedBlock', () => {
+  const block = (v: string) => `# BEGIN Jumpgate p\nHost n\n    User ${v}\n# END Jumpgate p\n`;
+  const cases: Array<{ name: string; before: string; after: string }> = [
+    { name: 'an empty file gets just the block', before: '', after: block('new') },
+    {
+      name: 'a file without a block gets it at the top, a blank line before the old content',
+      before: 'Host mine\n    User me\n',
+      after: `${block('new')}\nHost mine\n    User me\n`,
+    },
+    {
+      name: 'an old block is replaced in place; the lines around it are untouched',
+      before: `Host a\n    User x\n\n${block('old')}Host b\n    User y\n`,
+      after: `Host a\n    User x\n\n${block('new')}Host b\n    User y\n`,
+    },
+    {
+      name: 'duplicated blocks (tsh config >> plus a login) become one, at the first place',
+      before: `${block('old1')}Host a\n${block('old2')}Host b\n`,
+      after: `${block('new')}Host a\nHost b\n`,
+    },
+    {
+      name: 'another profile’s block is left alone',
+      before: `# BEGIN Jumpgate other\nHost o\n# END Jumpgate other\n`,
+      after: `${block('new')}\n# BEGIN Jumpgate other\nHost o\n# END Jumpgate other\n`,
+    },
+    {
+      name: 'markers with surrounding spaces still match; a marker that is only a prefix does not',
+      before: `  # BEGIN Jumpgate p  \nHost n\n# END Jumpgate p\n# BEGIN Jumpgate p2\n# END Jumpgate p2\n`,
+      after: `${block('new')}# BEGIN Jumpgate p2\n# END Jumpgate p2\n`,
+    },
+    {
+      name: 'a file without a final newline keeps its content',
+      before: 'Host mine\n    User me',
+      after: `${block('new')}\nHost mine\n    User me\n`,
+    },
+    {
+      name: 'CRLF files stay CRLF',
+      before: `Host a\r\n${block('old').replace(/\n/g, '\r\n')}`,
+      after: `Host a\r\n${block('new').replace(/\n/g, '\r\n')}`,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => assert.equal(replaceManagedBlock(c.before, 'p', block('new')), c.after));
+  }
+
+  test('replacing twice gives the same file (idempotent)', () => {
+    const once = replaceManagedBlock('Host a\n', 'p', block('new'));
+    assert.equal(replaceManagedBlock(once, 'p', block('new')), once);
+  });
+
+  test('a BEGIN without END is refused, naming the line, rather than eating the rest of the file', () => {
+    assert.throws(() => replaceManagedBlock('Host a\n# BEGIN Jumpgate p\nHost b\n', 'p', block('new'), '/home/al/.ssh/config'), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'SSH_CONFIG_UNBALANCED');
+      assert.match(err.message, /^\/home\/al\/\.ssh\/config:2: "# BEGIN Jumpgate p" has no matching "# END Jumpgate p" line$/);
+      return true;
+    });
+  });
+});
+
+describe('installSshConfigBlock', () => {
+  const tmp = tempDir('ssh-config-install');
+  after(() => tmp.cleanup());
+  let n = 0;
+  const pathsIn = (home: string) => new TshPaths({ env: { TSH_HOME: join(home, '.tsh') }, homedir: home, platform: 'linux' });
+  const freshHome = () => {
+    const home = join(tmp.dir, `home${++n}`);
+    mkdirSync(home);
+    return home;
+  };
+  const block = renderSshConfigBlock(base);
+
+  test('creates ~/.ssh (0700) and the config (0600) when absent; no backup of nothing', () => {
+    const home = freshHome();
+    const r = installSshConfigBlock(pathsIn(home), base.profileName, block);
+    assert.equal(r.changed, true);
+    assert.equal(r.backup, undefined);
+    assert.equal(readFileSync(join(home, '.ssh', 'config'), 'utf8'), block);
+    assert.equal(lstatSync(join(home, '.ssh')).mode & 0o777, 0o700);
+    assert.equal(lstatSync(join(home, '.ssh', 'config')).mode & 0o777, 0o600);
+  });
+
+  test('backs up the original once, keeps its mode, and never touches the other lines', () => {
+    const home = freshHome();
+    mkdirSync(join(home, '.ssh'), { mode: 0o700 });
+    const file = join(home, '.ssh', 'config');
+    const original = 'Host mine\n    User me\n    Port 2200\n';
+    writeFileSync(file, original, { mode: 0o644 });
+    chmodSync(file, 0o644);
+    const paths = pathsIn(home);
+    const first = installSshConfigBlock(paths, base.profileName, block);
+    assert.equal(first.backup, join(home, '.ssh', 'config.jumpgate-backup'));
+    assert.equal(readFileSync(first.backup!, 'utf8'), original);
+    assert.equal(readFileSync(file, 'utf8'), `${block}\n${original}`);
+    assert.equal(lstatSync(file).mode & 0o777, 0o644, 'mode kept');
+    const again = installSshConfigBlock(paths, base.profileName, block);
+    assert.equal(again.changed, false, 'same block: file not rewritten');
+    const other = installSshConfigBlock(paths, base.profileName, renderSshConfigBlock({ ...base, nodeNames: ['node3'] }));
+    assert.equal(other.changed, true);
+    assert.equal(other.backup, undefined, 'the backup is made once');
+    assert.equal(readFileSync(first.backup!, 'utf8'), original, 'and never overwritten');
+    assert.equal(readFileSync(file, 'utf8').split('# BEGIN Jumpgate').length, 2, 'one block');
+    assert.ok(readFileSync(file, 'utf8').endsWith(`\n${original}`));
+  });
+
+  test('writes through a symlinked config (dotfile managers) instead of replacing the link', () => {
+    const home = freshHome();
+    mkdirSync(join(home, '.ssh'));
+    const target = join(home, 'dotfiles-ssh-config');
+    writeFileSync(target, 'Host x\n');
+    symlinkSync(target, join(home, '.ssh', 'config'));
+    const r = installSshConfigBlock(pathsIn(home), base.profileName, block);
+    assert.equal(r.path, target);
+    assert.ok(lstatSync(join(home, '.ssh', 'config')).isSymbolicLink());
+    assert.equal(readFileSync(target, 'utf8'), `${block}\nHost x\n`);
+  });
+
+  const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+
+  test('a full disk (injected ENOSPC at the config write) leaves the old file intact and says so', () => {
+    const home = freshHome();
+    mkdirSync(join(home, '.ssh'));
+    const file = join(home, '.ssh', 'config');
+    writeFileSync(file, 'Host keep\n');
+    const failing: typeof writeFileAtomic = (path, data, mode) => {
+      if (path === file) throw writeError(path, enospc());
+      writeFileAtomic(path, data, mode);
+    };
+    assert.throws(() => installSshConfigBlock(pathsIn(home), base.profileName, block, { write: failing }), /the disk is full; the previous file is unchanged/);
+    assert.equal(readFileSync(file, 'utf8'), 'Host keep\n');
+  });
+
+  test('a really full file system (a 64 KiB tmpfs) leaves the old file intact and no temp file behind', () => {
+    const home = freshHome();
+    // Mounting needs root (CI runs as root); elsewhere the same failure is injected into the real writer's first write.
+    const mounted = process.getuid?.() === 0 && tryMount(home);
+    try {
+      mkdirSync(join(home, '.ssh'));
+      const file = join(home, '.ssh', 'config');
+      const original = `Host keep\n${'    # padding\n'.repeat(200)}`;
+      writeFileSync(file, original);
+      writeFileSync(join(home, '.ssh', 'config.jumpgate-backup'), original);
+      let write: typeof writeFileAtomic | undefined;
+      if (mounted) {
+        const filler = join(home, 'filler');
+        for (const size of [1024, 1]) {
+          try {
+            for (;;) writeFileSync(filler, Buffer.alloc(size), { flag: 'a' });
+          } catch (err) {
+            assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+          }
+        }
+      } else {
+        write = (path) => {
+          throw writeError(path, enospc());
+        };
+      }
+      assert.throws(() => installSshConfigBlock(pathsIn(home), base.profileName, block, write ? { write } : {}), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'DISK_FULL');
+        return true;
+      });
+      assert.equal(readFileSync(file, 'utf8'), original);
+      assert.deepEqual(readdirSync(join(home, '.ssh')).sort(), ['config', 'config.jumpgate-backup']);
+    } finally {
+      if (mounted) execFileSync('umount', [home]);
+    }
+  });
+});
+
+function tryMount(dir: string): boolean {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'ignore' });
+    return existsSync(dir);
+  } catch {
+    return false;
+  }
+}
