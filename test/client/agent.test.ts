@@ -23,7 +23,7 @@ import {
 import { startSshd, type SshdNode } from '../helpers/sshd.js';
 import { requireTool, run, tempDir } from '../helpers/tools.js';
 import { certify, keyPair, writeKnownHosts } from '../sshconn/fixtures.js';
-import { startSshAgent, type SshAgent } from './ssh-agent.js';
+import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
 
 const INSTALL = 'apt-get install -y openssh-client';
 

@@ -74,7 +74,15 @@ export class LoginService {
       throw new ApiRequestError(503, 'LOGIN_BUSY', 'too many logins are in progress; try again in a minute');
     }
     const checks = OidcConnector.newChecks();
-    const loginUrl = await this.oidc.authorizationUrl(checks, req.loginHint);
+    let loginUrl: URL;
+    try {
+      loginUrl = await this.oidc.authorizationUrl(checks, req.loginHint);
+    } catch (err) {
+      const e = err as UserError;
+      this.rt.audit.emit({ event: 'login.failure', stage: 'start', reason: e.message, client_addr: clientAddr });
+      this.rt.log.warn(`login start: ${e.message}`);
+      throw new ApiRequestError(502, e.code ?? 'IDP_UNREACHABLE', e.message);
+    }
     const id = randomBytes(16).toString('base64url');
     const expiresAt = now + this.rt.config.auth.loginTimeoutSeconds * 1000;
     const { loginHint: _hint, ...fields } = req;
