@@ -1,0 +1,125 @@
+/**
+ * The SSH proxy against OpenSSH ProxyJump, in one run on this machine:
+ *
+ * - throughput: 1 GiB from `head -c 1G /dev/zero` through `ssh node1 'cat > /dev/null'`
+ *   (a) with only the generated config (ProxyCommand tsh proxy ssh → jumpgate → sshd), and
+ *   (b) with ProxyJump through a second sshd acting as jump host;
+ * - set-up: `ssh node1 true`, median of RUNS, same two paths.
+ *
+ * Both paths use the same key, certificate, node and OpenSSH defaults; they
+ * alternate run by run so drift on a noisy machine hits both alike.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startProxyCluster } from '../test/helpers/proxy-cluster.js';
+import { startSshd } from '../test/helpers/sshd.js';
+import { fakeLogin } from '../test/helpers/tsh-home.js';
+import { requireTool, tempDir } from '../test/helpers/tools.js';
+
+export interface ProxyBenchResult {
+  bytes: number;
+  proxyMBps: number[];
+  jumpMBps: number[];
+  proxySetupMs: number[];
+  jumpSetupMs: number[];
+}
+
+const GIB = 1024 ** 3;
+
+export async function benchProxy(opts: { bytes?: number; throughputRuns?: number; setupRuns?: number } = {}): Promise<ProxyBenchResult> {
+  const bytes = opts.bytes ?? GIB;
+  const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+  const tmp = tempDir('bench-proxy');
+  const cluster = await startProxyCluster(tmp.dir);
+  const jumpDir = join(tmp.dir, 'jump');
+  mkdirSync(jumpDir);
+  const jump = await startSshd({ dir: jumpDir, hostKey: cluster.hostKeyFile, hostCertificate: `${cluster.hostKeyFile}-cert.pub`, trustedUserCaKeys: cluster.userCaFile, extra: ['LogLevel ERROR'] });
+  try {
+    const user = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home'), username: 'root', roles: ['user'] });
+    const key = user.paths.privateKey(user.profile.name, user.profile.username);
+    const baseline = join(tmp.dir, 'proxyjump_config');
+    writeFileSync(
+      baseline,
+      [
+        'Host jump',
+        '    HostName 127.0.0.1',
+        `    Port ${jump.port}`,
+        'Host node1',
+        '    HostName 127.0.0.1',
+        `    Port ${cluster.node.port}`,
+        '    ProxyJump jump',
+        'Host *',
+        '    User root',
+        // The jump sshd presents the node's host certificate (principal node1).
+        '    HostKeyAlias node1',
+        `    IdentityFile ${key}`,
+        `    CertificateFile ${key}-cert.pub`,
+        '    IdentitiesOnly yes',
+        `    UserKnownHostsFile ${user.paths.knownHosts()}`,
+        '    StrictHostKeyChecking yes',
+        '    BatchMode yes',
+        '',
+      ].join('\n'),
+    );
+    const env = user.env;
+    const viaProxy = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'];
+    const viaJump = ['-F', baseline, 'node1'];
+    const timed = async (args: string[], shellPipe?: string): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const child = shellPipe
+          ? spawn('bash', ['-c', `${shellPipe} | ${[ssh, ...args].map(q).join(' ')}`], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+          : spawn(ssh, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+        child.on('error', reject);
+        child.on('close', (c) => (c === 0 ? resolve(c) : reject(new Error(`ssh ${args.join(' ')} exited ${c}:\n${err}`))));
+      });
+      void code;
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+    // Warm-up: page cache, sshd's first fork, Node's first start.
+    await timed([...viaProxy, 'true']);
+    await timed([...viaJump, 'true']);
+
+    const r: ProxyBenchResult = { bytes, proxyMBps: [], jumpMBps: [], proxySetupMs: [], jumpSetupMs: [] };
+    for (let i = 0; i < (opts.setupRuns ?? 15); i++) {
+      r.proxySetupMs.push(await timed([...viaProxy, 'true']));
+      r.jumpSetupMs.push(await timed([...viaJump, 'true']));
+    }
+    const source = `head -c ${bytes} /dev/zero`;
+    for (let i = 0; i < (opts.throughputRuns ?? 3); i++) {
+      r.proxyMBps.push(bytes / 1e6 / ((await timed([...viaProxy, 'cat > /dev/null'], source)) / 1000));
+      r.jumpMBps.push(bytes / 1e6 / ((await timed([...viaJump, 'cat > /dev/null'], source)) / 1000));
+    }
+    return r;
+  } finally {
+    await jump.stop();
+    await cluster.stop();
+    tmp.cleanup();
+  }
+}
+
+function q(s: string): string {
+  return /^[A-Za-z0-9_/.,:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** The BENCHMARKS.md section. */
+export function formatProxyBench(r: ProxyBenchResult): string {
+  const tp = median(r.proxyMBps) / median(r.jumpMBps);
+  const su = median(r.proxySetupMs) / median(r.jumpSetupMs);
+  const f = (n: number) => n.toFixed(0);
+  return [
+    '| what | Jumpgate proxy (generated ssh config) | OpenSSH ProxyJump via sshd | ratio | target |',
+    '|---|---|---|---|---|',
+    `| 1 GiB \`cat > /dev/null\`, MB/s (median of ${r.proxyMBps.length}; runs) | ${f(median(r.proxyMBps))} (${r.proxyMBps.map(f).join(', ')}) | ${f(median(r.jumpMBps))} (${r.jumpMBps.map(f).join(', ')}) | ${tp.toFixed(2)}x | >= 1.0x: ${tp >= 1 ? 'meets' : 'MISSES'} |`,
+    `| \`ssh node1 true\`, ms (median of ${r.proxySetupMs.length}) | ${f(median(r.proxySetupMs))} | ${f(median(r.jumpSetupMs))} | ${su.toFixed(2)}x | <= 1.0x: ${su <= 1 ? 'meets' : 'MISSES'} |`,
+  ].join('\n');
+}
