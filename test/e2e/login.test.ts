@@ -169,6 +169,26 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.doesNotMatch(audit, /PRIVATE KEY|eyJ[A-Za-z0-9_-]{10,}\.|e2e-secret/, 'no keys, tokens or secrets in the audit log');
   });
 
+  test('tsh logout removes the profile, the key, the certificate and the agent entry; status then exits 4', async () => {
+    const r = await tshLogin(main, 'alice');
+    assert.equal(r.code, 0, r.stderr);
+    const env = { ...process.env, HOME: r.home, TSH_HOME: join(r.home, '.tsh'), SSH_AUTH_SOCK: agent.sock };
+    const certLine = readFileSync(certFile(r.home, 'alice'), 'utf8').trim();
+    const certBlob = certLine.split(' ')[1]!;
+    const listed = async () => (await run('ssh-add', ['-L'], { env })).stdout;
+    assert.ok((await listed()).includes(certBlob));
+    const out = await run(process.execPath, [builtProgram('tsh'), 'logout'], { env });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stderr, /Logged out alice from 127\.0\.0\.1/);
+    assert.ok(!(await listed()).includes(certBlob), 'the agent no longer holds the certificate');
+    assert.ok(!existsSync(certFile(r.home, 'alice')));
+    assert.ok(!existsSync(join(r.home, '.tsh', 'keys', '127.0.0.1', 'alice')), 'the private key file is gone');
+    assert.ok(!existsSync(join(r.home, '.tsh', 'profiles', '127.0.0.1.json')));
+    const status = await run(process.execPath, [builtProgram('tsh'), 'status'], { env });
+    assert.equal(status.code, 4);
+    assert.match(status.stderr, /not logged in/);
+  });
+
   test("bob's role caps the certificate at its max_session_ttl of 1h", async () => {
     const r = await tshLogin(main, 'bob');
     assert.equal(r.code, 0, r.stderr);
