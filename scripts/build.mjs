@@ -1,5 +1,6 @@
 // Bundles each program into one CommonJS file in dist/ so start-up reads one
 // file instead of resolving hundreds of modules. Type checking is `npm run typecheck`.
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const programs = ['tsh', 'tctl', 'jumpgate'];
@@ -21,3 +22,14 @@ await Promise.all(
     }),
   ),
 );
+
+// ssh2's native crypto addon (built by its install script when a compiler is
+// there) is required as ./crypto/build/Release/sshcrypto.node relative to the
+// bundle: put it there. With it ssh2 encrypts in C++ (chacha20-poly1305 and
+// AES-GCM); without it tsh and the proxy still work through node:crypto,
+// slower (src/client/proxy-conn.ts picks the ciphers accordingly).
+const addon = 'node_modules/ssh2/lib/protocol/crypto/build/Release/sshcrypto.node';
+if (existsSync(addon)) {
+  mkdirSync('dist/crypto/build/Release', { recursive: true });
+  copyFileSync(addon, 'dist/crypto/build/Release/sshcrypto.node');
+}

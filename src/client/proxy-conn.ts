@@ -6,6 +6,7 @@
  * `proxy:HOST:PORT`) and the list of reachable nodes (`nodes@jumpgate.dev`).
  */
 import ssh2 from 'ssh2';
+import ssh2Crypto from 'ssh2/lib/protocol/crypto.js';
 import type { ClientChannel, PublicKeyAuthMethod } from 'ssh2';
 import { AuthError, UserError } from '../errors.js';
 import { dial, type Env } from '../net/index.js';
@@ -22,10 +23,15 @@ export const PROXY_SUBSYSTEM = (host: string, port: number) => `proxy:${host.inc
 export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
 
 /**
- * Cipher preference for tsh's SSH hops: chacha20-poly1305 first (fastest
- * through ssh2, FACTS.md), AES-GCM next.
+ * Cipher preference for tsh's SSH hops. With ssh2's native binding,
+ * chacha20-poly1305 first (fastest through ssh2, FACTS.md). Without it (a
+ * build without the addon), AES-GCM through node:crypto, and no chacha20 at
+ * all: ssh2 1.17's JavaScript chacha20-poly1305 client was seen to send a
+ * packet OpenSSH 9.2 rejects right after the key exchange ("incomplete message").
  */
-export const CLIENT_CIPHERS = ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+export const CLIENT_CIPHERS: string[] = ssh2Crypto.bindingAvailable
+  ? ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr']
+  : ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'];
 
 /** How long connecting, key exchange and authentication may take per hop. */
 export const SSH_READY_TIMEOUT_MS = 20_000;

@@ -14,3 +14,9 @@ declare module 'ssh2/lib/protocol/constants.js' {
   };
   export default constants;
 }
+
+/** Whether ssh2's optional native crypto addon loaded (it decides which ciphers are fast, and whether chacha20 is usable as a client). */
+declare module 'ssh2/lib/protocol/crypto.js' {
+  const crypto: { bindingAvailable: boolean };
+  export default crypto;
+}
