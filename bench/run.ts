@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchSigning } from './sign.js';
 import { benchLogin, median } from './login.js';
+import { benchProxy, formatProxyBench } from './proxy.js';
 
 interface Section {
   name: string;
@@ -50,6 +51,18 @@ const sections: Section[] = [
         `Ratio ${(r.ratio * 100).toFixed(1)}% of the raw rate: ${verdict} the 70% target.`,
       ].join('\n');
     },
+  },
+  {
+    name: 'proxy',
+    title: 'SSH through the proxy vs OpenSSH ProxyJump (plain ssh with the generated config; loopback, private sshd node)',
+    run: async () =>
+      [
+        formatProxyBench(await benchProxy()),
+        '',
+        'Jumpgate path: ssh → ProxyCommand `tsh proxy ssh` (ssh2, user certificate) → jumpgate (ssh2, relay) → sshd.',
+        'Baseline: ssh → ProxyJump via a second sshd (same host certificate, same user certificate) → sshd.',
+        'Both carry the end-to-end ssh session inside a second encrypted hop; the runs alternate.',
+      ].join('\n'),
   },
 ];
 
