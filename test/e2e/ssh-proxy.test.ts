@@ -13,6 +13,10 @@ import { join } from 'node:path';
 import { builtProgram, requireTool, run, tempDir, type RunResult } from '../helpers/tools.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
+import { startSshAgent } from '../helpers/ssh-agent.js';
+import { freePort } from '../helpers/sshd.js';
+import { createServer, connect as netConnect } from 'node:net';
+import { spawn } from 'node:child_process';
 
 const LOGIN = 'root'; // sshd as root logs in as anyone; the tests run as root in CI
 
@@ -160,6 +164,56 @@ describe('the SSH proxy end to end (jumpgate start + sshd + ssh/scp/rsync/tmux +
       await waitFor(/TSH-EXITED-3/);
     } finally {
       await t(['kill-server']);
+    }
+  });
+
+  test('tsh ssh -L forwards a local port through the node', async () => {
+    const echo = createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as { port: number }).port;
+    const local = await freePort();
+    const child = spawn(process.execPath, [builtProgram('tsh'), 'ssh', '-L', `${local}:127.0.0.1:${echoPort}`, 'node1', 'sleep 20'], { env: user.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    try {
+      const deadline = Date.now() + 10_000;
+      let answer = '';
+      while (answer !== 'through the tunnel') {
+        if (Date.now() > deadline) assert.fail(`no answer through -L:\n${err}`);
+        answer = await new Promise<string>((resolve) => {
+          const c = netConnect({ host: '127.0.0.1', port: local });
+          let got = '';
+          c.on('connect', () => c.write('through the tunnel'));
+          c.on('data', (b: Buffer) => {
+            got += b.toString();
+            if (got.length >= 18) c.end();
+          });
+          c.on('close', () => resolve(got));
+          c.on('error', () => setTimeout(() => resolve(''), 100));
+        });
+      }
+    } finally {
+      child.kill('SIGTERM');
+      echo.close();
+    }
+  });
+
+  test('tsh ssh -A forwards the agent only when the roles allow it', async () => {
+    const refused = await tsh(user, ['ssh', '-A', 'node1', 'true']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /your roles do not allow agent forwarding \(-A\)/);
+    const agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
+    try {
+      const withAgent = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home-agent'), username: LOGIN, roles: ['agent'], sshConfig: false });
+      const r = await run(process.execPath, [builtProgram('tsh'), 'ssh', '-A', 'node1', 'ssh-add -l; echo status=$?'], {
+        env: { ...withAgent.env, SSH_AUTH_SOCK: agent.sock },
+        timeoutMs: 30_000,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      // 1 = an agent answered with no identities; 2 would mean no agent reached the node.
+      assert.match(r.stdout, /status=1/);
+    } finally {
+      await agent.stop();
     }
   });
 
