@@ -23,6 +23,9 @@ export interface ProxyBenchResult {
   jumpMBps: number[];
   proxySetupMs: number[];
   jumpSetupMs: number[];
+  /** `ssh -J user@proxy:port node1` through Jumpgate's direct-tcpip (no tsh in the path), for comparison. */
+  dashJMBps: number[];
+  dashJSetupMs: number[];
 }
 
 const GIB = 1024 ** 3;
@@ -65,6 +68,7 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     const env = user.env;
     const viaProxy = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'];
     const viaJump = ['-F', baseline, 'node1'];
+    const viaDashJ = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', '-J', `root@localhost:${cluster.sshPort}`, 'root@node1'];
     const timed = async (args: string[], shellPipe?: string): Promise<number> => {
       const t0 = process.hrtime.bigint();
       const code = await new Promise<number | null>((resolve, reject) => {
@@ -83,15 +87,18 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     await timed([...viaProxy, 'true']);
     await timed([...viaJump, 'true']);
 
-    const r: ProxyBenchResult = { bytes, proxyMBps: [], jumpMBps: [], proxySetupMs: [], jumpSetupMs: [] };
+    await timed([...viaDashJ, 'true']);
+    const r: ProxyBenchResult = { bytes, proxyMBps: [], jumpMBps: [], proxySetupMs: [], jumpSetupMs: [], dashJMBps: [], dashJSetupMs: [] };
     for (let i = 0; i < (opts.setupRuns ?? 15); i++) {
       r.proxySetupMs.push(await timed([...viaProxy, 'true']));
       r.jumpSetupMs.push(await timed([...viaJump, 'true']));
+      r.dashJSetupMs.push(await timed([...viaDashJ, 'true']));
     }
     const source = `head -c ${bytes} /dev/zero`;
     for (let i = 0; i < (opts.throughputRuns ?? 3); i++) {
       r.proxyMBps.push(bytes / 1e6 / ((await timed([...viaProxy, 'cat > /dev/null'], source)) / 1000));
       r.jumpMBps.push(bytes / 1e6 / ((await timed([...viaJump, 'cat > /dev/null'], source)) / 1000));
+      r.dashJMBps.push(bytes / 1e6 / ((await timed([...viaDashJ, 'cat > /dev/null'], source)) / 1000));
     }
     return r;
   } finally {
@@ -121,5 +128,7 @@ export function formatProxyBench(r: ProxyBenchResult): string {
     '|---|---|---|---|---|',
     `| 1 GiB \`cat > /dev/null\`, MB/s (median of ${r.proxyMBps.length}; runs) | ${f(median(r.proxyMBps))} (${r.proxyMBps.map(f).join(', ')}) | ${f(median(r.jumpMBps))} (${r.jumpMBps.map(f).join(', ')}) | ${tp.toFixed(2)}x | >= 1.0x: ${tp >= 1 ? 'meets' : 'MISSES'} |`,
     `| \`ssh node1 true\`, ms (median of ${r.proxySetupMs.length}) | ${f(median(r.proxySetupMs))} | ${f(median(r.jumpSetupMs))} | ${su.toFixed(2)}x | <= 1.0x: ${su <= 1 ? 'meets' : 'MISSES'} |`,
+    '',
+    `For comparison, \`ssh -J user@proxy:port node1\` through Jumpgate (direct-tcpip, no tsh in the path): ${f(median(r.dashJMBps))} MB/s (${r.dashJMBps.map(f).join(', ')}), set-up ${f(median(r.dashJSetupMs))} ms.`,
   ].join('\n');
 }

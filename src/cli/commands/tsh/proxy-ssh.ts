@@ -51,6 +51,8 @@ async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   try {
     const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t));
     await new Promise<void>((resolve) => {
+      // ssh closed its end of our stdout (it exited): nothing left to relay.
+      deps.io.stdout.on('error', () => ch.close());
       deps.io.stdin.pipe(ch);
       // stdout stays open: the process exits right after, once it has drained (runMain).
       ch.pipe(deps.io.stdout, { end: false });
