@@ -16,17 +16,8 @@ import {
   type Certificate,
   type VerifyOptions,
 } from '../../src/sshcert/index.js';
-import { KINDS, keyPair, NOW, NOW_S, rawCert } from './fixtures.js';
+import { KINDS, keyPair, NOW, NOW_S, rawCert, codeOf } from './fixtures.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CertError, `expected CertError, got ${(err as Error)?.stack ?? String(err)}`);
-    return err.code;
-  }
-  return 'OK';
-}
 
 function userRequest(overrides: Partial<ConstructorParameters<typeof CertRequest>[0]> = {}): CertRequest {
   return new CertRequest({

@@ -5,9 +5,10 @@
  * trailing bytes) and still sign it, so parse checks are tested in isolation
  * from signature checks.
  */
+import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { WireWriter } from '../../src/sshwire/index.js';
-import { generateKeyPair, signData, type KeyKind, type PublicKey } from '../../src/sshcert/index.js';
+import { CertError, generateKeyPair, signData, type KeyKind, type PublicKey } from '../../src/sshcert/index.js';
 
 export const KINDS: readonly KeyKind[] = ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'ecdsa-p521', 'rsa-3072'];
 
@@ -90,4 +91,15 @@ export function rawCert(o: RawCert = {}): Buffer {
   w.string(o.signature ?? signData(ca.privateKey, signed, o.rsaAlgorithm));
   if (o.trailing) w.raw(o.trailing);
   return Buffer.from(w.finish());
+}
+
+/** The CertError code `fn` throws, or 'OK'; any other error fails the test. */
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof CertError, `expected CertError, got ${(err as Error)?.stack ?? String(err)}`);
+    return err.code;
+  }
+  return 'OK';
 }

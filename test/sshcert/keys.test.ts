@@ -12,17 +12,8 @@ import {
   publicKeyFromKeyObject,
   type KeyAlgorithm,
 } from '../../src/sshcert/index.js';
-import { KINDS, keyPair } from './fixtures.js';
+import { KINDS, keyPair, codeOf } from './fixtures.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CertError, `expected CertError, got ${(err as Error)?.stack ?? String(err)}`);
-    return err.code;
-  }
-  return 'OK';
-}
 
 const wire = (...parts: Array<string | Buffer | ['mpint', Buffer]>): Buffer => {
   const w = new WireWriter();

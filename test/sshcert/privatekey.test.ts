@@ -2,17 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WireReader, WireWriter } from '../../src/sshwire/index.js';
 import { CertError, encodeOpenSSHPrivateKey, parseOpenSSHPrivateKey, signData, verifySignature } from '../../src/sshcert/index.js';
-import { KINDS, keyPair } from './fixtures.js';
+import { KINDS, keyPair, codeOf } from './fixtures.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CertError, `expected CertError, got ${(err as Error)?.stack ?? String(err)}`);
-    return err.code;
-  }
-  return 'OK';
-}
 
 const BEGIN = '-----BEGIN OPENSSH PRIVATE KEY-----';
 const END = '-----END OPENSSH PRIVATE KEY-----';

@@ -10,7 +10,7 @@ import {
   signCertificate,
   type CertRequestFields,
 } from '../../src/sshcert/index.js';
-import { keyPair, NOW, NOW_S } from './fixtures.js';
+import { keyPair, NOW, NOW_S, codeOf } from './fixtures.js';
 
 function base(over: Partial<CertRequestFields> = {}): CertRequest {
   return new CertRequest({
@@ -23,15 +23,6 @@ function base(over: Partial<CertRequestFields> = {}): CertRequest {
   });
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CertError, `expected CertError, got ${(err as Error)?.stack ?? String(err)}`);
-    return err.code;
-  }
-  return 'OK';
-}
 
 const invalid: Array<[string, Partial<CertRequestFields>]> = [
   ['an empty key id', { keyId: '' }],
