@@ -11,13 +11,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request as undiciRequest } from 'undici';
-import { newEnvelopeKey, open as openEnvelope } from '../src/api/envelope.js';
 import { createHttpDispatcher } from '../src/net/index.js';
-import { formatPublicKeyLine, generateKeyPair } from '../src/sshcert/index.js';
 import { DEMO_ACCOUNTS, startDevIdp } from '../scripts/dev-idp.js';
 import { launchBrowser, loginInBrowser } from '../test/helpers/browser.js';
 import { startCluster } from '../test/helpers/cluster.js';
+import { headlessLogin } from '../test/helpers/headless-login.js';
 import { freePort } from '../test/helpers/sshd.js';
 import { startSshAgent } from '../test/helpers/ssh-agent.js';
 import { builtProgram } from '../test/helpers/tools.js';
@@ -128,63 +126,4 @@ function sshKeygenSignRate(dir: string, n: number): number {
   const t0 = performance.now();
   for (let i = 0; i < n; i++) spawnSync('ssh-keygen', ['-q', '-s', ca, '-I', 'alice', '-n', 'alice', '-V', '+24h', `${key}.pub`]);
   return n / ((performance.now() - t0) / 1000);
-}
-
-/**
- * One whole login without a browser: what tsh and a person do, over HTTP.
- * oidc-provider's dev pages: a login form, then a consent form.
- */
-async function headlessLogin(webPort: number, dispatcher: ReturnType<typeof createHttpDispatcher>): Promise<void> {
-  const { publicKey } = generateKeyPair();
-  const env = newEnvelopeKey();
-  const start = await undiciRequest(`https://127.0.0.1:${webPort}/v1/login/start`, {
-    method: 'POST',
-    dispatcher,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      public_key: formatPublicKeyLine(publicKey),
-      callback_url: 'http://127.0.0.1:9/cb',
-      client_key: env.publicRaw.toString('base64url'),
-      client_nonce: 'N'.repeat(43),
-    }),
-  });
-  const { login_url: loginUrl, request_id: requestId } = (await start.body.json()) as { login_url: string; request_id: string };
-  const jar = new Map<string, string>();
-  let url = loginUrl;
-  let method = 'GET';
-  let body: string | undefined;
-  for (let hop = 0; hop < 20; hop++) {
-    const res = await undiciRequest(url, {
-      method: method as 'GET' | 'POST',
-      dispatcher: url.startsWith('https:') ? dispatcher : undefined,
-      headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; '), ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
-      body,
-    });
-    for (const c of [res.headers['set-cookie'] ?? []].flat()) {
-      const [pair] = c.split(';');
-      const eq = pair!.indexOf('=');
-      jar.set(pair!.slice(0, eq), pair!.slice(eq + 1));
-    }
-    const location = res.headers['location'] as string | undefined;
-    const text = await res.body.text();
-    if (location) {
-      const next = new URL(location, url);
-      if (next.hostname === '127.0.0.1' && next.port === '9') {
-        const sealed = next.searchParams.get('response');
-        if (!sealed) throw new Error(`login refused: ${next.searchParams.get('error_description')}`);
-        JSON.parse(openEnvelope(env.privateKey, sealed, Buffer.from(requestId)).toString());
-        return;
-      }
-      url = next.toString();
-      method = 'GET';
-      body = undefined;
-      continue;
-    }
-    const action = /<form[^>]*action="([^"]+)"/.exec(text)?.[1];
-    if (!action) throw new Error(`unexpected page at ${url}: ${text.slice(0, 200)}`);
-    url = new URL(action, url).toString();
-    method = 'POST';
-    body = /name="login"/.test(text) ? 'prompt=login&login=alice&password=x' : 'prompt=consent';
-  }
-  throw new Error('too many redirects');
 }
