@@ -3,6 +3,7 @@
  * Order matters: the config is already valid, the CAs and TLS material are
  * loaded (or created) before anything listens, so nothing is half-started.
  */
+import type { Server as HttpsServer } from 'node:https';
 import type { ServerConfig, HostPort } from '../config/index.js';
 import { formatHostPort } from '../config/address.js';
 import { createHttpDispatcher } from '../net/index.js';
@@ -10,7 +11,7 @@ import { AuditLog } from './auth/audit.js';
 import { CaStore, ensurePrivateDir } from './auth/ca.js';
 import { LoginService } from './auth/login.js';
 import { OidcConnector } from './auth/oidc.js';
-import { startWebApi } from './proxy/web.js';
+import { startWebApi, type WebLimits } from './proxy/web.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
 import type { RunningService, ServerLog, ServerRuntime } from './runtime.js';
 import { API } from '../api/types.js';
@@ -21,6 +22,10 @@ export interface StartOptions {
   env: Record<string, string | undefined>;
   /** Starts the SSH proxy service (server/proxy/ssh-proxy.ts). */
   startSshProxy: (rt: ServerRuntime, listen: HostPort) => Promise<RunningService>;
+  /** Overrides of the HTTPS API's limits (tests use short timeouts); default WEB_LIMITS. */
+  webLimits?: Partial<WebLimits>;
+  /** Overrides the login start rate limit; default LOGIN_RATE_LIMIT. */
+  loginRate?: { perMinute: number; burst: number };
 }
 
 export interface RunningServer {
@@ -31,6 +36,8 @@ export interface RunningServer {
   /** host:port clients use (ports substituted when the config said 0). */
   publicAddrs(): { web: string; ssh: string };
   login: LoginService;
+  /** The HTTPS API's server and the limits it runs with (tests inspect both). */
+  web: { server: HttpsServer; limits: WebLimits };
   close(): Promise<void>;
 }
 
@@ -62,11 +69,12 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
         redirectUri: () => `https://${publicAddrs().web}${API.oidcCallback}`,
       })
     : undefined;
-  const login = new LoginService(rt, oidc, publicAddrs);
+  const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate);
 
   const started: RunningService[] = [];
+  let web: Awaited<ReturnType<typeof startWebApi>> | undefined;
   try {
-    const web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, publicAddrs });
+    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, publicAddrs, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
     started.push(web);
     webPort = web.port;
     const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr);
@@ -84,6 +92,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     sshPort,
     publicAddrs,
     login,
+    web: { server: web.server, limits: web.limits },
     close: async () => {
       await Promise.allSettled(started.map((s) => s.close()));
       rt.audit.close();

@@ -19,15 +19,97 @@ import { mapClaimsToRoles, nodeAllowed, resolveAccess } from './roles.js';
 const MAX_PENDING = 10_000;
 const MAX_TTL_REQUEST_SECONDS = 365 * 24 * 3600;
 
+/**
+ * POST /v1/login/start per client address: a token bucket holding `burst`
+ * starts, refilled at `perMinute`. A person needs one or two; a script
+ * filling the pending-login table or hammering the IdP gets 429.
+ */
+export const LOGIN_RATE_LIMIT = { perMinute: 10, burst: 20 } as const;
+/** Buckets kept at most; beyond, the least recently created are forgotten. */
+const MAX_RATE_BUCKETS = 100_000;
+/** A rate-limited address is audited at most this often (a flood must not flood the audit log). */
+const RATE_AUDIT_EVERY_MS = 60_000;
+
 /** A refusal of an API request: HTTP status + stable code + message for the user. */
 export class ApiRequestError extends UserError {
   constructor(
     readonly status: number,
     code: string,
     message: string,
+    /** For 429 and 503: when to try again (the Retry-After header). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(code, message);
   }
+}
+
+interface Bucket {
+  tokens: number;
+  updatedAt: number;
+  /** Refusals since the last audit event for this address. */
+  refused: number;
+  auditedAt: number;
+}
+
+/**
+ * Token buckets keyed by client address (IPv6 by its /64: one host usually
+ * holds the whole prefix). Pure apart from the clock passed in.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    readonly perMinute: number,
+    readonly burst: number,
+    private readonly maxBuckets = MAX_RATE_BUCKETS,
+  ) {}
+
+  /** Takes one token for `addr`: undefined when allowed, else the seconds until one is available. */
+  take(addr: string, nowMs: number): { retryAfterSeconds: number; bucket: Bucket } | undefined {
+    const key = rateKey(addr);
+    let b = this.buckets.get(key);
+    if (!b) {
+      if (this.buckets.size >= this.maxBuckets) this.prune(nowMs);
+      b = { tokens: this.burst, updatedAt: nowMs, refused: 0, auditedAt: -Infinity };
+      this.buckets.set(key, b);
+    }
+    const perMs = this.perMinute / 60_000;
+    b.tokens = Math.min(this.burst, b.tokens + Math.max(0, nowMs - b.updatedAt) * perMs);
+    b.updatedAt = nowMs;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return undefined;
+    }
+    b.refused++;
+    return { retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000)), bucket: b };
+  }
+
+  /** How many addresses are tracked (tests). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Forgets full buckets (they carry no state); if that is not enough, the oldest ones. */
+  private prune(nowMs: number): void {
+    const perMs = this.perMinute / 60_000;
+    for (const [k, b] of this.buckets) if (b.tokens + (nowMs - b.updatedAt) * perMs >= this.burst) this.buckets.delete(k);
+    for (const k of this.buckets.keys()) {
+      if (this.buckets.size < this.maxBuckets * 0.9) break;
+      this.buckets.delete(k);
+    }
+  }
+}
+
+/** The rate-limit key of an address: IPv4 as is (also when IPv4-mapped), IPv6 by its /64. */
+export function rateKey(addr: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
+  if (mapped) return mapped[1]!;
+  if (isIP(addr) !== 6) return addr;
+  const [head = '', tail] = addr.toLowerCase().split('%')[0]!.split('::') as [string, string | undefined];
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':')}::/64`;
 }
 
 interface PendingLogin {
@@ -49,12 +131,47 @@ export type CallbackOutcome =
 
 export class LoginService {
   private readonly pending = new Map<string, PendingLogin>();
+  readonly limiter: RateLimiter;
 
   constructor(
     private readonly rt: ServerRuntime,
     private readonly oidc: OidcConnector | undefined,
     private readonly publicAddrs: () => { web: string; ssh: string },
-  ) {}
+    rate: { perMinute: number; burst: number } = LOGIN_RATE_LIMIT,
+  ) {
+    this.limiter = new RateLimiter(rate.perMinute, rate.burst);
+  }
+
+  /**
+   * The rate limit of POST /v1/login/start, checked before the body is read:
+   * 429 with Retry-After when `clientAddr` has used its starts. The first
+   * refusal is audited, then at most one event a minute per address with the
+   * number refused since.
+   */
+  admit(clientAddr: string): void {
+    const now = this.rt.clock().getTime();
+    const over = this.limiter.take(clientAddr, now);
+    if (!over) return;
+    const b = over.bucket;
+    if (now - b.auditedAt >= RATE_AUDIT_EVERY_MS) {
+      this.rt.audit.emit({
+        event: 'login.failure',
+        stage: 'rate_limit',
+        reason: `more than ${this.limiter.burst} login starts at once or ${this.limiter.perMinute} a minute from this address`,
+        refused: b.refused,
+        client_addr: clientAddr,
+      });
+      this.rt.log.warn(`login start: rate limit reached for ${clientAddr} (${b.refused} refused)`);
+      b.auditedAt = now;
+      b.refused = 0;
+    }
+    throw new ApiRequestError(
+      429,
+      'RATE_LIMITED',
+      `too many login attempts from your address; try again in ${over.retryAfterSeconds} s`,
+      over.retryAfterSeconds,
+    );
+  }
 
   /** POST /v1/login/start: validates the request and returns the IdP URL for the browser. */
   async start(body: unknown, clientAddr: string): Promise<LoginStartResponse> {
@@ -71,7 +188,7 @@ export class LoginService {
       throw new ApiRequestError(501, 'LOGIN_NOT_CONFIGURED', 'this cluster has no single sign-on configured (auth.oidc); ask an admin');
     }
     if (this.pending.size >= MAX_PENDING) {
-      throw new ApiRequestError(503, 'LOGIN_BUSY', 'too many logins are in progress; try again in a minute');
+      throw new ApiRequestError(503, 'LOGIN_BUSY', 'too many logins are in progress; try again in a minute', 60);
     }
     const checks = OidcConnector.newChecks();
     let loginUrl: URL;

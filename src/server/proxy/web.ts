@@ -4,23 +4,54 @@
  * timeouts, TLS 1.2+, security headers on every response.
  */
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { API, type ApiError, type PingResponse } from '../../api/types.js';
 import { VERSION } from '../../version.js';
 import type { HostPort } from '../../config/index.js';
 import { formatHostPort } from '../../config/address.js';
 import { UserError } from '../../errors.js';
-import type { RunningService, ServerRuntime } from '../runtime.js';
+import type { RunningService, ServerLog, ServerRuntime } from '../runtime.js';
 import type { TlsMaterial } from '../tls.js';
 import { ApiRequestError, hostCaLines, type LoginService } from '../auth/login.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
-/** Limits against slow or oversized requests (documented in README). */
-export const WEB_LIMITS = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000, maxHeaderSize: 16 * 1024 };
 
-const SECURITY_HEADERS: Record<string, string> = {
+/** Limits against slow, oversized or too many requests (documented in README and SECURITY.md). */
+export interface WebLimits {
+  /** A TLS handshake must finish within this (before it, no HTTP timeout applies). */
+  tlsHandshakeTimeoutMs: number;
+  /** The request line and every header must arrive within this (408 otherwise). */
+  headersTimeoutMs: number;
+  /** The whole request, body included, must arrive within this (408 otherwise). */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** How often Node checks the two request timeouts: they fire up to this much late. */
+  timeoutCheckIntervalMs: number;
+  /** Request line plus headers; more is a 431. */
+  maxHeaderSize: number;
+  /** Open connections from one client address; more are closed at once. */
+  maxConnectionsPerAddress: number;
+  /** Open connections in total; more are closed at once. */
+  maxConnections: number;
+}
+
+export const WEB_LIMITS: Readonly<WebLimits> = {
+  tlsHandshakeTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  timeoutCheckIntervalMs: 1_000,
+  maxHeaderSize: 16 * 1024,
+  maxConnectionsPerAddress: 64,
+  maxConnections: 4_096,
+};
+
+/** Sent with every response, errors from the HTTP parser included. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'strict-transport-security': 'max-age=31536000',
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
@@ -35,19 +66,24 @@ export interface WebDeps {
   login: LoginService;
   /** host:port clients use for HTTPS and SSH (the real ports once bound). */
   publicAddrs: () => { web: string; ssh: string };
+  /** Overrides of WEB_LIMITS (tests use short timeouts). */
+  limits?: Partial<WebLimits>;
 }
 
 /** Starts the HTTPS API on `listen` (port 0 = any free port). */
-export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<RunningService & { server: Server }> {
+export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<RunningService & { server: Server; limits: WebLimits }> {
+  const limits: WebLimits = { ...WEB_LIMITS, ...deps.limits };
   const server = createServer(
     {
       cert: deps.tls.cert,
       key: deps.tls.key,
       minVersion: 'TLSv1.2',
-      maxHeaderSize: WEB_LIMITS.maxHeaderSize,
-      requestTimeout: WEB_LIMITS.requestTimeoutMs,
-      headersTimeout: WEB_LIMITS.headersTimeoutMs,
-      keepAliveTimeout: WEB_LIMITS.keepAliveTimeoutMs,
+      handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+      maxHeaderSize: limits.maxHeaderSize,
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: limits.timeoutCheckIntervalMs,
     },
     (req, res) => {
       handle(req, res, deps).catch((err: unknown) => {
@@ -57,7 +93,10 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
       });
     },
   );
+  server.maxConnections = limits.maxConnections;
+  limitConnectionsPerAddress(server, limits.maxConnectionsPerAddress, deps.rt.log);
   server.on('tlsClientError', (err) => deps.rt.log.debug(`web: TLS handshake failed: ${err.message}`));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, limits, deps.rt.log));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('proxy.web_listen_addr', listen, err)));
     server.listen(listen.port, listen.host, () => {
@@ -69,6 +108,7 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
   return {
     port,
     server,
+    limits,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -77,21 +117,80 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
   };
 }
 
+/**
+ * Closes a new TCP connection at once when its address already holds `max`
+ * open ones: one client cannot use up the server's sockets (slow-loris from
+ * one address). Counted before TLS, so handshakes count too.
+ */
+function limitConnectionsPerAddress(server: Server, max: number, log: ServerLog): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const addr = socket.remoteAddress ?? 'unknown';
+    const n = open.get(addr) ?? 0;
+    if (n >= max) {
+      log.debug(`web: refused a connection from ${addr}: it already has ${n} open (limit ${max})`);
+      socket.destroy();
+      return;
+    }
+    open.set(addr, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(addr) ?? 1) - 1;
+      if (left <= 0) open.delete(addr);
+      else open.set(addr, left);
+    });
+  });
+}
+
+/**
+ * Answers what Node's HTTP parser refused (malformed requests, headers too
+ * large, request timeouts) with the same security headers and JSON error
+ * shape as every other response, then closes the connection.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: WebLimits, log: ServerLog): void {
+  log.debug(`web: bad request from ${(socket as Socket).remoteAddress ?? 'unknown'}: ${err.code ?? ''} ${err.message}`);
+  // https.Server also reports TLS failures (a handshake timeout, say) here: those get no HTTP answer.
+  const fromHttpParser = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || (err.code ?? '').startsWith('HPE_');
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (!fromHttpParser || !socket.writable || started) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'HEADERS_TOO_LARGE', `the request line and headers are limited to ${limits.maxHeaderSize} bytes`]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'REQUEST_TIMEOUT', 'the request took too long to arrive']
+        : [400, 'BAD_REQUEST', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+    ...Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}`),
+    'content-type: application/json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(body)}`,
+    'connection: close',
+  ];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // A client that stops reading must not keep the socket.
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
 async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps): Promise<void> {
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
-  const url = new URL(req.url ?? '/', 'https://proxy.invalid');
   const clientAddr = req.socket.remoteAddress ?? 'unknown';
-  const route = `${req.method} ${url.pathname}`;
   try {
-    switch (route) {
+    const target = requestTarget(req);
+    const path = target.pathname;
+    switch (`${req.method} ${path}`) {
       case `GET ${API.ping}`:
         return sendJson(res, 200, ping(deps));
       case `POST ${API.loginStart}`: {
-        const body = await readJson(req);
+        deps.login.admit(clientAddr); // before the body is read: a refusal costs nothing
+        const body = await readJson(req, res);
         return sendJson(res, 200, await deps.login.start(body, clientAddr));
       }
       case `GET ${API.oidcCallback}`: {
-        const callbackUrl = new URL(`https://${deps.publicAddrs().web}${req.url ?? ''}`);
+        // The redirect URI the IdP was given, with the query it sent back (code, state, iss or error).
+        const callbackUrl = new URL(`https://${deps.publicAddrs().web}${API.oidcCallback}${target.search}`);
         const outcome = await deps.login.callback(callbackUrl, clientAddr);
         if (outcome.kind === 'redirect') {
           res.writeHead(302, { location: outcome.location, 'content-type': 'text/plain' });
@@ -101,14 +200,30 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
         return sendPage(res, outcome.status, outcome.title, outcome.message);
       }
       default:
-        if (url.pathname === API.ping || url.pathname === API.loginStart || url.pathname === API.oidcCallback) {
-          return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${url.pathname}` } });
+        if (path === API.ping || path === API.loginStart || path === API.oidcCallback) {
+          return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${(req.method ?? '').slice(0, 20)} is not allowed on ${path.slice(0, 100)}` } });
         }
-        return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint: ${url.pathname.slice(0, 100)}` } });
+        return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint: ${path.slice(0, 100)}` } });
     }
   } catch (err) {
-    if (err instanceof ApiRequestError) return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
+    if (err instanceof ApiRequestError) {
+      if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));
+      return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
+    }
     throw err;
+  }
+}
+
+/**
+ * The request target as a URL. Node passes origin-form (`/a?b`),
+ * absolute-form (`https://host/a`) and `*` through; anything that is not a
+ * valid URL relative to this server (`//`, for one) is a 400, not a crash.
+ */
+function requestTarget(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'https://proxy.invalid');
+  } catch {
+    throw new ApiRequestError(400, 'BAD_REQUEST_TARGET', 'the request target is not a valid path');
   }
 }
 
@@ -134,40 +249,45 @@ function ping(deps: WebDeps): PingResponse {
   };
 }
 
-/** Reads a JSON body of at most MAX_BODY_BYTES; anything else is a 4xx with a reason. */
-function readJson(req: IncomingMessage): Promise<unknown> {
+/**
+ * Reads a JSON body of at most MAX_BODY_BYTES; anything else is a 4xx with a
+ * reason. An oversized body is refused from its Content-Length before a byte
+ * of it is read, or as soon as it passes the limit: it is never buffered, and
+ * the connection is closed after the answer instead of draining the rest.
+ */
+function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
   return new Promise((resolve, reject) => {
+    const refuse = (err: ApiRequestError) => {
+      res.setHeader('connection', 'close');
+      req.pause();
+      reject(err);
+    };
+    const tooLarge = () => new ApiRequestError(413, 'BODY_TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/json') {
-      reject(new ApiRequestError(415, 'BAD_CONTENT_TYPE', 'send the body as application/json'));
-      req.resume();
-      return;
-    }
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > MAX_BODY_BYTES) {
-      reject(new ApiRequestError(413, 'BODY_TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`));
-      req.resume();
-      return;
-    }
+    if (type !== 'application/json') return refuse(new ApiRequestError(415, 'BAD_CONTENT_TYPE', 'send the body as application/json'));
+    if (Number(req.headers['content-length'] ?? '0') > MAX_BODY_BYTES) return refuse(tooLarge());
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY_BYTES) {
-        reject(new ApiRequestError(413, 'BODY_TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-        return;
+        req.off('data', onData);
+        chunks.length = 0;
+        return refuse(tooLarge());
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
+      if (size > MAX_BODY_BYTES) return;
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
       } catch {
         reject(new ApiRequestError(400, 'BAD_JSON', 'the body is not valid JSON'));
       }
     });
-    req.on('error', reject);
+    // The client went away (or was cut off at requestTimeout) mid-body.
+    req.on('error', () => reject(new ApiRequestError(400, 'REQUEST_ABORTED', 'the request body did not arrive')));
   });
 }
 
