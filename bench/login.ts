@@ -11,11 +11,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHttpDispatcher } from '../src/net/index.js';
 import { DEMO_ACCOUNTS, startDevIdp } from '../scripts/dev-idp.js';
 import { launchBrowser, loginInBrowser } from '../test/helpers/browser.js';
 import { startCluster } from '../test/helpers/cluster.js';
-import { headlessLogin } from '../test/helpers/headless-login.js';
+import { headlessLogin, loopbackDispatcher } from '../test/helpers/headless-login.js';
 import { freePort } from '../test/helpers/sshd.js';
 import { startSshAgent } from '../test/helpers/ssh-agent.js';
 import { builtProgram } from '../test/helpers/tools.js';
@@ -64,18 +63,20 @@ roles:
     const opensshManualMs = manualOpenSshCertificate(dir, agent.sock, opts.logins ?? 7);
     const flows = opts.flows ?? 200;
     const concurrency = opts.concurrency ?? 8;
-    const dispatcher = createHttpDispatcher({ env: {}, insecureSkipVerify: true });
-    await headlessLogin(cluster.webPort, dispatcher); // warm-up: IdP discovery, JIT
+    // Login starts are rate-limited per client address (burst 20): each flow comes from one of 32 loopback addresses.
+    const dispatchers = Array.from({ length: 32 }, (_, i) => loopbackDispatcher(10 + i));
+    await headlessLogin(cluster.webPort, dispatchers[0]!); // warm-up: IdP discovery, JIT
     const t0 = performance.now();
     let next = 0;
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (next < flows) {
-          next++;
-          await headlessLogin(cluster.webPort, dispatcher);
+          const i = next++;
+          await headlessLogin(cluster.webPort, dispatchers[i % dispatchers.length]!);
         }
       }),
     );
+    await Promise.all(dispatchers.map((d) => d.close()));
     const flowsPerSec = flows / ((performance.now() - t0) / 1000);
     return { loginMs, opensshManualMs, flowsPerSec, concurrency, flows, sshKeygenSignPerSec: sshKeygenSignRate(dir, 100) };
   } finally {

@@ -5,7 +5,7 @@
  * bench/login.ts (issuance rate) and the fault tests (logins cut short by a
  * killed server, many logins at once).
  */
-import { request as undiciRequest, type Dispatcher } from 'undici';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { newEnvelopeKey, open as openEnvelope } from '../../src/api/envelope.js';
 import type { LoginResult } from '../../src/api/types.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine, type PublicKey } from '../../src/sshcert/index.js';
@@ -127,4 +127,15 @@ export async function headlessLogin(webPort: number, dispatcher: Dispatcher, log
  */
 export function browserlessLogin(tshUrl: string, dispatcher: Dispatcher, login = 'alice', stopAt?: (u: URL) => boolean): Promise<WalkResult> {
   return walkLogin(tshUrl, { dispatcher, login, ...(stopAt ? { stopAt } : {}) });
+}
+
+/**
+ * An HTTPS dispatcher for the test proxy (self-signed: no verification) whose
+ * connections come from 127.0.0.<n> (all of 127/8 is loopback on Linux). The
+ * proxy rate-limits login starts per client address (LOGIN_RATE_LIMIT): many
+ * logins from one test spread over several addresses.
+ */
+export function loopbackDispatcher(n: number): Agent {
+  if (!Number.isInteger(n) || n < 1 || n > 254) throw new Error(`loopbackDispatcher: ${n} is not 1..254`);
+  return new Agent({ connect: { rejectUnauthorized: false, localAddress: `127.0.0.${n}` } });
 }
