@@ -19,13 +19,15 @@
 // An executable whose blob and Node binary are unchanged is not injected again.
 // A target whose Node build is not on the registry is skipped and reported
 // loudly (--strict makes that an error).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
+const execFileAsync = promisify(execFile);
 const REPO = join(fileURLToPath(import.meta.url), '..', '..');
 /** Node's SEA fuse (single-executable-applications.md); postject flips its last character to 1. */
 export const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -53,27 +55,28 @@ async function main(argv) {
   mkdirSync(cache, { recursive: true });
   const keyringVersion = JSON.parse(readFileSync('node_modules/@napi-rs/keyring/package.json', 'utf8')).version;
   const lock = JSON.parse(readFileSync('package-lock.json', 'utf8'));
-  const gaps = [];
-  const plans = [];
-  for (const name of opts.targets) {
-    const target = config.targets[name];
-    const nodeVersion = target.nodeVersion ?? config.nodeVersion;
-    const node = fetchPackageFile(cache, target.node, nodeVersion, (pkg) => pkg.bin?.node ?? pkg.bin);
-    if (!node.ok) {
-      gaps.push({ target: name, why: node.why });
-      continue;
-    }
-    const needsKeyring = opts.programs.some((p) => config.assets?.[p]);
-    const keyring = needsKeyring ? fetchKeyring(cache, target.keyring, keyringVersion, lock) : undefined;
-    plans.push({ name, target, nodeVersion, node, keyring });
-  }
+  const needsKeyring = opts.programs.some((p) => config.assets?.[p]);
+  // Downloads run side by side: they wait on the network, not the CPU.
+  const fetched = await Promise.all(
+    opts.targets.map(async (name) => {
+      const target = config.targets[name];
+      const nodeVersion = target.nodeVersion ?? config.nodeVersion;
+      const [node, keyring] = await Promise.all([
+        fetchPackageFile(cache, target.node, nodeVersion, (pkg) => pkg.bin?.node ?? pkg.bin),
+        needsKeyring ? fetchKeyring(cache, target.keyring, keyringVersion, lock) : undefined,
+      ]);
+      return { name, target, nodeVersion, node, keyring };
+    }),
+  );
+  const gaps = fetched.filter((f) => !f.node.ok).map((f) => ({ target: f.name, why: f.node.why }));
+  const plans = fetched.filter((f) => f.node.ok);
   phase('fetch');
 
   // Blobs: one per (target, program); a program without assets has the same blob for every target of a Node version.
   const seaDir = join(REPO, 'dist', 'sea');
   const jobs = [];
   for (const plan of plans) {
-    const builder = blobBuilder(cache, config, plan.nodeVersion);
+    const builder = await blobBuilder(cache, config, plan.nodeVersion);
     const dir = join(seaDir, plan.name);
     mkdirSync(dir, { recursive: true });
     for (const program of opts.programs) {
@@ -165,7 +168,7 @@ function postjectVersion() {
  * names it. Returns { ok, file, sha256, integrity } or { ok: false, why } when
  * the registry has no such version (any other npm failure throws).
  */
-function fetchPackageFile(cache, pkg, version, pick) {
+async function fetchPackageFile(cache, pkg, version, pick) {
   const dir = join(cache, `${pkg.replace('/', '+')}@${version}`);
   const metaFile = join(dir, 'source.json');
   if (existsSync(metaFile)) {
@@ -176,8 +179,8 @@ function fetchPackageFile(cache, pkg, version, pick) {
   try {
     let packed;
     try {
-      const out = execFileSync('npm', ['pack', `${pkg}@${version}`, '--pack-destination', tmp, '--json', '--silent'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      packed = JSON.parse(out)[0];
+      const { stdout } = await execFileAsync('npm', ['pack', `${pkg}@${version}`, '--pack-destination', tmp, '--json', '--silent'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      packed = JSON.parse(stdout)[0];
     } catch (err) {
       const text = `${err.stdout ?? ''}${err.stderr ?? ''}`;
       if (/E404|ETARGET|No match(ing)? (found for )?version|is not in this registry/.test(text)) {
@@ -188,12 +191,12 @@ function fetchPackageFile(cache, pkg, version, pick) {
     const tgz = join(tmp, packed.filename);
     const x = join(tmp, 'x');
     mkdirSync(x);
-    execFileSync('tar', ['-xzf', tgz, '-C', x, 'package/package.json']);
+    await execFileAsync('tar', ['-xzf', tgz, '-C', x, 'package/package.json']);
     const pkgJson = JSON.parse(readFileSync(join(x, 'package', 'package.json'), 'utf8'));
-    const list = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).split('\n');
+    const list = (await execFileAsync('tar', ['-tzf', tgz], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })).stdout.split('\n');
     const inner = pick(pkgJson, list);
     if (typeof inner !== 'string') throw new Error(`${pkg}@${version}: cannot tell which file to take from the package`);
-    execFileSync('tar', ['-xzf', tgz, '-C', x, `package/${inner.replace(/^\.\//, '')}`]);
+    await execFileAsync('tar', ['-xzf', tgz, '-C', x, `package/${inner.replace(/^\.\//, '')}`]);
     mkdirSync(dir, { recursive: true });
     const file = join(dir, inner.split('/').pop());
     const bytes = readFileSync(join(x, 'package', inner));
@@ -220,24 +223,24 @@ function availableVersions(pkg, version) {
 }
 
 /** The target's keychain addon: the lock file's version and integrity, not whatever the registry says today. */
-function fetchKeyring(cache, pkg, version, lock) {
+async function fetchKeyring(cache, pkg, version, lock) {
   const locked = lock.packages?.[`node_modules/${pkg}`];
   if (!locked || locked.version !== version) {
     throw new Error(`package-lock.json pins no ${pkg}@${version} (the @napi-rs/keyring ${version} build for this target); run npm install`);
   }
-  const got = fetchPackageFile(cache, pkg, version, (_json, list) => list.find((f) => /^package\/[^/]+\.node$/.test(f))?.slice('package/'.length));
+  const got = await fetchPackageFile(cache, pkg, version, (_json, list) => list.find((f) => /^package\/[^/]+\.node$/.test(f))?.slice('package/'.length));
   if (!got.ok) throw new Error(got.why);
   if (got.integrity !== locked.integrity) throw new Error(`${pkg}@${version}: the registry's tarball (${got.integrity}) is not the one package-lock.json pins (${locked.integrity})`);
   return got;
 }
 
 /** A Node of exactly `version` for this machine, to run --experimental-sea-config. */
-function blobBuilder(cache, config, version) {
+async function blobBuilder(cache, config, version) {
   if (process.versions.node === version) return process.execPath;
   const host = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
   const target = config.targets[host];
   if (!target) throw new Error(`the SEA blob must be made by Node ${version}, this is ${process.version}, and pkg.config.json has no ${host} target to fetch it from`);
-  const got = fetchPackageFile(cache, target.node, version, (pkg) => pkg.bin?.node ?? pkg.bin);
+  const got = await fetchPackageFile(cache, target.node, version, (pkg) => pkg.bin?.node ?? pkg.bin);
   if (!got.ok) throw new Error(`the SEA blob must be made by Node ${version}: ${got.why}`);
   return got.file;
 }
@@ -354,9 +357,10 @@ function report({ config, jobs, gaps, sums, phases, seconds }) {
   }
   lines.push(`  ${out}/SHA256SUMS lists ${sums.length} file(s); check with: (cd ${out} && sha256sum -c --ignore-missing SHA256SUMS)`);
   const built = new Set(jobs.map((j) => j.plan.target.format));
-  if (built.has('macho')) {
+  const darwin = jobs.find((j) => j.plan.target.format === 'macho');
+  if (darwin) {
     lines.push('', 'macOS: the darwin executables are UNSIGNED (injection removes Node\'s signature); macOS kills an unsigned arm64 binary.');
-    lines.push('  On a Mac, before running or shipping one: codesign --sign - --force dist/bin/darwin-arm64/tsh   (ad hoc; or --sign "Developer ID Application: …" --options runtime, then notarize)');
+    lines.push(`  On a Mac, before running or shipping one: codesign --sign - --force ${relative(REPO, darwin.out)}   (ad hoc; or --sign "Developer ID Application: …" --options runtime, then notarize)`);
   }
   if (built.has('pe')) {
     lines.push('', 'Windows: the .exe files carry NO Authenticode signature (injection invalidates Node\'s; the stale entry was cleared).');
