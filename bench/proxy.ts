@@ -10,6 +10,7 @@
  * alternate run by run so drift on a noisy machine hits both alike.
  */
 import { spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startProxyCluster } from '../test/helpers/proxy-cluster.js';
@@ -26,6 +27,8 @@ export interface ProxyBenchResult {
   /** `ssh -J user@proxy:port node1` through Jumpgate's direct-tcpip (no tsh in the path), for comparison. */
   dashJMBps: number[];
   dashJSetupMs: number[];
+  /** 1-minute load average before and after: the figures are only as steady as the machine was quiet. */
+  load: [number, number];
 }
 
 const GIB = 1024 ** 3;
@@ -88,7 +91,7 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     await timed([...viaJump, 'true']);
 
     await timed([...viaDashJ, 'true']);
-    const r: ProxyBenchResult = { bytes, proxyMBps: [], jumpMBps: [], proxySetupMs: [], jumpSetupMs: [], dashJMBps: [], dashJSetupMs: [] };
+    const r: ProxyBenchResult = { bytes, proxyMBps: [], jumpMBps: [], proxySetupMs: [], jumpSetupMs: [], dashJMBps: [], dashJSetupMs: [], load: [loadavg()[0]!, 0] };
     for (let i = 0; i < (opts.setupRuns ?? 15); i++) {
       r.proxySetupMs.push(await timed([...viaProxy, 'true']));
       r.jumpSetupMs.push(await timed([...viaJump, 'true']));
@@ -100,6 +103,7 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
       r.jumpMBps.push(bytes / 1e6 / ((await timed([...viaJump, 'cat > /dev/null'], source)) / 1000));
       r.dashJMBps.push(bytes / 1e6 / ((await timed([...viaDashJ, 'cat > /dev/null'], source)) / 1000));
     }
+    r.load[1] = loadavg()[0]!;
     return r;
   } finally {
     await jump.stop();
@@ -128,6 +132,8 @@ export function formatProxyBench(r: ProxyBenchResult): string {
     '|---|---|---|---|---|',
     `| 1 GiB \`cat > /dev/null\`, MB/s (median of ${r.proxyMBps.length}; runs) | ${f(median(r.proxyMBps))} (${r.proxyMBps.map(f).join(', ')}) | ${f(median(r.jumpMBps))} (${r.jumpMBps.map(f).join(', ')}) | ${tp.toFixed(2)}x | >= 1.0x: ${tp >= 1 ? 'meets' : 'MISSES'} |`,
     `| \`ssh node1 true\`, ms (median of ${r.proxySetupMs.length}) | ${f(median(r.proxySetupMs))} | ${f(median(r.jumpSetupMs))} | ${su.toFixed(2)}x | <= 1.0x: ${su <= 1 ? 'meets' : 'MISSES'} |`,
+    '',
+    `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores): other work on the machine moves these figures by ±30% or more.`,
     '',
     `For comparison, \`ssh -J user@proxy:port node1\` through Jumpgate (direct-tcpip, no tsh in the path): ${f(median(r.dashJMBps))} MB/s (${r.dashJMBps.map(f).join(', ')}), set-up ${f(median(r.dashJSetupMs))} ms.`,
   ].join('\n');
