@@ -157,6 +157,7 @@ interface Denial {
   code: string;
   message: string;
   user: string | undefined;
+  login: string;
 }
 
 function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo): void {
@@ -175,7 +176,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo)
       const c = verifyUserCertAuth(ctx, { trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey), now: rt.clock() });
       const sel = certificateSelectors(rt.config, c);
       if ('ok' in sel) {
-        denial = { code: sel.code, message: sel.message, user: c.keyId };
+        denial = { code: sel.code, message: sel.message, user: c.keyId, login: ctx.username };
         return ctx.reject(['publickey']);
       }
       if (ctx.signature !== undefined) {
@@ -190,14 +191,14 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo)
         return ctx.reject(['publickey']);
       }
       // A plain key offered before the certificate (ssh tries the agent's keys) is not worth reporting over a real reason.
-      if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data) };
+      if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data), login: ctx.username };
       return ctx.reject(['publickey']);
     }
   });
 
   conn.on('close', () => {
     if (!cert && denial) {
-      rt.audit.emit({ event: 'access.denied', stage: 'authentication', user: denial.user, login: undefined, client_addr: clientAddr, code: denial.code, reason: denial.message });
+      rt.audit.emit({ event: 'access.denied', stage: 'authentication', user: denial.user, login: denial.login, client_addr: clientAddr, code: denial.code, reason: denial.message });
     }
   });
 
