@@ -208,8 +208,15 @@ export function loadServerConfig(file: string): ServerConfig {
  */
 export function parseServerConfig(text: string, file: string): ServerConfig {
   const lines = new LineCounter();
-  // uniqueKeys off: duplicates are detected below, where the key path is known.
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false, version: '1.2' });
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    // uniqueKeys off: duplicates are detected below, where the key path is known.
+    doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false, version: '1.2' });
+  } catch (err) {
+    // The yaml package recurses per nesting level: thousands of levels overflow the stack (found by test/fuzz/config.test.ts).
+    if (err instanceof RangeError) throw new ServerConfigError(file, [new ConfigProblem(file, '', 'YAML: nested too deeply to read; a config needs a few levels', undefined, { cause: err })]);
+    throw err;
+  }
   const c = new Checker(file, doc, lines);
   // Errors at the very end (an unclosed quote or bracket) point past the last line: clamp.
   const lastLine = lines.linePos(text.trimEnd().length).line;

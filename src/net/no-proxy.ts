@@ -136,9 +136,11 @@ function parseEntry(entry: string): NoProxyRule | string {
   else if (domain.startsWith('.')) domain = domain.slice(1);
   if (domain === '') return 'no host name';
   if (domain.includes('*')) return 'the only wildcards are "*" alone and a leading "*."';
-  if (/^[0-9.]+$/.test(domain)) return 'looks like a partial IP address; write a range such as 10.0.0.0/8';
   const ascii = toAsciiDomain(domain);
   if (ascii === undefined) return 'not a host name, IP address or CIDR range';
+  // IDNA mapping can turn a non-ASCII spelling ("10\uff0e0\uff0e0\uff0e1", a zero-width space) into an address: treat it as one.
+  if (ipFamily(ascii) === 4 && ascii !== domain) return { kind: 'ip', address: ascii, ...(port === undefined ? {} : { port }), entry };
+  if (/^[0-9.]+$/.test(ascii)) return 'looks like a partial IP address; write a range such as 10.0.0.0/8';
   return { kind: 'domain', domain: ascii, ...(port === undefined ? {} : { port }), entry };
 }
 
@@ -177,7 +179,11 @@ function toAsciiDomain(domain: string): string | undefined {
   let ascii = domain;
   // eslint-disable-next-line no-control-regex
   if (/[^\x00-\x7f]/.test(domain)) {
-    ascii = new URL(`http://${domain}/`, undefined).hostname;
+    try {
+      ascii = new URL(`http://${domain}/`, undefined).hostname;
+    } catch {
+      return undefined; // not a name the URL parser's IDNA accepts ("ü%", a control character, ...)
+    }
   }
   if (ascii.length > 253) return undefined;
   return ascii.split('.').every((label) => label.length <= 63 && LABEL.test(label)) ? ascii : undefined;

@@ -7,59 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AgentError, AgentFrameDecoder, parseAgentReply, SSH_AGENT_IDENTITIES_ANSWER } from '../../src/client/agent.js';
-import { signData } from '../../src/sshcert/index.js';
-import { WireError, WireWriter } from '../../src/sshwire/index.js';
+import { AgentFrameDecoder } from '../../src/client/agent.js';
 import { fuzz } from '../helpers/fuzz.js';
-import { certify, keyPair } from '../sshconn/fixtures.js';
+import { agentCorpus, agentFuzzTarget as target, isExpectedAgentError as expected } from '../fuzz/agent-corpus.js';
 
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261122);
 const COUNT = Number(process.env['FUZZ_COUNT'] ?? 50_000);
 
-function framed(...msgs: Buffer[]): Buffer {
-  const w = new WireWriter();
-  for (const m of msgs) w.string(m);
-  return Buffer.from(w.finish());
-}
-
-function corpus(): Buffer[] {
-  const ca = keyPair('ed25519', 'fuzz-ca');
-  const ed = keyPair('ed25519', 'fuzz-user');
-  const ec = keyPair('ecdsa-p256', 'fuzz-user');
-  const edCert = certify(ca, ed.publicKey, { type: 'user', principals: ['alice', 'root'] });
-  const ecCert = certify(ca, ec.publicKey, { type: 'user', principals: ['bob'] });
-  const ids = new WireWriter().u8(SSH_AGENT_IDENTITIES_ANSWER).u32(4);
-  for (const [blob, comment] of [
-    [edCert.blob, 'jumpgate:jump.example.test/alice'],
-    [ed.publicKey.blob, 'alice@laptop'],
-    [ecCert.blob, ''],
-    [ec.publicKey.blob, 'ecdsa \u00e9'],
-  ] as const) {
-    ids.string(blob).string(comment);
-  }
-  const identities = Buffer.from(ids.finish());
-  const empty = Buffer.from(new WireWriter().u8(SSH_AGENT_IDENTITIES_ANSWER).u32(0).finish());
-  const sign = (k: typeof ed) => Buffer.from(new WireWriter().u8(14).string(signData(k.privateKey, Buffer.from('data'))).finish());
-  return [
-    framed(identities),
-    framed(empty),
-    framed(sign(ed)),
-    framed(sign(ec)),
-    framed(Buffer.of(6)),
-    framed(Buffer.of(5)),
-    framed(Buffer.of(6), identities, sign(ed)),
-    framed(Buffer.of(30), empty),
-  ];
-}
-
-const seeds = corpus();
-
-function target(input: Buffer): void {
-  const dec = new AgentFrameDecoder();
-  for (const msg of dec.push(input)) parseAgentReply(msg);
-}
-
-const expected = (err: unknown): boolean => err instanceof AgentError || err instanceof WireError;
+const seeds = agentCorpus();
 
 test('every corpus stream decodes unmutated, also when fed one byte at a time', () => {
   for (const s of seeds) {

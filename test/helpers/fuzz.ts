@@ -1,8 +1,10 @@
 /**
  * A small, reproducible fuzzing harness: a seeded PRNG, a structure-aware
- * mutator for SSH wire data, and a loop that feeds mutants to a parser and
- * fails on any error that is not one of the expected kinds. Used by
- * test/sshcert/fuzz.test.ts (short run) and bench/fuzz.ts (long run).
+ * mutator for SSH wire data, a token-aware mutator for text (YAML, JSON,
+ * NO_PROXY, HTTP), and a loop that feeds mutants to a parser and fails on any
+ * error that is not one of the expected kinds. Used by the CI-size fuzz tests
+ * (test/sshcert, test/client, test/fuzz) and bench/fuzz.ts (long runs); the
+ * targets are in test/fuzz/targets.ts.
  */
 
 /** mulberry32: tiny, fast, good enough for fuzzing; the same seed gives the same stream. */
@@ -117,6 +119,91 @@ export function mutate(buf: Buffer, rng: Rng): Buffer {
   return out === buf ? Buffer.from(buf) : out;
 }
 
+/** Characters that break parsers: NUL, controls, a lone surrogate, BOM, zero-width, RTL, non-ASCII letters, emoji. */
+const ODD_CHARS = ['\u0000', '\u0001', '\u001b', '\u007f', '\ud800', '\ufeff', '\u200b', '\u202e', '\u00e9', '\u0130', '\u3002', '\uff0e', '\u{1f600}', '\r', '\n', '\t', ' '];
+
+type TextMutation = (s: string, rng: Rng, dict: readonly string[]) => string;
+
+const spanOf = (s: string, rng: Rng, max: number): [number, number] => {
+  const start = rng.int(s.length + 1);
+  return [start, Math.min(s.length, start + 1 + rng.int(max))];
+};
+const linesOf = (s: string) => s.split('\n');
+
+const TEXT_MUTATIONS: TextMutation[] = [
+  // Insert a dictionary token (a delimiter, a keyword, a boundary value).
+  (s, rng, dict) => {
+    const at = rng.int(s.length + 1);
+    return s.slice(0, at) + rng.pick(dict) + s.slice(at);
+  },
+  // Replace a span with a dictionary token.
+  (s, rng, dict) => {
+    const [a, b] = spanOf(s, rng, 12);
+    return s.slice(0, a) + rng.pick(dict) + s.slice(b);
+  },
+  // Insert an odd character.
+  (s, rng) => {
+    const at = rng.int(s.length + 1);
+    return s.slice(0, at) + rng.pick(ODD_CHARS) + s.slice(at);
+  },
+  // Delete a span.
+  (s, rng) => {
+    const [a, b] = spanOf(s, rng, 24);
+    return s.slice(0, a) + s.slice(b);
+  },
+  // Duplicate a span in place.
+  (s, rng) => {
+    const [a, b] = spanOf(s, rng, 64);
+    return s.slice(0, b) + s.slice(a, b) + s.slice(b);
+  },
+  // Repeat a token or a span many times (long names, deep nesting, huge numbers).
+  (s, rng, dict) => {
+    const at = rng.int(s.length + 1);
+    const piece = rng.chance(0.5) ? rng.pick(dict) : s.slice(at, at + 1 + rng.int(8)) || 'a';
+    return s.slice(0, at) + piece.repeat(rng.pick([2, 16, 256, 4096])) + s.slice(at);
+  },
+  // Duplicate, delete or swap whole lines; change a line's indentation.
+  (s, rng) => {
+    const l = linesOf(s);
+    const i = rng.int(l.length);
+    l.splice(i, 0, l[i]!);
+    return l.join('\n');
+  },
+  (s, rng) => {
+    const l = linesOf(s);
+    l.splice(rng.int(l.length), 1);
+    return l.join('\n');
+  },
+  (s, rng) => {
+    const l = linesOf(s);
+    const i = rng.int(l.length);
+    const j = rng.int(l.length);
+    [l[i], l[j]] = [l[j]!, l[i]!];
+    return l.join('\n');
+  },
+  (s, rng) => {
+    const l = linesOf(s);
+    const i = rng.int(l.length);
+    l[i] = rng.chance(0.5) ? ' '.repeat(1 + rng.int(4)) + l[i] : l[i]!.replace(/^ {1,4}/, '');
+    return l.join('\n');
+  },
+  // Truncate.
+  (s, rng) => s.slice(0, rng.int(s.length + 1)),
+  // The byte mutations (invalid UTF-8 becomes U+FFFD, as a reader of a file would see it).
+  (s, rng) => mutate(Buffer.from(s), rng).toString('utf8'),
+];
+
+/**
+ * Applies one to three text mutations: dictionary tokens, odd characters,
+ * span and line edits, long repeats, byte flips. Returns UTF-8.
+ */
+export function mutateText(input: Buffer, rng: Rng, dict: readonly string[]): Buffer {
+  let s = input.toString('utf8');
+  const n = 1 + rng.int(3);
+  for (let i = 0; i < n; i++) s = rng.pick(TEXT_MUTATIONS)(s, rng, dict);
+  return Buffer.from(s);
+}
+
 export interface FuzzOptions {
   /** Valid inputs to start from. */
   corpus: readonly Buffer[];
@@ -126,6 +213,8 @@ export interface FuzzOptions {
   target: (input: Buffer) => void;
   /** True for the errors the target may legitimately throw. */
   expected: (err: unknown) => boolean;
+  /** Makes a mutant of a corpus entry (default: `mutate`, for SSH wire data). */
+  mutator?: (input: Buffer, rng: Rng) => Buffer;
   /** Called every `every` iterations with progress, for long runs. */
   progress?: (done: number, stats: FuzzStats) => void;
   every?: number;
@@ -142,6 +231,19 @@ export interface FuzzStats {
   slowestIteration: number;
 }
 
+/** The message that stops a run: seed, iteration and input, all it takes to reproduce it. */
+function unexpected(err: unknown, seed: number, i: number, input: Buffer): Error {
+  const e = err as Error;
+  // Long inputs are cut in the message: the seed and the iteration reproduce them exactly.
+  const cut = input.length > 4096 ? ` (first 4096 of ${input.length} bytes)` : '';
+  const shown = input.subarray(0, 4096);
+  return new Error(
+    `fuzz: unexpected ${e?.name ?? typeof err}: ${e?.message ?? String(err)}\n` +
+      `  reproduce: seed ${seed}, iteration ${i}\n  input (${input.length} bytes)${cut}: ${shown.toString('hex')}\n  as text: ${JSON.stringify(shown.toString('utf8'))}\n${e?.stack ?? ''}`,
+    { cause: err },
+  );
+}
+
 /**
  * Feeds `count` mutants to `target`. An unexpected error stops the run with a
  * message holding the seed, the iteration and the input in hex, which is all
@@ -149,38 +251,92 @@ export interface FuzzStats {
  */
 export function fuzz(opts: FuzzOptions): FuzzStats {
   const rng = new Rng(opts.seed);
-  const stats: FuzzStats = { count: 0, accepted: 0, rejected: 0, codes: {}, elapsedMs: 0, slowestMs: 0, slowestIteration: -1 };
+  const mutator = opts.mutator ?? mutate;
+  const stats = newStats();
   const started = performance.now();
   for (let i = 0; i < opts.count; i++) {
-    const input = mutate(rng.pick(opts.corpus), rng);
+    const input = mutator(rng.pick(opts.corpus), rng);
     const t0 = performance.now();
     try {
       opts.target(input);
       stats.accepted++;
     } catch (err) {
-      if (!opts.expected(err)) {
-        const e = err as Error;
-        throw new Error(
-          `fuzz: unexpected ${e?.name ?? typeof err}: ${e?.message ?? String(err)}\n` +
-            `  reproduce: seed ${opts.seed}, iteration ${i}\n  input (${input.length} bytes): ${input.toString('hex')}\n${e?.stack ?? ''}`,
-          { cause: err },
-        );
-      }
-      stats.rejected++;
-      const code = (err as { code?: string }).code ?? 'UNKNOWN';
-      stats.codes[code] = (stats.codes[code] ?? 0) + 1;
+      if (!opts.expected(err)) throw unexpected(err, opts.seed, i, input);
+      countRejection(stats, err);
     }
-    const dt = performance.now() - t0;
-    if (dt > stats.slowestMs) {
-      stats.slowestMs = dt;
-      stats.slowestIteration = i;
-    }
-    stats.count++;
-    if (opts.progress && opts.every && (i + 1) % opts.every === 0) {
-      stats.elapsedMs = performance.now() - started;
-      opts.progress(i + 1, stats);
-    }
+    record(stats, i, performance.now() - t0, started, opts);
   }
   stats.elapsedMs = performance.now() - started;
   return stats;
+}
+
+/**
+ * The same loop for targets that talk to a server: mutants are made from the
+ * seed in order (so a seed reproduces the inputs), then run `concurrency` at a time.
+ */
+export async function fuzzAsync(opts: Omit<FuzzOptions, 'target'> & { target: (input: Buffer, i: number) => Promise<void>; concurrency?: number }): Promise<FuzzStats> {
+  const rng = new Rng(opts.seed);
+  const mutator = opts.mutator ?? mutate;
+  const stats = newStats();
+  const started = performance.now();
+  let next = 0;
+  let failure: Error | undefined;
+  const worker = async () => {
+    while (next < opts.count && !failure) {
+      const i = next++;
+      const input = mutator(rng.pick(opts.corpus), rng);
+      const t0 = performance.now();
+      try {
+        await opts.target(input, i);
+        stats.accepted++;
+      } catch (err) {
+        if (!opts.expected(err)) {
+          failure ??= unexpected(err, opts.seed, i, input);
+          return;
+        }
+        countRejection(stats, err);
+      }
+      record(stats, i, performance.now() - t0, started, opts);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency ?? 1 }, worker));
+  if (failure) throw failure;
+  stats.elapsedMs = performance.now() - started;
+  return stats;
+}
+
+function newStats(): FuzzStats {
+  return { count: 0, accepted: 0, rejected: 0, codes: {}, elapsedMs: 0, slowestMs: 0, slowestIteration: -1 };
+}
+
+function countRejection(stats: FuzzStats, err: unknown): void {
+  stats.rejected++;
+  const code = (err as { code?: string }).code ?? 'UNKNOWN';
+  stats.codes[code] = (stats.codes[code] ?? 0) + 1;
+}
+
+function record(stats: FuzzStats, i: number, dt: number, started: number, opts: Pick<FuzzOptions, 'progress' | 'every'>): void {
+  if (dt > stats.slowestMs) {
+    stats.slowestMs = dt;
+    stats.slowestIteration = i;
+  }
+  stats.count++;
+  if (opts.progress && opts.every && stats.count % opts.every === 0) {
+    stats.elapsedMs = performance.now() - started;
+    opts.progress(stats.count, stats);
+  }
+}
+
+/** One line for a test diagnostic or the long run's report. */
+export function fuzzSummary(s: FuzzStats): string {
+  const codes = Object.entries(s.codes)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 8)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  return (
+    `${s.count} inputs in ${(s.elapsedMs / 1000).toFixed(1)} s (${Math.round((s.count * 1000) / Math.max(1, s.elapsedMs))}/s); ` +
+    `${s.accepted} accepted, ${s.rejected} rejected${codes ? ` (${codes})` : ''}; ` +
+    `slowest ${s.slowestMs.toFixed(2)} ms at iteration ${s.slowestIteration}`
+  );
 }

@@ -84,6 +84,8 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
       headersTimeout: limits.headersTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: limits.timeoutCheckIntervalMs,
+      // Node's own 400 for a missing Host would go out without the security headers: handle() refuses it instead.
+      requireHostHeader: false,
     },
     (req, res) => {
       handle(req, res, deps).catch((err: unknown) => {
@@ -178,6 +180,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
   const clientAddr = req.socket.remoteAddress ?? 'unknown';
   try {
+    if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+      throw new ApiRequestError(400, 'MISSING_HOST', 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)');
+    }
     const target = requestTarget(req);
     const path = target.pathname;
     switch (`${req.method} ${path}`) {
