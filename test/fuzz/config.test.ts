@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseServerConfig } from '../../src/config/index.js';
+import { ConfigError } from '../../src/errors.js';
 import { fuzz, fuzzSummary } from '../helpers/fuzz.js';
 import { configTarget as t } from './targets.js';
 
@@ -24,4 +25,13 @@ test(`parses ${COUNT} mutated configs (seed ${SEED}) throwing only ConfigError`,
   assert.equal(stats.count, COUNT);
   assert.ok(stats.accepted > 0 && stats.rejected > 0, 'the mutants exercise both outcomes');
   assert.ok(stats.slowestMs < 2_000, `slowest input (up to ~40 KB of YAML with thousands of errors) took ${stats.slowestMs} ms (iteration ${stats.slowestIteration})`);
+});
+
+test('an input the fuzzer found: YAML nested thousands deep is a ConfigError, not a stack overflow', () => {
+  const deep = `cluster_name: a.test\nnodes:\n  - { name: n, addr: "127.0.0.1:22", labels: ${'s: '.repeat(5000)}}\n`;
+  assert.throws(() => parseServerConfig(deep, '/etc/jumpgate/jumpgate.yaml'), (err: Error) => {
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.match(err.message, /jumpgate\.yaml/);
+    return true;
+  });
 });

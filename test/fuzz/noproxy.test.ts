@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { matchesNoProxy, parseNoProxy } from '../../src/net/no-proxy.js';
 import { fuzz, fuzzSummary } from '../helpers/fuzz.js';
 import { noproxyTarget as t } from './targets.js';
 
@@ -21,4 +22,16 @@ test(`parses ${COUNT} mutated NO_PROXY values (seed ${SEED}) without throwing`, 
   ctx.diagnostic(`fuzz noproxy: ${fuzzSummary(stats)}`);
   assert.equal(stats.count, COUNT);
   assert.ok(stats.slowestMs < 1_000, `slowest input (parse and up to 50,000 matches) took ${stats.slowestMs} ms (iteration ${stats.slowestIteration})`);
+});
+
+test('inputs the fuzzer found: a name the URL parser refuses is a warning; an IDNA spelling of an IP is that IP', () => {
+  for (const value of ['ü%', 'a\u0000ü', 'ü[', 'x,ü%:22']) {
+    const { warnings } = parseNoProxy(value);
+    assert.ok(warnings.some((w) => /not a host name/.test(w)), `${JSON.stringify(value)}: ${warnings.join(' | ')}`);
+    assert.equal(matchesNoProxy([], value, 22), false, 'matching a host the URL parser refuses does not throw');
+  }
+  const zwsp = parseNoProxy('127.0\u200b.0.1:22,10\uff0e0\uff0e0\uff0e1');
+  assert.deepEqual(zwsp.rules.map((r) => r.kind), ['ip', 'ip']);
+  assert.equal(matchesNoProxy(zwsp.rules, '127.0.0.1', 22), true);
+  assert.equal(matchesNoProxy(zwsp.rules, '10.0.0.1', 3023), true);
 });
