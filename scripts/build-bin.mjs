@@ -2,7 +2,9 @@
 //
 // Single executables of tsh, tctl and jumpgate (Node "single executable
 // applications"), driven by pkg.config.json:
-//   1. bundle each program into one CommonJS file (scripts/build-bundle.mjs, sea mode);
+//   1. bundle each program into one CommonJS file, and the big third-party
+//      packages into chunks the executable carries as assets and compiles on
+//      first use (scripts/build-bundle.mjs, sea mode);
 //   2. fetch each target's Node binary from the npm registry (`npm pack
 //      <package>@<nodeVersion>`, cached in dist/.node-cache) and the target's
 //      keychain addon (@napi-rs/keyring-<target>, the version package-lock.json
@@ -47,8 +49,12 @@ async function main(argv) {
   const opts = parseArgs(argv, config);
   const phase = timer();
 
-  const { bundlePrograms } = await import('./build-bundle.mjs');
+  const { bundlePrograms, vendorChunksUsedBy } = await import('./build-bundle.mjs');
   await bundlePrograms({ sea: true, programs: opts.programs });
+  // The third-party chunks each program's script loads on first use travel as assets too.
+  const vendorAssets = Object.fromEntries(
+    opts.programs.map((p) => [p, Object.fromEntries(vendorChunksUsedBy(readFileSync(`dist/sea/${p}.cjs`, 'utf8')).map((c) => [`vendor/${c}.cjs`, join(REPO, 'dist', 'sea', 'vendor', `${c}.cjs`)]))]),
+  );
   phase('bundle');
 
   const cache = join(REPO, config.cache);
@@ -80,7 +86,10 @@ async function main(argv) {
     const dir = join(seaDir, plan.name);
     mkdirSync(dir, { recursive: true });
     for (const program of opts.programs) {
-      const assets = Object.fromEntries(Object.entries(config.assets?.[program] ?? {}).map(([asset, field]) => [asset, field === 'keyring' ? plan.keyring.file : field]));
+      const assets = {
+        ...vendorAssets[program],
+        ...Object.fromEntries(Object.entries(config.assets?.[program] ?? {}).map(([asset, field]) => [asset, field === 'keyring' ? plan.keyring.file : field])),
+      };
       const blob = join(dir, `${program}.blob`);
       const seaConfig = join(dir, `${program}.sea.json`);
       writeFileSync(

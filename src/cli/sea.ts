@@ -18,8 +18,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { getRawAsset, isSea } from 'node:sea';
+import Module from 'node:module';
+import { dirname, join } from 'node:path';
+import { getAsset, getRawAsset, isSea } from 'node:sea';
+import { runInThisContext } from 'node:vm';
 
 /** What loading an addon asset touches, so tests can pin the platform and the asset. */
 export interface AddonLoadEnv {
@@ -94,4 +96,28 @@ export function windowsAddonFile(name: string, bytes: Uint8Array, temp: string):
     if (createHash('sha256').update(now).digest('hex') !== hash) throw err;
   }
   return file;
+}
+
+const vendorCache = new Map<string, unknown>();
+
+/**
+ * The exports of a third-party chunk the executable carries as asset
+ * `vendor/<chunk>.cjs` (scripts/build-bundle.mjs VENDOR), compiled and run
+ * the first time a command needs it, once per process. `id` is
+ * `jumpgate-vendor:<chunk>`, as the build writes it. The chunk's require()
+ * is the executable's own (Node's built-in modules): chunks bundle the rest.
+ */
+export function loadVendorAsset(id: string): Record<string, unknown> {
+  const chunk = id.replace(/^jumpgate-vendor:/, '');
+  let exports = vendorCache.get(chunk) as Record<string, unknown> | undefined;
+  if (exports) return exports;
+  const key = `vendor/${chunk}.cjs`;
+  const source = getAsset(key, 'utf8');
+  const filename = join(dirname(process.execPath), key);
+  const wrapper = runInThisContext(Module.wrap(source), { filename }) as (e: unknown, r: NodeJS.Require, m: { exports: unknown }, f: string, d: string) => void;
+  const module = { exports: {} as unknown };
+  wrapper.call(module.exports, module.exports, require, module, filename, dirname(filename));
+  exports = module.exports as Record<string, unknown>;
+  vendorCache.set(chunk, exports);
+  return exports;
 }

@@ -9,7 +9,9 @@ import ssh2 from 'ssh2';
 import ssh2Crypto from 'ssh2/lib/protocol/crypto.js';
 import type { ClientChannel, PublicKeyAuthMethod } from 'ssh2';
 import { AuthError, UserError } from '../errors.js';
-import { dial, type Env } from '../net/index.js';
+// Not the net/ barrel: it re-exports http.ts, whose undici (1 MB) the ProxyCommand path never uses.
+import { dial } from '../net/connect.js';
+import type { Env } from '../net/proxy-env.js';
 import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier, type CertKey } from '../sshconn/index.js';
 import { printable } from '../util/printable.js';
 import { loadCredentials, type Credentials } from './credentials.js';
