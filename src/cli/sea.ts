@@ -1,8 +1,13 @@
 /**
- * Native addons inside a Node single-executable build (`npm run build:bin`,
- * pkg.config.json). In a single executable `require()` reaches only Node's
- * built-in modules, so an addon travels as a SEA asset (the `assets` of the
- * blob's config) and is loaded from a file with `process.dlopen`:
+ * What a Node single-executable build (`npm run build:bin`, pkg.config.json)
+ * carries besides its script. In a single executable `require()` reaches only
+ * Node's built-in modules, so the rest travels as SEA assets (the `assets` of
+ * the blob's config):
+ *
+ * - third-party chunks (scripts/build-bundle.mjs VENDOR: ssh2, undici,
+ *   node-forge), compiled the first time a command uses them (loadVendorAsset),
+ *   so `tsh status` never pays for parsing them;
+ * - native addons (the keychain's), loaded from a file with `process.dlopen`:
  *
  * - POSIX: written into a fresh private directory (mkdtemp, 0700), opened,
  *   then deleted at once: the mapping outlives the file, and nothing is left
