@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { benchSigning } from './sign.js';
 import { benchLogin, median } from './login.js';
 import { benchProxy, formatProxyBench } from './proxy.js';
+import { benchStartup, formatStartupBench } from './startup.js';
 
 interface Section {
   name: string;
@@ -63,6 +64,11 @@ const sections: Section[] = [
         'Baseline: ssh → ProxyJump via a second sshd (same host certificate, same user certificate) → sshd.',
         'Both carry the end-to-end ssh session inside a second encrypted hop; the runs alternate.',
       ].join('\n'),
+  },
+  {
+    name: 'startup',
+    title: 'Start-up: tsh version, tsh status and the tsh proxy ssh set-up against node -e 0',
+    run: async () => formatStartupBench(await benchStartup()),
   },
 ];
 
