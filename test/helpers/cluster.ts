@@ -19,21 +19,26 @@ export interface Cluster {
   log(): string;
   /** The audit log's events, in order. */
   audit(): Array<Record<string, unknown>>;
+  /** The server's process id (fault tests kill it). */
+  pid: number;
+  /** Resolves when the server process has exited, with its signal or code. */
+  exited: Promise<string>;
   stop(): Promise<void>;
 }
 
 /** Starts `jumpgate start --config <dir>/jumpgate.yaml` with `yaml` as the config. */
-export async function startCluster(dir: string, yaml: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Cluster> {
+export async function startCluster(dir: string, yaml: string, opts: { env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<Cluster> {
   const configFile = join(dir, 'jumpgate.yaml');
   writeFileSync(configFile, yaml);
   const dataDir = loadServerConfig(configFile).dataDir;
   const env = { ...(opts.env ?? process.env) };
   if (!opts.env) for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']) delete env[k];
-  const child = spawn(process.execPath, [builtProgram('jumpgate'), 'start', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [builtProgram('jumpgate'), 'start', '--config', configFile, ...(opts.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<string>((r) => child.once('exit', (code, signal) => r(signal ?? String(code))));
   const deadline = Date.now() + 20_000;
   let m: RegExpExecArray | null;
   while (!(m = /^ready web=(\d+) ssh=(\d+)$/m.exec(out))) {
@@ -51,6 +56,8 @@ export async function startCluster(dir: string, yaml: string, opts: { env?: Node
     sshPort: Number(m[2]),
     log: () => err,
     audit: () => readAudit(join(dataDir, 'audit.log')),
+    pid: child.pid!,
+    exited,
     stop: () => stopChild(child),
   };
 }

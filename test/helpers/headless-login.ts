@@ -137,5 +137,5 @@ export function browserlessLogin(tshUrl: string, dispatcher: Dispatcher, login =
  */
 export function loopbackDispatcher(n: number): Agent {
   if (!Number.isInteger(n) || n < 1 || n > 254) throw new Error(`loopbackDispatcher: ${n} is not 1..254`);
-  return new Agent({ connect: { rejectUnauthorized: false, localAddress: `127.0.0.${n}` } });
+  return new Agent({ localAddress: `127.0.0.${n}`, connect: { rejectUnauthorized: false } });
 }
