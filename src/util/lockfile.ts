@@ -39,13 +39,23 @@ export async function withLockFileAsync<T>(path: string, opts: LockOptions, fn: 
 
 /** One attempt: true when the lock is ours; throws LOCKED once the deadline has passed. */
 function tryAcquire(path: string, opts: LockOptions, deadline: number): boolean {
+  let fd: number | undefined;
   try {
-    const fd = openSync(path, 'wx', 0o600);
-    writeSync(fd, `${process.pid}\n`);
-    closeSync(fd);
-    return true;
+    fd = openSync(path, 'wx', 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(path, err);
+  }
+  if (fd !== undefined) {
+    try {
+      writeSync(fd, `${process.pid}\n`);
+      return true;
+    } catch (err) {
+      // A full disk creates the file but not its content: do not leave a lock nobody holds.
+      release(path);
+      throw writeError(path, err);
+    } finally {
+      closeSync(fd);
+    }
   }
   try {
     if (Date.now() - statSync(path).mtimeMs > (opts.staleMs ?? 30_000)) unlinkSync(path); // left by a killed process
