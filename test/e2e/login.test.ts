@@ -272,6 +272,22 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.ok(!existsSync(certFile(r.home, 'alice')));
   });
 
+  test('an answer cut short on its way to the loopback listener is refused by tsh', async () => {
+    const r = await tshLogin(main, 'alice', {
+      browser: {
+        rewriteRequest: (url) => {
+          if (!/^\/[0-9a-f]{32}\/callback$/.test(url.pathname) || !url.searchParams.has('response')) return undefined;
+          const sealed = url.searchParams.get('response')!;
+          url.searchParams.set('response', sealed.slice(0, Math.floor(sealed.length / 2)));
+          return url;
+        },
+      },
+    });
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /altered or belongs to another login/);
+    assert.ok(!existsSync(certFile(r.home, 'alice')));
+  });
+
   test('a login request that outlived auth.login_timeout is refused', async () => {
     const r = await tshLogin(short, 'alice', { beforeBrowser: () => new Promise((res) => setTimeout(res, 1_500)) });
     assert.equal(r.code, 4, r.stderr);
