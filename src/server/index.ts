@@ -46,7 +46,8 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   ensurePrivateDir(config.dataDir);
   const rt: ServerRuntime = {
     config,
-    ca: new CaStore(config.dataDir, opts.clock, (m) => opts.log.info(m)),
+    // A new CA or a key file that had to be fixed: both are news an admin must see.
+    ca: new CaStore(config.dataDir, opts.clock, (m) => opts.log.warn(m)),
     audit: new AuditLog(config.dataDir, opts.clock),
     clock: opts.clock,
     log: opts.log,

@@ -191,7 +191,10 @@ export class CaStore {
       const st = statSync(path);
       if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
         chmodSync(path, 0o600);
-        this.warn(`${path} was readable by others (mode ${(st.mode & 0o777).toString(8)}); set it to 0600`);
+        this.warn(
+          `${path} was readable by others (mode ${(st.mode & 0o777).toString(8)}); set it to 0600. ` +
+            `If anyone else could have read it, rotate the CA: tctl auth rotate --type=${type} --grace-period=0`,
+        );
       }
       text = readFileSync(path, 'utf8');
     } catch (err) {
