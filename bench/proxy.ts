@@ -41,6 +41,7 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
   const jumpDir = join(tmp.dir, 'jump');
   mkdirSync(jumpDir);
   const jump = await startSshd({ dir: jumpDir, hostKey: cluster.hostKeyFile, hostCertificate: `${cluster.hostKeyFile}-cert.pub`, trustedUserCaKeys: cluster.userCaFile, extra: ['LogLevel ERROR'] });
+  let failed = false;
   try {
     const user = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home'), username: 'root', roles: ['user'] });
     const key = user.paths.privateKey(user.profile.name, user.profile.username);
@@ -105,7 +106,12 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     }
     r.load[1] = loadavg()[0]!;
     return r;
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
+    // What the server said about it (warnings, refused or dropped connections), for a run that failed.
+    if (failed) process.stderr.write(`--- jumpgate log ---\n${cluster.log()}\n--- node sshd (tail) ---\n${cluster.node.log().slice(-4000)}\n`);
     await jump.stop();
     await cluster.stop();
     tmp.cleanup();

@@ -26,7 +26,7 @@ export interface ProxyCluster extends Cluster {
   userCaFile: string;
 }
 
-export async function startProxyCluster(dir: string, opts: { clusterName?: string; sshdExtra?: string[] } = {}): Promise<ProxyCluster> {
+export async function startProxyCluster(dir: string, opts: { clusterName?: string; sshdExtra?: string[]; debug?: boolean } = {}): Promise<ProxyCluster> {
   const clusterName = opts.clusterName ?? 'e2e.test';
   const dataDir = join(dir, 'data');
   const [webPort, sshPort] = [await freePort(), await freePort()];
@@ -77,7 +77,7 @@ export async function startProxyCluster(dir: string, opts: { clusterName?: strin
   const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [] });
   let cluster: Cluster;
   try {
-    cluster = await startCluster(dir, yaml(node.port));
+    cluster = await startCluster(dir, yaml(node.port), { debug: opts.debug ?? false });
   } catch (err) {
     await node.stop();
     throw err;

@@ -244,6 +244,17 @@ nodes:
     await waitFor(() => auditEvents().some((e) => e['event'] === 'access.denied' && e['code'] === 'NO_ROLES'));
   });
 
+  test('keeps an authenticated connection past the handshake deadline', async () => {
+    const { client } = await connect();
+    try {
+      await new Promise((r) => setTimeout(r, 1_200));
+      const r = await subsystemResult(client, 'nodes@jumpgate.dev');
+      assert.equal(r.code, 0);
+    } finally {
+      client.end();
+    }
+  });
+
   test('drops a connection that does not finish its handshake in time', async () => {
     const sock = netConnect({ host: '127.0.0.1', port: proxy.port });
     sock.on('data', () => {}); // the server's banner
