@@ -77,7 +77,7 @@ export async function startProxyCluster(dir: string, opts: { clusterName?: strin
   const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [] });
   let cluster: Cluster;
   try {
-    cluster = await startCluster(dir, yaml(node.port), { debug: opts.debug ?? false });
+    cluster = await startCluster(dir, yaml(node.port), opts.debug ? { args: ['--debug'] } : {});
   } catch (err) {
     await node.stop();
     throw err;
