@@ -9,7 +9,31 @@ import { UserError } from '../errors.js';
  * fsync, rename over, fsync the directory. The temp file is removed on failure.
  */
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
+  stageFile(path, data, mode).commit();
+}
+
+/** A file written and fsynced beside its target, not yet in place. */
+export interface StagedFile {
+  /** Renames it over the target (needs no disk space) and flushes the directory. */
+  commit(): void;
+  /** Removes the temp file; the target is untouched. */
+  abort(): void;
+}
+
+/**
+ * The first half of writeFileAtomic: lets several files be written (where a
+ * full disk would fail) before any of them replaces its target, so a set of
+ * files that belong together changes all at once or not at all.
+ */
+export function stageFile(path: string, data: string | Buffer, mode = 0o600): StagedFile {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const remove = () => {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // the temp file may never have been created
+    }
+  };
   let fd: number | undefined;
   try {
     fd = openSync(tmp, 'wx', mode);
@@ -19,17 +43,23 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o60
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    renameSync(tmp, path);
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // the temp file may never have been created
-    }
+    remove();
     throw writeError(path, err);
   }
-  fsyncDir(dirname(path));
+  return {
+    commit: () => {
+      try {
+        renameSync(tmp, path);
+      } catch (err) {
+        remove();
+        throw writeError(path, err);
+      }
+      fsyncDir(dirname(path));
+    },
+    abort: remove,
+  };
 }
 
 /** Flushes a directory entry (a rename or a new file) to disk where the OS allows it. */

@@ -153,17 +153,23 @@ nodes:
     assert.match(String(start['client_addr']), /^127\.0\.0\.1:\d+$/);
   });
 
-  test('presents a host certificate from the host CA for its public name, and a new one after a host CA rotation', async () => {
+  test('presents a host certificate from the host CA; after a rotation it keeps the old key until the grace period ends', async () => {
     const first = await connect({ hostname: 'jump.unit.test' });
     first.client.end();
     const before = first.verifier.certificate!;
     assert.deepEqual(before.principals, ['jump.unit.test', '127.0.0.1', 'localhost']);
     assert.ok(before.signatureKey.blob.equals(rt.ca.get('host').active.publicKey.blob));
-    const rotated = rt.ca.rotate('host', 3600);
-    const second = await connect();
-    second.client.end();
-    assert.ok(second.verifier.certificate!.signatureKey.blob.equals(rotated.active.publicKey.blob), 're-signed by the new active key');
-    assert.ok(second.verifier.certificate!.key.blob.equals(before.key.blob), 'same host key');
+    // Users who logged in before the rotation know only the old key: keep presenting it.
+    rt.ca.rotate('host', 3600);
+    const during = await connect();
+    during.client.end();
+    assert.ok(during.verifier.certificate!.signatureKey.blob.equals(before.signatureKey.blob), 'still the old key during the grace period');
+    // Grace over (a second rotation without one ends all old trust): the newest key signs.
+    const ended = rt.ca.rotate('host', 0);
+    const after = await connect();
+    after.client.end();
+    assert.ok(after.verifier.certificate!.signatureKey.blob.equals(ended.active.publicKey.blob), 're-signed by the active key once no older key is trusted');
+    assert.ok(after.verifier.certificate!.key.blob.equals(before.key.blob), 'same host key');
   });
 
   test('serves nodes@jumpgate.dev: the nodes the roles reach, as JSON', async () => {

@@ -6,7 +6,7 @@ import { AuthError } from '../../errors.js';
 import { CertRequest, fingerprintSha256, signCertificate, type Certificate, type PublicKey } from '../../sshcert/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { AuditLog } from './audit.js';
-import type { CaStore } from './ca.js';
+import type { CaKey, CaStore } from './ca.js';
 import { certTtlSeconds, resolveAccess } from './roles.js';
 
 /** The extension that carries a user's roles, comma-separated (PROTOCOL.certkeys: custom names are name@domain). */
@@ -67,6 +67,8 @@ export interface HostCertInput {
   publicKey: PublicKey;
   ttlSeconds: number;
   via: string;
+  /** The host CA key to sign with; default the active one. */
+  signer?: CaKey;
 }
 
 /** Signs a host certificate for an OpenSSH node (sshd's HostCertificate). */
@@ -78,7 +80,7 @@ export function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Ce
     principals: input.names,
     ttlSeconds: input.ttlSeconds,
   });
-  const cert = signCertificate(req, deps.ca.get('host').active, deps.clock());
+  const cert = signCertificate(req, input.signer ?? deps.ca.get('host').active, deps.clock());
   deps.audit.emit({
     event: 'cert.issued',
     cert_type: 'host',

@@ -81,13 +81,21 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   const principals = () =>
     [...new Set([rt.config.proxy.sshPublicAddr.host, listen.host, 'localhost', '127.0.0.1'])].filter((h) => h !== '0.0.0.0' && h !== '::');
 
-  /** The ssh2 Server presenting a certificate from the current host CA key; a new one after a rotation. */
+  /**
+   * The ssh2 Server presenting a certificate from the OLDEST host CA key still
+   * trusted. After `tctl auth rotate --type=host`, users who logged in before
+   * the rotation know only the old key (their known_hosts came with that
+   * login); everyone who logs in during the grace period gets both. So the
+   * proxy keeps the old key's certificate until the grace period ends, then
+   * moves to the new key, which by then every logged-in user has.
+   */
   const currentServer = (): ssh2.Server => {
-    const ca = rt.ca.get('host');
+    const trusted = rt.ca.get('host').trusted;
+    const signer = trusted[trusted.length - 1]!;
     const nowSec = Math.floor(rt.clock().getTime() / 1000);
-    if (identity && identity.caKeyId === ca.active.id && identity.validBefore - nowSec > HOST_CERT_TTL_SECONDS / 2) return identity.server;
+    if (identity && identity.caKeyId === signer.id && identity.validBefore - nowSec > HOST_CERT_TTL_SECONDS / 2) return identity.server;
     const cert = issueHostCertificate(
-      { names: principals(), publicKey: hostKey.publicKey, ttlSeconds: HOST_CERT_TTL_SECONDS, via: 'ssh-proxy' },
+      { names: principals(), publicKey: hostKey.publicKey, ttlSeconds: HOST_CERT_TTL_SECONDS, via: 'ssh-proxy', signer },
       { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock },
     );
     const server = new ssh2.Server(
@@ -98,8 +106,8 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       },
       (conn, info) => handleConnection(rt, conn, info),
     );
-    if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${ca.active.id})`);
-    identity = { caKeyId: ca.active.id, validBefore: Number(cert.validBefore), server };
+    if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${signer.id})`);
+    identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
     return server;
   };
   currentServer(); // fail at start, not at the first connection, if the host CA cannot be used

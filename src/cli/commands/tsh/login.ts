@@ -7,7 +7,7 @@ import { ProfileStore, type Profile } from '../../../client/profile.js';
 import { knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { createHttpDispatcher } from '../../../net/index.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
-import { writeFileAtomic } from '../../../util/atomic-write.js';
+import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { waitingIndicator } from '../../ui.js';
@@ -94,11 +94,24 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
   for (const n of [...notes, ...agentNote]) say(n);
 }
 
+/**
+ * Stores the key, public key and certificate so that they change together:
+ * the certificate files are written first (a full disk fails here, before
+ * anything is replaced), then the key is saved, then the files are renamed
+ * into place. A failure at any step leaves the previous login intact.
+ */
 async function saveKeys(keystore: KeyStore, paths: TshPaths, profile: Profile, pem: string, pubLine: string, certLine: string): Promise<void> {
   new ProfileStore(paths).ensureDirs(profile.name);
-  await keystore.save(profile.name, profile.username, pem);
-  writeFileAtomic(paths.publicKey(profile.name, profile.username), pubLine + '\n', 0o644);
-  writeFileAtomic(paths.certificate(profile.name, profile.username), certLine + '\n', 0o644);
+  const staged: StagedFile[] = [];
+  try {
+    staged.push(stageFile(paths.publicKey(profile.name, profile.username), pubLine + '\n', 0o644));
+    staged.push(stageFile(paths.certificate(profile.name, profile.username), certLine + '\n', 0o644));
+    await keystore.save(profile.name, profile.username, pem);
+  } catch (err) {
+    for (const f of staged) f.abort();
+    throw err;
+  }
+  for (const f of staged) f.commit();
 }
 
 /**
