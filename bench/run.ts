@@ -4,13 +4,11 @@
  * matching section of BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
  * Usage: npm run bench [-- --only sign] [-- --write]
  */
-import { cpus, totalmem, type as osType, release } from 'node:os';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { benchSigning } from './sign.js';
 import { benchLogin, median } from './login.js';
 import { benchProxy, formatProxyBench } from './proxy.js';
 import { benchStartup, formatStartupBench } from './startup.js';
+import { BENCHMARKS_FILE, formatSection, writeSections } from './report.js';
 
 interface Section {
   name: string;
@@ -76,33 +74,21 @@ function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-function machine(): string {
-  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
-  return `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node ${process.version}`;
-}
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
   const write = args.includes('--write');
-  const stamp = `${new Date().toISOString().slice(0, 10)} on ${machine()}`;
-  const file = join(import.meta.dirname, '..', 'BENCHMARKS.md');
-  let doc = readFileSync(file, 'utf8');
+  const done: Array<{ name: string; section: string }> = [];
   for (const s of sections) {
     if (only && s.name !== only) continue;
     process.stderr.write(`bench: ${s.name}...\n`);
-    const body = `### ${s.title}\n\nMeasured ${stamp}.\n\n${await s.run()}\n`;
-    process.stdout.write(body + '\n');
-    const start = `<!-- bench:${s.name} -->`;
-    const end = `<!-- /bench:${s.name} -->`;
-    const block = `${start}\n${body}${end}`;
-    const i = doc.indexOf(start);
-    const j = doc.indexOf(end);
-    doc = i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
+    const section = formatSection(s.title, await s.run());
+    process.stdout.write(section + '\n');
+    done.push({ name: s.name, section });
   }
   if (write) {
-    writeFileSync(file, doc);
-    process.stderr.write(`bench: updated ${file}\n`);
+    writeSections(done);
+    process.stderr.write(`bench: updated ${BENCHMARKS_FILE}\n`);
   }
 }
 
