@@ -6,13 +6,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
-import { launchBrowser, loginInBrowser, type LoginInBrowserOptions } from '../helpers/browser.js';
+import { launchBrowser, type LoginInBrowserOptions } from '../helpers/browser.js';
+import { tshLoginWithBrowser } from '../helpers/tsh-login.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { freePort } from '../helpers/sshd.js';
 import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
@@ -100,30 +100,17 @@ describe('tsh login through OIDC in a real browser', () => {
   ): Promise<LoginRun> {
     const home = join(tmp.dir, `home${++homes}`);
     mkdirSync(home);
-    const child = spawn(
-      process.execPath,
-      [builtProgram('tsh'), 'login', `--proxy=127.0.0.1:${cluster.webPort}`, '--insecure', '--browser=none', '--keystore=file'],
-      { env: { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const deadline = Date.now() + 15_000;
-    let m: RegExpMatchArray | null;
-    while (!(m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr))) {
-      if (child.exitCode !== null) return { code: child.exitCode, stderr, page: '', home };
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`tsh login printed no URL:\n${stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await opts.beforeBrowser?.();
-    const page = await loginInBrowser(browser, { url: m[1]!, login, ...opts.browser });
-    if (opts.killAfterPage) child.kill('SIGTERM');
-    const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
-    if (code === null && child.exitCode === null) child.kill('SIGKILL');
-    return { code, stderr, page, home };
+    const r = await tshLoginWithBrowser({
+      proxy: `127.0.0.1:${cluster.webPort}`,
+      login,
+      browser,
+      env: { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock },
+      args: ['--keystore=file'],
+      ...(opts.browser ? { browserOptions: opts.browser } : {}),
+      ...(opts.beforeBrowser ? { beforeBrowser: opts.beforeBrowser } : {}),
+      ...(opts.killAfterPage ? { killAfterPage: true } : {}),
+    });
+    return { ...r, home };
   }
 
   function certFile(home: string, user: string): string {

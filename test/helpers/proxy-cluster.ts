@@ -26,10 +26,33 @@ export interface ProxyCluster extends Cluster {
   userCaFile: string;
 }
 
-export async function startProxyCluster(dir: string, opts: { clusterName?: string; sshdExtra?: string[]; debug?: boolean } = {}): Promise<ProxyCluster> {
+export interface ProxyClusterOptions {
+  clusterName?: string;
+  sshdExtra?: string[];
+  debug?: boolean;
+  /** A fixed HTTPS port (e.g. one already registered as a redirect URI at the IdP). */
+  webPort?: number;
+  /** Single sign-on through this IdP; claims_to_roles maps email_verified=true to `user`. */
+  oidc?: { issuer: string; clientId: string; clientSecret: string };
+  /** Environment of the `jumpgate start` process (e.g. HTTPS_PROXY for its IdP calls). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
   const clusterName = opts.clusterName ?? 'e2e.test';
   const dataDir = join(dir, 'data');
-  const [webPort, sshPort] = [await freePort(), await freePort()];
+  const [webPort, sshPort] = [opts.webPort ?? (await freePort()), await freePort()];
+  const oidc = opts.oidc
+    ? [
+        'auth:',
+        '  oidc:',
+        `    issuer: ${opts.oidc.issuer}`,
+        `    client_id: ${opts.oidc.clientId}`,
+        `    client_secret: ${opts.oidc.clientSecret}`,
+        '    claims_to_roles:',
+        '      - { claim: email_verified, value: true, roles: [user] }',
+      ]
+    : [];
   const yaml = (nodePort: number) =>
     [
       `cluster_name: ${clusterName}`,
@@ -39,6 +62,7 @@ export async function startProxyCluster(dir: string, opts: { clusterName?: strin
       `  public_addr: localhost:${webPort}`,
       `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
       `  ssh_public_addr: localhost:${sshPort}`,
+      ...oidc,
       'roles:',
       '  user:',
       '    logins: ["{{username}}"]',
@@ -77,7 +101,7 @@ export async function startProxyCluster(dir: string, opts: { clusterName?: strin
   const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [] });
   let cluster: Cluster;
   try {
-    cluster = await startCluster(dir, yaml(node.port), opts.debug ? { args: ['--debug'] } : {});
+    cluster = await startCluster(dir, yaml(node.port), { ...(opts.debug ? { args: ['--debug'] } : {}), ...(opts.env ? { env: opts.env } : {}) });
   } catch (err) {
     await node.stop();
     throw err;
