@@ -10,10 +10,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { launchBrowser, loginInBrowser } from '../helpers/browser.js';
+import { launchBrowser } from '../helpers/browser.js';
+import { tshLoginWithBrowser } from '../helpers/tsh-login.js';
 import { freePort } from '../helpers/sshd.js';
 import { startSshAgent } from '../helpers/ssh-agent.js';
-import { builtProgram, REPO, requireTool, run, tempDir } from '../helpers/tools.js';
+import { REPO, requireTool, run, tempDir } from '../helpers/tools.js';
 
 interface Quickstart {
   child: ChildProcess;
@@ -73,22 +74,9 @@ describe('npm run quickstart', () => {
       const home = join(tmp.dir, 'home');
       mkdirSync(home);
       const env = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock };
-      const login = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=localhost:${qs.ports.web}`, '--insecure', '--browser=none'], {
-        env,
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let loginErr = '';
-      login.stderr.on('data', (b: Buffer) => (loginErr += b.toString()));
-      const loginDone = new Promise<number | null>((r) => login.on('exit', r));
-      let m: RegExpMatchArray | null;
-      const deadline = Date.now() + 20_000;
-      while (!(m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(loginErr))) {
-        assert.ok(Date.now() < deadline && login.exitCode === null, `tsh login printed no URL:\n${loginErr}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const page = await loginInBrowser(browser, { url: m[1]!, login: 'demo' });
-      assert.match(page, /You are logged in/);
-      assert.equal(await loginDone, 0, loginErr);
+      const login = await tshLoginWithBrowser({ proxy: `localhost:${qs.ports.web}`, login: 'demo', browser, env });
+      assert.match(login.page, /You are logged in/);
+      assert.equal(login.code, 0, login.stderr);
 
       // Plain OpenSSH with only what tsh login wrote (ssh reads ~/.ssh from the passwd entry, so -F names it).
       const ssh = await run(
