@@ -1,0 +1,501 @@
+/**
+ * `npm run load`: the SSH proxy under load, on loopback, stopping by itself.
+ *
+ * Set-up: the real `jumpgate start` (dist/), NODES private OpenSSH servers
+ * (one host certificate naming them all; `MaxStartups 500:30:1000`), one
+ * user certificate (login root, role `user`).
+ *
+ * Client side: WORKERS Node processes (this file with `--worker`), each
+ * running ssh2 clients through tsh's own code (`sshOver`, `openNodeChannel`
+ * from src/client/proxy-conn.ts). One SESSION is:
+ *   1. TCP to the proxy from one of 50 loopback source addresses (127.0.0.2-51),
+ *   2. an SSH connection to the proxy, authenticated with the certificate,
+ *   3. the subsystem `proxy:NODE:22` on it (the proxy dials NODE's sshd and relays),
+ *   4. a second SSH connection over that channel, to NODE's sshd, authenticated
+ *      with the same certificate (sshd checks it against TrustedUserCAKeys).
+ * An IDLE session is exactly that and nothing more: both connections
+ * authenticated, no channel open on the node (like `ssh -N`), only tsh's
+ * keepalives (every 30 s on each connection) on the wire.
+ *
+ * Phases: warm-up (50 sessions opened and closed; the proxy's RSS after it
+ * is the baseline) → ramp to SESSIONS held, at RATE per second → RSS with
+ * them idle → churn for SECONDS: RATE new sessions per second, each one
+ * closing the oldest, so SESSIONS stay held → relay: `cat > /dev/null` on a
+ * node through one session per worker, RELAY_MIB MiB in all, the proxy's CPU
+ * time read from /proc/<pid>/stat around it → close.
+ * A failed session is one that could not be opened, or a held one that closed
+ * without the client closing it.
+ *
+ * Usage: npm run load [-- --sessions 2000 --rate 200 --seconds 60 --nodes 4 --workers 2 --relay-mib 1024 --write]
+ */
+import { fork, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { loadavg } from 'node:os';
+import type ssh2 from 'ssh2';
+import { loadServerConfig } from '../src/config/index.js';
+import { AuditLog } from '../src/server/auth/audit.js';
+import { CaStore } from '../src/server/auth/ca.js';
+import { issueHostCertificate, issueUserCertificate } from '../src/server/auth/issuer.js';
+import {
+  encodeCertificateLine,
+  encodeOpenSSHPrivateKey,
+  formatPublicKeyLine,
+  generateKeyPair,
+  parseCertificateLine,
+  parseOpenSSHPrivateKey,
+  parsePublicKeyLine,
+} from '../src/sshcert/index.js';
+import { certIdentity } from '../src/sshconn/index.js';
+import { openNodeChannel, sshOver } from '../src/client/proxy-conn.js';
+import { startCluster } from '../test/helpers/cluster.js';
+import { freePort, startSshd, type SshdNode } from '../test/helpers/sshd.js';
+import { tempDir } from '../test/helpers/tools.js';
+import { formatSection, writeSections } from './report.js';
+
+/** sshd settings for a node that takes this load (README: "Nodes behind the proxy"). */
+export const NODE_SSHD_SETTINGS = [
+  // Unauthenticated connections: start refusing 30% at 500, all at 1000 (default 10:30:100 drops bursts).
+  'MaxStartups 500:30:1000',
+  // Per connection; the load test opens at most one channel on a node connection.
+  'MaxSessions 10',
+];
+
+const SOURCE_ADDRS = Array.from({ length: 50 }, (_, i) => `127.0.0.${i + 2}`);
+
+interface Opts {
+  sessions: number;
+  rate: number;
+  seconds: number;
+  nodes: number;
+  workers: number;
+  relayMiB: number;
+  write: boolean;
+}
+
+// ---------------------------------------------------------------- worker side
+
+interface InitMsg {
+  cmd: 'init';
+  proxyPort: number;
+  nodes: string[];
+  keyText: string;
+  certLine: string;
+  hostCALines: string[];
+  worker: number;
+}
+type Cmd =
+  | InitMsg
+  | { cmd: 'hold'; count: number; perSec: number }
+  | { cmd: 'churn'; perSec: number; seconds: number }
+  | { cmd: 'relay'; bytes: number }
+  | { cmd: 'closeAll' };
+
+interface Session {
+  outer: ssh2.Client;
+  inner: ssh2.Client;
+  closing: boolean;
+}
+
+interface Counters {
+  opened: number;
+  failed: number;
+  unexpectedCloses: number;
+  errors: string[];
+}
+
+async function worker(): Promise<void> {
+  let init!: InitMsg;
+  let identity!: ReturnType<typeof certIdentity>;
+  let cas!: ReturnType<typeof parsePublicKeyLine>['key'][];
+  const held: Session[] = [];
+  const counters: Counters = { opened: 0, failed: 0, unexpectedCloses: 0, errors: [] };
+  let serial = 0;
+  const send = (m: object) => process.send!(m);
+  const fail = (err: unknown) => {
+    counters.failed++;
+    if (counters.errors.length < 10) counters.errors.push((err as Error).message ?? String(err));
+  };
+
+  const openSession = async (): Promise<Session> => {
+    const k = serial++ * 7 + init.worker; // spread sessions over nodes and source addresses
+    const node = init.nodes[k % init.nodes.length]!;
+    const sock = netConnect({ host: '127.0.0.1', port: init.proxyPort, localAddress: SOURCE_ADDRS[k % SOURCE_ADDRS.length]!, noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    const common = { login: 'root', identity, cas: () => cas, now: () => new Date(), webProxyAddr: 'load-test' };
+    const outer = await sshOver(sock, { ...common, what: 'the proxy', hostname: 'localhost' });
+    let inner: ssh2.Client;
+    try {
+      const ch = await openNodeChannel(outer, node, 22, () => {});
+      inner = await sshOver(ch, { ...common, what: node, hostname: node });
+    } catch (err) {
+      outer.end();
+      throw err;
+    }
+    const s: Session = { outer, inner, closing: false };
+    const onClose = () => {
+      if (s.closing) return;
+      s.closing = true;
+      counters.unexpectedCloses++;
+      if (counters.errors.length < 10) counters.errors.push('a held session closed by itself');
+      const i = held.indexOf(s);
+      if (i >= 0) held.splice(i, 1);
+    };
+    outer.on('close', onClose);
+    inner.on('close', onClose);
+    return s;
+  };
+  const closeSession = (s: Session) => {
+    s.closing = true;
+    s.inner.end();
+    s.outer.end();
+  };
+
+  /** Calls `fn` `perSec` times a second for `seconds` (evenly, in 20 ms ticks); resolves when all calls settled. */
+  const paced = async (perSec: number, total: number, fn: () => Promise<void>) => {
+    const started = Date.now();
+    const pending = new Set<Promise<void>>();
+    let issued = 0;
+    let maxPending = 0;
+    while (issued < total) {
+      const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * perSec) + 1);
+      while (issued < due) {
+        const p = fn().finally(() => pending.delete(p));
+        pending.add(p);
+        issued++;
+      }
+      maxPending = Math.max(maxPending, pending.size);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const issuedMs = Date.now() - started;
+    await Promise.all(pending);
+    return { issuedMs, settledMs: Date.now() - started, maxPending };
+  };
+
+  process.on('message', async (m: Cmd) => {
+    try {
+      if (m.cmd === 'init') {
+        init = m;
+        identity = certIdentity(parseOpenSSHPrivateKey(m.keyText).privateKey, parseCertificateLine(m.certLine).cert.blob);
+        cas = m.hostCALines.map((l) => parsePublicKeyLine(l).key);
+        send({ ev: 'ready' });
+      } else if (m.cmd === 'hold') {
+        const before = { ...counters };
+        const pace = await paced(m.perSec, m.count - held.length, async () => {
+          try {
+            held.push(await openSession());
+            counters.opened++;
+          } catch (err) {
+            fail(err);
+          }
+        });
+        send({ ev: 'done', held: held.length, opened: counters.opened - before.opened, failed: counters.failed - before.failed, ...pace, counters });
+      } else if (m.cmd === 'churn') {
+        const before = { ...counters };
+        const setupMs: number[] = [];
+        const pace = await paced(m.perSec, Math.round(m.perSec * m.seconds), async () => {
+          const t0 = performance.now();
+          try {
+            const s = await openSession();
+            setupMs.push(performance.now() - t0);
+            counters.opened++;
+            held.push(s);
+            const oldest = held.shift()!;
+            closeSession(oldest);
+          } catch (err) {
+            fail(err);
+          }
+        });
+        send({ ev: 'done', held: held.length, opened: counters.opened - before.opened, failed: counters.failed - before.failed, setupMs, ...pace, counters });
+      } else if (m.cmd === 'relay') {
+        const s = held[held.length - 1]!;
+        const t0 = performance.now();
+        await new Promise<void>((resolve, reject) => {
+          s.inner.exec('cat > /dev/null', (err, ch) => {
+            if (err) return reject(err);
+            const chunk = Buffer.alloc(1 << 20);
+            let left = m.bytes;
+            let code: number | undefined;
+            ch.on('exit', (c: number) => (code = c));
+            ch.on('close', () => (code === 0 ? resolve() : reject(new Error(`cat exited ${code}`))));
+            ch.resume();
+            const pump = () => {
+              while (left > 0) {
+                const n = Math.min(left, chunk.length);
+                left -= n;
+                if (!ch.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void ch.once('drain', pump);
+              }
+              ch.end();
+            };
+            pump();
+          });
+        });
+        send({ ev: 'done', ms: performance.now() - t0 });
+      } else if (m.cmd === 'closeAll') {
+        for (const s of held.splice(0)) closeSession(s);
+        await new Promise((r) => setTimeout(r, 500));
+        send({ ev: 'done', counters });
+      }
+    } catch (err) {
+      send({ ev: 'error', message: (err as Error).stack ?? String(err) });
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+// ----------------------------------------------------------- coordinator side
+
+interface Worker {
+  child: ChildProcess;
+  ask<T = Record<string, unknown>>(m: Cmd): Promise<T>;
+}
+
+function startWorker(): Worker {
+  const child = fork(import.meta.filename, ['--worker'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return {
+    child,
+    ask: (m) =>
+      new Promise((resolve, reject) => {
+        const onMsg = (r: { ev: string; message?: string }) => {
+          child.off('message', onMsg);
+          child.off('exit', onExit);
+          if (r.ev === 'error') reject(new Error(`load worker: ${r.message}`));
+          else resolve(r as never);
+        };
+        const onExit = (code: number | null) => reject(new Error(`load worker exited (${code})`));
+        child.on('message', onMsg);
+        child.once('exit', onExit);
+        child.send(m);
+      }),
+  };
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** utime + stime of a process in seconds (/proc/<pid>/stat fields 14 and 15). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** Resident set size of a process in bytes (VmRSS). */
+function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) * 1024;
+}
+
+function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** sshd processes on the machine and their summed RSS (node side of the load). */
+function sshdProcesses(): { count: number; rssMiB: number } {
+  let count = 0;
+  let rss = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() !== 'sshd') continue;
+      count++;
+      rss += rssBytes(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { count, rssMiB: rss / 2 ** 20 };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const log = (line: string) => process.stderr.write(`load: ${line}\n`);
+
+function parseArgs(argv: string[]): Opts {
+  const num = (name: string, dflt: number) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? Number(argv[i + 1]) : dflt;
+  };
+  return {
+    sessions: num('sessions', 2000),
+    rate: num('rate', 200),
+    seconds: num('seconds', 60),
+    nodes: num('nodes', 4),
+    workers: num('workers', 2),
+    relayMiB: num('relay-mib', 1024),
+    write: argv.includes('--write'),
+  };
+}
+
+async function coordinator(o: Opts): Promise<void> {
+  const tmp = tempDir('load');
+  const dataDir = join(tmp.dir, 'data');
+  const nodeNames = Array.from({ length: o.nodes }, (_, i) => `load${i + 1}`);
+  const [webPort, sshPort] = [await freePort(), await freePort()];
+  const yaml = (ports: number[]) =>
+    [
+      'cluster_name: load.test',
+      `data_dir: ${dataDir}`,
+      'proxy:',
+      `  web_listen_addr: 127.0.0.1:${webPort}`,
+      `  public_addr: localhost:${webPort}`,
+      `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
+      `  ssh_public_addr: localhost:${sshPort}`,
+      'roles:',
+      '  user:',
+      '    logins: ["{{username}}"]',
+      '    node_labels: { env: load }',
+      'nodes:',
+      ...nodeNames.map((n, i) => `  - { name: ${n}, addr: "127.0.0.1:${ports[i] ?? 22}", labels: { env: load } }`),
+      '',
+    ].join('\n');
+  const preFile = join(tmp.dir, 'pre.yaml');
+  writeFileSync(preFile, yaml([]));
+  const pre = loadServerConfig(preFile);
+  const clock = () => new Date();
+  const ca = new CaStore(dataDir, clock);
+  const audit = new AuditLog(dataDir, clock);
+  const hostKey = generateKeyPair('ed25519');
+  const userKey = generateKeyPair('ed25519');
+  let hostCert, userCert;
+  try {
+    hostCert = issueHostCertificate({ names: nodeNames, publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'load' }, { config: pre, ca, audit, clock });
+    userCert = issueUserCertificate({ username: 'root', roles: ['user'], publicKey: userKey.publicKey, via: 'load' }, { config: pre, ca, audit, clock });
+  } finally {
+    audit.close();
+  }
+  const hostKeyFile = join(tmp.dir, 'node_host_key');
+  writeFileSync(hostKeyFile, encodeOpenSSHPrivateKey(hostKey.privateKey, 'load'), { mode: 0o600 });
+  writeFileSync(`${hostKeyFile}-cert.pub`, encodeCertificateLine(hostCert, 'load') + '\n');
+  const userCaFile = join(tmp.dir, 'user_ca.pub');
+  writeFileSync(userCaFile, ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey)).join('\n') + '\n');
+
+  const nodes: SshdNode[] = [];
+  const workers: Worker[] = [];
+  let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
+  try {
+    for (const name of nodeNames) {
+      const dir = join(tmp.dir, name);
+      mkdirSync(dir);
+      // The helper's sshd logs at DEBUG2 (tests read why a certificate was refused); `Match all` lowers it after authentication.
+      nodes.push(await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: [...NODE_SSHD_SETTINGS, 'Match all', '    LogLevel ERROR'] }));
+    }
+    cluster = await startCluster(tmp.dir, yaml(nodes.map((n) => n.port)));
+    const pid = cluster.pid;
+    log(`jumpgate pid ${pid} on 127.0.0.1:${cluster.sshPort}; ${o.nodes} sshd nodes; ${o.workers} client processes`);
+
+    const init: Omit<InitMsg, 'worker'> = {
+      cmd: 'init',
+      proxyPort: cluster.sshPort,
+      nodes: nodeNames,
+      keyText: encodeOpenSSHPrivateKey(userKey.privateKey, 'load'),
+      certLine: encodeCertificateLine(userCert, 'load'),
+      hostCALines: ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey)),
+    };
+    for (let w = 0; w < o.workers; w++) workers.push(startWorker());
+    await Promise.all(workers.map((w, i) => w.ask({ ...init, worker: i })));
+    type Done = { held: number; opened: number; failed: number; issuedMs: number; settledMs: number; maxPending: number; setupMs?: number[]; counters: Counters };
+    const all = (m: (w: number) => Cmd) => Promise.all(workers.map((w, i) => w.ask<Done>(m(i))));
+    const share = (n: number, i: number) => Math.floor(n / o.workers) + (i < n % o.workers ? 1 : 0);
+
+    // Warm-up: JIT, lazily loaded code, the first dial of each node; the baseline is taken after it.
+    await all((i) => ({ cmd: 'hold', count: share(50, i), perSec: 50 }));
+    await all(() => ({ cmd: 'closeAll' }));
+    await sleep(3_000);
+    const base = { rss: rssBytes(pid), fds: openFds(pid), sshd: sshdProcesses() };
+    log(`baseline: RSS ${(base.rss / 2 ** 20).toFixed(1)} MiB, ${base.fds} fds`);
+
+    // Ramp to SESSIONS held.
+    const cpu0 = cpuSeconds(pid);
+    const ramp = await all((i) => ({ cmd: 'hold', count: share(o.sessions, i), perSec: o.rate / o.workers }));
+    const rampCpu = cpuSeconds(pid) - cpu0;
+    const heldAfterRamp = ramp.reduce((a, r) => a + r.held, 0);
+    log(`ramp: ${heldAfterRamp} held, ${ramp.reduce((a, r) => a + r.failed, 0)} failed, ${(Math.max(...ramp.map((r) => r.settledMs)) / 1000).toFixed(1)} s`);
+    await sleep(5_000);
+    const idle = { rss: rssBytes(pid), fds: openFds(pid), sshd: sshdProcesses(), held: heldAfterRamp };
+    const perSessionKiB = (idle.rss - base.rss) / 1024 / Math.max(1, idle.held);
+    log(`idle: RSS ${(idle.rss / 2 ** 20).toFixed(1)} MiB (${perSessionKiB.toFixed(1)} KiB per session above baseline), ${idle.fds} fds, ${idle.sshd.count} sshd processes (${idle.sshd.rssMiB.toFixed(0)} MiB RSS)`);
+
+    // Churn: RATE new sessions per second for SECONDS, each closing the oldest.
+    const load0 = loadavg()[0]!;
+    const cpu1 = cpuSeconds(pid);
+    const churn = await all(() => ({ cmd: 'churn', perSec: o.rate / o.workers, seconds: o.seconds }));
+    const churnCpu = cpuSeconds(pid) - cpu1;
+    const churnOpened = churn.reduce((a, r) => a + r.opened, 0);
+    const churnFailed = churn.reduce((a, r) => a + r.failed, 0);
+    const churnSettled = Math.max(...churn.map((r) => r.settledMs)) / 1000;
+    const churnIssued = Math.max(...churn.map((r) => r.issuedMs)) / 1000;
+    const setup = churn.flatMap((r) => r.setupMs ?? []);
+    const heldAfterChurn = churn.reduce((a, r) => a + r.held, 0);
+    const loadAfter = loadavg()[0]!;
+    log(`churn: ${churnOpened} opened in ${churnIssued.toFixed(1)} s (settled ${churnSettled.toFixed(1)} s), ${churnFailed} failed, setup p50 ${pct(setup, 50).toFixed(0)} ms p99 ${pct(setup, 99).toFixed(0)} ms, ${heldAfterChurn} held`);
+    await sleep(3_000);
+    const afterChurn = { rss: rssBytes(pid), fds: openFds(pid) };
+
+    // Relay: RELAY_MIB through one session per worker, at once.
+    const bytesEach = Math.floor((o.relayMiB * 2 ** 20) / o.workers);
+    const cpu2 = cpuSeconds(pid);
+    const t0 = performance.now();
+    await Promise.all(workers.map((w) => w.ask({ cmd: 'relay', bytes: bytesEach })));
+    const relaySec = (performance.now() - t0) / 1000;
+    const relayCpu = cpuSeconds(pid) - cpu2;
+    const relayBytes = bytesEach * o.workers;
+    const cpuPerGiB = relayCpu / (relayBytes / 2 ** 30);
+    const peakRss = rssBytes(pid);
+    log(`relay: ${(relayBytes / 2 ** 20).toFixed(0)} MiB in ${relaySec.toFixed(1)} s (${(relayBytes / 1e6 / relaySec).toFixed(0)} MB/s), proxy CPU ${relayCpu.toFixed(2)} s = ${cpuPerGiB.toFixed(2)} CPU-s per GiB`);
+
+    const closed = await all(() => ({ cmd: 'closeAll' }));
+    const unexpected = closed.reduce((a, r) => a + r.counters.unexpectedCloses, 0);
+    const failedTotal = closed.reduce((a, r) => a + r.counters.failed, 0) + unexpected;
+    const errors = [...new Set(closed.flatMap((r) => r.counters.errors))].slice(0, 10);
+    const totalOpened = closed.reduce((a, r) => a + r.counters.opened, 0);
+    const f1 = (n: number) => n.toFixed(1);
+    const body = [
+      '| what | result | target |',
+      '|---|---|---|',
+      `| sessions held at once (idle) | ${idle.held} | ${o.sessions} |`,
+      `| proxy RSS per idle session above baseline | ${f1(perSessionKiB)} KiB (baseline ${f1(base.rss / 2 ** 20)} MiB, ${f1(idle.rss / 2 ** 20)} MiB with ${idle.held} held) | <= 64 KiB: ${perSessionKiB <= 64 ? 'meets' : 'MISSES'} |`,
+      `| new sessions per second for ${o.seconds} s, on top of the held ones | ${f1(churnOpened / churnSettled)}/s completed (${churnOpened} in ${f1(churnSettled)} s; issued at ${o.rate}/s) | ${o.rate}/s |`,
+      `| session set-up while churning (both SSH connections authenticated), ms | p50 ${pct(setup, 50).toFixed(0)}, p95 ${pct(setup, 95).toFixed(0)}, p99 ${pct(setup, 99).toFixed(0)}, max ${pct(setup, 100).toFixed(0)} | |`,
+      `| failed sessions (of ${totalOpened + failedTotal - unexpected} opened) | ${failedTotal} | 0: ${failedTotal === 0 ? 'meets' : 'MISSES'} |`,
+      `| proxy CPU per GiB relayed (${o.workers} streams, ${f1(relayBytes / 2 ** 30)} GiB, ${(relayBytes / 1e6 / relaySec).toFixed(0)} MB/s in all) | ${cpuPerGiB.toFixed(2)} CPU-s | |`,
+      `| proxy CPU per new session (ramp; churn incl. the close of one) | ${((rampCpu / Math.max(1, heldAfterRamp)) * 1000).toFixed(2)} ms; ${((churnCpu / Math.max(1, churnOpened)) * 1000).toFixed(2)} ms | |`,
+      `| proxy open fds: baseline, ${idle.held} idle, after churn | ${base.fds}, ${idle.fds}, ${afterChurn.fds} | |`,
+      `| proxy RSS after churn, after relay | ${f1(afterChurn.rss / 2 ** 20)} MiB, ${f1(peakRss / 2 ** 20)} MiB | |`,
+      `| node side with ${idle.held} idle sessions | ${idle.sshd.count} sshd processes, ${idle.sshd.rssMiB.toFixed(0)} MiB RSS summed (shared pages counted in each) | |`,
+      '',
+      `Set-up: \`jumpgate start\` and ${o.nodes} OpenSSH ${o.nodes === 1 ? 'node' : 'nodes'} (\`${NODE_SSHD_SETTINGS.join('`, `')}\`) on loopback; ${o.workers} client processes of ssh2 clients`,
+      "(tsh's own `sshOver` and `openNodeChannel`), 50 loopback source addresses. A session is an SSH connection to the proxy",
+      'authenticated with a user certificate, the subsystem `proxy:NODE:22`, and a second SSH connection through it to the node\'s sshd,',
+      'authenticated with the same certificate. Idle: both authenticated, no channel on the node (like `ssh -N`), keepalives every 30 s.',
+      `RSS is VmRSS of the jumpgate process 5 s after the last session opened (V8 collects lazily: it includes garbage not yet collected);`,
+      'the baseline is taken after 50 warm-up sessions were opened and closed. CPU from /proc/<pid>/stat (utime + stime).',
+      `The client processes and the sshd nodes share the same 2 cores: 1-minute load average ${load0.toFixed(1)} before the churn, ${loadAfter.toFixed(1)} after.`,
+      ...(errors.length ? ['', 'Errors seen (first distinct ones):', '', ...errors.map((e) => `- ${e.replace(/\n/g, ' ')}`)] : []),
+    ].join('\n');
+    const section = formatSection(`Load: ${o.sessions} SSH sessions held through the proxy, ${o.rate} new per second for ${o.seconds} s`, body);
+    process.stdout.write(section + '\n');
+    if (o.write) {
+      writeSections([{ name: 'load', section }]);
+      log('updated BENCHMARKS.md');
+    }
+    if (failedTotal > 0) process.exitCode = 1;
+  } catch (err) {
+    process.stderr.write(`--- jumpgate log (tail) ---\n${cluster?.log().slice(-4000) ?? ''}\n`);
+    throw err;
+  } finally {
+    for (const w of workers) w.child.kill();
+    await cluster?.stop();
+    await Promise.all(nodes.map((n) => n.stop()));
+    tmp.cleanup();
+  }
+}
+
+if (process.argv.includes('--worker')) await worker();
+else await coordinator(parseArgs(process.argv.slice(2)));
