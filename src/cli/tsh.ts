@@ -42,7 +42,7 @@ export const buildTsh: ProgramBuilder = (deps) => {
         },
         deps,
         {
-          openBrowser: (url) => ui.openBrowser(url),
+          openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(deps)),
           installSshConfig: (profile, paths) => {
             const block = sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand));
             const r = sshConfig.installSshConfigBlock(paths, profile.name, block);
