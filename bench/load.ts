@@ -72,6 +72,10 @@ interface Opts {
   workers: number;
   relayMiB: number;
   write: boolean;
+  /** Opens in flight per client process at most; when reached, the client falls behind the rate rather than pile up. */
+  maxPending: number;
+  /** NODE_OPTIONS for the jumpgate process (e.g. `--import=/tmp/profiler.mjs`). */
+  proxyNodeOptions: string | undefined;
 }
 
 // ---------------------------------------------------------------- worker side
@@ -84,6 +88,7 @@ interface InitMsg {
   certLine: string;
   hostCALines: string[];
   worker: number;
+  maxPending: number;
 }
 type Cmd =
   | InitMsg
@@ -158,12 +163,17 @@ async function worker(): Promise<void> {
   /** Calls `fn` `perSec` times a second for `seconds` (evenly, in 20 ms ticks); resolves when all calls settled. */
   const paced = async (perSec: number, total: number, fn: () => Promise<void>) => {
     const started = Date.now();
+    let behind = 0;
     const pending = new Set<Promise<void>>();
     let issued = 0;
     let maxPending = 0;
     while (issued < total) {
       const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * perSec) + 1);
       while (issued < due) {
+        if (pending.size >= init.maxPending) {
+          behind = Math.max(behind, due - issued);
+          break;
+        }
         const p = fn().finally(() => pending.delete(p));
         pending.add(p);
         issued++;
@@ -173,7 +183,7 @@ async function worker(): Promise<void> {
     }
     const issuedMs = Date.now() - started;
     await Promise.all(pending);
-    return { issuedMs, settledMs: Date.now() - started, maxPending };
+    return { issuedMs, settledMs: Date.now() - started, maxPending, behind };
   };
 
   process.on('message', async (m: Cmd) => {
@@ -289,6 +299,14 @@ function rssBytes(pid: number): number {
   return Number(m![1]) * 1024;
 }
 
+/** Busy and total CPU time of the whole machine in seconds (/proc/stat). */
+function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = f[3]! + f[4]!;
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
 function openFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
@@ -330,6 +348,8 @@ function parseArgs(argv: string[]): Opts {
     workers: num('workers', 2),
     relayMiB: num('relay-mib', 1024),
     write: argv.includes('--write'),
+    maxPending: num('max-pending', 150),
+    proxyNodeOptions: argv.includes('--proxy-node-options') ? argv[argv.indexOf('--proxy-node-options') + 1] : undefined,
   };
 }
 
@@ -386,7 +406,10 @@ async function coordinator(o: Opts): Promise<void> {
       // The helper's sshd logs at DEBUG2 (tests read why a certificate was refused); `Match all` lowers it after authentication.
       nodes.push(await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: [...NODE_SSHD_SETTINGS, 'Match all', '    LogLevel ERROR'] }));
     }
-    cluster = await startCluster(tmp.dir, yaml(nodes.map((n) => n.port)));
+    const env = { ...process.env };
+    for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']) delete env[k];
+    if (o.proxyNodeOptions) env['NODE_OPTIONS'] = o.proxyNodeOptions;
+    cluster = await startCluster(tmp.dir, yaml(nodes.map((n) => n.port)), { env });
     const pid = cluster.pid;
     log(`jumpgate pid ${pid} on 127.0.0.1:${cluster.sshPort}; ${o.nodes} sshd nodes; ${o.workers} client processes`);
 
@@ -397,10 +420,11 @@ async function coordinator(o: Opts): Promise<void> {
       keyText: encodeOpenSSHPrivateKey(userKey.privateKey, 'load'),
       certLine: encodeCertificateLine(userCert, 'load'),
       hostCALines: ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey)),
+      maxPending: o.maxPending,
     };
     for (let w = 0; w < o.workers; w++) workers.push(startWorker());
     await Promise.all(workers.map((w, i) => w.ask({ ...init, worker: i })));
-    type Done = { held: number; opened: number; failed: number; issuedMs: number; settledMs: number; maxPending: number; setupMs?: number[]; counters: Counters };
+    type Done = { held: number; opened: number; failed: number; issuedMs: number; settledMs: number; maxPending: number; behind: number; setupMs?: number[]; counters: Counters };
     const all = (m: (w: number) => Cmd) => Promise.all(workers.map((w, i) => w.ask<Done>(m(i))));
     const share = (n: number, i: number) => Math.floor(n / o.workers) + (i < n % o.workers ? 1 : 0);
 
@@ -425,8 +449,15 @@ async function coordinator(o: Opts): Promise<void> {
     // Churn: RATE new sessions per second for SECONDS, each closing the oldest.
     const load0 = loadavg()[0]!;
     const cpu1 = cpuSeconds(pid);
+    const clientCpu1 = workers.reduce((a, w) => a + cpuSeconds(w.child.pid!), 0);
+    const machine1 = machineCpu();
     const churn = await all(() => ({ cmd: 'churn', perSec: o.rate / o.workers, seconds: o.seconds }));
     const churnCpu = cpuSeconds(pid) - cpu1;
+    const churnClientCpu = workers.reduce((a, w) => a + cpuSeconds(w.child.pid!), 0) - clientCpu1;
+    const machine2 = machineCpu();
+    const churnMachineBusy = (machine2.busy - machine1.busy) / (machine2.total - machine1.total);
+    const churnOtherCpu = machine2.busy - machine1.busy - churnCpu - churnClientCpu;
+    const churnBehind = Math.max(...churn.map((r) => r.behind));
     const churnOpened = churn.reduce((a, r) => a + r.opened, 0);
     const churnFailed = churn.reduce((a, r) => a + r.failed, 0);
     const churnSettled = Math.max(...churn.map((r) => r.settledMs)) / 1000;
@@ -461,11 +492,13 @@ async function coordinator(o: Opts): Promise<void> {
       '|---|---|---|',
       `| sessions held at once (idle) | ${idle.held} | ${o.sessions} |`,
       `| proxy RSS per idle session above baseline | ${f1(perSessionKiB)} KiB (baseline ${f1(base.rss / 2 ** 20)} MiB, ${f1(idle.rss / 2 ** 20)} MiB with ${idle.held} held) | <= 64 KiB: ${perSessionKiB <= 64 ? 'meets' : 'MISSES'} |`,
-      `| new sessions per second for ${o.seconds} s, on top of the held ones | ${f1(churnOpened / churnSettled)}/s completed (${churnOpened} in ${f1(churnSettled)} s; issued at ${o.rate}/s) | ${o.rate}/s |`,
+      `| new sessions per second for ${o.seconds} s, on top of the held ones | ${f1(churnOpened / churnSettled)}/s completed (${churnOpened} in ${f1(churnSettled)} s; paced at ${o.rate}/s with at most ${o.maxPending * o.workers} opens in flight${churnBehind > 0 ? `, which held it back by up to ${churnBehind} opens per client` : ''}) | ${o.rate}/s |`,
       `| session set-up while churning (both SSH connections authenticated), ms | p50 ${pct(setup, 50).toFixed(0)}, p95 ${pct(setup, 95).toFixed(0)}, p99 ${pct(setup, 99).toFixed(0)}, max ${pct(setup, 100).toFixed(0)} | |`,
       `| failed sessions (of ${totalOpened + failedTotal - unexpected} opened) | ${failedTotal} | 0: ${failedTotal === 0 ? 'meets' : 'MISSES'} |`,
       `| proxy CPU per GiB relayed (${o.workers} streams, ${f1(relayBytes / 2 ** 30)} GiB, ${(relayBytes / 1e6 / relaySec).toFixed(0)} MB/s in all) | ${cpuPerGiB.toFixed(2)} CPU-s | |`,
       `| proxy CPU per new session (ramp; churn incl. the close of one) | ${((rampCpu / Math.max(1, heldAfterRamp)) * 1000).toFixed(2)} ms; ${((churnCpu / Math.max(1, churnOpened)) * 1000).toFixed(2)} ms | |`,
+      `| client CPU per new session while churning (${o.workers} processes, two SSH connections each) | ${((churnClientCpu / Math.max(1, churnOpened)) * 1000).toFixed(2)} ms | |`,
+      `| everything else (sshd nodes, kernel, this coordinator) per new session while churning | ${((churnOtherCpu / Math.max(1, churnOpened)) * 1000).toFixed(2)} ms; the machine was ${(churnMachineBusy * 100).toFixed(0)}% busy | |`,
       `| proxy open fds: baseline, ${idle.held} idle, after churn | ${base.fds}, ${idle.fds}, ${afterChurn.fds} | |`,
       `| proxy RSS after churn, after relay | ${f1(afterChurn.rss / 2 ** 20)} MiB, ${f1(peakRss / 2 ** 20)} MiB | |`,
       `| node side with ${idle.held} idle sessions | ${idle.sshd.count} sshd processes, ${idle.sshd.rssMiB.toFixed(0)} MiB RSS summed (shared pages counted in each) | |`,
