@@ -259,7 +259,7 @@ describe('a robust reader', () => {
     try {
       const t0 = Date.now();
       await assert.rejects(client.list(), (e: unknown) => isAgentError('AGENT_TIMEOUT')(e) && /did not answer .* within 300 ms/.test((e as Error).message));
-      assert.ok(Date.now() - t0 < 2_000);
+      assert.ok(Date.now() - t0 < 10_000, 'the 300 ms limit applied, not the 10 s default');
     } finally {
       client.close();
       await agent.stop();

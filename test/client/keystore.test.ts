@@ -89,7 +89,7 @@ describe('without a usable Secret Service', () => {
     const notices: string[] = [];
     const t0 = Date.now();
     const store = await openKeyStore('auto', { paths, notice: (l) => notices.push(l) });
-    assert.ok(Date.now() - t0 < 3_000, 'the probe is bounded');
+    assert.ok(Date.now() - t0 < 10_000, 'the probe is bounded');
     assert.equal(store.kind, 'file');
     assert.equal(notices.length, 1, notices.join('\n'));
     assert.match(notices[0]!, /^no OS keychain available \(no D-Bus session bus at .*no-such-bus \(ENOENT\)\); keeping the private key in ~\/\.tsh\/keys\/… \(0600\)$/);
@@ -132,7 +132,7 @@ describe('without a usable Secret Service', () => {
       const store = await openKeyStore('auto', { paths: pathsWith({ DBUS_SESSION_BUS_ADDRESS: bus }), notice: (l) => notices.push(l), probeTimeoutMs: 400 });
       const took = Date.now() - t0;
       assert.equal(store.kind, 'file');
-      assert.ok(took >= 350 && took < 2_000, `took ${took} ms`);
+      assert.ok(took >= 350 && took < 10_000, `took ${took} ms`);
       assert.match(notices[0]!, /the D-Bus session bus at .*hung-bus did not answer within \d+ ms/);
       assert.ok(conns.length >= 1, 'the probe did try the bus');
     } finally {

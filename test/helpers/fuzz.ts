@@ -340,3 +340,10 @@ export function fuzzSummary(s: FuzzStats): string {
     `slowest ${s.slowestMs.toFixed(2)} ms at iteration ${s.slowestIteration}`
   );
 }
+
+/**
+ * How long a whole CI-size fuzz run may take before it counts as a hang. Not
+ * a speed check (the machine may be busy; `npm run fuzz` prints the slowest
+ * input): a parser stuck in a loop fails the test through this timeout.
+ */
+export const HANG_TIMEOUT_MS = 180_000;

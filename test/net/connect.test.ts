@@ -160,7 +160,7 @@ test('a proxy that never answers CONNECT times out with NET_TIMEOUT', async () =
     'NET_TIMEOUT',
     `the HTTP proxy http://127.0.0.1:${proxy.port} did not set up the tunnel to jump.example.org:3023 within 0.3s`,
   );
-  assert.ok(Date.now() - started < 2_000);
+  assert.ok(Date.now() - started < 10_000, 'the 0.3 s limit applied, not the 20 s default');
 });
 
 test('an aborted signal stops the dial with its reason', async () => {
