@@ -15,6 +15,25 @@
  * - Relays bytes to the node's sshd with back-pressure; the node checks the
  *   certificate again (TrustedUserCAKeys), so both hops authenticate the user.
  * - Audits session.start / session.end / access.denied.
+ *
+ * Limits on connections that have not authenticated yet (hostile or broken
+ * clients; every number is also in README.md "SSH proxy limits"):
+ * - HANDSHAKE_TIMEOUT_MS (30 s): key exchange and authentication must finish
+ *   within it, or the socket is closed (a client that connects and sends
+ *   nothing, or trickles a banner, is gone after 30 s).
+ * - MAX_PREAUTH_BYTES (64 KiB): what a client may send before it is
+ *   authenticated; a certificate login takes under 10 KiB.
+ * - MAX_UNAUTHENTICATED_PER_SOURCE (50): connections from one IP address
+ *   still in their handshake; more are closed at once, before any SSH byte
+ *   (sshd's MaxStartups, per source address).
+ * - MAX_AUTH_FAILURES (6, OpenSSH's MaxAuthTries) failed and
+ *   MAX_AUTH_REQUESTS (20) authentication requests of any outcome per
+ *   connection ("none" not counted); then the connection is closed.
+ * - ssh2 itself: the client's identification line must be the first line
+ *   (no lines before it) and at most 8192 bytes long (MAX_LINE_LEN in
+ *   ssh2/lib/protocol/Protocol.js); a packet may be at most 35000 bytes
+ *   (MAX_PACKET_SIZE in ssh2/lib/protocol/crypto.js, the minimum RFC 4253 §6.1
+ *   asks every implementation to accept). Beyond either ssh2 ends the connection.
  */
 import { createServer, connect as netConnect, type NetConnectOpts, type Server as NetServer, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -38,6 +57,14 @@ import {
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** Bytes a client may send before it is authenticated (a certificate login sends under 10 KiB). */
+export const MAX_PREAUTH_BYTES = 64 * 1024;
+/** Connections from one IP address that have not authenticated yet; more are closed at once. */
+export const MAX_UNAUTHENTICATED_PER_SOURCE = 50;
+/** Failed authentication requests per connection, as OpenSSH's MaxAuthTries default. */
+export const MAX_AUTH_FAILURES = 6;
+/** Authentication requests of any outcome per connection ("none" not counted): each one costs signature checks. */
+export const MAX_AUTH_REQUESTS = 20;
 /** How long dialling a node may take. */
 export const NODE_DIAL_TIMEOUT_MS = 10_000;
 /** Lifetime of the proxy's own host certificate; re-signed when less than half is left. */
@@ -54,9 +81,21 @@ const RELAY_BUFFER_BYTES = 1 << 20;
  */
 const CIPHERS = ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
+/** Overrides of the limits above (tests). */
 export interface SshProxyOptions {
-  /** Override HANDSHAKE_TIMEOUT_MS (tests). */
   handshakeTimeoutMs?: number;
+  maxPreauthBytes?: number;
+  maxUnauthenticatedPerSource?: number;
+  maxAuthFailures?: number;
+  maxAuthRequests?: number;
+}
+
+interface Limits {
+  handshakeMs: number;
+  preauthBytes: number;
+  perSource: number;
+  authFailures: number;
+  authRequests: number;
 }
 
 interface HostIdentity {
@@ -72,8 +111,17 @@ interface HostIdentity {
 export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: SshProxyOptions = {}): Promise<RunningService> {
   const hostKey = generateKeyPair('ed25519');
   const hostKeyText = encodeOpenSSHPrivateKey(hostKey.privateKey, 'jumpgate proxy');
-  const handshakeMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const limits: Limits = {
+    handshakeMs: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    preauthBytes: opts.maxPreauthBytes ?? MAX_PREAUTH_BYTES,
+    perSource: opts.maxUnauthenticatedPerSource ?? MAX_UNAUTHENTICATED_PER_SOURCE,
+    authFailures: opts.maxAuthFailures ?? MAX_AUTH_FAILURES,
+    authRequests: opts.maxAuthRequests ?? MAX_AUTH_REQUESTS,
+  };
   const sockets = new Set<Socket>();
+  /** Unauthenticated connections per source address. */
+  const unauthenticated = new Map<string, number>();
+  let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
 
@@ -104,7 +152,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         algorithms: { cipher: CIPHERS as ssh2.CipherAlgorithm[] },
         ident: 'Jumpgate',
       },
-      (conn, info) => handleConnection(rt, conn, info),
+      (conn, info) => handleConnection(rt, conn, info, limits),
     );
     if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${signer.id})`);
     identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
@@ -116,13 +164,45 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {}); // ssh2 reports protocol errors; a reset socket needs no log line
-    // Dropped unless the handshake and authentication finish in time (cleared in handleConnection on 'ready').
-    const timer = setTimeout(() => {
-      rt.log.debug(`ssh proxy: ${socket.remoteAddress}:${socket.remotePort} did not authenticate within ${handshakeMs} ms; closing`);
+    // On a protocol error ssh2 only half-closes (socket.end()) and the client could go on sending: once our side is done, so is the socket.
+    socket.once('finish', () => socket.destroy());
+    const source = socket.remoteAddress ?? 'unknown';
+    const pending = unauthenticated.get(source) ?? 0;
+    if (pending >= limits.perSource) {
+      // One line a minute at most: a flood must not flood the log too.
+      if (Date.now() - lastLimitWarning > 60_000) {
+        lastLimitWarning = Date.now();
+        rt.log.warn(`ssh proxy: ${source} has ${pending} connections still in their handshake (limit ${limits.perSource}); closing new ones`);
+      }
       socket.destroy();
-    }, handshakeMs);
-    socket.once('close', () => clearTimeout(timer));
-    handshakeTimers.set(socket, timer);
+      return;
+    }
+    unauthenticated.set(source, pending + 1);
+    let bytes = 0;
+    const countBytes = (b: Buffer) => {
+      bytes += b.length;
+      if (bytes <= limits.preauthBytes) return;
+      rt.log.debug(`ssh proxy: ${source}:${socket.remotePort} sent over ${limits.preauthBytes} bytes before authenticating; closing`);
+      socket.destroy();
+    };
+    socket.on('data', countBytes);
+    const timer = setTimeout(() => {
+      rt.log.debug(`ssh proxy: ${source}:${socket.remotePort} did not authenticate within ${limits.handshakeMs} ms; closing`);
+      socket.destroy();
+    }, limits.handshakeMs);
+    let counted = true;
+    // Runs once: when the connection authenticates (handleConnection, on 'ready') or closes before that.
+    const handshakeOver = () => {
+      clearTimeout(timer);
+      socket.removeListener('data', countBytes);
+      if (!counted) return;
+      counted = false;
+      const left = unauthenticated.get(source)! - 1;
+      if (left > 0) unauthenticated.set(source, left);
+      else unauthenticated.delete(source);
+    };
+    socket.once('close', handshakeOver);
+    handshakes.set(socket, handshakeOver);
     try {
       currentServer().injectSocket(socket);
     } catch (err) {
@@ -152,8 +232,8 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   };
 }
 
-/** The handshake deadline of each raw socket, cleared once its SSH connection is authenticated. */
-const handshakeTimers = new WeakMap<Socket, NodeJS.Timeout>();
+/** Ends the pre-authentication limits of a raw socket (its deadline, byte count and per-source slot). */
+const handshakes = new WeakMap<Socket, () => void>();
 
 interface ClientInfo {
   ip: string;
@@ -168,24 +248,44 @@ interface Denial {
   login: string;
 }
 
-function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo): void {
+function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits): void {
   const clientAddr = formatHostPort({ host: info.ip ?? 'unknown', port: info.port ?? 0 });
   const socket = (conn as unknown as { _sock: Socket })._sock;
   let cert: Certificate | undefined;
   let login = '';
   let denial: Denial | undefined;
   let selectors: Record<string, string | string[]>[] = [];
+  let requests = 0;
+  let failures = 0;
 
   conn.on('error', (err) => rt.log.debug(`ssh proxy: ${clientAddr}: ${err.message}`));
 
   conn.on('authentication', (ctx: AuthContext) => {
-    if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+    // "none" is how clients ask which methods there are; OpenSSH does not count it either.
+    if (ctx.method === 'none') return ctx.reject(['publickey']);
+    requests++;
+    const reject = () => {
+      failures++;
+      ctx.reject(['publickey']);
+      if (failures >= limits.authFailures) tooMany(`${failures} failed authentication attempts`);
+    };
+    if (requests > limits.authRequests) return tooMany(`${requests} authentication requests`);
+    authenticate(ctx, reject);
+  });
+
+  const tooMany = (what: string) => {
+    rt.log.debug(`ssh proxy: ${clientAddr}: ${what}; closing`);
+    conn.end();
+  };
+
+  const authenticate = (ctx: AuthContext, reject: () => void) => {
+    if (ctx.method !== 'publickey') return reject();
     try {
       const c = verifyUserCertAuth(ctx, { trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey), now: rt.clock() });
       const sel = certificateSelectors(rt.config, c);
       if ('ok' in sel) {
         denial = { code: sel.code, message: sel.message, user: c.keyId, login: ctx.username };
-        return ctx.reject(['publickey']);
+        return reject();
       }
       if (ctx.signature !== undefined) {
         cert = c;
@@ -196,13 +296,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo)
     } catch (err) {
       if (!(err instanceof CertError)) {
         rt.log.warn(`ssh proxy: ${clientAddr}: authentication failed unexpectedly: ${(err as Error).message}`);
-        return ctx.reject(['publickey']);
+        return reject();
       }
       // A plain key offered before the certificate (ssh tries the agent's keys) is not worth reporting over a real reason.
       if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data), login: ctx.username };
-      return ctx.reject(['publickey']);
+      return reject();
     }
-  });
+  };
 
   conn.on('close', () => {
     if (!cert && denial) {
@@ -211,8 +311,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo)
   });
 
   conn.on('ready', () => {
-    const timer = socket ? handshakeTimers.get(socket) : undefined;
-    if (timer) clearTimeout(timer);
+    if (socket) handshakes.get(socket)?.();
     const who: Who = { user: cert!.keyId, login, clientAddr };
     rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
 
