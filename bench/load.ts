@@ -257,6 +257,12 @@ async function worker(): Promise<void> {
     }
   });
   process.on('disconnect', () => process.exit(0));
+  // sshOver handles the first error of a connection that fails before it is ready; ssh2 may emit a second
+  // one ("Connection lost before handshake") as the socket closes, with no listener left: it is the same failure.
+  process.on('uncaughtException', (err) => {
+    if (/before handshake/.test(err.message)) return;
+    send({ ev: 'error', message: err.stack ?? String(err) });
+  });
 }
 
 // ----------------------------------------------------------- coordinator side

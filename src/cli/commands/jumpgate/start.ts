@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadServerConfig } from '../../../config/index.js';
 import { startServer } from '../../../server/index.js';
@@ -5,6 +6,25 @@ import { startSshProxy } from '../../../server/proxy/ssh-proxy.js';
 import type { ServerLog } from '../../../server/runtime.js';
 import type { Deps } from '../../deps.js';
 import { DEFAULT_CONFIG_PATH } from '../../server-context.js';
+
+/** Below this open-files limit `jumpgate start` warns: each proxied SSH session holds two descriptors (client and node). */
+export const LOW_OPEN_FILES_LIMIT = 8192;
+
+/**
+ * The process's soft limit on open files, from /proc/self/limits (Linux;
+ * undefined elsewhere or when unreadable). Node itself raises the soft limit
+ * to the hard limit at start-up, so this is the hard limit the service was
+ * given (`ulimit -Hn`, systemd `LimitNOFILE=`): Jumpgate cannot go higher.
+ */
+export function openFilesLimit(read: (path: string) => string = (p) => readFileSync(p, 'utf8')): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(read('/proc/self/limits'));
+    if (!m) return undefined;
+    return m[1] === 'unlimited' ? Infinity : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
 
 export interface StartOptions {
   config?: string;
@@ -21,6 +41,10 @@ export async function run(opts: StartOptions, deps: Deps): Promise<void> {
   const line = (level: string) => (text: string) => deps.io.stderr.write(`${deps.clock().toISOString()} ${level} ${text}\n`);
   const log: ServerLog = { info: line('INFO'), warn: line('WARN'), debug: deps.debug ? line('DEBUG') : () => {} };
   for (const w of config.warnings ?? []) log.warn(w.message);
+  const nofile = (deps.platform === 'linux' ? openFilesLimit : () => undefined)();
+  if (nofile !== undefined && nofile < LOW_OPEN_FILES_LIMIT) {
+    log.warn(`open files limit is ${nofile}: the SSH proxy can hold about ${Math.floor((nofile - 100) / 2)} sessions (two descriptors each); raise the hard limit (ulimit -Hn, or LimitNOFILE= for a systemd service) to ${LOW_OPEN_FILES_LIMIT} or more`);
+  }
   const server = await startServer(config, { clock: deps.clock, log, env: deps.env, startSshProxy });
   const addrs = server.publicAddrs();
   log.info(`cluster ${config.clusterName}: HTTPS API on ${config.proxy.webListenAddr.host}:${server.webPort} (public ${addrs.web}), SSH proxy on ${config.proxy.sshListenAddr.host}:${server.sshPort} (public ${addrs.ssh})`);
