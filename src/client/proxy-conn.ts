@@ -145,7 +145,13 @@ export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promis
       client.on('error', (err) => o.log?.(`ssh: ${o.what}: ${err.message}`));
       resolve(client);
     });
-    client.once('error', (err: Error & { level?: string }) => {
+    // `on`, not `once`: ssh2 can emit a second error for the same failure
+    // ("Connection lost before handshake"), and an error with no listener
+    // would crash tsh. Only the first one decides the outcome.
+    let failed = false;
+    client.on('error', (err: Error & { level?: string }) => {
+      if (failed) return;
+      failed = true;
       client.end();
       if (verifier.error) return reject(verifier.error);
       if (err.level === 'client-authentication') {
