@@ -13,14 +13,13 @@ import { connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { PublicKeyAuthMethod } from 'ssh2';
 import { parseServerConfig } from '../../src/config/index.js';
-import { AuditLog } from '../../src/server/auth/audit.js';
-import { CaStore } from '../../src/server/auth/ca.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { MAX_AUTH_FAILURES, MAX_PREAUTH_BYTES, startSshProxy, type SshProxyOptions } from '../../src/server/proxy/ssh-proxy.js';
 import type { RunningService, ServerRuntime } from '../../src/server/runtime.js';
 import { generateKeyPair } from '../../src/sshcert/index.js';
 import { certIdentity, clientHostKeyAlgorithms } from '../../src/sshconn/index.js';
 import { tempDir } from '../helpers/tools.js';
+import { testRuntime } from '../helpers/runtime.js';
 
 describe('SSH proxy limits on unauthenticated connections', () => {
   const tmp = tempDir('ssh-limits');
@@ -43,15 +42,7 @@ nodes:
 `,
       `${tmp.dir}/jumpgate.yaml`,
     );
-    const clock = () => new Date();
-    rt = {
-      config,
-      ca: new CaStore(config.dataDir, clock),
-      audit: new AuditLog(config.dataDir, clock),
-      clock,
-      env: {},
-      log: { info: (l) => logs.push(l), warn: (l) => logs.push(l), debug: (l) => logs.push(l) },
-    };
+    rt = testRuntime(config, logs);
   });
 
   after(async () => {

@@ -12,7 +12,6 @@ import { randomBytes, createHash } from 'node:crypto';
 import ssh2 from 'ssh2';
 import type { ClientChannel, PublicKeyAuthMethod } from 'ssh2';
 import { parseServerConfig, type ServerConfig } from '../../src/config/index.js';
-import { AuditLog } from '../../src/server/auth/audit.js';
 import { CaStore } from '../../src/server/auth/ca.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { startSshProxy } from '../../src/server/proxy/ssh-proxy.js';
@@ -21,6 +20,7 @@ import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier, type HostCertV
 import { generateKeyPair } from '../../src/sshcert/index.js';
 import { freePort } from '../helpers/sshd.js';
 import { tempDir } from '../helpers/tools.js';
+import { testRuntime } from '../helpers/runtime.js';
 
 describe('startSshProxy (in-process, ssh2 client, TCP "nodes")', () => {
   const tmp = tempDir('ssh-proxy');
@@ -52,15 +52,7 @@ nodes:
     echoPort = (echo.address() as { port: number }).port;
     deadPort = await freePort();
     config = parseServerConfig(yaml(ROLES), `${tmp.dir}/jumpgate.yaml`);
-    const clock = () => new Date();
-    rt = {
-      config,
-      ca: new CaStore(config.dataDir, clock),
-      audit: new AuditLog(config.dataDir, clock),
-      clock,
-      env: {},
-      log: { info: (l) => logs.push(l), warn: (l) => logs.push(l), debug: (l) => logs.push(l) },
-    };
+    rt = testRuntime(config, logs);
     proxy = await startSshProxy(rt, { host: '127.0.0.1', port: 0 }, { handshakeTimeoutMs: 700 });
   });
 
