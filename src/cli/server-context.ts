@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { loadServerConfig, type ServerConfig } from '../config/index.js';
 import { AuditLog } from '../server/auth/audit.js';
-import { CaStore, ensurePrivateDir } from '../server/auth/ca.js';
+import { CaStore } from '../server/auth/ca.js';
+import { ensurePrivateDir } from '../util/private-dir.js';
 import type { Deps } from './deps.js';
 
 /** Where tctl and jumpgate look for the config when --config is not given. */

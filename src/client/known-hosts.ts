@@ -8,10 +8,11 @@
  * Each line ends with the comment `jumpgate-cluster=<name>`: a login replaces
  * the lines of its cluster and keeps every other line as it was.
  */
-import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { ensurePrivateDir } from '../util/private-dir.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -95,9 +96,7 @@ export interface HostCaEntry {
  * and the file 0600 when absent. `write` is injectable for the disk-full test.
  */
 export function writeClusterHostCAs(file: string, entry: HostCaEntry, write: typeof writeFileAtomic = writeFileAtomic): void {
-  const dir = dirname(file);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (process.platform !== 'win32' && (statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  ensurePrivateDir(dirname(file));
   const existing = readIfExists(file);
   write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys)), 0o600);
 }

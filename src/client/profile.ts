@@ -3,9 +3,11 @@
  * logins, expiry, where the key is). The certificate itself is the truth for
  * validity; the profile only remembers where things are.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeError, writeFileAtomic } from '../util/atomic-write.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { ensurePrivateDir } from '../util/private-dir.js';
 import { withLockFileAsync } from '../util/lockfile.js';
 import { safeName, type TshPaths } from './paths.js';
 
@@ -39,15 +41,8 @@ export class ProfileStore {
   /** Creates TSH_HOME and its subdirectories 0700. */
   ensureDirs(profile?: string): void {
     const dirs = [this.paths.home, this.paths.profilesDir()];
-    if (profile) dirs.push(this.paths.keysDir(profile).replace(/[/\\][^/\\]+$/, ''), this.paths.keysDir(profile));
-    for (const d of dirs) {
-      try {
-        mkdirSync(d, { recursive: true, mode: 0o700 });
-        if (this.paths.penv.platform !== 'win32' && (statSync(d).mode & 0o077) !== 0) chmodSync(d, 0o700);
-      } catch (err) {
-        throw writeError(d, err);
-      }
-    }
+    if (profile) dirs.push(dirname(this.paths.keysDir(profile)), this.paths.keysDir(profile));
+    for (const d of dirs) ensurePrivateDir(d, this.paths.penv.platform);
   }
 
   /** Runs `fn` holding TSH_HOME's lock, so two logins never interleave their writes. */

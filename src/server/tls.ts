@@ -4,13 +4,14 @@
  * pinned it keep working across restarts.
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { ConfigError, UserError } from '../errors.js';
 import type { ServerConfig } from '../config/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { ensurePrivateDir } from '../util/private-dir.js';
 import type { ServerLog } from './runtime.js';
 
 export interface TlsMaterial {
@@ -47,7 +48,7 @@ export function loadTlsMaterial(config: ServerConfig, log: ServerLog, now: Date)
     }
   }
   const made = makeSelfSigned(config, now);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(dir);
   writeFileAtomic(keyPath, made.key, 0o600);
   writeFileAtomic(certPath, made.cert, 0o644);
   log.info(`made a self-signed HTTPS certificate for ${config.proxy.publicAddr.host} in ${dir} (clients need tsh login --insecure, or set proxy.tls_cert_file/tls_key_file)`);

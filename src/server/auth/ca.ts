@@ -15,12 +15,13 @@
  * read stops the program: minting a fresh CA would silently cut off every node
  * and client that trusts the old one.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { UserError } from '../../errors.js';
 import { withLockFile } from '../../util/lockfile.js';
+import { ensurePrivateDir } from '../../util/private-dir.js';
 import { fsyncDir, writeError, writeFileAtomic } from '../../util/atomic-write.js';
 import { encodeOpenSSHPrivateKey, fingerprintSha256, generateKeyPair, parseOpenSSHPrivateKey, type PublicKey } from '../../sshcert/index.js';
 
@@ -268,16 +269,6 @@ function caCorrupt(type: CaType, dir: string, reason: string, hint: string, caus
     cause,
     hint: `${hint}. Jumpgate will not create a new CA in its place, because every node and client trusts the existing one`,
   });
-}
-
-/** Creates a directory 0700 (or tightens one that is looser). */
-export function ensurePrivateDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (process.platform !== 'win32' && (statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
-  } catch (err) {
-    throw writeError(dir, err);
-  }
 }
 
 /** A cheap change detector for ca.json: inode, size and mtime, or undefined if absent. */
