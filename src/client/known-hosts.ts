@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
+import { parseHostPort } from '../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -46,8 +47,11 @@ export function knownHostsPatterns(scope: KnownHostsScope): string[] {
 }
 
 function splitHostPort(addr: string): { host: string; port: number } | undefined {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:]+):(\d+)$/.exec(addr);
-  return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
+  try {
+    return parseHostPort(addr);
+  } catch {
+    return undefined;
+  }
 }
 
 /** `@cert-authority <patterns> <key> jumpgate-cluster=<name>`, one line per CA key. */

@@ -15,7 +15,7 @@ import { randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { AuthError, UserError, UsageError } from '../errors.js';
+import { AuthError, UserError } from '../errors.js';
 import { API, type LoginResult, type LoginStartResponse, type PingResponse } from '../api/types.js';
 import { newEnvelopeKey, open as openEnvelope } from '../api/envelope.js';
 import { httpRequest, type HttpResponse } from '../net/index.js';
@@ -24,19 +24,6 @@ import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCer
 
 /** How long tsh waits for the browser login (the server's own limit is 10 minutes). */
 export const LOGIN_WAIT_MS = 3 * 60 * 1000;
-export const DEFAULT_WEB_PORT = 3080;
-
-/** host and port of the proxy's HTTPS API, from --proxy / TSH_PROXY. */
-export function parseProxyFlag(text: string): { host: string; port: number; addr: string } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s/]+))(?::(\d{1,5}))?$/.exec(text.trim());
-  const port = m?.[3] === undefined ? DEFAULT_WEB_PORT : Number(m[3]);
-  if (!m || port < 1 || port > 65535) {
-    throw new UsageError('USAGE_BAD_PROXY', `--proxy: "${text}" is not HOST or HOST:PORT`, { hint: 'e.g. --proxy=jump.example.org or --proxy=jump.example.org:3080' });
-  }
-  const host = m[1] ?? m[2]!;
-  return { host, port, addr: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
-}
-
 /** GET /v1/ping. */
 export async function ping(proxyAddr: string, dispatcher: Dispatcher): Promise<PingResponse> {
   const res = await httpRequest(`https://${proxyAddr}${API.ping}`, { dispatcher, headers: { accept: 'application/json' } });

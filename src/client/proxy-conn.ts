@@ -38,17 +38,6 @@ export const CLIENT_CIPHERS: string[] = ssh2Crypto.bindingAvailable
 /** How long connecting, key exchange and authentication may take per hop. */
 export const SSH_READY_TIMEOUT_MS = 20_000;
 
-/**
- * The profile a command acts on: the one for `--proxy` (or TSH_PROXY), whose
- * name is the proxy's host, else the current profile.
- */
-export function profileNameFor(proxyFlag: string | undefined, env: Env): string | undefined {
-  const proxy = proxyFlag ?? env['TSH_PROXY'];
-  if (!proxy) return undefined;
-  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(proxy) ?? /^([^:]+)(?::\d+)?$/.exec(proxy);
-  return (m ? m[1]! : proxy).toLowerCase();
-}
-
 /** Loads the user's credentials for a profile (AuthError naming `tsh login` when missing or expired). */
 export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date): Promise<Credentials> {
   return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}) });

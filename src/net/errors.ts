@@ -1,3 +1,4 @@
+import { formatHostPort } from '../config/address.js';
 import { UserError, type ErrorDetails } from '../errors.js';
 
 /**
@@ -65,7 +66,7 @@ export function describeSocketError(err: unknown): string {
 
 /** host:port, with brackets around an IPv6 address. */
 export function hostPort(host: string, port: number): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+  return formatHostPort({ host: host.replace(/^\[(.*)\]$/, '$1'), port });
 }
 
 export { printable } from '../util/printable.js';

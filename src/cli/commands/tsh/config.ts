@@ -1,7 +1,7 @@
 import { AuthError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore } from '../../../client/profile.js';
-import { profileNameFor } from '../../../client/proxy-conn.js';
+import { profileNameFor } from '../../../client/proxy-addr.js';
 import { renderSshConfigBlock, sshConfigInput } from '../../../client/ssh-config.js';
 import type { Deps } from '../../deps.js';
 

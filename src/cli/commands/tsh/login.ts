@@ -1,7 +1,8 @@
 import { AuthError, UsageError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
 import { openKeyStore, type KeyStore } from '../../../client/keystore.js';
-import { browserLogin, parseProxyFlag, ping } from '../../../client/login.js';
+import { browserLogin, ping } from '../../../client/login.js';
+import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
 import { knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';

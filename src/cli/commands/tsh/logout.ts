@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseCertificateLine } from '../../../sshcert/index.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
-import { parseProxyFlag } from '../../../client/login.js';
+import { parseProxyFlag } from '../../../client/proxy-addr.js';
 
 export interface LogoutOptions {
   /** The profile's proxy (HOST[:PORT]); default: the current profile. */

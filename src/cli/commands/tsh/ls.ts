@@ -1,6 +1,7 @@
 import { UsageError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { connectProxy, credentialsFor, defaultLogin, listNodes, profileNameFor, type NodeEntry } from '../../../client/proxy-conn.js';
+import { connectProxy, credentialsFor, defaultLogin, listNodes, type NodeEntry } from '../../../client/proxy-conn.js';
+import { profileNameFor } from '../../../client/proxy-addr.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 

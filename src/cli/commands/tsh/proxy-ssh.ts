@@ -1,6 +1,7 @@
 import { UsageError, UserError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel, profileNameFor } from '../../../client/proxy-conn.js';
+import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
+import { profileNameFor } from '../../../client/proxy-addr.js';
 import type { Deps } from '../../deps.js';
 
 export interface ProxySshOptions {

@@ -1,6 +1,7 @@
 import { UsageError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { checkLogin, credentialsFor, defaultLogin, profileNameFor } from '../../../client/proxy-conn.js';
+import { checkLogin, credentialsFor, defaultLogin } from '../../../client/proxy-conn.js';
+import { profileNameFor } from '../../../client/proxy-addr.js';
 import { parseDestination, parseForwardSpec, runSshSession, type ForwardSpec } from '../../../client/ssh-session.js';
 import { ExitStatus } from '../../errors.js';
 import type { Deps } from '../../deps.js';
