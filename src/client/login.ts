@@ -20,6 +20,7 @@ import { API, type LoginResult, type LoginStartResponse, type PingResponse } fro
 import { newEnvelopeKey, open as openEnvelope } from '../api/envelope.js';
 import { httpRequest, type HttpResponse } from '../net/index.js';
 import { printable } from '../util/printable.js';
+import { htmlPage } from '../util/html.js';
 import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, type Certificate, type PublicKey } from '../sshcert/index.js';
 
 /** How long tsh waits for the browser login (the server's own limit is 10 minutes). */
@@ -229,10 +230,7 @@ class LoopbackListener {
 }
 
 function page(res: ServerResponse, status: number, title: string, message: string): void {
-  const esc = (t: string) => t.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style></head>
-<body><h1>${esc(title)}</h1><p>${esc(message)}</p></body></html>`;
+  const html = htmlPage(title, message);
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-store',

@@ -12,6 +12,7 @@ import { VERSION } from '../../version.js';
 import type { HostPort } from '../../config/index.js';
 import { formatHostPort } from '../../config/address.js';
 import { UserError } from '../../errors.js';
+import { htmlPage } from '../../util/html.js';
 import type { RunningService, ServerLog, ServerRuntime } from '../runtime.js';
 import type { TlsMaterial } from '../tls.js';
 import { ApiRequestError, hostCaLines, type LoginService } from '../auth/login.js';
@@ -302,18 +303,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-/** A minimal HTML page for the browser; every piece of text is escaped. */
-export function sendPage(res: ServerResponse, status: number, title: string, message: string): void {
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style></head>
-<body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`;
+/** A page for the browser (security headers are already set for every response). */
+function sendPage(res: ServerResponse, status: number, title: string, message: string): void {
+  const html = htmlPage(title, message);
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });
   res.end(html);
-}
-
-/** Escapes text for HTML element content and attribute values. */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 function pathOf(req: IncomingMessage): string {
