@@ -42,25 +42,11 @@ const OPTION_NAME = /^[\x21-\x7e]+$/;
  * certificate request). TTL is the input; validity times are derived by
  * `signCertificate` from its clock.
  */
-export class CertRequest implements CertRequestFields {
-  publicKey: PublicKey;
-  type: CertType;
-  keyId: string;
-  principals: string[];
-  ttlSeconds: number;
-  criticalOptions?: Record<string, string>;
-  extensions?: Record<string, string>;
-  serial?: bigint;
-
+// The class carries exactly the fields of CertRequestFields (declaration merging).
+export interface CertRequest extends CertRequestFields {}
+export class CertRequest {
   constructor(fields: CertRequestFields) {
-    this.publicKey = fields.publicKey;
-    this.type = fields.type;
-    this.keyId = fields.keyId;
-    this.principals = fields.principals;
-    this.ttlSeconds = fields.ttlSeconds;
-    if (fields.criticalOptions !== undefined) this.criticalOptions = fields.criticalOptions;
-    if (fields.extensions !== undefined) this.extensions = fields.extensions;
-    if (fields.serial !== undefined) this.serial = fields.serial;
+    Object.assign(this, fields);
   }
 
   /** Throws CERT_REQUEST_INVALID naming the first rule the request breaks. */
