@@ -9,6 +9,7 @@ import type { KeyObject } from 'node:crypto';
 import { AuthError } from '../errors.js';
 import { parseCertificateLine, parseOpenSSHPrivateKey, type Certificate } from '../sshcert/index.js';
 import type { KeystoreKind, Profile, ProfileStore } from './profile.js';
+import type { TshPaths } from './paths.js';
 
 /** The part of a keystore credentials need (keystore.ts implements it). */
 export interface PrivateKeyStore {
@@ -32,6 +33,16 @@ export interface LoadCredentialsOptions {
   profile?: string;
 }
 
+/** A profile's stored certificate, or undefined when the file is missing or unreadable (no keystore access). */
+export function readProfileCertificate(paths: TshPaths, profile: Profile): { line: string; cert: Certificate } | undefined {
+  try {
+    const line = readFileSync(paths.certificate(profile.name, profile.username), 'utf8').trim();
+    return { line, cert: parseCertificateLine(line).cert };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Loads the user's key and certificate; AuthError (exit 4) when missing or expired, naming `tsh login`. */
 export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Credentials> {
   const profile = opts.store.load(opts.profile);
@@ -39,18 +50,14 @@ export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Cre
     const which = opts.profile ? ` for ${opts.profile}` : '';
     throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: 'run `tsh login --proxy=HOST` first' });
   }
-  const certPath = opts.store.paths.certificate(profile.name, profile.username);
-  let certLine: string;
-  let cert: Certificate;
-  try {
-    certLine = readFileSync(certPath, 'utf8').trim();
-    cert = parseCertificateLine(certLine).cert;
-  } catch (err) {
+  const stored = readProfileCertificate(opts.store.paths, profile);
+  if (!stored) {
+    const certPath = opts.store.paths.certificate(profile.name, profile.username);
     throw new AuthError('CERT_MISSING', `the certificate for ${profile.username}@${profile.name} is missing or unreadable (${certPath})`, {
-      cause: err,
       hint: `run \`tsh login --proxy=${profile.webProxyAddr}\``,
     });
   }
+  const { line: certLine, cert } = stored;
   const nowSec = BigInt(Math.floor(opts.now.getTime() / 1000));
   if (cert.validBefore <= nowSec) {
     const at = new Date(Number(cert.validBefore) * 1000).toISOString();

@@ -2,8 +2,7 @@ import { AgentClient, AgentError } from '../../../client/agent.js';
 import { openProfileKeyStore } from '../../../client/keystore.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore } from '../../../client/profile.js';
-import { readFileSync } from 'node:fs';
-import { parseCertificateLine } from '../../../sshcert/index.js';
+import { readProfileCertificate } from '../../../client/credentials.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
@@ -24,12 +23,7 @@ export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
     say(name ? `no profile for ${printable(name)}; nothing to do` : 'not logged in; nothing to do');
     return;
   }
-  let certBlob: Buffer | undefined;
-  try {
-    certBlob = parseCertificateLine(readFileSync(paths.certificate(profile.name, profile.username), 'utf8')).cert.blob;
-  } catch {
-    certBlob = undefined;
-  }
+  const certBlob = readProfileCertificate(paths, profile)?.cert.blob;
   await store.locked(async () => {
     const keystore = await openProfileKeyStore(profile.keystore, { paths });
     await keystore.remove(profile.name, profile.username);

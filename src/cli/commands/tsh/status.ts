@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { AuthError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
-import { parseCertificateLine, type Certificate } from '../../../sshcert/index.js';
+import type { Certificate } from '../../../sshcert/index.js';
+import { readProfileCertificate } from '../../../client/credentials.js';
 import { formatDuration } from '../../../config/duration.js';
 import type { Deps } from '../../deps.js';
 
@@ -28,12 +28,7 @@ export function run(opts: StatusOptions, deps: Deps): void {
   const current = store.currentName();
   const now = BigInt(Math.floor(deps.clock().getTime() / 1000));
   const all: ProfileStatus[] = store.list().map((profile) => {
-    let cert: Certificate | undefined;
-    try {
-      cert = parseCertificateLine(readFileSync(paths.certificate(profile.name, profile.username), 'utf8')).cert;
-    } catch {
-      cert = undefined;
-    }
+    const cert = readProfileCertificate(paths, profile)?.cert;
     return { profile, cert, valid: cert !== undefined && cert.validBefore > now && cert.validAfter <= now, current: profile.name === current };
   });
   if (opts.format === 'json') {
