@@ -31,7 +31,7 @@ nodes:
 function certWithRoles(roles: string | undefined): Certificate {
   const extensions = new Map<string, string>();
   if (roles !== undefined) extensions.set(ROLES_EXTENSION, roles);
-  return { keyId: 'alice', extensions } as unknown as Certificate;
+  return { keyId: 'alice', principals: ['alice'], extensions } as unknown as Certificate;
 }
 
 function selectorsFor(roles: string) {
@@ -115,5 +115,16 @@ describe('routeToNode: which node a request names, and whether the roles reach i
 
   test('reachableNodes lists what the roles select, in inventory order', () => {
     assert.deepEqual(reachableNodes(config, selectorsFor('db,dev')).map((n) => n.name), ['web1', 'web2', 'db1', 'multi-a', 'multi-b']);
+  });
+});
+
+describe('certificateSelectors reads the roles through the one identity decoder', () => {
+  test('refuses a roles extension that is not a list of role names (BAD_IDENTITY), never routes on it', () => {
+    for (const roles of ['dev,../x', 'dev,ROOT', `dev,${'a'.repeat(80)}`]) {
+      const s = certificateSelectors(config, certWithRoles(roles));
+      assert.ok('ok' in s, roles);
+      assert.equal(s.code, 'BAD_IDENTITY');
+      assert.match(s.message, /roles@jumpgate\.dev extension is malformed/);
+    }
   });
 });

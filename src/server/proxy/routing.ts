@@ -19,8 +19,7 @@
  *   principals, which verifyUserCertAuth checks at authentication.
  */
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
-import type { Certificate } from '../../sshcert/index.js';
-import { ROLES_EXTENSION } from '../auth/issuer.js';
+import { decodeIdentity, IdentityError, type Certificate } from '../../sshcert/index.js';
 import { matchLabels } from '../auth/roles.js';
 
 /** The subsystem name prefix tsh and `ProxyCommand ssh -s proxy:%h:%p` use: `proxy:HOST:PORT`. */
@@ -31,7 +30,7 @@ export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
 /** Why a request was refused; `code` is stable (audit log, tests), `message` is for the user. */
 export interface Refusal {
   ok: false;
-  code: 'BAD_REQUEST' | 'NO_ROLES' | 'UNKNOWN_NODE' | 'AMBIGUOUS_NODE' | 'PORT_REFUSED' | 'NODE_DENIED';
+  code: 'BAD_REQUEST' | 'BAD_IDENTITY' | 'NO_ROLES' | 'UNKNOWN_NODE' | 'AMBIGUOUS_NODE' | 'PORT_REFUSED' | 'NODE_DENIED';
   message: string;
 }
 
@@ -62,8 +61,15 @@ function badRequest(message: string): Refusal {
 
 /** The label selectors of the certificate's roles that still exist in the config (and the roles kept). */
 export function certificateSelectors(config: ServerConfig, cert: Certificate): { roles: string[]; selectors: Record<string, string | string[]>[] } | Refusal {
-  const named = (cert.extensions.get(ROLES_EXTENSION) ?? '').split(',').map((r) => r.trim()).filter((r) => r !== '');
-  const roles = [...new Set(named)].filter((r) => config.roles.has(r));
+  let named: string[];
+  try {
+    // The same decoder the issuer's encoding is tested against (sshcert/identity.ts).
+    named = decodeIdentity(cert).roles;
+  } catch (err) {
+    if (!(err instanceof IdentityError)) throw err;
+    return { ok: false, code: 'BAD_IDENTITY', message: `the certificate of "${cert.keyId}" is not one this cluster issued (${err.message}); log in with \`tsh login\`` };
+  }
+  const roles = named.filter((r) => config.roles.has(r));
   if (roles.length === 0) {
     return {
       ok: false,
