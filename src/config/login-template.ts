@@ -3,14 +3,15 @@
  *
  * Two variables exist, in the spirit of Teleport's role templates:
  *   {{username}}          the user's name (the OIDC `username_claim`, or tctl's --user)
- *   {{external.CLAIM}}    every string value of the IdP claim CLAIM (a string or a list
- *                         of strings); a dotted CLAIM such as `realm_access.roles` walks
+ *   {{external.CLAIM}}    every value of the IdP claim CLAIM (a string, a whole number, or
+ *                         a list of them: see claimValues); a dotted CLAIM such as `realm_access.roles` walks
  *                         nested objects when no top-level claim has that exact name
  * Spaces inside the braces are allowed (`{{ username }}`). Anything else inside
  * `{{ }}` is refused when the config is loaded, so a typo never becomes a literal login.
  * A template may mix text and variables (`{{username}}-admin`); several multi-valued
  * variables expand to every combination. A claim that is missing expands to nothing
- * (the template grants no login), as in Teleport.
+ * (the template grants no login), as in Teleport; what other values give is
+ * `claimValues`.
  */
 
 /** One piece of a parsed template. */
@@ -102,17 +103,69 @@ export function lookupClaim(claims: Record<string, unknown>, name: string): unkn
   return value;
 }
 
-/** The string values of a claim: a string is one value, a list contributes its strings, anything else none. */
-export function claimStrings(value: unknown): string[] {
-  if (typeof value === 'string') return [value];
-  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
-  return [];
+/** A claim a template reads has a value that cannot become a login; `claim` names it. */
+export class ClaimValueError extends Error {
+  constructor(
+    readonly claim: string,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'ClaimValueError';
+  }
+}
+
+/** Most logins one template may expand to (OpenSSH's limit on a certificate's principals). */
+export const MAX_TEMPLATE_LOGINS = 256;
+
+function describeValue(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (value === null) return 'null';
+  return typeof value === 'object' ? 'an object' : `the ${typeof value} ${JSON.stringify(value)}`;
+}
+
+function scalarValue(claim: string, value: unknown, where: string): string | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  const hint =
+    value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? `; name a field inside it with a dotted name ({{external.${claim}.FIELD}})`
+      : '';
+  throw new ClaimValueError(claim, `the claim "${claim}" has ${describeValue(value)}${where}, which cannot be a login: {{external.${claim}}} takes a string, a whole number or a list of them${hint}`);
+}
+
+/**
+ * The values of a claim for `{{external.CLAIM}}`, in order:
+ *   a string is one value; a whole number its decimal text; a list contributes
+ *   each of its elements by the same rule; a missing claim, null, "" (and such
+ *   list elements) give nothing.
+ * @throws ClaimValueError for a boolean, a fraction, an object, or a list inside a list:
+ *   silently dropping them would hide a misconfigured IdP or role.
+ */
+export function claimValues(claim: string, value: unknown): string[] {
+  if (Array.isArray(value)) {
+    const out: string[] = [];
+    value.forEach((el, i) => {
+      const s = scalarValue(claim, el, ` at position ${i}`);
+      if (s !== undefined) out.push(s);
+    });
+    return out;
+  }
+  const s = scalarValue(claim, value, '');
+  return s === undefined ? [] : [s];
+}
+
+/** The claims a parsed template reads, in order, without duplicates. */
+export function templateClaims(parts: readonly LoginTemplatePart[]): string[] {
+  return [...new Set(parts.flatMap((p) => (p.kind === 'external' ? [p.claim] : [])))];
 }
 
 /**
  * Expands a parsed template for one user. Returns every combination of the
- * variables' values (none when a claim is missing). Does not check the results:
- * the caller decides what an invalid login means.
+ * variables' values (none when a claim gives no value). Does not check the
+ * results: the caller decides what an invalid login means.
+ * @throws ClaimValueError for a claim value `claimValues` refuses, or when the
+ *   combinations would exceed MAX_TEMPLATE_LOGINS (checked before they are built).
  */
 export function expandLoginTemplate(
   parts: readonly LoginTemplatePart[],
@@ -126,7 +179,11 @@ export function expandLoginTemplate(
         ? [part.text]
         : part.kind === 'username'
           ? [username]
-          : claimStrings(lookupClaim(claims, part.claim));
+          : claimValues(part.claim, lookupClaim(claims, part.claim));
+    if (results.length * values.length > MAX_TEMPLATE_LOGINS) {
+      const claim = part.kind === 'external' ? part.claim : 'username';
+      throw new ClaimValueError(claim, `the claim "${claim}" has ${values.length} values: the template would give more than ${MAX_TEMPLATE_LOGINS} logins`);
+    }
     results = results.flatMap((prefix) => values.map((v) => prefix + v));
   }
   return results;

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthError, UserError } from '../../src/errors.js';
 import { parseServerConfig, type NodeConfig, type OidcConfig } from '../../src/config/index.js';
@@ -58,6 +58,7 @@ test('resolves one role: expanded logins, its selector, its TTL cap and the defa
     nodeLabelSets: [{ env: ['dev', 'staging'] }],
     maxSessionTtlSeconds: 8 * 3600,
     extensions: { 'permit-port-forwarding': '', 'permit-pty': '' },
+    traits: {},
   } satisfies Access);
 });
 
@@ -88,6 +89,118 @@ test('external claim templates expand to every value of a list claim', () => {
 
 test('a template whose claim is missing grants nothing, the other logins remain', () => {
   assert.deepEqual(resolveAccess(config, 'bob', ['ops']).logins, ['bob-ops']);
+});
+
+describe('{{external.CLAIM}}: every kind of claim value', () => {
+  const ext = parseServerConfig(
+    `cluster_name: example.test
+roles:
+  ops:
+    logins: ["{{external.unix_logins}}", "{{username}}-ops"]
+  only-external:
+    logins: ["{{external.unix_logins}}"]
+  nested:
+    logins: ["{{external.posix.login}}"]
+  mixed:
+    logins: ["{{username}}-{{external.teams}}"]
+  svc:
+    logins: ["{{external.unix_logins}}", deploy]
+  uid:
+    logins: ["u{{external.uid}}"]
+`,
+    '/etc/jumpgate.yaml',
+  );
+  const ok: [string, string[], Record<string, unknown>, string[]][] = [
+    ['a list claim, with {{username}} beside it (the issue 11 example)', ['ops'], { unix_logins: ['deploy', 'oncall'] }, ['deploy', 'oncall', 'alice-ops']],
+    ['a string claim', ['only-external'], { unix_logins: 'deploy' }, ['deploy']],
+    ['a whole number', ['uid'], { uid: 1001 }, ['u1001']],
+    ['a list of whole numbers', ['uid'], { uid: [1001, 1002] }, ['u1001', 'u1002']],
+    ['a nested claim (dotted name)', ['nested'], { posix: { login: 'al' } }, ['al']],
+    ['{{username}} combined with a list claim', ['mixed'], { teams: ['web', 'db'] }, ['alice-web', 'alice-db']],
+    ['duplicates within and across roles appear once', ['ops', 'svc'], { unix_logins: ['deploy', 'deploy', 'oncall'] }, ['deploy', 'oncall', 'alice-ops']],
+    ['null, "" and null list elements give nothing', ['ops'], { unix_logins: ['', null, 'deploy'] }, ['deploy', 'alice-ops']],
+  ];
+  for (const [what, roles, claims, logins] of ok) {
+    test(what, () => assert.deepEqual(resolveAccess(ext, 'alice', roles, claims).logins, logins));
+  }
+
+  test('the claims the templates read are kept as traits (what the certificate carries)', () => {
+    const access = resolveAccess(ext, 'alice', ['ops', 'nested'], { unix_logins: ['deploy'], posix: { login: 'al' }, groups: ['x'] });
+    assert.deepEqual(access.traits, { unix_logins: ['deploy'], 'posix.login': ['al'] }, 'only the claims a template read');
+  });
+
+  test('a role with only external templates and no such claim is refused, naming the claim', () => {
+    for (const claims of [{}, { unix_logins: [] }, { unix_logins: null }, { unix_logins: '' }]) {
+      assert.throws(
+        () => resolveAccess(ext, 'alice', ['only-external'], claims),
+        (err: unknown) => {
+          assert.ok(err instanceof AuthError);
+          assert.equal(err.code, 'ACCESS_NO_LOGINS');
+          assert.match(err.message, /grant "alice" no logins: the identity has no value for the claim "unix_logins"/);
+          assert.match(err.hint ?? '', /send the claim "unix_logins"/);
+          return true;
+        },
+        JSON.stringify(claims),
+      );
+    }
+  });
+
+  const badType: [string, unknown, RegExp][] = [
+    ['a boolean', true, /the claim "unix_logins" has the boolean true, which cannot be a login/],
+    ['a fraction', 1.5, /has the number 1\.5/],
+    ['an object', { a: 'b' }, /has an object.*dotted name \(\{\{external\.unix_logins\.FIELD\}\}\)/],
+    ['a list inside a list', [['deploy']], /has a list at position 0/],
+    ['a boolean in a list', ['deploy', false], /has the boolean false at position 1/],
+  ];
+  for (const [what, value, message] of badType) {
+    test(`a claim that is ${what} refuses the login with ROLE_BAD_CLAIM naming the claim and the role`, () => {
+      assert.throws(
+        () => resolveAccess(ext, 'alice', ['ops'], { unix_logins: value }),
+        (err: unknown) => {
+          assert.ok(err instanceof AuthError);
+          assert.equal(err.code, 'ROLE_BAD_CLAIM');
+          assert.match(err.message, /^role "ops" cannot use "\{\{external\.unix_logins\}\}" for "alice": /);
+          assert.match(err.message, message);
+          assert.match(err.message, /the login is refused$/);
+          assert.match(err.hint ?? '', /fix the claim "unix_logins"/);
+          return true;
+        },
+      );
+    });
+  }
+
+  test('a claim value that is not a valid Unix login refuses the login, naming the value and the claim', () => {
+    for (const bad of ['-oProxyCommand=x', 'a b', 'root,admin', '1000', 'x'.repeat(33), 'al\u001b[2J']) {
+      assert.throws(
+        () => resolveAccess(ext, 'alice', ['ops'], { unix_logins: ['deploy', bad] }),
+        (err: unknown) => {
+          assert.ok(err instanceof AuthError);
+          assert.equal(err.code, 'ROLE_BAD_LOGIN');
+          assert.match(err.message, /from "\{\{external\.unix_logins\}\}" and the claim "unix_logins"\), which is not a valid Unix login; the login is refused/);
+          assert.doesNotMatch(err.message, /\u001b/, 'control characters are escaped');
+          return true;
+        },
+        bad,
+      );
+    }
+  });
+
+  test('a claim with so many values that the certificate could not hold them is refused before they are combined', () => {
+    const many = Array.from({ length: 300 }, (_, i) => `u${i}`);
+    assert.throws(
+      () => resolveAccess(ext, 'alice', ['ops'], { unix_logins: many }),
+      (err: unknown) => err instanceof AuthError && err.code === 'ROLE_BAD_CLAIM' && /300 values/.test(err.message),
+    );
+    const half = Array.from({ length: 200 }, (_, i) => `t${i}`);
+    assert.throws(
+      () => resolveAccess(ext, 'alice', ['ops', 'mixed'], { unix_logins: half, teams: half }),
+      (err: unknown) => err instanceof AuthError && err.code === 'ACCESS_TOO_MANY_LOGINS',
+    );
+  });
+
+  test('tctl (no claims): external templates grant nothing, other logins remain', () => {
+    assert.deepEqual(resolveAccess(ext, 'alice', ['svc']).logins, ['deploy']);
+  });
 });
 
 test('refuses roles that grant no login at all: an empty principal list would be valid for every login', () => {

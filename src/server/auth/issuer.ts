@@ -2,15 +2,22 @@
  * The one signing path for certificates: `tctl auth sign` and the login flow
  * both come here, so roles, TTL caps and the audit trail cannot diverge.
  */
-import { AuthError } from '../../errors.js';
-import { CertRequest, fingerprintSha256, signCertificate, type Certificate, type PublicKey } from '../../sshcert/index.js';
+import {
+  CertRequest,
+  encodeIdentity,
+  fingerprintSha256,
+  signCertificate,
+  type Certificate,
+  type PublicKey,
+  type UserIdentity,
+} from '../../sshcert/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { AuditLog } from './audit.js';
 import type { CaKey, CaStore } from './ca.js';
-import { certTtlSeconds, resolveAccess } from './roles.js';
+import { certTtlSeconds, resolveAccess, type Access } from './roles.js';
 
-/** The extension that carries a user's roles, comma-separated (PROTOCOL.certkeys: custom names are name@domain). */
-export const ROLES_EXTENSION = 'roles@jumpgate.dev';
+/** The roles extension; defined with the rest of the certificate's identity in sshcert/identity.ts. */
+export { ROLES_EXTENSION } from '../../sshcert/index.js';
 
 export interface IssuerDeps {
   config: ServerConfig;
@@ -22,6 +29,11 @@ export interface IssuerDeps {
 export interface UserCertInput {
   username: string;
   roles: string[];
+  /**
+   * The IdP's claims (ID token merged with userinfo), for `{{external.CLAIM}}`
+   * login templates; absent for tctl, where such templates grant nothing.
+   */
+  claims?: Record<string, unknown>;
   publicKey: PublicKey;
   /** What the client asked for; capped by the roles and auth.cert_ttl. */
   requestedTtlSeconds?: number;
@@ -29,23 +41,36 @@ export interface UserCertInput {
   via: string;
 }
 
-/** Signs a user certificate: principals = the logins the roles grant, key id = username. */
-export function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Certificate {
-  const access = resolveAccess(deps.config, input.username, input.roles);
-  if (access.logins.length === 0) {
-    throw new AuthError('ACCESS_NO_LOGINS', `the roles ${input.roles.join(', ')} grant ${input.username} no logins`, {
-      hint: 'add logins to one of these roles in the server configuration',
-    });
-  }
+/** What one user signing produced: the certificate and the access it was signed from. */
+export interface IssuedUserCertificate {
+  cert: Certificate;
+  /** The one resolution of the roles (with the claims) that chose the principals, extensions and TTL. */
+  access: Access;
+  /** What the certificate carries, as the proxy will decode it (sshcert/identity.ts). */
+  identity: UserIdentity;
+}
+
+/**
+ * Signs a user certificate: resolves the roles ONCE, with the claims
+ * (`resolveAccess`), and that one `Access` gives the principals (the logins),
+ * the roles and traits extensions, the permit-* flags and the TTL cap; the
+ * caller gets the same `Access` back for anything else it decides (the
+ * login's answer, the nodes it lists). Key id = username. `cert.issued` is
+ * appended (fsynced) to the audit log before it returns.
+ * @throws UserError ROLE_UNKNOWN, AuthError ACCESS_NO_ROLES / ACCESS_NO_LOGINS /
+ *   ROLE_BAD_LOGIN / ROLE_BAD_CLAIM / ACCESS_TOO_MANY_LOGINS (roles.ts), UserError TTL_INVALID.
+ */
+export function issueUser(input: UserCertInput, deps: IssuerDeps): IssuedUserCertificate {
+  const access = resolveAccess(deps.config, input.username, input.roles, input.claims);
   const ttlSeconds = certTtlSeconds(deps.config, access, input.requestedTtlSeconds);
-  const req = new CertRequest({
-    publicKey: input.publicKey,
-    type: 'user',
-    keyId: input.username,
+  const identity: UserIdentity = {
+    username: input.username,
     principals: access.logins,
-    ttlSeconds,
-    extensions: { ...access.extensions, [ROLES_EXTENSION]: access.roles.join(',') },
-  });
+    roles: access.roles,
+    traits: access.traits,
+    permits: Object.keys(access.extensions).sort(),
+  };
+  const req = new CertRequest({ publicKey: input.publicKey, type: 'user', ttlSeconds, ...encodeIdentity(identity) });
   const cert = signCertificate(req, deps.ca.get('user').active, deps.clock());
   deps.audit.emit({
     event: 'cert.issued',
@@ -58,7 +83,12 @@ export function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Ce
     valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
     key_fingerprint: fingerprintSha256(input.publicKey.blob),
   });
-  return cert;
+  return { cert, access, identity };
+}
+
+/** `issueUser` for callers that need only the certificate (tctl auth sign). */
+export function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Certificate {
+  return issueUser(input, deps).cert;
 }
 
 export interface HostCertInput {

@@ -11,9 +11,12 @@ import { fingerprintSha256, formatPublicKeyLine, parsePublicKeyLine, type Public
 import { seal } from '../../api/envelope.js';
 import type { LoginResult, LoginStartRequest, LoginStartResponse } from '../../api/types.js';
 import type { ServerRuntime } from '../runtime.js';
-import { issueUserCertificate } from './issuer.js';
+import { issueUser } from './issuer.js';
 import { OidcConnector, type OidcChecks } from './oidc.js';
-import { mapClaimsToRoles, nodeAllowed, resolveAccess } from './roles.js';
+import { mapClaimsToRoles, nodeAllowed } from './roles.js';
+
+/** What LoginService needs from the IdP: OidcConnector in production, a fake in LoginService's unit tests. */
+export type IdpConnector = Pick<OidcConnector, 'authorizationUrl' | 'finish'>;
 
 /** Too many pending logins means someone is filling memory: refuse new ones. */
 const MAX_PENDING = 10_000;
@@ -135,7 +138,7 @@ export class LoginService {
 
   constructor(
     private readonly rt: ServerRuntime,
-    private readonly oidc: OidcConnector | undefined,
+    private readonly oidc: IdpConnector | undefined,
     private readonly publicAddrs: () => { web: string; ssh: string },
     rate: { perMinute: number; burst: number } = LOGIN_RATE_LIMIT,
   ) {
@@ -259,11 +262,12 @@ export class LoginService {
     }
     let result: LoginResult;
     try {
-      const cert = issueUserCertificate(
-        { username, roles, publicKey: login.publicKey, requestedTtlSeconds: login.ttlSeconds, via: 'login' },
+      // Access is resolved once, with the claims: the same Access signs the
+      // certificate ({{external.CLAIM}} logins included) and picks the roles and nodes tsh is told about.
+      const { cert, access } = issueUser(
+        { username, roles, claims, publicKey: login.publicKey, requestedTtlSeconds: login.ttlSeconds, via: 'login' },
         this.rt,
       );
-      const access = resolveAccess(this.rt.config, username, roles, claims);
       const addrs = this.publicAddrs();
       result = {
         v: 1,

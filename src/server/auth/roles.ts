@@ -16,7 +16,20 @@
  */
 import { AuthError, UserError } from '../../errors.js';
 import type { NodeConfig, OidcConfig, RoleConfig, ServerConfig } from '../../config/index.js';
-import { expandLoginTemplate, isValidLogin, lookupClaim, parseLoginTemplate } from '../../config/index.js';
+import {
+  ClaimValueError,
+  claimValues,
+  expandLoginTemplate,
+  isValidLogin,
+  lookupClaim,
+  MAX_TEMPLATE_LOGINS,
+  parseLoginTemplate,
+  templateClaims,
+} from '../../config/index.js';
+
+/** Longest claim value quoted in an error message (the value came from the IdP). */
+const QUOTE_MAX = 64;
+const quote = (s: string): string => JSON.stringify(s.length > QUOTE_MAX ? `${s.slice(0, QUOTE_MAX)}…` : s);
 
 /** What a set of roles grants one user. */
 export interface Access {
@@ -29,6 +42,12 @@ export interface Access {
   maxSessionTtlSeconds: number;
   /** OpenSSH permit-* extensions (empty values) that at least one role allows, sorted by name. */
   extensions: Record<string, string>;
+  /**
+   * The IdP claims the roles' `{{external.CLAIM}}` templates read, by claim
+   * name, with the values they gave (certificate extension traits@jumpgate.dev).
+   * A claim that gave nothing is absent.
+   */
+  traits: Record<string, string[]>;
 }
 
 /**
@@ -62,17 +81,41 @@ export function resolveAccess(
   }
 
   const logins: string[] = [];
+  const traits: Record<string, string[]> = {};
+  const missing: string[] = [];
   for (const role of roles) {
     for (const template of role.logins) {
-      for (const login of expandLoginTemplate(parseLoginTemplate(template), username, claims)) {
+      const parts = parseLoginTemplate(template);
+      let expanded: string[];
+      try {
+        for (const claim of templateClaims(parts)) {
+          const values = claimValues(claim, lookupClaim(claims, claim));
+          // defineProperty: a claim named "__proto__" stays a plain key.
+          if (values.length > 0) Object.defineProperty(traits, claim, { value: values, enumerable: true, writable: true, configurable: true });
+          else if (!missing.includes(claim)) missing.push(claim);
+        }
+        expanded = expandLoginTemplate(parts, username, claims);
+      } catch (err) {
+        if (!(err instanceof ClaimValueError)) throw err;
+        throw new AuthError('ROLE_BAD_CLAIM', `role ${JSON.stringify(role.name)} cannot use ${JSON.stringify(template)} for ${quote(username)}: ${err.message}; the login is refused`, {
+          cause: err,
+          hint: `fix the claim "${err.claim}" at the identity provider, or the role's logins in the server configuration`,
+        });
+      }
+      for (const login of expanded) {
         // Refuse rather than drop: a silently missing login shows up later as a
         // baffling "Permission denied" from sshd, while this names the role and the value.
         if (!isValidLogin(login)) {
+          const claimsUsed = templateClaims(parts);
+          const from = claimsUsed.length > 0 ? `from ${JSON.stringify(template)} and the claim${claimsUsed.length > 1 ? 's' : ''} ${claimsUsed.map((c) => `"${c}"`).join(', ')}` : `from ${JSON.stringify(template)}`;
           throw new AuthError(
             'ROLE_BAD_LOGIN',
-            `role ${JSON.stringify(role.name)} gives ${JSON.stringify(username)} the login ${JSON.stringify(login)} (from ${JSON.stringify(template)}), which is not a valid Unix login`,
+            `role ${JSON.stringify(role.name)} gives ${quote(username)} the login ${quote(login)} (${from}), which is not a valid Unix login; the login is refused`,
             {
-              hint: 'logins use letters, digits, ".", "_" and "-" (at most 32); change the role\'s logins or auth.oidc.username_claim',
+              hint:
+                claimsUsed.length > 0
+                  ? 'logins use letters, digits, ".", "_" and "-" (at most 32, not all digits); fix the value at the identity provider or the role\'s logins'
+                  : 'logins use letters, digits, ".", "_" and "-" (at most 32); change the role\'s logins or auth.oidc.username_claim',
             },
           );
         }
@@ -80,11 +123,23 @@ export function resolveAccess(
       }
     }
   }
+  if (logins.length > MAX_TEMPLATE_LOGINS) {
+    throw new AuthError('ACCESS_TOO_MANY_LOGINS', `the roles ${roles.map((r) => r.name).join(', ')} give ${quote(username)} ${logins.length} logins, more than the ${MAX_TEMPLATE_LOGINS} a certificate can carry; the login is refused`, {
+      hint: 'check the claims the roles\' {{external.CLAIM}} templates read',
+    });
+  }
   // A certificate without principals is valid for EVERY login (PROTOCOL.certkeys:
   // "empty means valid for any principal"), so no logins must never reach the signer.
   if (logins.length === 0) {
-    throw new AuthError('ACCESS_NO_LOGINS', `the roles ${roles.map((r) => r.name).join(', ')} grant ${username} no logins`, {
-      hint: 'check the roles\' logins; an {{external.CLAIM}} template grants nothing when the IdP does not send CLAIM',
+    const why =
+      missing.length > 0
+        ? `: the identity has no value for the claim${missing.length > 1 ? 's' : ''} ${missing.map((c) => `"${c}"`).join(', ')} that {{external.${missing[0]}}} needs`
+        : '';
+    throw new AuthError('ACCESS_NO_LOGINS', `the roles ${roles.map((r) => r.name).join(', ')} grant ${quote(username)} no logins${why}`, {
+      hint:
+        missing.length > 0
+          ? `ask the identity provider's admin to send the claim "${missing[0]}" (and its scope), or give these roles a login that does not depend on it`
+          : "check the roles' logins; an {{external.CLAIM}} template grants nothing when the IdP does not send CLAIM",
     });
   }
 
@@ -107,6 +162,7 @@ export function resolveAccess(
     nodeLabelSets: roles.map((r) => r.nodeLabels),
     maxSessionTtlSeconds: Math.min(...roles.map((r) => r.maxSessionTtlSeconds)),
     extensions,
+    traits,
   };
 }
 
