@@ -12,7 +12,9 @@
  *       └── <profile>/                   0700
  *           ├── <user>                   0600  private key, only with the file keystore
  *           ├── <user>.pub                     public key (OpenSSH line)
- *           └── <user>-cert.pub                user certificate (OpenSSH line)
+ *           ├── <user>-cert.pub                user certificate (OpenSSH line)
+ *           └── +agent-keys              0600  public keys this profile loaded into ssh-agent (logout removes them);
+ *                                              ("+" is not allowed in user names: no <user> file collides)
  *
  * <profile> is the proxy's public host name (e.g. `jump.example.org`), so one
  * laptop can hold logins to several clusters. With the keychain keystore the
@@ -73,6 +75,10 @@ export class TshPaths {
   }
   certificate(profile: string, user: string): string {
     return `${this.privateKey(profile, user)}-cert.pub`;
+  }
+  /** Base64 public key blobs, one a line, of every key a login of this profile put into the agent. */
+  agentKeys(profile: string): string {
+    return join(this.keysDir(profile), '+agent-keys');
   }
 
   /** The user's OpenSSH client config (where the managed block goes). */

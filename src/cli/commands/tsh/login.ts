@@ -1,6 +1,8 @@
+import { rmSync } from 'node:fs';
 import { AuthError, UsageError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
-import { openKeyStore, type KeyStore } from '../../../client/keystore.js';
+import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
+import { openKeyStore, openProfileKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, ping } from '../../../client/login.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
@@ -78,17 +80,24 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     insecure: opts.insecure,
     nodeNames: r.nodes,
   };
-  const notes = await store.locked(async () => {
+  const { notes, earlierKeys } = await store.locked(async () => {
+    const earlier = previousProfile(store, profile.name);
+    // Read before saveKeys overwrites them: the earlier login's keys, so its agent entries can be found.
+    const earlierKeys = profileKeys(paths, profile.name, earlier ? [earlier.username] : []);
     await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate);
+    recordKey(paths, profile.name, login.publicKey.blob);
+    if (earlier && (earlier.username !== profile.username || earlier.keystore !== profile.keystore)) {
+      await forgetEarlierKey(paths, earlier, profile);
+    }
     store.save(profile);
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: r.cluster_name,
       patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: r.nodes, sshProxyAddr: r.ssh_public_addr }),
       caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
     });
-    return opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [];
+    return { notes: opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [], earlierKeys };
   });
-  const agentNote = await loadIntoAgent(login, profile, paths, deps);
+  const agentNote = await loadIntoAgent(login, profile, paths, deps, earlierKeys);
   const until = new Date(r.valid_before);
   say(`Logged in to ${printable(r.cluster_name)} as ${printable(r.username)} (roles: ${r.roles.map((x) => printable(x)).join(', ')}).`);
   say(`Logins: ${r.logins.map((x) => printable(x)).join(', ')}. Valid until ${until.toISOString()}.`);
@@ -115,16 +124,45 @@ async function saveKeys(keystore: KeyStore, paths: TshPaths, profile: Profile, p
   for (const f of staged) f.commit();
 }
 
+/** The profile this login replaces, if any; a damaged one counts as none (the login rewrites it). */
+function previousProfile(store: ProfileStore, name: string): Profile | undefined {
+  try {
+    return store.load(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A relogin as another user (or into another keystore) leaves the earlier
+ * user's key behind under another name: remove its key (keychain or file),
+ * public key and certificate, as logout would.
+ */
+async function forgetEarlierKey(paths: TshPaths, earlier: Profile, now: Profile): Promise<void> {
+  try {
+    const ks = await openProfileKeyStore(earlier.keystore, { paths });
+    await ks.remove(earlier.name, earlier.username);
+  } catch {
+    // An unreachable keychain must not fail the new login; logout tries again.
+  }
+  if (earlier.username !== now.username) {
+    for (const f of [paths.publicKey(earlier.name, earlier.username), paths.certificate(earlier.name, earlier.username)]) rmSync(f, { force: true });
+  }
+}
+
 /**
  * Adds key + certificate to the agent at SSH_AUTH_SOCK with lifetime = the
- * certificate's remaining validity, and checks it is really listed. Agent
- * trouble never fails the login (tsh ssh works without an agent): it is reported.
+ * certificate's remaining validity, and checks it is really listed; then
+ * removes the profile's earlier entries (agent-entries.ts: by comment marker,
+ * recorded key or `earlierKeys`), keeping the new one. Agent trouble never
+ * fails the login (tsh ssh works without an agent): it is reported.
  */
 async function loadIntoAgent(
   login: Awaited<ReturnType<typeof browserLogin>>,
   profile: Profile,
   paths: TshPaths,
   deps: Deps,
+  earlierKeys: Buffer[],
 ): Promise<string[]> {
   const lifetime = Math.floor((Date.parse(profile.validBefore) - deps.clock().getTime()) / 1000);
   let agent: AgentClient;
@@ -140,13 +178,16 @@ async function loadIntoAgent(
     const res = await agent.addCertificateAndVerify({
       privateKey: login.privateKey,
       certBlob: login.cert.blob,
-      comment: `jumpgate ${profile.username}@${profile.name}`,
+      comment: agentComment(profile.name, profile.username, profile.clusterName),
       lifetimeSeconds: Math.max(1, lifetime),
       ...(profile.keystore === 'file'
         ? { files: { key: paths.privateKey(profile.name, profile.username), cert: paths.certificate(profile.name, profile.username) } }
         : {}),
     });
-    return res.warning ? [`warning: ${res.warning}`] : [];
+    const notes = res.warning ? [`warning: ${res.warning}`] : [];
+    const old = await removeProfileEntries(agent, { profile: profile.name, keys: earlierKeys }, [login.cert.blob, login.publicKey.blob]);
+    if (old.warning) notes.push(`warning: the earlier login's entries are still in the agent: ${old.warning}`);
+    return notes;
   } catch (err) {
     if (err instanceof AgentError) return [`warning: could not add the certificate to the ssh-agent: ${err.message}`];
     throw err;

@@ -1,8 +1,10 @@
+import { readdirSync } from 'node:fs';
+import { UserError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
+import { profileKeys, removeProfileEntries, type RemovalResult } from '../../../client/agent-entries.js';
 import { openProfileKeyStore } from '../../../client/keystore.js';
 import { TshPaths } from '../../../client/paths.js';
-import { ProfileStore } from '../../../client/profile.js';
-import { readProfileCertificate } from '../../../client/credentials.js';
+import { ProfileStore, type Profile } from '../../../client/profile.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
@@ -12,35 +14,78 @@ export interface LogoutOptions {
   proxy?: string;
 }
 
-/** `tsh logout`: the profile's key, certificate, agent entry and keychain item are removed. */
+/**
+ * `tsh logout`: every key and certificate of the profile leaves the agent
+ * (client/agent-entries.ts: by comment marker, recorded key, key files), the
+ * keychain item(s) and the files under TSH_HOME are removed. Works on a
+ * profile whose JSON is damaged or gone as long as it is named (--proxy).
+ * @throws UserError AGENT_REMOVE_FAILED (exit 1) when the agent still lists
+ *   some of the profile's entries afterwards; everything else was removed.
+ */
 export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
   const say = (l: string) => deps.io.stderr.write(`${l}\n`);
   const paths = new TshPaths(deps);
   const store = new ProfileStore(paths);
   const name = opts.proxy ? parseProxyFlag(opts.proxy).host : store.currentName();
-  const profile = name ? store.load(name) : undefined;
-  if (!profile) {
-    say(name ? `no profile for ${printable(name)}; nothing to do` : 'not logged in; nothing to do');
+  if (!name) {
+    say('not logged in; nothing to do');
     return;
   }
-  const certBlob = readProfileCertificate(paths, profile)?.cert.blob;
-  await store.locked(async () => {
-    const keystore = await openProfileKeyStore(profile.keystore, { paths });
-    await keystore.remove(profile.name, profile.username);
-    store.remove(profile.name);
-  });
-  if (certBlob) {
-    try {
-      const agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
-      try {
-        await agent.removeMatching((id) => id.blob.equals(certBlob!));
-      } finally {
-        agent.close();
-      }
-    } catch (err) {
-      if (!(err instanceof AgentError)) throw err;
-      // No agent, or it is gone: nothing of ours can be in it.
-    }
+  let profile: Profile | undefined;
+  try {
+    profile = store.load(name);
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    say(`note: ${err.message}; removing what is left of it`);
   }
-  say(`Logged out ${printable(profile.username)} from ${printable(profile.name)}.`);
+  // Every user that left files here (a relogin as someone else may have left an older one).
+  const users = [...new Set([...(profile ? [profile.username] : []), ...usersOnDisk(paths, name)])];
+  const keys = profileKeys(paths, name, users);
+  const hadFiles = profile !== undefined || users.length > 0 || keys.length > 0;
+  await store.locked(async () => {
+    if (profile) {
+      const keystore = await openProfileKeyStore(profile.keystore, { paths });
+      for (const user of users) await keystore.remove(name, user);
+    }
+    store.remove(name);
+  });
+  const agent = await sweepAgent(deps, name, keys);
+  if (!hadFiles && agent.removed === 0) {
+    say(`no profile for ${printable(name)}; nothing to do`);
+    return;
+  }
+  if (agent.warning) {
+    throw new UserError('AGENT_REMOVE_FAILED', `logged out of ${printable(name)}, but ${agent.warning}`);
+  }
+  say(profile ? `Logged out ${printable(profile.username)} from ${printable(profile.name)}.` : `Logged out from ${printable(name)}.`);
+}
+
+/** User names that have a key, public key or certificate file under keys/PROFILE. */
+function usersOnDisk(paths: TshPaths, profile: string): string[] {
+  let files: string[];
+  try {
+    files = readdirSync(paths.keysDir(profile));
+  } catch {
+    return [];
+  }
+  return [...new Set(files.filter((f) => !f.startsWith('+')).map((f) => f.replace(/(-cert)?\.pub$/, '')))];
+}
+
+/** Removes the profile's entries from the agent; no agent (or a gone one) holds nothing of ours. */
+async function sweepAgent(deps: Deps, profile: string, keys: Buffer[]): Promise<Pick<RemovalResult, 'removed' | 'warning'>> {
+  let agent: AgentClient;
+  try {
+    agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
+  } catch (err) {
+    if (err instanceof AgentError) return { removed: 0 };
+    throw err;
+  }
+  try {
+    return await removeProfileEntries(agent, { profile, keys });
+  } catch (err) {
+    if (err instanceof AgentError) return { removed: 0, warning: `the ssh-agent failed while removing this profile's entries (${err.message}); check with \`ssh-add -l\`` };
+    throw err;
+  } finally {
+    agent.close();
+  }
 }
