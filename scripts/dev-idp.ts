@@ -77,7 +77,8 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['preferred_username', 'name', 'groups'],
+      // unix_logins: for roles' {{external.unix_logins}} login templates (test/e2e/claims.test.ts).
+      profile: ['preferred_username', 'name', 'groups', 'unix_logins'],
     },
     pkce: { required: () => true },
     features: { devInteractions: { enabled: true } },
