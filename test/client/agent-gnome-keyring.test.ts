@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lastJsonLine, runInKeyringSession } from './keyring-session.js';
 
-test("gnome-keyring 42's SSH agent keeps a certificate, lists it, and honours its lifetime", async () => {
+test("gnome-keyring 42's SSH agent keeps a certificate, lists it, honours its lifetime, and removes it for tsh logout", async () => {
   const r = await runInKeyringSession('test/client/fixtures/agent-probe.ts', { components: 'ssh' });
   const got = lastJsonLine<Record<string, unknown>>(r);
   assert.match(String(got['socket']), /\/keyring\/ssh$/, JSON.stringify(got));
@@ -26,4 +26,8 @@ test("gnome-keyring 42's SSH agent keeps a certificate, lists it, and honours it
   assert.equal(got['shortListed'], true);
   assert.equal(got['shortExpired'], true, 'the 1 s lifetime constraint reached the agent');
   assert.deepEqual(got['listed'], ['ssh-ed25519-cert-v01@openssh.com probe', 'ssh-ed25519 probe-key']);
+  // tsh logout's removal (removeProfileEntries) works through it: certificate and plain key both go.
+  assert.equal(got['removed'], 2);
+  assert.equal(got['removalLeft'], 0);
+  assert.equal(got['afterRemoval'], 0);
 });
