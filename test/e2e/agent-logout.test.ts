@@ -56,7 +56,7 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
   });
 
   /** `tsh login --browser=none --proxy=HOST:PORT`, the browser's part walked over HTTP. */
-  async function tshLogin(host: string): Promise<void> {
+  async function tshLogin(host: string, account = LOGIN): Promise<void> {
     const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=${host}:${cluster.webPort}`, '--insecure', '--browser=none', '--keystore=file', '--no-ssh-config'], {
       env,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -71,7 +71,7 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
       });
       void done.then((code) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
     });
-    await browserlessLogin(url, insecure, LOGIN);
+    await browserlessLogin(url, insecure, account);
     assert.equal(await done, 0, stderr);
     assert.doesNotMatch(stderr, /warning/, stderr);
   }
@@ -149,5 +149,19 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
     const after = await sshWithAgent();
     assert.notEqual(after.code, 0, 'nothing of the logged-out profile gets through');
     assert.match(after.stderr, /Permission denied/);
+  });
+
+  test("a relogin as another user removes the earlier user's agent entry and key files", async () => {
+    await tshLogin('localhost', 'alice');
+    const alice = readFileSync(join(home, '.tsh', 'keys', 'localhost', 'alice-cert.pub'), 'utf8').split(' ')[1]!;
+    assert.ok((await agentList()).includes(alice));
+    await tshLogin('localhost');
+    const listed = await agentList();
+    assert.ok(!listed.includes(alice), `alice's certificate is still in the agent:\n${listed}`);
+    assert.ok(listed.includes(certBlob('localhost')));
+    for (const f of ['alice', 'alice.pub', 'alice-cert.pub']) assert.ok(!existsSync(join(home, '.tsh', 'keys', 'localhost', f)), `${f} is left behind`);
+    const out = await run(process.execPath, [builtProgram('tsh'), 'logout', `--proxy=localhost:${cluster.webPort}`], { env });
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal((await agentList()).trim(), 'The agent has no identities.');
   });
 });
