@@ -64,7 +64,7 @@ export const buildTsh: ProgramBuilder = (deps) => {
 
   program
     .command('logout')
-    .description('remove the key, certificate, agent entry and keychain item of the current profile')
+    .description('remove the key, certificate, keychain item and every ssh-agent entry of the current profile')
     .option('--proxy <host[:port]>', 'the profile to log out of (default: the current one)')
     .action(async (o: { proxy?: string }) => {
       await (await import('./commands/tsh/logout.js')).run(o.proxy !== undefined ? { proxy: o.proxy } : {}, deps);
