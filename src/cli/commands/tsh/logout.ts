@@ -1,7 +1,8 @@
 import { AgentClient, AgentError } from '../../../client/agent.js';
 import { openProfileKeyStore } from '../../../client/keystore.js';
 import { TshPaths } from '../../../client/paths.js';
-import { ProfileStore } from '../../../client/profile.js';
+import { ProfileStore, type Profile } from '../../../client/profile.js';
+import { UserError } from '../../../errors.js';
 import { readProfileCertificate } from '../../../client/credentials.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
@@ -18,7 +19,16 @@ export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
   const paths = new TshPaths(deps);
   const store = new ProfileStore(paths);
   const name = opts.proxy ? parseProxyFlag(opts.proxy).host : store.currentName();
-  const profile = name ? store.load(name) : undefined;
+  let profile: Profile | undefined;
+  try {
+    profile = name ? store.load(name) : undefined;
+  } catch (err) {
+    if (!(err instanceof UserError && err.code === 'PROFILE_CORRUPT') || !name) throw err;
+    // A damaged profile is removed with its key files, so `tsh login` can start clean.
+    await store.locked(async () => store.remove(name));
+    say(`Removed the damaged profile ${printable(name)} and its key files (a key it kept in the OS keychain, service "jumpgate", may remain).`);
+    return;
+  }
   if (!profile) {
     say(name ? `no profile for ${printable(name)}; nothing to do` : 'not logged in; nothing to do');
     return;
