@@ -133,11 +133,16 @@ export const ApiErrorSchema = v.object({
   }),
 });
 
-/** The first problem valibot found, as `field.path: reason` (the path is `body` for the value itself). */
+/** The first problem valibot found, as `field.path[index]` and a reason (the field is `body` for the value itself). */
 export function firstIssue(issues: readonly v.BaseIssue<unknown>[]): { field: string; reason: string } {
   const issue = issues[0];
   if (!issue) return { field: 'body', reason: 'invalid' };
-  return { field: v.getDotPath(issue) ?? 'body', reason: issue.message };
+  let field = '';
+  for (const item of issue.path ?? []) {
+    const key = (item as { key?: unknown }).key;
+    field += typeof key === 'number' ? `[${key}]` : `${field ? '.' : ''}${String(key)}`;
+  }
+  return { field: field || 'body', reason: issue.message };
 }
 
 /**

@@ -92,8 +92,8 @@ export function claimClusterScope(req: ScopeRequest, others: Profile[]): Cluster
 
 function dropReason(name: string, cluster: string, proxyHost: string, sshHost: string, owner: string | undefined): string | undefined {
   if (!isPlainHostName(name)) return 'not a plain host name';
-  if (isIpLiteral(name)) return 'an IP address is not a name of the cluster';
   if (sameHost(name, proxyHost) || sameHost(name, sshHost)) return "it is the proxy's own host";
+  if (isIpLiteral(name)) return 'an IP address is not a name of the cluster';
   if (sameHost(name, cluster)) return 'it is the cluster name itself';
   if (!isBareName(name) && !isWithinCluster(name, cluster)) return `it is outside ${cluster}`;
   if (owner) return `the profile ${owner} already routes it; reach this one as ${name}.${cluster}`;

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
-import { isClusterName, isClusterPattern, isPlainHostName, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isClusterName, isClusterPattern, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -78,8 +78,10 @@ function isScopedPattern(p: string, clusterName: string, proxyHost: string | und
   if (isClusterPattern(p, clusterName)) return true;
   const isProxy = (h: string) => proxyHost !== undefined && isPlainHostName(proxyHost) && sameHost(h, proxyHost);
   if (isPlainHostName(p)) return isProxy(p);
-  const hp = splitPlainHostPort(p);
-  return hp !== undefined && p.startsWith('[') && (isProxy(hp.host) || isWithinCluster(hp.host, clusterName));
+  // known_hosts names a host on another port than 22 as [host]:port (sshd(8) SSH_KNOWN_HOSTS FILE FORMAT).
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(p);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || !isPlainHostName(m[1]!)) return false;
+  return isProxy(m[1]!) || (isDnsName(m[1]!) && isWithinCluster(m[1]!, clusterName));
 }
 
 function unsafeValue(what: string, value: string): UserError {
