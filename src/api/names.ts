@@ -100,13 +100,12 @@ export function isBareName(name: string): boolean {
 
 /**
  * A Host pattern or known_hosts pattern that stays within a cluster's own
- * names: a bare node name, a name under the cluster, `*.<cluster>`, or a
- * negation (`!name`) of a plain host name. The renderers check every pattern
- * with this right where they write it.
+ * names: a bare node name, a name under the cluster, or `*.<cluster>`. No
+ * other wildcard, no negation, no IP. The renderers check every pattern with
+ * this right where they write it.
  */
 export function isClusterPattern(pattern: string, cluster: string): boolean {
   if (!isClusterName(cluster)) return false;
-  if (pattern.startsWith('!')) return isPlainHostName(pattern.slice(1));
   if (pattern.toLowerCase() === `*.${cluster.toLowerCase()}`) return true;
   if (!isDnsName(pattern)) return false;
   return isBareName(pattern) || (isWithinCluster(pattern, cluster) && !sameHost(pattern, cluster));
