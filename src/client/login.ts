@@ -124,6 +124,19 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
   } catch (err) {
     return err instanceof UserError ? err : new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response is not valid JSON', { cause: err });
   }
+  return checkLoginResult(body, clientNonce, publicKey);
+}
+
+/**
+ * Checks an opened login answer before anything is stored: the declared
+ * shape (api/schema.ts LoginResultSchema: every field's type, characters and
+ * size), this login's nonce, a certificate that parses and is a user
+ * certificate for `publicKey`, and host CA lines that are real public keys.
+ * Pure; the scope of the names against other profiles is cluster-scope.ts.
+ * @returns the result and its parsed certificate, or the AuthError to show (LOGIN_BAD_ANSWER,
+ *          LOGIN_RESPONSE_TAMPERED, LOGIN_BAD_CERTIFICATE), its text escaped
+ */
+export function checkLoginResult(body: unknown, clientNonce: string, publicKey: PublicKey): UserError | { result: LoginResult; cert: Certificate } {
   const shape = parseShape(LoginResultSchema, body);
   if (!shape.ok) return badAnswer(`${shape.field}: ${shape.reason}`);
   const result = shape.value;
@@ -138,7 +151,7 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
   try {
     cert = parseCertificateLine(result.certificate).cert;
   } catch (err) {
-    return new AuthError('LOGIN_BAD_CERTIFICATE', `the proxy sent a certificate tsh cannot read: ${(err as Error).message}`, { cause: err });
+    return new AuthError('LOGIN_BAD_CERTIFICATE', `the proxy sent a certificate tsh cannot read: ${printable((err as Error).message)}`, { cause: err });
   }
   if (cert.type !== 'user' || !cert.key.blob.equals(publicKey.blob)) {
     return new AuthError('LOGIN_BAD_CERTIFICATE', 'the proxy sent a certificate that is not a user certificate for the key tsh made');
