@@ -2,6 +2,7 @@ import { Option } from 'commander';
 import { VERSION } from '../version.js';
 import { baseProgram, runMain, type ProgramBuilder } from './main.js';
 import { flagDuration } from './flags.js';
+import { printable } from '../util/printable.js';
 
 // Commands are imported when they run, so `tsh version` or `tsh status` never
 // load ssh2, openid-client or the keychain addon.
@@ -43,10 +44,11 @@ export const buildTsh: ProgramBuilder = (deps) => {
         deps,
         {
           openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(deps)),
+          checkSshConfig: (profile, paths) => void sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand)),
           installSshConfig: (profile, paths) => {
             const block = sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand));
             const r = sshConfig.installSshConfigBlock(paths, profile.name, block);
-            const lines = r.changed ? [`Updated the Jumpgate block for ${profile.name} in ${r.path}; plain ssh to the cluster's nodes now goes through the proxy.`] : [];
+            const lines = r.changed ? [`Updated the Jumpgate block for ${printable(profile.name)} in ${printable(r.path)}; plain ssh to the cluster's nodes now goes through the proxy.`] : [];
             if (r.backup) lines.push(`(the original is saved as ${r.backup})`);
             return lines;
           },

@@ -15,6 +15,8 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
+import { isClusterName, isClusterPattern, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
+import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
 
@@ -54,10 +56,38 @@ function splitHostPort(addr: string): { host: string; port: number } | undefined
   }
 }
 
-/** `@cert-authority <patterns> <key> jumpgate-cluster=<name>`, one line per CA key. */
-export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[]): string[] {
-  if (!/^[A-Za-z0-9._-]+$/.test(clusterName)) throw new UserError('CLUSTER_NAME_INVALID', `"${clusterName}" is not a cluster name tsh can record`);
+/**
+ * `@cert-authority <patterns> <key> jumpgate-cluster=<name>`, one line per CA
+ * key. The guard is here, where the line is written: the cluster name must be
+ * a cluster name (api/names.ts), and every pattern must stay within the
+ * cluster's own names (isClusterPattern: node names, names under the cluster,
+ * `*.<cluster>`) or be the proxy's own address: `proxyHost` or
+ * `[proxyHost]:port`, or `[name]:port` for a name in the cluster. Never `*`,
+ * never a broader pattern, never an unsafe character.
+ * @throws UserError KNOWN_HOSTS_UNSAFE_VALUE naming the value (escaped)
+ */
+export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[], proxyHost?: string): string[] {
+  if (!isClusterName(clusterName)) throw unsafeValue('cluster name', clusterName);
+  if (patterns.length === 0) throw unsafeValue('pattern list', '');
+  for (const p of patterns) if (!isScopedPattern(p, clusterName, proxyHost)) throw unsafeValue(`pattern for ${clusterName}`, p);
   return caKeys.map((k) => `@cert-authority ${patterns.join(',')} ${formatPublicKeyLine(k, `${TAG}${clusterName}`)}`);
+}
+
+function isScopedPattern(p: string, clusterName: string, proxyHost: string | undefined): boolean {
+  if (p.startsWith('!')) return false;
+  if (isClusterPattern(p, clusterName)) return true;
+  const isProxy = (h: string) => proxyHost !== undefined && isPlainHostName(proxyHost) && sameHost(h, proxyHost);
+  if (isPlainHostName(p)) return isProxy(p);
+  // known_hosts names a host on another port than 22 as [host]:port (sshd(8) SSH_KNOWN_HOSTS FILE FORMAT).
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(p);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || !isPlainHostName(m[1]!)) return false;
+  return isProxy(m[1]!) || (isDnsName(m[1]!) && isWithinCluster(m[1]!, clusterName));
+}
+
+function unsafeValue(what: string, value: string): UserError {
+  return new UserError('KNOWN_HOSTS_UNSAFE_VALUE', `refusing to write the ${what} "${printable(value, 80)}" into known_hosts: it is not a plain name within the cluster`, {
+    hint: 'the profile or the proxy\'s answer holds a value no proxy may set; run `tsh logout` and then `tsh login` again',
+  });
 }
 
 function clusterOf(line: string): string | undefined {
@@ -90,6 +120,8 @@ export function replaceClusterLines(existing: string, clusterName: string, lines
 export interface HostCaEntry {
   clusterName: string;
   patterns: string[];
+  /** The proxy's host (the profile name): the only host outside the cluster a pattern may name. */
+  proxyHost?: string;
   /** Every host CA key the cluster trusts now (during a rotation: new and old). */
   caKeys: PublicKey[];
 }
@@ -102,7 +134,7 @@ export interface HostCaEntry {
 export function writeClusterHostCAs(file: string, entry: HostCaEntry, write: typeof writeFileAtomic = writeFileAtomic): void {
   ensurePrivateDir(dirname(file));
   const existing = readIfExists(file);
-  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys)), 0o600);
+  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys, entry.proxyHost)), 0o600);
 }
 
 /** The host CA keys recorded for a cluster (empty when none). */

@@ -17,18 +17,20 @@ import type { AddressInfo } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { AuthError, UserError } from '../errors.js';
 import { API, type LoginResult, type LoginStartResponse, type PingResponse } from '../api/types.js';
+import { ApiErrorSchema, LoginResultSchema, LoginStartResponseSchema, parseShape, PingResponseSchema } from '../api/schema.js';
+import type * as v from 'valibot';
 import { newEnvelopeKey, open as openEnvelope } from '../api/envelope.js';
 import { httpRequest, type HttpResponse } from '../net/index.js';
 import { printable } from '../util/printable.js';
 import { htmlPage } from '../util/html.js';
-import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, type Certificate, type PublicKey } from '../sshcert/index.js';
+import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, parsePublicKeyLine, type Certificate, type PublicKey } from '../sshcert/index.js';
 
 /** How long tsh waits for the browser login (the server's own limit is 10 minutes). */
 export const LOGIN_WAIT_MS = 3 * 60 * 1000;
 /** GET /v1/ping. */
 export async function ping(proxyAddr: string, dispatcher: Dispatcher): Promise<PingResponse> {
   const res = await httpRequest(`https://${proxyAddr}${API.ping}`, { dispatcher, headers: { accept: 'application/json' } });
-  return expectJson<PingResponse>(res, `the proxy at ${proxyAddr}`);
+  return expectJson(PingResponseSchema, res, `the proxy at ${proxyAddr}`);
 }
 
 export interface BrowserLoginOptions {
@@ -100,7 +102,7 @@ async function startLogin(opts: BrowserLoginOptions, body: Record<string, unknow
     headers: { 'content-type': 'application/json', accept: 'application/json' },
     body: JSON.stringify(body),
   });
-  return expectJson<LoginStartResponse>(res, `the proxy at ${opts.proxyAddr}`);
+  return expectJson(LoginStartResponseSchema, res, `the proxy at ${opts.proxyAddr}`);
 }
 
 /** Checks the callback: an error from the server, or a sealed result for this request, this nonce and this key. */
@@ -116,12 +118,28 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
       hint: 'run `tsh login` again',
     });
   }
-  let result: LoginResult;
+  let body: unknown;
   try {
-    result = JSON.parse(openEnvelope(envelopeKey, response, Buffer.from(requestId)).toString('utf8')) as LoginResult;
+    body = JSON.parse(openEnvelope(envelopeKey, response, Buffer.from(requestId)).toString('utf8'));
   } catch (err) {
     return err instanceof UserError ? err : new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response is not valid JSON', { cause: err });
   }
+  return checkLoginResult(body, clientNonce, publicKey);
+}
+
+/**
+ * Checks an opened login answer before anything is stored: the declared
+ * shape (api/schema.ts LoginResultSchema: every field's type, characters and
+ * size), this login's nonce, a certificate that parses and is a user
+ * certificate for `publicKey`, and host CA lines that are real public keys.
+ * Pure; the scope of the names against other profiles is cluster-scope.ts.
+ * @returns the result and its parsed certificate, or the AuthError to show (LOGIN_BAD_ANSWER,
+ *          LOGIN_RESPONSE_TAMPERED, LOGIN_BAD_CERTIFICATE), its text escaped
+ */
+export function checkLoginResult(body: unknown, clientNonce: string, publicKey: PublicKey): UserError | { result: LoginResult; cert: Certificate } {
+  const shape = parseShape(LoginResultSchema, body);
+  if (!shape.ok) return badAnswer(`${shape.field}: ${shape.reason}`);
+  const result = shape.value;
   const nonceOk =
     typeof result.client_nonce === 'string' &&
     result.client_nonce.length === clientNonce.length &&
@@ -133,12 +151,26 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
   try {
     cert = parseCertificateLine(result.certificate).cert;
   } catch (err) {
-    return new AuthError('LOGIN_BAD_CERTIFICATE', `the proxy sent a certificate tsh cannot read: ${(err as Error).message}`, { cause: err });
+    return new AuthError('LOGIN_BAD_CERTIFICATE', `the proxy sent a certificate tsh cannot read: ${printable((err as Error).message)}`, { cause: err });
   }
   if (cert.type !== 'user' || !cert.key.blob.equals(publicKey.blob)) {
     return new AuthError('LOGIN_BAD_CERTIFICATE', 'the proxy sent a certificate that is not a user certificate for the key tsh made');
   }
+  for (const [i, line] of result.host_ca.entries()) {
+    try {
+      parsePublicKeyLine(line);
+    } catch (err) {
+      return badAnswer(`host_ca[${i}]: not an OpenSSH public key (${(err as Error).message})`);
+    }
+  }
   return { result, cert };
+}
+
+/** A sealed answer that does not have the declared shape: refused before anything is stored. */
+function badAnswer(problem: string): AuthError {
+  return new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer is not valid: ${printable(problem, 300)}`, {
+    hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy, and avoid --insecure outside development)',
+  });
 }
 
 /**
@@ -240,16 +272,28 @@ function page(res: ServerResponse, status: number, title: string, message: strin
   res.end(html);
 }
 
-async function expectJson<T>(res: HttpResponse, who: string): Promise<T> {
+/**
+ * An answer of the proxy's API parsed with its declared shape: 2xx must match
+ * `schema`, anything else is read as an ApiError. Every text that came from
+ * the server is escaped (util/printable) before it can reach a terminal.
+ * @throws UserError PROXY_BAD_ANSWER (not JSON, or not the shape), AuthError on 401/403, UserError otherwise
+ */
+async function expectJson<S extends v.GenericSchema>(schema: S, res: HttpResponse, who: string): Promise<v.InferOutput<S>> {
   let body: unknown;
   try {
     body = res.json();
   } catch {
     throw new UserError('PROXY_BAD_ANSWER', `${who} answered HTTP ${res.status} with something that is not JSON`, { hint: 'check --proxy: is that a Jumpgate proxy?' });
   }
-  if (res.status >= 200 && res.status < 300) return body as T;
-  const err = (body as { error?: { code?: unknown; message?: unknown } }).error;
-  const code = typeof err?.code === 'string' ? printable(err.code, 40) : `HTTP_${res.status}`;
-  const message = typeof err?.message === 'string' ? printable(err.message, 400) : `HTTP ${res.status}`;
+  if (res.status >= 200 && res.status < 300) {
+    const shape = parseShape(schema, body);
+    if (shape.ok) return shape.value;
+    throw new UserError('PROXY_BAD_ANSWER', `${who} sent an answer tsh refuses: ${printable(`${shape.field}: ${shape.reason}`, 300)}`, {
+      hint: 'nothing was saved; check --proxy: is that the Jumpgate proxy you meant (and is it up to date)?',
+    });
+  }
+  const err = parseShape(ApiErrorSchema, body);
+  const code = err.ok ? printable(err.value.error.code, 64) : `HTTP_${res.status}`;
+  const message = err.ok ? printable(err.value.error.message, 400) : `HTTP ${res.status}`;
   throw res.status === 401 || res.status === 403 ? new AuthError(code, `${who} refused: ${message}`) : new UserError(code, `${who} refused: ${message}`);
 }

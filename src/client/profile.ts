@@ -5,7 +5,11 @@
  */
 import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
+import * as v from 'valibot';
 import { UserError } from '../errors.js';
+import { isClusterName, isDnsName, isPlainHostName, isPlainHostPort, isPlainToken } from '../api/names.js';
+import { MAX_NODE_NAMES, MAX_TOKENS, parseShape } from '../api/schema.js';
+import { printable } from '../util/printable.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { withLockFileAsync } from '../util/lockfile.js';
@@ -13,26 +17,36 @@ import { safeName, type TshPaths } from './paths.js';
 
 export type KeystoreKind = 'keychain' | 'file';
 
-export interface Profile {
-  version: 1;
+const check = (rule: (s: string) => boolean, what: string) => v.pipe(v.string(`expected ${what}`), v.check(rule, `not ${what}`));
+
+/**
+ * A profile as stored: the declared shape it is parsed with when read (a
+ * hand-edited or old profile is outside input too), and the type derived
+ * from it. The character rules are the API's (api/names.ts).
+ */
+export const ProfileSchema = v.object({
+  version: v.literal(1, 'expected version 1'),
   /** The proxy's public host name: the profile's key. */
-  name: string;
+  name: check(isPlainHostName, 'a plain host name'),
   /** host:port of the proxy's HTTPS API. */
-  webProxyAddr: string;
+  webProxyAddr: check(isPlainHostPort, 'host:port'),
   /** host:port of the proxy's SSH service. */
-  sshProxyAddr: string;
-  clusterName: string;
-  username: string;
-  logins: string[];
-  roles: string[];
+  sshProxyAddr: check(isPlainHostPort, 'host:port'),
+  clusterName: check(isClusterName, 'a cluster name (a DNS name of at least two labels)'),
+  username: check(isPlainToken, 'a plain user name'),
+  logins: v.pipe(v.array(check(isPlainToken, 'a plain login name')), v.maxLength(MAX_TOKENS)),
+  roles: v.pipe(v.array(check(isPlainToken, 'a plain role name')), v.maxLength(MAX_TOKENS)),
   /** ISO time the certificate expires. */
-  validBefore: string;
-  keystore: KeystoreKind;
+  validBefore: v.pipe(v.string(), v.check((t) => Number.isFinite(Date.parse(t)), 'not a time')),
+  keystore: v.picklist(['keychain', 'file'], 'expected "keychain" or "file"'),
   /** TLS verification of the proxy was skipped at login (--insecure). */
-  insecure: boolean;
-  /** Nodes the user could reach at login, for the ssh_config Host patterns. */
-  nodeNames: string[];
-}
+  insecure: v.boolean('expected true or false'),
+  /** Nodes this profile routes (the names it claimed at login), for the ssh_config Host patterns. */
+  nodeNames: v.pipe(v.array(check(isDnsName, 'a plain node name')), v.maxLength(MAX_NODE_NAMES)),
+});
+
+/** What one login to one cluster left behind. */
+export type Profile = v.InferOutput<typeof ProfileSchema>;
 
 /** Reads and writes profiles under TSH_HOME; writes are atomic and locked. */
 export class ProfileStore {
@@ -64,16 +78,15 @@ export class ProfileStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new UserError('PROFILE_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
+    let json: unknown;
     try {
-      const p = JSON.parse(text) as Profile;
-      if (p.version !== 1 || typeof p.name !== 'string' || typeof p.username !== 'string') throw new Error('unexpected content');
-      return p;
+      json = JSON.parse(text);
     } catch (err) {
-      throw new UserError('PROFILE_CORRUPT', `${file} is damaged (${(err as Error).message})`, {
-        cause: err,
-        hint: `run \`tsh login --proxy=${n}\` again to replace it`,
-      });
+      throw corrupt(file, n, 'not JSON', err);
     }
+    const shape = parseShape(ProfileSchema, json);
+    if (!shape.ok) throw corrupt(file, n, `${shape.field}: ${shape.reason}`);
+    return shape.value;
   }
 
   /** Every profile on disk, sorted by name. */
@@ -91,9 +104,11 @@ export class ProfileStore {
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Writes a profile atomically and makes it the current one. Call inside `locked`. */
+  /** Writes a profile atomically and makes it the current one. Call inside `locked`. @throws UserError PROFILE_INVALID when it does not have the declared shape */
   save(profile: Profile): void {
     safeName(profile.name);
+    const shape = parseShape(ProfileSchema, profile);
+    if (!shape.ok) throw new UserError('PROFILE_INVALID', `refusing to save the profile ${printable(profile.name)}: ${printable(`${shape.field}: ${shape.reason}`, 200)}`);
     this.ensureDirs(profile.name);
     writeFileAtomic(this.paths.profile(profile.name), JSON.stringify(profile, null, 2) + '\n', 0o600);
     writeFileAtomic(this.paths.currentProfile(), profile.name + '\n', 0o600);
@@ -119,4 +134,12 @@ export class ProfileStore {
     const name = readFileSync(f, 'utf8').trim();
     return name === '' ? undefined : name;
   }
+}
+
+/** A stored profile that cannot be used: names the file, the problem and the fix. */
+function corrupt(file: string, name: string, problem: string, cause?: unknown): UserError {
+  return new UserError('PROFILE_CORRUPT', `${file} is damaged or was written by another version: ${printable(problem, 200)}`, {
+    ...(cause !== undefined ? { cause } : {}),
+    hint: `run \`tsh logout --proxy=${printable(name)}\` and then \`tsh login --proxy=${printable(name)}\` to replace it`,
+  });
 }

@@ -30,7 +30,9 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
+import { isClusterName, isClusterPattern, isPlainHostName, isPlainHostPort, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { printable } from '../util/printable.js';
 import type { TshPaths } from './paths.js';
 import type { KeystoreKind, Profile } from './profile.js';
 
@@ -77,10 +79,11 @@ export function blockMarkers(profileName: string): { begin: string; end: string 
 
 /** Renders the managed block, markers included, `\n` line endings, ending in a newline. */
 export function renderSshConfigBlock(input: SshConfigBlockInput): string {
+  checkBlockInput(input);
   const win = input.platform === 'win32';
   const { begin, end } = blockMarkers(input.profileName);
   const proxyHost = hostOf(input.sshProxyAddr);
-  const nodePatterns = [...new Set([...input.nodeNames.filter(isPlainPattern), `*.${input.clusterName}`])];
+  const nodePatterns = clusterHostPatterns(input.clusterName, input.nodeNames);
   const path = (p: string) => configPath(p, win);
   const identity =
     input.keystore === 'file'
@@ -111,13 +114,50 @@ export function renderSshConfigBlock(input: SshConfigBlockInput): string {
 }
 
 function hostOf(addr: string): string | undefined {
-  const m = /^\[([^\]]+)\]:\d+$/.exec(addr) ?? /^([^:]+):\d+$/.exec(addr);
-  return m && isPlainPattern(m[1]!) ? m[1] : undefined;
+  return splitPlainHostPort(addr)?.host;
 }
 
-/** A name usable as a Host pattern as is: no space, quote, comma or negation. */
-function isPlainPattern(name: string): boolean {
-  return /^[A-Za-z0-9._*?:-]+$/.test(name);
+// --- guards: every value from a profile (and so from a server) is checked
+// here, where it is written, whatever the caller checked before. ----------
+
+/**
+ * Refuses a block input with any value that is not plain: the profile name
+ * (the markers), the cluster name (comment and `*.<cluster>`), both proxy
+ * addresses, and an SSH proxy host that is neither the profile's host nor a
+ * name in the cluster. Node names are checked by clusterHostPatterns.
+ * @throws UserError SSH_CONFIG_UNSAFE_VALUE naming the value (escaped) and the fix
+ */
+export function checkBlockInput(input: Pick<SshConfigBlockInput, 'profileName' | 'clusterName' | 'webProxyAddr' | 'sshProxyAddr'>): void {
+  if (!isPlainHostName(input.profileName)) throw unsafeValue('profile name', input.profileName);
+  if (!isClusterName(input.clusterName)) throw unsafeValue('cluster name', input.clusterName);
+  if (!isPlainHostPort(input.webProxyAddr)) throw unsafeValue('proxy address', input.webProxyAddr);
+  const ssh = splitPlainHostPort(input.sshProxyAddr);
+  if (!ssh || !(sameHost(ssh.host, input.profileName) || isWithinCluster(ssh.host, input.clusterName))) throw unsafeValue('SSH proxy address', input.sshProxyAddr);
+}
+
+/**
+ * The Host patterns of the block's node section: the node names, then
+ * `*.<cluster>`, without duplicates (ignoring case). Every pattern must stay
+ * within the cluster's own names (api/names.ts isClusterPattern): no `*`, no
+ * `?`, no negation, no name outside the cluster, no unsafe character.
+ * @throws UserError SSH_CONFIG_UNSAFE_VALUE on the first pattern that is not
+ */
+export function clusterHostPatterns(clusterName: string, nodeNames: readonly string[]): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const p of [...nodeNames, `*.${clusterName}`]) {
+    if (p.startsWith('!') || !isClusterPattern(p, clusterName)) throw unsafeValue(`Host pattern for ${printable(clusterName)}`, p);
+    if (seen.has(p.toLowerCase())) continue;
+    seen.add(p.toLowerCase());
+    out.push(p);
+  }
+  return out;
+}
+
+function unsafeValue(what: string, value: string): UserError {
+  return new UserError('SSH_CONFIG_UNSAFE_VALUE', `refusing to write the ${what} "${printable(value, 80)}" into an ssh_config file: it is not a plain name within the cluster`, {
+    hint: 'the profile holds a value no proxy may set; run `tsh logout` and then `tsh login` again',
+  });
 }
 
 /** A path argument of an ssh_config keyword: double-quoted, %-tokens escaped; forward slashes on Windows. */

@@ -13,6 +13,7 @@
  * | config      | mutated server YAML                | ConfigError only                   |
  * | login-start | mutated JSON to LoginService.start | ApiRequestError (4xx) only         |
  * | web         | mutated raw HTTP/1.1 requests      | 2xx/3xx/4xx with the headers; no 5xx |
+ * | login-answer| mutated sealed login answers (JSON) through tsh's checks and the ssh_config / known_hosts renderers | UserError only; output scoped to the cluster (login-answer.ts) |
  */
 import { connect as tlsConnect } from 'node:tls';
 import { ConfigError } from '../../src/errors.js';
@@ -23,6 +24,7 @@ import { SECURITY_HEADERS } from '../../src/server/proxy/web.js';
 import { mutate, mutateText, type Rng } from '../helpers/fuzz.js';
 import { certCorpus, certFuzzTarget, isExpectedCertError } from '../sshcert/fuzz-corpus.js';
 import { agentCorpus, agentFuzzTarget, isExpectedAgentError } from './agent-corpus.js';
+import { loginAnswerTarget } from './login-answer.js';
 
 /** A target whose inputs are checked in-process, one at a time. */
 export interface SyncTarget {
@@ -335,5 +337,5 @@ function parseAnswer(raw: Buffer, complete = false): { status: number; headers: 
 }
 
 /** The names `npm run fuzz -- --target NAME` accepts. */
-export const SYNC_TARGETS = { certs: certsTarget, agent: agentTarget, noproxy: noproxyTarget, config: configTarget } as const;
+export const SYNC_TARGETS = { certs: certsTarget, agent: agentTarget, noproxy: noproxyTarget, config: configTarget, 'login-answer': loginAnswerTarget } as const;
 export const ASYNC_TARGET_NAMES = ['login-start', 'web'] as const;

@@ -94,6 +94,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     store.save(profile);
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: profile.clusterName,
+      proxyHost: profile.name,
       patterns: knownHostsPatterns({ clusterName: profile.clusterName, nodeNames: profile.nodeNames, sshProxyAddr }),
       caKeys: ca.get('host').trusted.map((k) => k.publicKey),
     });

@@ -9,7 +9,8 @@ import { isIP } from 'node:net';
 import { UserError } from '../../errors.js';
 import { fingerprintSha256, formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
 import { seal } from '../../api/envelope.js';
-import type { LoginResult, LoginStartRequest, LoginStartResponse } from '../../api/types.js';
+import type { LoginResult, LoginStartResponse } from '../../api/types.js';
+import { LoginStartRequestSchema, parseShape } from '../../api/schema.js';
 import type { ServerRuntime } from '../runtime.js';
 import { issueUser } from './issuer.js';
 import { OidcConnector, type OidcChecks } from './oidc.js';
@@ -20,7 +21,6 @@ export type IdpConnector = Pick<OidcConnector, 'authorizationUrl' | 'finish'>;
 
 /** Too many pending logins means someone is filling memory: refuse new ones. */
 const MAX_PENDING = 10_000;
-const MAX_TTL_REQUEST_SECONDS = 365 * 24 * 3600;
 
 /**
  * POST /v1/login/start per client address: a token bucket holding `burst`
@@ -321,31 +321,28 @@ export function hostCaLines(rt: ServerRuntime): string[] {
   return rt.ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey, `jumpgate host CA ${rt.config.clusterName}`));
 }
 
-/** Validates POST /v1/login/start's JSON; every refusal names the field. */
+/** Validates POST /v1/login/start's JSON against the API's declared shape (api/schema.ts); every refusal names the field. */
 function parseStart(body: unknown): Pick<PendingLogin, 'publicKey' | 'callbackUrl' | 'ttlSeconds' | 'clientKey' | 'clientNonce'> & { loginHint?: string } {
   const bad = (field: string, why: string) => new ApiRequestError(400, 'LOGIN_BAD_REQUEST', `${field}: ${why}`);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('body', 'expected a JSON object');
-  const b = body as Partial<Record<keyof LoginStartRequest, unknown>>;
-  if (typeof b.public_key !== 'string') throw bad('public_key', 'expected an OpenSSH public key line');
+  const shape = parseShape(LoginStartRequestSchema, body);
+  if (!shape.ok) throw bad(shape.field, shape.reason);
+  const b = shape.value;
   let publicKey: PublicKey;
   try {
     publicKey = parsePublicKeyLine(b.public_key).key;
   } catch (err) {
     throw bad('public_key', (err as Error).message);
   }
-  if (typeof b.callback_url !== 'string') throw bad('callback_url', 'expected a URL');
   const callbackUrl = checkLoopbackCallback(b.callback_url);
-  let ttlSeconds: number | undefined;
-  if (b.ttl_seconds !== undefined) {
-    if (typeof b.ttl_seconds !== 'number' || !Number.isInteger(b.ttl_seconds) || b.ttl_seconds <= 0 || b.ttl_seconds > MAX_TTL_REQUEST_SECONDS) {
-      throw bad('ttl_seconds', 'expected a whole number of seconds between 1 and one year');
-    }
-    ttlSeconds = b.ttl_seconds;
-  }
-  const clientKey = b64u32(b.client_key, 'client_key', bad);
-  b64u32(b.client_nonce, 'client_nonce', bad);
-  if (b.login_hint !== undefined && (typeof b.login_hint !== 'string' || b.login_hint.length > 256)) throw bad('login_hint', 'expected a string of at most 256 characters');
-  return { publicKey, callbackUrl, ttlSeconds, clientKey, clientNonce: b.client_nonce as string, ...(b.login_hint ? { loginHint: b.login_hint } : {}) };
+  return {
+    publicKey,
+    callbackUrl,
+    ttlSeconds: b.ttl_seconds,
+    clientKey: Buffer.from(b.client_key, 'base64url'),
+    clientNonce: b.client_nonce,
+    ...(b.login_hint ? { loginHint: b.login_hint } : {}),
+  };
 }
 
 /**
@@ -369,9 +366,4 @@ export function checkLoopbackCallback(text: string): URL {
   if (!url.port) throw refuse('must name a port');
   if (url.hash) throw refuse('must not have a fragment');
   return url;
-}
-
-function b64u32(value: unknown, field: string, bad: (f: string, w: string) => Error): Buffer {
-  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(value)) throw bad(field, 'expected 32 bytes, base64url without padding');
-  return Buffer.from(value, 'base64url');
 }

@@ -7,7 +7,8 @@ import { browserLogin, ping } from '../../../client/login.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
-import { knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
+import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
+import { claimClusterScope, droppedNotes } from '../../../client/cluster-scope.js';
 import { createHttpDispatcher } from '../../../net/index.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
 import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
@@ -31,6 +32,8 @@ export interface LoginOptions {
 export interface LoginHooks {
   /** Writes the managed ~/.ssh/config block for the profile; returns lines to show the user. */
   installSshConfig?: (profile: Profile, paths: TshPaths, deps: Deps) => string[];
+  /** Renders the block without writing it, so a value its guard refuses fails the login before anything is saved. */
+  checkSshConfig?: (profile: Profile, paths: TshPaths, deps: Deps) => void;
   /** Opens a URL in the user's browser. */
   openBrowser: (url: string, deps: Deps) => Promise<void>;
 }
@@ -66,6 +69,11 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     waiting: (text) => waitingIndicator(text, deps),
   });
   const r = login.result;
+  if (r.cluster_name !== info.cluster_name) {
+    throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${r.cluster_name}, but the proxy said it is ${info.cluster_name}`, {
+      hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy)',
+    });
+  }
   const profile: Profile = {
     version: 1,
     name: proxy.host,
@@ -78,24 +86,36 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     validBefore: r.valid_before,
     keystore: keystore.kind,
     insecure: opts.insecure,
-    nodeNames: r.nodes,
+    nodeNames: [],
   };
   const { notes, earlierKeys } = await store.locked(async () => {
     const earlier = previousProfile(store, profile.name);
     // Read before saveKeys overwrites them: the earlier login's keys, so its agent entries can be found.
     const earlierKeys = profileKeys(paths, profile.name, earlier ? [earlier.username] : []);
+    // Decided under the lock, against every other profile, before anything is saved.
+    const scope = claimClusterScope(
+      { profileName: profile.name, proxyHost: proxy.host, clusterName: r.cluster_name, sshProxyAddr: r.ssh_public_addr, nodeNames: r.nodes },
+      store.list(),
+    );
+    profile.nodeNames = scope.nodeNames;
+    const hostCa = {
+      clusterName: r.cluster_name,
+      proxyHost: proxy.host,
+      patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: r.ssh_public_addr }),
+      caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
+    };
+    // The renderers' own guards run before the first write, so a value they refuse leaves nothing behind.
+    formatHostCaLines(hostCa.clusterName, hostCa.patterns, hostCa.caKeys, hostCa.proxyHost);
+    if (opts.sshConfig && hooks.checkSshConfig) hooks.checkSshConfig(profile, paths, deps);
     await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate);
     recordKey(paths, profile.name, login.publicKey.blob);
     if (earlier && (earlier.username !== profile.username || earlier.keystore !== profile.keystore)) {
       await forgetEarlierKey(paths, earlier, profile);
     }
     store.save(profile);
-    writeClusterHostCAs(paths.knownHosts(), {
-      clusterName: r.cluster_name,
-      patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: r.nodes, sshProxyAddr: r.ssh_public_addr }),
-      caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
-    });
-    return { notes: opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [], earlierKeys };
+    writeClusterHostCAs(paths.knownHosts(), hostCa);
+    const written = opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [];
+    return { notes: [...droppedNotes(r.cluster_name, scope.dropped), ...written], earlierKeys };
   });
   const agentNote = await loadIntoAgent(login, profile, paths, deps, earlierKeys);
   const until = new Date(r.valid_before);

@@ -5,6 +5,7 @@ import type { Certificate } from '../../../sshcert/index.js';
 import { readProfileCertificate } from '../../../client/credentials.js';
 import { formatDuration } from '../../../config/duration.js';
 import type { Deps } from '../../deps.js';
+import { printable } from '../../../util/printable.js';
 
 export interface StatusOptions {
   format: 'text' | 'json';
@@ -39,7 +40,7 @@ export function run(opts: StatusOptions, deps: Deps): void {
   const cur = all.find((s) => s.current);
   if (!cur) throw new AuthError('NOT_LOGGED_IN', 'not logged in', { hint: 'run `tsh login --proxy=HOST`' });
   if (!cur.valid) {
-    throw new AuthError('CERT_EXPIRED', `the certificate for ${cur.profile.name} is ${cur.cert ? 'expired' : 'missing'}`, {
+    throw new AuthError('CERT_EXPIRED', `the certificate for ${printable(cur.profile.name)} is ${cur.cert ? 'expired' : 'missing'}`, {
       hint: `run \`tsh login --proxy=${cur.profile.webProxyAddr}\``,
     });
   }
@@ -83,6 +84,7 @@ function toText(s: ProfileStatus, now: bigint): string {
     ['Extensions', j.extensions.join(', ')],
     ['Key', s.profile.keystore === 'keychain' ? 'OS keychain' : 'file under TSH_HOME'],
   ];
-  const head = `${s.current ? '> ' : '  '}Profile ${j.profile}`;
-  return [head, ...rows.map(([k, val]) => `  ${(k + ':').padEnd(14)}${val}`)].join('\n');
+  // The profile is parsed with its schema when read, but what it holds came from a server: escaped all the same.
+  const head = `${s.current ? '> ' : '  '}Profile ${printable(j.profile)}`;
+  return [head, ...rows.map(([k, val]) => `  ${(k + ':').padEnd(14)}${printable(val, 2000)}`)].join('\n');
 }

@@ -1,0 +1,156 @@
+/**
+ * The proxy's HTTPS API shapes, declared once with valibot: the client parses
+ * every answer with them, the server parses the login start request with
+ * them, and the TypeScript types in api/types.ts are derived from them
+ * (`v.InferOutput`). Field names are snake_case on the wire. Objects are not
+ * strict (a newer server may add fields) but unknown fields are dropped from
+ * the parsed value, so nothing unchecked travels further.
+ *
+ * The character rules are in api/names.ts; this file only says which rule
+ * each field follows and how long things may be.
+ */
+import * as v from 'valibot';
+import { isClusterName, isPlainHostName, isPlainHostPort, isPlainToken } from './names.js';
+
+/** Longest ttl_seconds a client may ask for (the server's roles cap it far lower). */
+export const MAX_TTL_REQUEST_SECONDS = 365 * 24 * 3600;
+/** Most host CA keys one answer may carry (a rotation has two). */
+export const MAX_HOST_CA_KEYS = 16;
+/** Most node names one login answer may carry. */
+export const MAX_NODE_NAMES = 10_000;
+/** Most logins or roles one login answer may carry. */
+export const MAX_TOKENS = 256;
+/** Longest OpenSSH key or certificate line accepted (an RSA-16384 certificate is under 8 KiB). */
+export const MAX_KEY_LINE = 16_384;
+
+const plainHost = v.pipe(v.string('expected a host name'), v.check(isPlainHostName, 'not a plain host name (letters, digits, "-" and "." like a DNS name, or an IP address)'));
+const hostPort = v.pipe(v.string('expected host:port'), v.check(isPlainHostPort, 'not host:port with a plain host name and a port from 1 to 65535'));
+const clusterName = v.pipe(
+  v.string('expected a cluster name'),
+  v.check(isClusterName, 'not a cluster name tsh can scope ssh by: a DNS name of at least two labels (like example.com), no wildcard, IP address or unsafe character'),
+);
+const token = v.pipe(v.string('expected a name'), v.check(isPlainToken, 'not a plain name (letters, digits, "._@-", at most 128, not starting with "-" or ".")'));
+const keyLine = v.pipe(
+  v.string('expected an OpenSSH public key line'),
+  v.maxLength(MAX_KEY_LINE, `longer than ${MAX_KEY_LINE} characters`),
+  v.regex(/^[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [ -~]*)?$/, 'not one OpenSSH key line ("type base64 [comment]", printable characters only)'),
+);
+const base64url32 = (what: string) => v.pipe(v.string(what), v.regex(/^[A-Za-z0-9_-]{43}$/, 'expected 32 bytes, base64url without padding'));
+const isoTime = v.pipe(
+  v.string('expected an ISO time'),
+  v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/, 'not an ISO 8601 time like 2026-01-02T03:04:05Z'),
+  v.check((s) => Number.isFinite(Date.parse(s)), 'not a real date'),
+);
+const httpUrl = v.pipe(
+  v.string('expected a URL'),
+  v.maxLength(8192, 'longer than 8192 characters'),
+  v.check((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'https:' || u.protocol === 'http:') && !/[\x00-\x20\x7f]/.test(s);
+    } catch {
+      return false;
+    }
+  }, 'not an http(s) URL'),
+);
+
+/** GET /v1/ping: what a client needs to know before logging in. */
+export const PingResponseSchema = v.object({
+  cluster_name: clusterName,
+  server_version: v.pipe(v.string('expected a version'), v.regex(/^[A-Za-z0-9._+-]{1,64}$/, 'not a version like 1.2.3')),
+  proxy: v.object({
+    /** host:port of the HTTPS API, as clients should use it. */
+    web_public_addr: hostPort,
+    /** host:port of the SSH proxy. */
+    ssh_public_addr: hostPort,
+  }),
+  /** Every trusted host CA key (during a rotation: new and old), one OpenSSH public key line each. */
+  host_ca: v.pipe(v.array(keyLine, 'expected a list of key lines'), v.minLength(1, 'is empty'), v.maxLength(MAX_HOST_CA_KEYS, `has more than ${MAX_HOST_CA_KEYS} keys`)),
+  auth: v.variant(
+    'type',
+    [v.object({ type: v.literal('oidc'), issuer: httpUrl }), v.object({ type: v.literal('none') })],
+    'expected {"type": "oidc" | "none"}',
+  ),
+});
+
+/** POST /v1/login/start */
+export const LoginStartRequestSchema = v.object(
+  {
+    /** The user's public key, one OpenSSH line (only the key is certified, never sent back). */
+    public_key: v.pipe(v.string('expected an OpenSSH public key line'), v.maxLength(MAX_KEY_LINE, 'expected an OpenSSH public key line')),
+    /** Where the browser is sent at the end: http://127.0.0.1|localhost|[::1]:PORT/... only (checked by the server). */
+    callback_url: v.pipe(v.string('expected a URL'), v.maxLength(2048, 'expected a URL of at most 2048 characters')),
+    /** Requested certificate TTL in seconds; the server caps it. */
+    ttl_seconds: v.optional(
+      v.pipe(
+        v.number('expected a whole number of seconds between 1 and one year'),
+        v.integer('expected a whole number of seconds between 1 and one year'),
+        v.minValue(1, 'expected a whole number of seconds between 1 and one year'),
+        v.maxValue(MAX_TTL_REQUEST_SECONDS, 'expected a whole number of seconds between 1 and one year'),
+      ),
+    ),
+    /** tsh's one-time X25519 public key (base64url, 32 bytes) for sealing the response. */
+    client_key: base64url32('expected 32 bytes, base64url without padding'),
+    /** A secret (base64url, 32 bytes) the server echoes inside the sealed response. */
+    client_nonce: base64url32('expected 32 bytes, base64url without padding'),
+    /** Passed to the IdP as OIDC login_hint (tsh login --user). */
+    login_hint: v.optional(v.pipe(v.string('expected a string of at most 256 characters'), v.maxLength(256, 'expected a string of at most 256 characters'))),
+  },
+  'expected a JSON object',
+);
+
+export const LoginStartResponseSchema = v.object({
+  request_id: v.pipe(v.string('expected a request id'), v.regex(/^[A-Za-z0-9_-]{1,128}$/, 'not a request id (base64url, at most 128)')),
+  /** Where the browser goes next: the IdP's authorization URL. */
+  login_url: httpUrl,
+  /** ISO time after which the request is void. */
+  expires_at: isoTime,
+});
+
+/** The sealed payload tsh receives at its loopback listener (`response=` parameter). */
+export const LoginResultSchema = v.object({
+  v: v.literal(1, 'expected version 1'),
+  client_nonce: base64url32('expected the client nonce'),
+  /** The user certificate, one OpenSSH line (tsh then parses it and checks it is for its key). */
+  certificate: keyLine,
+  cluster_name: clusterName,
+  username: token,
+  logins: v.pipe(v.array(token, 'expected a list of logins'), v.maxLength(MAX_TOKENS, `has more than ${MAX_TOKENS} entries`)),
+  roles: v.pipe(v.array(token, 'expected a list of roles'), v.maxLength(MAX_TOKENS, `has more than ${MAX_TOKENS} entries`)),
+  valid_before: isoTime,
+  host_ca: v.pipe(v.array(keyLine, 'expected a list of key lines'), v.minLength(1, 'is empty'), v.maxLength(MAX_HOST_CA_KEYS, `has more than ${MAX_HOST_CA_KEYS} keys`)),
+  ssh_public_addr: hostPort,
+  web_public_addr: hostPort,
+  /** Names of the nodes these roles reach, for the ssh_config Host patterns. */
+  nodes: v.pipe(v.array(plainHost, 'expected a list of node names'), v.maxLength(MAX_NODE_NAMES, `has more than ${MAX_NODE_NAMES} names`)),
+});
+
+/** Errors from the API: JSON with a stable code. */
+export const ApiErrorSchema = v.object({
+  error: v.object({
+    code: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/)),
+    message: v.pipe(v.string(), v.maxLength(2000)),
+  }),
+});
+
+/** The first problem valibot found, as `field.path[index]` and a reason (the field is `body` for the value itself). */
+export function firstIssue(issues: readonly v.BaseIssue<unknown>[]): { field: string; reason: string } {
+  const issue = issues[0];
+  if (!issue) return { field: 'body', reason: 'invalid' };
+  let field = '';
+  for (const item of issue.path ?? []) {
+    const key = (item as { key?: unknown }).key;
+    field += typeof key === 'number' ? `[${key}]` : `${field ? '.' : ''}${String(key)}`;
+  }
+  return { field: field || 'body', reason: issue.message };
+}
+
+/**
+ * Parses `value` with `schema`; on failure returns the first problem as
+ * `{ field, reason }` (never throws). Callers turn it into their own error
+ * kind (ApiRequestError on the server, UserError/AuthError in tsh).
+ */
+export function parseShape<S extends v.GenericSchema>(schema: S, value: unknown): { ok: true; value: v.InferOutput<S> } | { ok: false; field: string; reason: string } {
+  const r = v.safeParse(schema, value);
+  return r.success ? { ok: true, value: r.output } : { ok: false, ...firstIssue(r.issues) };
+}
