@@ -29,14 +29,17 @@ export interface KnownHostsScope {
 
 /**
  * The host patterns the cluster's host CA is trusted for: the node names,
- * `*.<cluster>`, and the proxy's SSH address. ssh looks a host up as
+ * `*.<cluster>`, and the proxy's SSH address, lower-case. ssh looks a host up as
  * `[host]:port` when the port is not 22, so that is how the proxy is written.
  * Scoped rather than `*`, so one cluster's CA can never vouch for another
  * cluster's nodes or for unrelated hosts.
  */
 export function knownHostsPatterns(scope: KnownHostsScope): string[] {
   const out: string[] = [];
-  const add = (p: string) => {
+  // Lower-case: ssh looks up the host name it lower-cased (the patterns are
+  // lower-cased by OpenSSH too, but tsh's own check and readers compare as written).
+  const add = (raw: string) => {
+    const p = raw.toLowerCase();
     if (p !== '' && !/[\s,]/.test(p) && !out.includes(p)) out.push(p);
   };
   for (const n of scope.nodeNames) add(n);
