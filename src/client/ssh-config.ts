@@ -5,15 +5,35 @@
  *
  *   # BEGIN Jumpgate <profile>
  *   # (what it is)
- *   Host node1 node2 *.<cluster> !<proxy host>     the nodes: through `tsh proxy ssh`, trusting only the host CA
+ *   Match host node1,node2,*.<cluster>,!<proxy host>   the nodes: through `tsh proxy ssh`, trusting only the host CA
  *       UserKnownHostsFile "<TSH_HOME>/known_hosts"
  *       StrictHostKeyChecking yes
- *       IdentityFile / CertificateFile / IdentitiesOnly   (file keystore; with the keychain the agent holds them)
- *       ProxyCommand <tsh> proxy ssh --proxy=<web addr> %r@%h:%p
- *   Host <proxy host>                                 for `ssh -J`: the proxy's host certificate becomes trusted too
+ *       IdentityFile "<key>"  (file keystore; keychain: "<key>.pub", ssh takes the private half from the agent)
+ *       CertificateFile "<key>-cert.pub"
+ *       IdentitiesOnly yes                               only this certificate, whatever else the agent holds
+ *       ProxyCommand <tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p
+ *   Match host <proxy host>                            for `ssh -J`: the proxy's host certificate becomes trusted too
  *       UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "<TSH_HOME>/known_hosts"
+ *       IdentityFile / CertificateFile / IdentitiesOnly (as above)
  *   Host *                                            ends the section so what follows applies to every host again
  *   # END Jumpgate <profile>
+ *
+ * Why `Match host` and not `Host`: ssh matches `Host` patterns against the
+ * name as typed, case-sensitively (`Host WebServer01` misses `ssh
+ * webserver01`), while `Match host` sees the host name ssh lower-cased
+ * (OpenSSH 9.2, checked with `ssh -G`), the same name ssh then looks up in
+ * known_hosts and checks against the host certificate. So the patterns are
+ * written lower-case and every spelling of a node name takes the block.
+ *
+ * Why IdentitiesOnly with the keychain too: without it ssh offers every key
+ * in the agent first, and a user with six or more other keys gets "Too many
+ * authentication failures" before the certificate is tried. With
+ * `IdentityFile <key>.pub` (the public half, written for every keystore) ssh
+ * picks the matching key and certificate from the agent.
+ *
+ * Why `--tsh-home`: ssh started from an IDE or another shell does not have
+ * the TSH_HOME this login used; the block carries it so it works from any
+ * process of the user (a tsh flag, not `env TSH_HOME=`: Windows has no env).
  *
  * Quoting (ssh_config(5), and the ProxyCommand's shell): paths in keywords
  * are double-quoted, `%` doubled (ssh expands %-tokens there). ProxyCommand
@@ -28,7 +48,7 @@
  * tsh in a directory without spaces to stay clear of the old inbox ssh.
  */
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { TshPaths } from './paths.js';
@@ -44,9 +64,13 @@ export interface SshConfigBlockInput {
   sshProxyAddr: string;
   nodeNames: string[];
   keystore: KeystoreKind;
+  /** The TSH_HOME of this login, carried by the ProxyCommand (`--tsh-home`). */
+  tshHome: string;
   knownHostsFile: string;
-  /** The private key and certificate files (written only with the file keystore). */
+  /** The private key file (written only with the file keystore). */
   identityFile: string;
+  /** The public key file (`<key>.pub`, written with every keystore): the identity with the keychain. */
+  publicKeyFile: string;
   certificateFile: string;
   /** How to run this tsh: [program] or [node, script] (deps.selfCommand); absolute paths. */
   tshCommand: string[];
@@ -62,8 +86,10 @@ export function sshConfigInput(profile: Profile, paths: TshPaths, tshCommand: st
     sshProxyAddr: profile.sshProxyAddr,
     nodeNames: profile.nodeNames,
     keystore: profile.keystore,
+    tshHome: paths.home,
     knownHostsFile: paths.knownHosts(),
     identityFile: paths.privateKey(profile.name, profile.username),
+    publicKeyFile: paths.publicKey(profile.name, profile.username),
     certificateFile: paths.certificate(profile.name, profile.username),
     tshCommand,
     platform: paths.penv.platform,
@@ -77,32 +103,13 @@ export function blockMarkers(profileName: string): { begin: string; end: string 
 
 /** Renders the managed block, markers included, `\n` line endings, ending in a newline. */
 export function renderSshConfigBlock(input: SshConfigBlockInput): string {
-  const win = input.platform === 'win32';
   const { begin, end } = blockMarkers(input.profileName);
   const proxyHost = hostOf(input.sshProxyAddr);
-  const nodePatterns = [...new Set([...input.nodeNames.filter(isPlainPattern), `*.${input.clusterName}`])];
-  const path = (p: string) => configPath(p, win);
-  const identity =
-    input.keystore === 'file'
-      ? [`    IdentityFile ${path(input.identityFile)}`, `    CertificateFile ${path(input.certificateFile)}`]
-      : ['    # Identity: the key and certificate `tsh login` loaded into your ssh-agent.'];
-  const proxyCommand = [...input.tshCommand.map((w) => commandWord(w, win)), 'proxy', 'ssh', commandWord(`--proxy=${input.webProxyAddr}`, win), '%r@%h:%p'].join(' ');
   return [
     begin,
     `# Cluster ${input.clusterName} through the proxy ${input.webProxyAddr}. Written by tsh; \`tsh login\` rewrites it: edit outside it.`,
-    `Host ${nodePatterns.join(' ')}${proxyHost ? ` !${proxyHost}` : ''}`,
-    `    UserKnownHostsFile ${path(input.knownHostsFile)}`,
-    '    StrictHostKeyChecking yes',
-    ...identity,
-    ...(input.keystore === 'file' ? ['    IdentitiesOnly yes'] : []),
-    `    ProxyCommand ${proxyCommand}`,
-    ...(proxyHost
-      ? [
-          `Host ${proxyHost}`,
-          `    UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 ${path(input.knownHostsFile)}`,
-          ...(input.keystore === 'file' ? identity : []),
-        ]
-      : []),
+    ...nodeSection(input, proxyHost),
+    ...(proxyHost ? proxySection(input, proxyHost) : []),
     '# Ends the Host section above, so the lines after this block apply to every host again.',
     'Host *',
     end,
@@ -110,14 +117,101 @@ export function renderSshConfigBlock(input: SshConfigBlockInput): string {
   ].join('\n');
 }
 
-function hostOf(addr: string): string | undefined {
-  const m = /^\[([^\]]+)\]:\d+$/.exec(addr) ?? /^([^:]+):\d+$/.exec(addr);
-  return m && isPlainPattern(m[1]!) ? m[1] : undefined;
+/**
+ * The `Match host` patterns of the nodes: the inventory names and
+ * `*.<cluster>`, lower-case (ssh lower-cases the host name `Match host`
+ * sees), deduplicated; names that cannot be a pattern as they are are left out.
+ */
+export function nodeHostPatterns(nodeNames: string[], clusterName: string): string[] {
+  return [...new Set([...nodeNames, `*.${clusterName}`].filter(isPlainPattern).map((n) => n.toLowerCase()))];
 }
 
-/** A name usable as a Host pattern as is: no space, quote, comma or negation. */
+/** The section for the nodes: through `tsh proxy ssh`, tsh's known_hosts only, exactly the cluster's certificate. */
+function nodeSection(input: SshConfigBlockInput, proxyHost: string | undefined): string[] {
+  const path = (p: string) => configPath(p, input.platform === 'win32');
+  const patterns = [...nodeHostPatterns(input.nodeNames, input.clusterName), ...(proxyHost ? [`!${proxyHost}`] : [])];
+  return [
+    `Match host ${patterns.join(',')}`,
+    `    UserKnownHostsFile ${path(input.knownHostsFile)}`,
+    '    StrictHostKeyChecking yes',
+    ...identityLines(input),
+    `    ProxyCommand ${proxyCommand(input)}`,
+  ];
+}
+
+/** The section for the proxy's SSH service (`ssh -J`): tsh's known_hosts after the user's own, the same identity. */
+function proxySection(input: SshConfigBlockInput, proxyHost: string): string[] {
+  const path = (p: string) => configPath(p, input.platform === 'win32');
+  return [
+    `Match host ${proxyHost}`,
+    `    UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 ${path(input.knownHostsFile)}`,
+    ...identityLines(input),
+  ];
+}
+
+/**
+ * The identity lines: the private key file with the file keystore; with the
+ * keychain the public half, so that ssh uses the matching key (and its
+ * certificate) from the agent. IdentitiesOnly: no other key is offered.
+ */
+function identityLines(input: SshConfigBlockInput): string[] {
+  const path = (p: string) => configPath(p, input.platform === 'win32');
+  const key = input.keystore === 'file' ? input.identityFile : input.publicKeyFile;
+  return [`    IdentityFile ${path(key)}`, `    CertificateFile ${path(input.certificateFile)}`, '    IdentitiesOnly yes'];
+}
+
+/** `<tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p`, each word quoted for its platform. */
+function proxyCommand(input: SshConfigBlockInput): string {
+  const win = input.platform === 'win32';
+  return [
+    ...input.tshCommand.map((w) => commandWord(w, win)),
+    'proxy',
+    'ssh',
+    commandWord(`--tsh-home=${input.tshHome}`, win),
+    commandWord(`--proxy=${input.webProxyAddr}`, win),
+    '%r@%h:%p',
+  ].join(' ');
+}
+
+/** The proxy's host, lower-case, when it can be a pattern. */
+function hostOf(addr: string): string | undefined {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(addr) ?? /^([^:]+):\d+$/.exec(addr);
+  return m && isPlainPattern(m[1]!) ? m[1]!.toLowerCase() : undefined;
+}
+
+/** A name usable as a pattern as is: no space, quote, comma or negation. */
 function isPlainPattern(name: string): boolean {
   return /^[A-Za-z0-9._*?:-]+$/.test(name);
+}
+
+/**
+ * A warning when the ssh config tsh writes is not the one OpenSSH reads:
+ * ssh takes `~` (and so ~/.ssh/config) from the account's passwd entry, not
+ * from $HOME, so with HOME pointed elsewhere (sudo -E, a container, a test)
+ * the block would sit in a file plain ssh never opens. `accountHome` is the
+ * passwd home (deps.accountHome); undefined (Windows, no entry) means no check.
+ * Returns undefined when both name the same directory.
+ */
+export function unreadConfigWarning(paths: TshPaths, accountHome: string | undefined): string | undefined {
+  if (accountHome === undefined || accountHome === '' || paths.penv.platform === 'win32') return undefined;
+  const written = paths.sshConfig();
+  const read = join(accountHome, '.ssh', 'config');
+  if (sameDir(dirname(dirname(written)), accountHome)) return undefined;
+  return (
+    `warning: wrote the block into ${written}, but OpenSSH reads ${read} (the home directory of your account, not $HOME=${paths.penv.homedir}), ` +
+    `so plain ssh will not use it: run ssh with -F ${written}, or add the line "Include ${written}" at the top of ${read}`
+  );
+}
+
+function sameDir(a: string, b: string): boolean {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  return real(a) === real(b);
 }
 
 /** A path argument of an ssh_config keyword: double-quoted, %-tokens escaped; forward slashes on Windows. */

@@ -22,8 +22,10 @@ const base: SshConfigBlockInput = {
   sshProxyAddr: 'jump.example.org:3023',
   nodeNames: ['node1', 'db-2'],
   keystore: 'file',
+  tshHome: '/home/al/.tsh',
   knownHostsFile: '/home/al/.tsh/known_hosts',
   identityFile: '/home/al/.tsh/keys/jump.example.org/al',
+  publicKeyFile: '/home/al/.tsh/keys/jump.example.org/al.pub',
   certificateFile: '/home/al/.tsh/keys/jump.example.org/al-cert.pub',
   tshCommand: ['/usr/local/bin/tsh'],
   platform: 'linux',
@@ -35,17 +37,18 @@ describe('renderSshConfigBlock', () => {
       renderSshConfigBlock(base),
       `# BEGIN Jumpgate jump.example.org
 # Cluster example.org through the proxy jump.example.org:3080. Written by tsh; \`tsh login\` rewrites it: edit outside it.
-Host node1 db-2 *.example.org !jump.example.org
+Match host node1,db-2,*.example.org,!jump.example.org
     UserKnownHostsFile "/home/al/.tsh/known_hosts"
     StrictHostKeyChecking yes
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
     CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
     IdentitiesOnly yes
-    ProxyCommand /usr/local/bin/tsh proxy ssh --proxy=jump.example.org:3080 %r@%h:%p
-Host jump.example.org
+    ProxyCommand /usr/local/bin/tsh proxy ssh --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p
+Match host jump.example.org
     UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "/home/al/.tsh/known_hosts"
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
     CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
+    IdentitiesOnly yes
 # Ends the Host section above, so the lines after this block apply to every host again.
 Host *
 # END Jumpgate jump.example.org
@@ -53,23 +56,36 @@ Host *
     );
   });
 
-  test('keychain keystore: the identity is the agent, no key files named', () => {
+  test('keychain keystore: the public half names the identity, so ssh offers only the certificate from the agent, for nodes and the proxy', () => {
     const block = renderSshConfigBlock({ ...base, keystore: 'keychain' });
-    assert.doesNotMatch(block, /IdentityFile|CertificateFile|IdentitiesOnly|IdentityAgent/);
-    assert.match(block, /# Identity: the key and certificate `tsh login` loaded into your ssh-agent\./);
+    const sections = block.split(/^Match host /m).slice(1);
+    assert.equal(sections.length, 2);
+    for (const section of sections) {
+      assert.match(section, /^ {4}IdentityFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al\.pub"$/m);
+      assert.match(section, /^ {4}CertificateFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al-cert\.pub"$/m);
+      assert.match(section, /^ {4}IdentitiesOnly yes$/m);
+    }
+    assert.doesNotMatch(block, /IdentityFile "[^"]*\/al"$/m, 'no private key file is named: with the keychain there is none');
+  });
+
+  test('node names are matched lower-case (ssh lower-cases the host name Match host sees)', () => {
+    const block = renderSshConfigBlock({ ...base, nodeNames: ['WebServer01', 'node1'], clusterName: 'Example.ORG', sshProxyAddr: 'Jump.Example.org:3023' });
+    assert.match(block, /^Match host webserver01,node1,\*\.example\.org,!jump\.example\.org$/m);
+    assert.match(block, /^Match host jump\.example\.org$/m);
   });
 
   test('Windows: forward slashes everywhere, the program path unquoted unless it has a space', () => {
     const win: SshConfigBlockInput = {
       ...base,
       platform: 'win32',
+      tshHome: 'C:\\Users\\al\\.tsh',
       knownHostsFile: 'C:\\Users\\al\\.tsh\\known_hosts',
       identityFile: 'C:\\Users\\al\\.tsh\\keys\\jump.example.org\\al',
       certificateFile: 'C:\\Users\\al\\.tsh\\keys\\jump.example.org\\al-cert.pub',
       tshCommand: ['C:\\Users\\al\\AppData\\Local\\Programs\\jumpgate\\tsh.exe'],
     };
     const block = renderSshConfigBlock(win);
-    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
+    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --tsh-home=C:\/Users\/al\/\.tsh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
     assert.match(block, /^ {4}UserKnownHostsFile "C:\/Users\/al\/\.tsh\/known_hosts"$/m);
     assert.match(block, /^ {4}IdentityFile "C:\/Users\/al\/\.tsh\/keys\/jump\.example\.org\/al"$/m);
     const spaced = renderSshConfigBlock({ ...win, tshCommand: ['C:\\Program Files\\nodejs\\node.exe', 'C:\\Program Files\\Jumpgate\\bin\\tsh'] });
@@ -111,6 +127,8 @@ Host *
       chmodSync(fake, 0o755);
       const input: SshConfigBlockInput = {
         ...base,
+        nodeNames: ['node1', 'db-2', 'WebServer01'],
+        tshHome: odd,
         knownHostsFile: join(odd, 'known_hosts'),
         identityFile: join(odd, 'key'),
         certificateFile: join(odd, 'key-cert.pub'),
@@ -123,6 +141,12 @@ Host *
       assert.equal(g.code, 0, g.stderr);
       assert.match(g.stdout, new RegExp(`^userknownhostsfile ${escapeRe(join(odd, 'known_hosts'))}$`, 'm'));
       assert.match(g.stdout, /^stricthostkeychecking true$/m);
+      // Every spelling of a node name takes the block (Host patterns would be case-sensitive).
+      for (const spelling of ['WebServer01', 'webserver01', 'WEBSERVER01', 'NODE1.Example.Org', 'db-2.example.org']) {
+        const gs = await run(ssh, ['-F', cfg, '-G', spelling]);
+        assert.match(gs.stdout, /^proxycommand /m, `${spelling} is routed through the proxy`);
+        assert.match(gs.stdout, /^identitiesonly yes$/m);
+      }
       // The proxy host keeps the user's own known_hosts and gains tsh's.
       const gp = await run(ssh, ['-F', cfg, '-G', 'jump.example.org']);
       assert.match(gp.stdout, new RegExp(`^userknownhostsfile \\S+/\\.ssh/known_hosts \\S+/\\.ssh/known_hosts2 ${escapeRe(join(odd, 'known_hosts'))}$`, 'm'));
@@ -136,7 +160,7 @@ Host *
       // ssh -G prints IdentityFile/CertificateFile before %-expansion; -v shows the files ssh really tries.
       assert.match(r.stderr, new RegExp(`^debug1: identity file ${escapeRe(join(odd, 'key'))} type -1\r?$`, 'm'));
       assert.match(r.stderr, new RegExp(`^debug1: certificate file ${escapeRe(join(odd, 'key-cert.pub'))} type -1\r?$`, 'm'));
-      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', '--proxy=[::1]:3080', 'al@node1:22']);
+      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', `--tsh-home=${odd}`, '--proxy=[::1]:3080', 'al@node1:22']);
     } finally {
       tmp.cleanup();
     }
