@@ -13,6 +13,13 @@ import { safeName, type TshPaths } from './paths.js';
 
 export type KeystoreKind = 'keychain' | 'file';
 
+/**
+ * Whether `tsh login` loads key + certificate into the ssh-agent: `auto`
+ * when one answers, `yes` and a failure is an error, `no` never (ssh then
+ * reads the key file: only with the file keystore).
+ */
+export type AddKeysToAgent = 'auto' | 'yes' | 'no';
+
 export interface Profile {
   version: 1;
   /** The proxy's public host name: the profile's key. */
@@ -32,6 +39,8 @@ export interface Profile {
   insecure: boolean;
   /** Nodes the user could reach at login, for the ssh_config Host patterns. */
   nodeNames: string[];
+  /** `--add-keys-to-agent` of the login, remembered for the next one (absent in older profiles: auto). */
+  addKeysToAgent?: AddKeysToAgent;
 }
 
 /** Reads and writes profiles under TSH_HOME; writes are atomic and locked. */

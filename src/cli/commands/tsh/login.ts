@@ -1,10 +1,10 @@
-import { AuthError, UsageError } from '../../../errors.js';
+import { AuthError, UsageError, UserError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
 import { openKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, ping } from '../../../client/login.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
-import { ProfileStore, type Profile } from '../../../client/profile.js';
+import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
 import { knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { createHttpDispatcher } from '../../../net/index.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
@@ -23,6 +23,30 @@ export interface LoginOptions {
   keystore: 'auto' | 'keychain' | 'file';
   /** Write the managed block into ~/.ssh/config (off with --no-ssh-config). */
   sshConfig: boolean;
+  /** --add-keys-to-agent; undefined: what the profile remembers, else auto. */
+  addKeysToAgent?: AddKeysToAgent;
+}
+
+/**
+ * The agent setting of a login and the key store mode it allows. ssh cannot
+ * read a key from the OS keychain, only from the agent or a file: with
+ * `no`, `--keystore=keychain` is refused and `auto` means the file store.
+ * @throws UsageError USAGE_AGENT_KEYCHAIN for `no` with `--keystore=keychain`.
+ */
+export function agentAndKeystore(
+  flag: AddKeysToAgent | undefined,
+  remembered: AddKeysToAgent | undefined,
+  keystore: LoginOptions['keystore'],
+): { addKeysToAgent: AddKeysToAgent; keystore: LoginOptions['keystore']; note?: string } {
+  const addKeysToAgent = flag ?? remembered ?? 'auto';
+  if (addKeysToAgent !== 'no' || keystore === 'file') return { addKeysToAgent, keystore };
+  const origin = flag === undefined ? ' (remembered from your last login)' : '';
+  if (keystore === 'keychain') {
+    throw new UsageError('USAGE_AGENT_KEYCHAIN', `--add-keys-to-agent=no${origin} cannot go with --keystore=keychain: plain ssh reads keys from the agent or a file, never from the OS keychain`, {
+      hint: 'use --keystore=file (the key in a 0600 file ssh reads), or --add-keys-to-agent=auto',
+    });
+  }
+  return { addKeysToAgent, keystore: 'file', note: `--add-keys-to-agent=no${origin}: keeping the private key in a 0600 file under TSH_HOME, where plain ssh reads it` };
 }
 
 /** Hooks for what happens after the certificate is stored (the ssh_config block lives in ssh-config.ts). */
@@ -43,13 +67,15 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     throw new UsageError('USAGE_NO_PROXY', 'tsh login needs the proxy address', { hint: 'give --proxy=HOST[:PORT] or set TSH_PROXY' });
   }
   const proxy = parseProxyFlag(proxyText);
+  const choice = agentAndKeystore(opts.addKeysToAgent, store.load(proxy.host)?.addKeysToAgent, opts.keystore);
   const dispatcher = createHttpDispatcher({
     env: deps.env,
     insecureSkipVerify: opts.insecure,
     log: deps.debug ? (l) => say(l) : undefined,
     warn: say,
   });
-  const keystore = await openKeyStore(opts.keystore, { paths, notice: say });
+  if (choice.note) say(choice.note);
+  const keystore = await openKeyStore(choice.keystore, { paths, notice: say });
   const info = await ping(proxy.addr, dispatcher);
   if (info.auth.type !== 'oidc') {
     throw new AuthError('LOGIN_NOT_CONFIGURED', `the cluster ${printable(info.cluster_name)} has no single sign-on configured`, { hint: 'ask an admin to set auth.oidc' });
@@ -77,6 +103,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     keystore: keystore.kind,
     insecure: opts.insecure,
     nodeNames: r.nodes,
+    addKeysToAgent: choice.addKeysToAgent,
   };
   const notes = await store.locked(async () => {
     await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate);
@@ -88,11 +115,17 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     });
     return opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [];
   });
-  const agentNote = await loadIntoAgent(login, profile, paths, deps);
+  const agent = choice.addKeysToAgent === 'no' ? { notes: [], failed: false } : await loadIntoAgent(login, profile, paths, deps);
   const until = new Date(r.valid_before);
   say(`Logged in to ${printable(r.cluster_name)} as ${printable(r.username)} (roles: ${r.roles.map((x) => printable(x)).join(', ')}).`);
   say(`Logins: ${r.logins.map((x) => printable(x)).join(', ')}. Valid until ${until.toISOString()}.`);
-  for (const n of [...notes, ...agentNote]) say(n);
+  if (agent.failed && choice.addKeysToAgent === 'yes') {
+    for (const n of notes) say(n);
+    throw new UserError('AGENT_ADD_FAILED', `logged in, but the certificate is not in the ssh-agent (--add-keys-to-agent=yes): ${agent.notes.join(' ')}`, {
+      hint: 'start an agent (`eval "$(ssh-agent)"`) and log in again, or use --add-keys-to-agent=auto',
+    });
+  }
+  for (const n of [...notes, ...agent.notes]) say(n);
 }
 
 /**
@@ -125,14 +158,17 @@ async function loadIntoAgent(
   profile: Profile,
   paths: TshPaths,
   deps: Deps,
-): Promise<string[]> {
+): Promise<{ notes: string[]; failed: boolean }> {
   const lifetime = Math.floor((Date.parse(profile.validBefore) - deps.clock().getTime()) / 1000);
   let agent: AgentClient;
   try {
     agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
   } catch (err) {
     if (err instanceof AgentError) {
-      return [`note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${profile.keystore === 'file' ? 'uses the key file named in ~/.ssh/config instead' : 'needs an agent: start one with `eval "$(ssh-agent)"` and log in again'}.`];
+      return {
+        failed: true,
+        notes: [`note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${profile.keystore === 'file' ? 'uses the key file named in ~/.ssh/config instead' : 'needs an agent: start one with `eval "$(ssh-agent)"` and log in again'}.`],
+      };
     }
     throw err;
   }
@@ -146,9 +182,9 @@ async function loadIntoAgent(
         ? { files: { key: paths.privateKey(profile.name, profile.username), cert: paths.certificate(profile.name, profile.username) } }
         : {}),
     });
-    return res.warning ? [`warning: ${res.warning}`] : [];
+    return { notes: res.warning ? [`warning: ${res.warning}`] : [], failed: res.warning !== undefined };
   } catch (err) {
-    if (err instanceof AgentError) return [`warning: could not add the certificate to the ssh-agent: ${err.message}`];
+    if (err instanceof AgentError) return { notes: [`warning: could not add the certificate to the ssh-agent: ${err.message}`], failed: true };
     throw err;
   } finally {
     agent.close();
