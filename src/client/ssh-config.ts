@@ -8,7 +8,7 @@
  *   Match host node1,node2,*.<cluster>,!<proxy host>   the nodes: through `tsh proxy ssh`, trusting only the host CA
  *       UserKnownHostsFile "<TSH_HOME>/known_hosts"
  *       StrictHostKeyChecking yes
- *       IdentityFile "<key>"  (file keystore; keychain: "<key>.pub", ssh takes the private half from the agent)
+ *       IdentityFile "<key>"  (file keystore; keychain: "<key>-cert.pub", ssh signs with the agent's entry)
  *       CertificateFile "<key>-cert.pub"
  *       IdentitiesOnly yes                               only this certificate, whatever else the agent holds
  *       ProxyCommand <tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p
@@ -27,9 +27,12 @@
  *
  * Why IdentitiesOnly with the keychain too: without it ssh offers every key
  * in the agent first, and a user with six or more other keys gets "Too many
- * authentication failures" before the certificate is tried. With
- * `IdentityFile <key>.pub` (the public half, written for every keystore) ssh
- * picks the matching key and certificate from the agent.
+ * authentication failures" before the certificate is tried. The identity is
+ * then the CERTIFICATE file: ssh matches IdentityFile entries against the
+ * agent's by type and key (sshkey_equal), and tsh puts only the certificate
+ * in the agent, so a plain `<key>.pub` matches nothing, and ssh falls back
+ * to reading it as a private key ("UNPROTECTED PRIVATE KEY FILE", OpenSSH
+ * 9.2). The certificate file matches the agent's entry and the agent signs.
  *
  * Why `--tsh-home`: ssh started from an IDE or another shell does not have
  * the TSH_HOME this login used; the block carries it so it works from any
@@ -69,8 +72,7 @@ export interface SshConfigBlockInput {
   knownHostsFile: string;
   /** The private key file (written only with the file keystore). */
   identityFile: string;
-  /** The public key file (`<key>.pub`, written with every keystore): the identity with the keychain. */
-  publicKeyFile: string;
+  /** The certificate file (written with every keystore): also the identity with the keychain. */
   certificateFile: string;
   /** How to run this tsh: [program] or [node, script] (deps.selfCommand); absolute paths. */
   tshCommand: string[];
@@ -89,7 +91,6 @@ export function sshConfigInput(profile: Profile, paths: TshPaths, tshCommand: st
     tshHome: paths.home,
     knownHostsFile: paths.knownHosts(),
     identityFile: paths.privateKey(profile.name, profile.username),
-    publicKeyFile: paths.publicKey(profile.name, profile.username),
     certificateFile: paths.certificate(profile.name, profile.username),
     tshCommand,
     platform: paths.penv.platform,
@@ -151,12 +152,12 @@ function proxySection(input: SshConfigBlockInput, proxyHost: string): string[] {
 
 /**
  * The identity lines: the private key file with the file keystore; with the
- * keychain the public half, so that ssh uses the matching key (and its
- * certificate) from the agent. IdentitiesOnly: no other key is offered.
+ * keychain the certificate file, which ssh matches with the agent's
+ * certificate (header). IdentitiesOnly: no other key is offered.
  */
 function identityLines(input: SshConfigBlockInput): string[] {
   const path = (p: string) => configPath(p, input.platform === 'win32');
-  const key = input.keystore === 'file' ? input.identityFile : input.publicKeyFile;
+  const key = input.keystore === 'file' ? input.identityFile : input.certificateFile;
   return [`    IdentityFile ${path(key)}`, `    CertificateFile ${path(input.certificateFile)}`, '    IdentitiesOnly yes'];
 }
 

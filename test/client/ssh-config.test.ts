@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { TshPaths } from '../../src/client/paths.js';
 import {
   commandWord,
@@ -10,6 +11,7 @@ import {
   installSshConfigBlock,
   renderSshConfigBlock,
   replaceManagedBlock,
+  unreadConfigWarning,
   type SshConfigBlockInput,
 } from '../../src/client/ssh-config.js';
 import { writeError, writeFileAtomic } from '../../src/util/atomic-write.js';
@@ -25,7 +27,6 @@ const base: SshConfigBlockInput = {
   tshHome: '/home/al/.tsh',
   knownHostsFile: '/home/al/.tsh/known_hosts',
   identityFile: '/home/al/.tsh/keys/jump.example.org/al',
-  publicKeyFile: '/home/al/.tsh/keys/jump.example.org/al.pub',
   certificateFile: '/home/al/.tsh/keys/jump.example.org/al-cert.pub',
   tshCommand: ['/usr/local/bin/tsh'],
   platform: 'linux',
@@ -56,12 +57,12 @@ Host *
     );
   });
 
-  test('keychain keystore: the public half names the identity, so ssh offers only the certificate from the agent, for nodes and the proxy', () => {
+  test('keychain keystore: the certificate names the identity, so ssh offers only the agent\'s certificate, for nodes and the proxy', () => {
     const block = renderSshConfigBlock({ ...base, keystore: 'keychain' });
     const sections = block.split(/^Match host /m).slice(1);
     assert.equal(sections.length, 2);
     for (const section of sections) {
-      assert.match(section, /^ {4}IdentityFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al\.pub"$/m);
+      assert.match(section, /^ {4}IdentityFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al-cert\.pub"$/m);
       assert.match(section, /^ {4}CertificateFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al-cert\.pub"$/m);
       assert.match(section, /^ {4}IdentitiesOnly yes$/m);
     }
@@ -346,3 +347,49 @@ function tryMount(dir: string): boolean {
     return false;
   }
 }
+
+describe('unreadConfigWarning: the file tsh writes vs the one OpenSSH reads', () => {
+  test('OpenSSH takes ~/.ssh/config from the passwd entry, not $HOME (the premise, with real ssh -G)', async () => {
+    const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+    const tmp = tempDir('ssh-config-home');
+    try {
+      mkdirSync(join(tmp.dir, '.ssh'));
+      writeFileSync(join(tmp.dir, '.ssh', 'config'), 'Host probe-host\n    User from-home-env\n');
+      const g = await run(ssh, ['-G', 'probe-host'], { env: { ...process.env, HOME: tmp.dir } });
+      assert.equal(g.code, 0, g.stderr);
+      assert.doesNotMatch(g.stdout, /^user from-home-env$/m);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  test('HOME elsewhere than the passwd home: a warning naming both files and the fix', () => {
+    const tmp = tempDir('ssh-config-warn');
+    try {
+      const paths = new TshPaths({ env: {}, homedir: tmp.dir, platform: 'linux' });
+      const account = userInfo().homedir;
+      const w = unreadConfigWarning(paths, account);
+      assert.ok(w);
+      assert.ok(w.includes(join(tmp.dir, '.ssh', 'config')), w);
+      assert.ok(w.includes(`OpenSSH reads ${join(account, '.ssh', 'config')}`), w);
+      assert.match(w, /-F |Include /);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  test('no warning when HOME is the passwd home (also through a symlink), on Windows, or when the passwd home is unknown', () => {
+    const tmp = tempDir('ssh-config-same');
+    try {
+      const real = join(tmp.dir, 'real');
+      mkdirSync(real);
+      symlinkSync(real, join(tmp.dir, 'link'));
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: real, platform: 'linux' }), real), undefined);
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: join(tmp.dir, 'link'), platform: 'linux' }), real), undefined);
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: 'C:\\Users\\al', platform: 'win32' }), '/root'), undefined);
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: real, platform: 'linux' }), undefined), undefined);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
