@@ -48,12 +48,15 @@ export const buildTsh: ProgramBuilder = (deps) => {
         {
           openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(deps)),
           installSshConfig: (profile, paths) => {
-            const block = sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand));
+            const input = sshConfig.sshConfigInput(profile, paths, deps.selfCommand);
+            const block = sshConfig.renderSshConfigBlock(input);
             const r = sshConfig.installSshConfigBlock(paths, profile.name, block);
             const lines = r.changed ? [`Updated the Jumpgate block for ${profile.name} in ${r.path}; plain ssh to the cluster's nodes now goes through the proxy.`] : [];
             if (r.backup) lines.push(`(the original is saved as ${r.backup})`);
+            // The block must be where ssh looks, and nothing read before it may override it.
             const unread = sshConfig.unreadConfigWarning(paths, deps.accountHome);
-            if (unread) lines.push(unread);
+            const overridden = unread ? undefined : sshConfig.overriddenBlockWarning(input, { env: deps.env });
+            for (const w of [unread, overridden]) if (w) lines.push(w);
             return lines;
           },
         },

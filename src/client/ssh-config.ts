@@ -50,6 +50,7 @@
  * and bash both take them) and quoted only when it contains a space; install
  * tsh in a directory without spaces to stay clear of the old inbox ssh.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
@@ -201,6 +202,42 @@ export function unreadConfigWarning(paths: TshPaths, accountHome: string | undef
   return (
     `warning: wrote the block into ${written}, but OpenSSH reads ${read} (the home directory of your account, not $HOME=${paths.penv.homedir}), ` +
     `so plain ssh will not use it: run ssh with -F ${written}, or add the line "Include ${written}" at the top of ${read}`
+  );
+}
+
+/**
+ * Asks OpenSSH itself whether the block takes effect: `ssh -G
+ * jumpgate-probe.<cluster>` (ssh_config as ssh reads it: the passwd home's
+ * ~/.ssh/config, then /etc/ssh/ssh_config; no connection, no DNS) must show
+ * the block's ProxyCommand and `identitiesonly yes`. A Host or Match section,
+ * an Include, or a system-wide setting that comes first wins over the block
+ * (ssh takes the first value of each keyword): this says so. Returns
+ * undefined when the block is in effect, or when ssh cannot be run (not
+ * installed: nothing to warn about). `args` go before the host (tests: -F FILE).
+ */
+export function overriddenBlockWarning(
+  input: SshConfigBlockInput,
+  opts: { env: Record<string, string | undefined>; ssh?: string; args?: string[]; timeoutMs?: number },
+): string | undefined {
+  const host = `jumpgate-probe.${input.clusterName.toLowerCase()}`;
+  const r = spawnSync(opts.ssh ?? 'ssh', [...(opts.args ?? []), '-G', host], {
+    env: opts.env as NodeJS.ProcessEnv,
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 5_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    windowsHide: true,
+  });
+  if (r.error || r.status !== 0) return undefined;
+  const value = (key: string) => new RegExp(`^${key} (.*)$`, 'm').exec(r.stdout)?.[1]?.trim();
+  const proxyCommand = value('proxycommand') ?? 'none';
+  const ours = proxyCommand.includes(' proxy ssh ') && proxyCommand.includes(`--proxy=${input.webProxyAddr}`);
+  const identitiesOnly = value('identitiesonly') === 'yes';
+  if (ours && identitiesOnly) return undefined;
+  const what = !ours ? `its ProxyCommand is ${JSON.stringify(proxyCommand)}` : 'IdentitiesOnly is off';
+  return (
+    `warning: OpenSSH does not use the Jumpgate block for ${host} (\`ssh -G ${host}\`: ${what}): ` +
+    'a Host or Match section, an Include or a system-wide setting (/etc/ssh/ssh_config) read before the block sets it first; ' +
+    'move that section below the block, or exclude the cluster from it'
   );
 }
 

@@ -11,6 +11,7 @@ import {
   installSshConfigBlock,
   renderSshConfigBlock,
   replaceManagedBlock,
+  overriddenBlockWarning,
   unreadConfigWarning,
   type SshConfigBlockInput,
 } from '../../src/client/ssh-config.js';
@@ -391,5 +392,36 @@ describe('unreadConfigWarning: the file tsh writes vs the one OpenSSH reads', ()
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe('overriddenBlockWarning: OpenSSH (ssh -G) must see the block', () => {
+  const cases: Array<[string, string, RegExp | undefined]> = [
+    ['the block alone takes effect', '', undefined],
+    ['a Host * section with ProxyCommand before the block wins', 'Host *\n    ProxyCommand none\n', /its ProxyCommand is "none"/],
+    ['an earlier IdentitiesOnly no wins', 'Match all\n    IdentitiesOnly no\n', /IdentitiesOnly is off/],
+    ['a section for other hosts does not matter', 'Host other.test\n    ProxyCommand none\n', undefined],
+  ];
+  for (const [name, before, want] of cases) {
+    test(name, () => {
+      const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+      const tmp = tempDir('ssh-config-override');
+      try {
+        const cfg = join(tmp.dir, 'config');
+        writeFileSync(cfg, before + renderSshConfigBlock(base));
+        const w = overriddenBlockWarning(base, { env: process.env, ssh, args: ['-F', cfg] });
+        if (want === undefined) assert.equal(w, undefined);
+        else {
+          assert.match(w ?? '', want);
+          assert.match(w ?? '', /ssh -G jumpgate-probe\.example\.org/);
+        }
+      } finally {
+        tmp.cleanup();
+      }
+    });
+  }
+
+  test('no ssh installed: nothing to warn about', () => {
+    assert.equal(overriddenBlockWarning(base, { env: process.env, ssh: '/nonexistent/ssh' }), undefined);
   });
 });
