@@ -19,6 +19,7 @@ describe('agentAndKeystore', () => {
     assert.deepEqual(agentAndKeystore(undefined, undefined, 'auto'), { addKeysToAgent: 'auto', keystore: 'auto' });
     assert.deepEqual(agentAndKeystore('yes', 'no', 'keychain'), { addKeysToAgent: 'yes', keystore: 'keychain' });
     assert.equal(agentAndKeystore(undefined, 'yes', 'auto').addKeysToAgent, 'yes');
+    assert.equal(agentAndKeystore(undefined, 'maybe' as never, 'auto').addKeysToAgent, 'auto', 'a damaged profile value is ignored');
   });
 
   test('no + file: the key file is what ssh reads', () => {
@@ -70,7 +71,7 @@ describe('tsh login --add-keys-to-agent through argv', () => {
       const deps = testDeps({ env: { TSH_HOME: paths.home }, homedir: tmp.dir });
       const code = await execute(buildTsh, ['login', '--proxy=127.0.0.1:1', '--keystore=keychain'], deps);
       assert.equal(code, 2, deps.err());
-      assert.match(deps.err(), /--add-keys-to-agent=no \(remembered from your last login\) cannot go with --keystore=keychain/);
+      assert.match(deps.err(), /--add-keys-to-agent=no \(remembered from your last login; give --add-keys-to-agent=auto to change it\) cannot go with --keystore=keychain/);
     } finally {
       tmp.cleanup();
     }

@@ -38,9 +38,11 @@ export function agentAndKeystore(
   remembered: AddKeysToAgent | undefined,
   keystore: LoginOptions['keystore'],
 ): { addKeysToAgent: AddKeysToAgent; keystore: LoginOptions['keystore']; note?: string } {
-  const addKeysToAgent = flag ?? remembered ?? 'auto';
+  // The profile is a file: a value other than the three is ignored, not trusted.
+  const known = remembered === 'auto' || remembered === 'yes' || remembered === 'no' ? remembered : undefined;
+  const addKeysToAgent = flag ?? known ?? 'auto';
   if (addKeysToAgent !== 'no' || keystore === 'file') return { addKeysToAgent, keystore };
-  const origin = flag === undefined ? ' (remembered from your last login)' : '';
+  const origin = flag === undefined ? ' (remembered from your last login; give --add-keys-to-agent=auto to change it)' : '';
   if (keystore === 'keychain') {
     throw new UsageError('USAGE_AGENT_KEYCHAIN', `--add-keys-to-agent=no${origin} cannot go with --keystore=keychain: plain ssh reads keys from the agent or a file, never from the OS keychain`, {
       hint: 'use --keystore=file (the key in a 0600 file ssh reads), or --add-keys-to-agent=auto',
