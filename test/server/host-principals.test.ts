@@ -18,3 +18,7 @@ for (const [name, names, cluster, want] of cases) {
     assert.deepEqual(hostCertPrincipals(names, cluster), want);
   });
 }
+
+test('host certificate principals: without long forms (the proxy\'s own certificate), only lower-cased', () => {
+  assert.deepEqual(hostCertPrincipals(['Jump.Example.test', 'localhost', '127.0.0.1'], 'example.test', { longForms: false }), ['jump.example.test', 'localhost', '127.0.0.1']);
+});

@@ -73,7 +73,7 @@ export function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Ce
  * Example: (["WebServer01", "10.0.0.5"], "example.test") →
  * ["webserver01", "webserver01.example.test", "10.0.0.5"].
  */
-export function hostCertPrincipals(names: string[], clusterName: string): string[] {
+export function hostCertPrincipals(names: string[], clusterName: string, opts: { longForms?: boolean } = {}): string[] {
   const cluster = clusterName.toLowerCase().replace(/\.$/, '');
   const out: string[] = [];
   const add = (p: string) => {
@@ -85,7 +85,7 @@ export function hostCertPrincipals(names: string[], clusterName: string): string
     add(name);
     const literal = isIP(name.replace(/^\[(.*)\]$/, '$1')) !== 0;
     const wildcard = /[*?]/.test(name);
-    if (!literal && !wildcard && cluster !== '' && name !== cluster && !name.endsWith(`.${cluster}`)) add(`${name}.${cluster}`);
+    if (opts.longForms !== false && !literal && !wildcard && cluster !== '' && name !== cluster && !name.endsWith(`.${cluster}`)) add(`${name}.${cluster}`);
   }
   return out;
 }
@@ -101,14 +101,17 @@ export interface HostCertInput {
   via: string;
   /** The host CA key to sign with; default the active one. */
   signer?: CaKey;
+  /** Add `<name>.<cluster>` forms (default true: a node; the proxy's own certificate passes false). */
+  longForms?: boolean;
 }
 
 /**
  * Signs a host certificate for an OpenSSH node (sshd's HostCertificate):
  * principals = hostCertPrincipals(names, cluster), key id = the first of them.
+ * The proxy's own certificate (ssh-proxy.ts) goes through here too, without long forms.
  */
 export function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Certificate {
-  const principals = hostCertPrincipals(input.names, deps.config.clusterName);
+  const principals = hostCertPrincipals(input.names, deps.config.clusterName, input.longForms === false ? { longForms: false } : {});
   const req = new CertRequest({
     publicKey: input.publicKey,
     type: 'host',
