@@ -64,6 +64,12 @@ export interface LoginResult {
   web_public_addr: string;
   /** Names of the nodes these roles reach, for the ssh_config Host patterns. */
   nodes: string[];
+  /**
+   * host:port of each of those nodes (same order; `[v6]:port`), so that the
+   * address forms `tsh ls` shows work with plain ssh and `ssh -J` too.
+   * Optional: an older proxy does not send it.
+   */
+  node_addrs?: string[];
 }
 
 /** Query parameters of the loopback callback when the login failed. */

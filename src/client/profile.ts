@@ -39,6 +39,8 @@ export interface Profile {
   insecure: boolean;
   /** Nodes the user could reach at login, for the ssh_config Host patterns. */
   nodeNames: string[];
+  /** Their inventory addresses, host:port (absent in older profiles): known_hosts and Match host address forms. */
+  nodeAddrs?: string[];
   /** `--add-keys-to-agent` of the login, remembered for the next one (absent in older profiles: auto). */
   addKeysToAgent?: AddKeysToAgent;
 }

@@ -67,6 +67,8 @@ export interface SshConfigBlockInput {
   /** host:port of the proxy's SSH service. */
   sshProxyAddr: string;
   nodeNames: string[];
+  /** host:port of the nodes: their address hosts are routed too (not this machine's own names). */
+  nodeAddrs: string[];
   keystore: KeystoreKind;
   /** The TSH_HOME of this login, carried by the ProxyCommand (`--tsh-home`). */
   tshHome: string;
@@ -88,6 +90,7 @@ export function sshConfigInput(profile: Profile, paths: TshPaths, tshCommand: st
     webProxyAddr: profile.webProxyAddr,
     sshProxyAddr: profile.sshProxyAddr,
     nodeNames: profile.nodeNames,
+    nodeAddrs: profile.nodeAddrs ?? [],
     keystore: profile.keystore,
     tshHome: paths.home,
     knownHostsFile: paths.knownHosts(),
@@ -120,18 +123,29 @@ export function renderSshConfigBlock(input: SshConfigBlockInput): string {
 }
 
 /**
- * The `Match host` patterns of the nodes: the inventory names and
- * `*.<cluster>`, lower-case (ssh lower-cases the host name `Match host`
- * sees), deduplicated; names that cannot be a pattern as they are are left out.
+ * The `Match host` patterns of the nodes: the inventory names,
+ * `*.<cluster>` and the hosts of the nodes' addresses, lower-case (ssh
+ * lower-cases the host name `Match host` sees), deduplicated; names that
+ * cannot be a pattern as they are are left out. The names this machine
+ * answers to (`localhost`, `127.0.0.1`, `::1`) are never routed: `ssh
+ * localhost` must stay the local sshd even when a node listens there.
  */
-export function nodeHostPatterns(nodeNames: string[], clusterName: string): string[] {
-  return [...new Set([...nodeNames, `*.${clusterName}`].filter(isPlainPattern).map((n) => n.toLowerCase()))];
+export function nodeHostPatterns(nodeNames: string[], clusterName: string, nodeAddrs: string[] = []): string[] {
+  const hosts = nodeAddrs.map(addrHost).filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()));
+  return [...new Set([...nodeNames, `*.${clusterName}`, ...hosts].filter(isPlainPattern).map((n) => n.toLowerCase()))];
+}
+
+const LOCAL_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
+
+/** The host of `host:port` or `[v6]:port`. */
+function addrHost(addr: string): string | undefined {
+  return (/^\[([^\]]+)\]:\d+$/.exec(addr) ?? /^([^:]+):\d+$/.exec(addr))?.[1];
 }
 
 /** The section for the nodes: through `tsh proxy ssh`, tsh's known_hosts only, exactly the cluster's certificate. */
 function nodeSection(input: SshConfigBlockInput, proxyHost: string | undefined): string[] {
   const path = (p: string) => configPath(p, input.platform === 'win32');
-  const patterns = [...nodeHostPatterns(input.nodeNames, input.clusterName), ...(proxyHost ? [`!${proxyHost}`] : [])];
+  const patterns = [...nodeHostPatterns(input.nodeNames, input.clusterName, input.nodeAddrs), ...(proxyHost ? [`!${proxyHost}`] : [])];
   return [
     `Match host ${patterns.join(',')}`,
     `    UserKnownHostsFile ${path(input.knownHostsFile)}`,
@@ -177,8 +191,8 @@ function proxyCommand(input: SshConfigBlockInput): string {
 
 /** The proxy's host, lower-case, when it can be a pattern. */
 function hostOf(addr: string): string | undefined {
-  const m = /^\[([^\]]+)\]:\d+$/.exec(addr) ?? /^([^:]+):\d+$/.exec(addr);
-  return m && isPlainPattern(m[1]!) ? m[1]!.toLowerCase() : undefined;
+  const h = addrHost(addr);
+  return h && isPlainPattern(h) ? h.toLowerCase() : undefined;
 }
 
 /** A name usable as a pattern as is: no space, quote, comma or negation. */

@@ -24,6 +24,7 @@ const base: SshConfigBlockInput = {
   webProxyAddr: 'jump.example.org:3080',
   sshProxyAddr: 'jump.example.org:3023',
   nodeNames: ['node1', 'db-2'],
+  nodeAddrs: ['10.0.0.5:22', '127.0.0.1:2222', '[fd00::7]:2200'],
   keystore: 'file',
   tshHome: '/home/al/.tsh',
   knownHostsFile: '/home/al/.tsh/known_hosts',
@@ -39,7 +40,7 @@ describe('renderSshConfigBlock', () => {
       renderSshConfigBlock(base),
       `# BEGIN Jumpgate jump.example.org
 # Cluster example.org through the proxy jump.example.org:3080. Written by tsh; \`tsh login\` rewrites it: edit outside it.
-Match host node1,db-2,*.example.org,!jump.example.org
+Match host node1,db-2,*.example.org,10.0.0.5,fd00::7,!jump.example.org
     UserKnownHostsFile "/home/al/.tsh/known_hosts"
     StrictHostKeyChecking yes
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
@@ -71,8 +72,8 @@ Host *
   });
 
   test('node names are matched lower-case (ssh lower-cases the host name Match host sees)', () => {
-    const block = renderSshConfigBlock({ ...base, nodeNames: ['WebServer01', 'node1'], clusterName: 'Example.ORG', sshProxyAddr: 'Jump.Example.org:3023' });
-    assert.match(block, /^Match host webserver01,node1,\*\.example\.org,!jump\.example\.org$/m);
+    const block = renderSshConfigBlock({ ...base, nodeNames: ['WebServer01', 'node1'], nodeAddrs: ['Web-01.Internal:22', 'localhost:2222'], clusterName: 'Example.ORG', sshProxyAddr: 'Jump.Example.org:3023' });
+    assert.match(block, /^Match host webserver01,node1,\*\.example\.org,web-01\.internal,!jump\.example\.org$/m, 'localhost is never routed');
     assert.match(block, /^Match host jump\.example\.org$/m);
   });
 

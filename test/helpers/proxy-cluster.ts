@@ -38,10 +38,13 @@ export interface ProxyClusterOptions {
   env?: NodeJS.ProcessEnv;
   /** The inventory, every node on the one sshd. Default node1 (env=test) and secret1 (env=prod). */
   nodes?: Array<{ name: string; env: string }>;
+  /** The node sshd's loopback address (default 127.0.0.1; 127.0.0.2 is an address the ssh_config block routes). */
+  nodeHost?: string;
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
   const clusterName = opts.clusterName ?? 'e2e.test';
+  const nodeHost = opts.nodeHost ?? '127.0.0.1';
   const inventory = opts.nodes ?? [
     { name: 'node1', env: 'test' },
     { name: 'secret1', env: 'prod' },
@@ -78,7 +81,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       '    node_labels: { env: test }',
       '    forward_agent: true',
       'nodes:',
-      ...inventory.map((n) => `  - { name: ${n.name}, addr: "127.0.0.1:${nodePort}", labels: { env: ${n.env} } }`),
+      ...inventory.map((n) => `  - { name: ${n.name}, addr: "${nodeHost}:${nodePort}", labels: { env: ${n.env} } }`),
       '',
     ].join('\n');
   // The CAs first (the node needs the user CA and a host certificate), then the node, then the server.
@@ -93,7 +96,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
   try {
     hostCert = issueHostCertificate(
       // The issuer adds each name's lower-case name.<cluster> form, as for tctl auth sign.
-      { names: [...inventory.map((n) => n.name), '127.0.0.1', 'localhost'], publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'test' },
+      { names: [...inventory.map((n) => n.name), nodeHost, 'localhost'], publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'test' },
       { config: pre, ca, audit, clock },
     );
   } finally {
@@ -104,7 +107,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
   writeFileSync(`${hostKeyFile}-cert.pub`, encodeCertificateLine(hostCert, 'node1') + '\n');
   const userCaFile = join(dir, 'user_ca.pub');
   writeFileSync(userCaFile, ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey)).join('\n') + '\n');
-  const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [] });
+  const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [], listenAddress: nodeHost });
   let cluster: Cluster;
   try {
     cluster = await startCluster(dir, yaml(node.port), { ...(opts.debug ? { args: ['--debug'] } : {}), ...(opts.env ? { env: opts.env } : {}) });

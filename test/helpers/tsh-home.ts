@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path';
 import type { ServerConfig } from '../../src/config/index.js';
+import { formatHostPort } from '../../src/config/address.js';
 import { AuditLog } from '../../src/server/auth/audit.js';
 import { CaStore } from '../../src/server/auth/ca.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
@@ -91,6 +92,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     keystore: o.keystore ?? 'file',
     insecure: true,
     nodeNames: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => n.name),
+    nodeAddrs: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => formatHostPort(n.addr)),
   };
   const store = new ProfileStore(paths);
   await store.locked(async () => {
@@ -102,7 +104,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     store.save(profile);
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: profile.clusterName,
-      patterns: knownHostsPatterns({ clusterName: profile.clusterName, nodeNames: profile.nodeNames, sshProxyAddr }),
+      patterns: knownHostsPatterns({ clusterName: profile.clusterName, nodeNames: profile.nodeNames, sshProxyAddr, nodeAddrs: profile.nodeAddrs ?? [] }),
       caKeys: ca.get('host').trusted.map((k) => k.publicKey),
     });
   });

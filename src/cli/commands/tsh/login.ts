@@ -7,6 +7,7 @@ import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
 import { knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { createHttpDispatcher } from '../../../net/index.js';
+import { formatHostPort, parseHostPort } from '../../../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
 import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
 import { printable } from '../../../util/printable.js';
@@ -105,6 +106,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     keystore: keystore.kind,
     insecure: opts.insecure,
     nodeNames: r.nodes,
+    nodeAddrs: nodeAddrsOf(r.node_addrs),
     addKeysToAgent: choice.addKeysToAgent,
   };
   const notes = await store.locked(async () => {
@@ -112,7 +114,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     store.save(profile);
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: r.cluster_name,
-      patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: r.nodes, sshProxyAddr: r.ssh_public_addr }),
+      patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: r.nodes, sshProxyAddr: r.ssh_public_addr, nodeAddrs: profile.nodeAddrs ?? [] }),
       caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
     });
     return opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [];
@@ -128,6 +130,26 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     });
   }
   for (const n of [...notes, ...agent.notes]) say(n);
+}
+
+/**
+ * The node addresses of a login answer that are host:port (`[v6]:port`),
+ * lower-case, at most 10,000; anything else is dropped: they become
+ * ssh_config and known_hosts patterns.
+ */
+export function nodeAddrsOf(addrs: unknown): string[] {
+  if (!Array.isArray(addrs)) return [];
+  const out: string[] = [];
+  for (const a of addrs.slice(0, 10_000)) {
+    if (typeof a !== 'string' || a.length > 300) continue;
+    try {
+      const hp = parseHostPort(a);
+      out.push(formatHostPort({ host: hp.host.toLowerCase(), port: hp.port }));
+    } catch {
+      // not an address: left out
+    }
+  }
+  return out;
 }
 
 /**
