@@ -105,7 +105,10 @@ async function startNode(): Promise<boolean> {
   const userCa = join(dir, 'node1_user_ca.pub');
   writeFileSync(userCa, tctl(['auth', 'export', '--type=user']));
   const hostKey = join(dir, 'node1_host_key');
-  if (!existsSync(hostKey)) tctl(['auth', 'sign', '--host=node1,127.0.0.1,localhost', `--out=${hostKey}`]);
+  // Signed at every start, so a directory from an older version (or after a
+  // host CA rotation) gets a current certificate: tctl adds node1.quickstart.test
+  // (the long name the ssh_config block routes) to the names given here.
+  tctl(['auth', 'sign', '--host=node1,127.0.0.1,localhost', `--out=${hostKey}`]);
   if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true });
   const sshdConfig = join(dir, 'node1_sshd_config');
   writeFileSync(

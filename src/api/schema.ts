@@ -123,6 +123,12 @@ export const LoginResultSchema = v.object({
   web_public_addr: hostPort,
   /** Names of the nodes these roles reach, for the ssh_config Host patterns. */
   nodes: v.pipe(v.array(plainHost, 'expected a list of node names'), v.maxLength(MAX_NODE_NAMES, `has more than ${MAX_NODE_NAMES} names`)),
+  /**
+   * host:port of each of those nodes (same order; `[v6]:port`), for the
+   * address forms `tsh ls` shows. Optional: an older proxy does not send it.
+   * tsh routes an address host only when it is one of the cluster's own names.
+   */
+  node_addrs: v.optional(v.pipe(v.array(hostPort, 'expected a list of host:port'), v.maxLength(MAX_NODE_NAMES, `has more than ${MAX_NODE_NAMES} addresses`))),
 });
 
 /** Errors from the API: JSON with a stable code. */

@@ -1,4 +1,4 @@
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { isSea } from 'node:sea';
 
@@ -21,6 +21,12 @@ export interface Deps {
   clock: () => Date;
   platform: NodeJS.Platform;
   homedir: string;
+  /**
+   * The home directory in the user database (passwd), which OpenSSH uses for
+   * `~` and ~/.ssh/config whatever $HOME says; undefined when unknown (Windows,
+   * no passwd entry).
+   */
+  accountHome?: string;
   cwd: string;
   /** True when --debug was given: stack traces and protocol details to stderr. */
   debug: boolean;
@@ -47,6 +53,7 @@ export function realDeps(): Deps {
     clock: () => new Date(),
     platform: process.platform,
     homedir: homedir(),
+    ...accountHome(),
     cwd: process.cwd(),
     debug: false,
     selfCommand: isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, resolve(process.argv[1])],
@@ -55,4 +62,14 @@ export function realDeps(): Deps {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => done(sig));
       }),
   };
+}
+
+/** The passwd entry's home directory (os.userInfo reads it, not $HOME); none on Windows or without an entry. */
+function accountHome(): { accountHome?: string } {
+  if (process.platform === 'win32') return {};
+  try {
+    return { accountHome: userInfo().homedir };
+  } catch {
+    return {};
+  }
 }

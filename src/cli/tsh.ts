@@ -29,7 +29,10 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .option('--insecure', 'do not verify the proxy\'s HTTPS certificate (development clusters with a self-signed one)', false)
     .addOption(new Option('--keystore <where>', 'where the private key is kept').choices(['auto', 'keychain', 'file']).default('auto'))
     .option('--no-ssh-config', 'do not write the Jumpgate block into ~/.ssh/config')
-    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean }) => {
+    .addOption(
+      new Option('--add-keys-to-agent <when>', 'load key and certificate into the ssh-agent: auto (when one answers), yes (a failure is an error), no (ssh reads the key file; needs the file keystore); remembered for the next login').choices(['auto', 'yes', 'no']),
+    )
+    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no' }) => {
       const [login, ui, sshConfig] = await Promise.all([import('./commands/tsh/login.js'), import('./ui.js'), import('../client/ssh-config.js')]);
       await login.run(
         {
@@ -40,16 +43,22 @@ export const buildTsh: ProgramBuilder = (deps) => {
           insecure: o.insecure,
           keystore: o.keystore,
           sshConfig: o.sshConfig,
+          ...(o.addKeysToAgent !== undefined ? { addKeysToAgent: o.addKeysToAgent } : {}),
         },
         deps,
         {
           openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(deps)),
           checkSshConfig: (profile, paths) => void sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand)),
           installSshConfig: (profile, paths) => {
-            const block = sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand));
+            const input = sshConfig.sshConfigInput(profile, paths, deps.selfCommand);
+            const block = sshConfig.renderSshConfigBlock(input);
             const r = sshConfig.installSshConfigBlock(paths, profile.name, block);
             const lines = r.changed ? [`Updated the Jumpgate block for ${printable(profile.name)} in ${printable(r.path)}; plain ssh to the cluster's nodes now goes through the proxy.`] : [];
             if (r.backup) lines.push(`(the original is saved as ${r.backup})`);
+            // The block must be where ssh looks, and nothing read before it may override it.
+            const unread = sshConfig.unreadConfigWarning(paths, deps.accountHome);
+            const overridden = unread ? undefined : sshConfig.overriddenBlockWarning(input, { env: deps.env });
+            for (const w of [unread, overridden]) if (w) lines.push(w);
             return lines;
           },
         },
@@ -113,9 +122,12 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .description('ProxyCommand helper: joins stdin/stdout to a node\'s SSH port through the proxy')
     .argument('<[user@]host[:port]>', 'what ssh passes as %r@%h:%p')
     .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
-    .addHelpText('after', '\nIn ~/.ssh/config (tsh config prints it):\n  ProxyCommand /path/to/tsh proxy ssh --proxy=jump.example.org:3080 %r@%h:%p\n')
-    .action(async (target: string, o: { proxy?: string }) => {
-      await (await import('./commands/tsh/proxy-ssh.js')).run({ target, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, deps);
+    .option('--tsh-home <dir>', 'the tsh directory of the login (default: $TSH_HOME, or ~/.tsh); the generated block passes it')
+    .addHelpText('after', '\nIn ~/.ssh/config (tsh config prints it):\n  ProxyCommand /path/to/tsh proxy ssh --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p\n')
+    .action(async (target: string, o: { proxy?: string; tshHome?: string }) => {
+      // The flag wins over the environment: ssh run from another process may carry another TSH_HOME, or none.
+      const d = o.tshHome !== undefined ? { ...deps, env: { ...deps.env, TSH_HOME: o.tshHome } } : deps;
+      await (await import('./commands/tsh/proxy-ssh.js')).run({ target, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, d);
     });
 
   program

@@ -27,22 +27,37 @@ export interface KnownHostsScope {
   nodeNames: string[];
   /** host:port of the proxy's SSH service (profile.sshProxyAddr), for `ssh -J`. */
   sshProxyAddr: string;
+  /** host:port of the nodes (profile.nodeAddrs): `ssh -J proxy user@<address>` checks these. */
+  nodeAddrs?: string[];
 }
 
 /**
  * The host patterns the cluster's host CA is trusted for: the node names,
- * `*.<cluster>`, and the proxy's SSH address. ssh looks a host up as
+ * `*.<cluster>`, the nodes' addresses (host, and `[host]:port` for a port
+ * other than 22: what ssh looks up with `-p`), and the proxy's SSH address,
+ * lower-case. ssh looks a host up as
  * `[host]:port` when the port is not 22, so that is how the proxy is written.
  * Scoped rather than `*`, so one cluster's CA can never vouch for another
  * cluster's nodes or for unrelated hosts.
  */
 export function knownHostsPatterns(scope: KnownHostsScope): string[] {
   const out: string[] = [];
-  const add = (p: string) => {
+  // Lower-case: ssh looks up the host name it lower-cased (the patterns are
+  // lower-cased by OpenSSH too, but tsh's own check and readers compare as written).
+  const add = (raw: string) => {
+    const p = raw.toLowerCase();
     if (p !== '' && !/[\s,]/.test(p) && !out.includes(p)) out.push(p);
   };
   for (const n of scope.nodeNames) add(n);
   add(`*.${scope.clusterName}`);
+  for (const a of scope.nodeAddrs ?? []) {
+    const hp = splitHostPort(a);
+    // Only an address host that is one of the cluster's own names (never an IP
+    // address or a name outside it): a proxy must not get its CA trusted for other hosts.
+    if (!hp || !isClusterPattern(hp.host, scope.clusterName)) continue;
+    add(hp.host);
+    if (hp.port !== 22) add(`[${hp.host}]:${hp.port}`);
+  }
   const proxy = splitHostPort(scope.sshProxyAddr);
   if (proxy) add(proxy.port === 22 ? proxy.host : `[${proxy.host}]:${proxy.port}`);
   return out;

@@ -11,8 +11,10 @@
  *   └── keys/                            0700
  *       └── <profile>/                   0700
  *           ├── <user>                   0600  private key, only with the file keystore
- *           ├── <user>.pub                     public key (OpenSSH line)
- *           ├── <user>-cert.pub                user certificate (OpenSSH line)
+ *           ├── <user>.pub                     public key (OpenSSH line), with every keystore
+ *           ├── <user>-cert.pub                user certificate (OpenSSH line), with every keystore; the
+ *           │                                  ssh_config block's CertificateFile (and, with the
+ *           │                                  keychain, its IdentityFile: ssh signs through the agent)
  *           └── +agent-keys              0600  public keys this profile loaded into ssh-agent (logout removes them);
  *                                              ("+" is not allowed in user names: no <user> file collides)
  *
@@ -22,7 +24,11 @@
  * `<profile>/<user>`, and never touches the disk.
  *
  * The user's ~/.ssh/config gains one managed block per profile (see ssh-config.ts);
- * a backup of the original is kept once as ~/.ssh/config.jumpgate-backup.
+ * a backup of the original is kept once as ~/.ssh/config.jumpgate-backup. The
+ * block's ProxyCommand carries this TSH_HOME (`tsh proxy ssh --tsh-home=`), so
+ * ssh started without TSH_HOME in its environment still finds the login.
+ * OpenSSH reads ~/.ssh/config under the passwd entry's home, not $HOME
+ * (ssh-config.ts unreadConfigWarning).
  */
 import { join } from 'node:path';
 

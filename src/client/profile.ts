@@ -17,6 +17,13 @@ import { safeName, type TshPaths } from './paths.js';
 
 export type KeystoreKind = 'keychain' | 'file';
 
+/**
+ * Whether `tsh login` loads key + certificate into the ssh-agent: `auto`
+ * when one answers, `yes` and a failure is an error, `no` never (ssh then
+ * reads the key file: only with the file keystore).
+ */
+export type AddKeysToAgent = 'auto' | 'yes' | 'no';
+
 const check = (rule: (s: string) => boolean, what: string) => v.pipe(v.string(`expected ${what}`), v.check(rule, `not ${what}`));
 
 /**
@@ -43,6 +50,10 @@ export const ProfileSchema = v.object({
   insecure: v.boolean('expected true or false'),
   /** Nodes this profile routes (the names it claimed at login), for the ssh_config Host patterns. */
   nodeNames: v.pipe(v.array(check(isDnsName, 'a plain node name')), v.maxLength(MAX_NODE_NAMES)),
+  /** Their inventory addresses, host:port (absent in older profiles): known_hosts and Match host address forms. */
+  nodeAddrs: v.optional(v.pipe(v.array(check(isPlainHostPort, 'host:port')), v.maxLength(MAX_NODE_NAMES))),
+  /** `--add-keys-to-agent` of the login, remembered for the next one (absent in older profiles: auto). */
+  addKeysToAgent: v.optional(v.picklist(['auto', 'yes', 'no'], 'expected "auto", "yes" or "no"')),
 });
 
 /** What one login to one cluster left behind. */

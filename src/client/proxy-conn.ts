@@ -111,7 +111,7 @@ export async function connectProxy(opts: ProxyConnectOptions): Promise<ssh2.Clie
 export interface SshOverOptions {
   /** For messages: "the proxy localhost:3023", "node1". */
   what: string;
-  /** The name the host certificate must list. */
+  /** The name the host certificate must list (compared lower-case, as ssh does). */
   hostname: string;
   login: string;
   identity: CertKey;
@@ -124,7 +124,10 @@ export interface SshOverOptions {
 
 /** Runs an ssh2 Client over an open stream (a socket, or a channel through the proxy) with host-certificate verification. */
 export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promise<ssh2.Client> {
-  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname, now: o.now });
+  // As ssh does: the name is lower-cased before it is checked against the
+  // certificate's principals (which tctl signs lower-case), so every spelling
+  // of a node name that routes also verifies.
+  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname.toLowerCase().replace(/\.$/, ''), now: o.now });
   const client = new ssh2.Client();
   // An explicit list: only the certificate, never the agent's other keys.
   const auth: PublicKeyAuthMethod = { type: 'publickey', username: o.login, key: o.identity };

@@ -5,15 +5,38 @@
  *
  *   # BEGIN Jumpgate <profile>
  *   # (what it is)
- *   Host node1 node2 *.<cluster> !<proxy host>     the nodes: through `tsh proxy ssh`, trusting only the host CA
+ *   Match host node1,node2,*.<cluster>,!<proxy host>   the nodes: through `tsh proxy ssh`, trusting only the host CA
  *       UserKnownHostsFile "<TSH_HOME>/known_hosts"
  *       StrictHostKeyChecking yes
- *       IdentityFile / CertificateFile / IdentitiesOnly   (file keystore; with the keychain the agent holds them)
- *       ProxyCommand <tsh> proxy ssh --proxy=<web addr> %r@%h:%p
- *   Host <proxy host>                                 for `ssh -J`: the proxy's host certificate becomes trusted too
+ *       IdentityFile "<key>"  (file keystore; keychain: "<key>-cert.pub", ssh signs with the agent's entry)
+ *       CertificateFile "<key>-cert.pub"
+ *       IdentitiesOnly yes                               only this certificate, whatever else the agent holds
+ *       ProxyCommand <tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p
+ *   Match host <proxy host>                            for `ssh -J`: the proxy's host certificate becomes trusted too
  *       UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "<TSH_HOME>/known_hosts"
+ *       IdentityFile / CertificateFile / IdentitiesOnly (as above)
  *   Host *                                            ends the section so what follows applies to every host again
  *   # END Jumpgate <profile>
+ *
+ * Why `Match host` and not `Host`: ssh matches `Host` patterns against the
+ * name as typed, case-sensitively (`Host WebServer01` misses `ssh
+ * webserver01`), while `Match host` sees the host name ssh lower-cased
+ * (OpenSSH 9.2, checked with `ssh -G`), the same name ssh then looks up in
+ * known_hosts and checks against the host certificate. So the patterns are
+ * written lower-case and every spelling of a node name takes the block.
+ *
+ * Why IdentitiesOnly with the keychain too: without it ssh offers every key
+ * in the agent first, and a user with six or more other keys gets "Too many
+ * authentication failures" before the certificate is tried. The identity is
+ * then the CERTIFICATE file: ssh matches IdentityFile entries against the
+ * agent's by type and key (sshkey_equal), and tsh puts only the certificate
+ * in the agent, so a plain `<key>.pub` matches nothing, and ssh falls back
+ * to reading it as a private key ("UNPROTECTED PRIVATE KEY FILE", OpenSSH
+ * 9.2). The certificate file matches the agent's entry and the agent signs.
+ *
+ * Why `--tsh-home`: ssh started from an IDE or another shell does not have
+ * the TSH_HOME this login used; the block carries it so it works from any
+ * process of the user (a tsh flag, not `env TSH_HOME=`: Windows has no env).
  *
  * Quoting (ssh_config(5), and the ProxyCommand's shell): paths in keywords
  * are double-quoted, `%` doubled (ssh expands %-tokens there). ProxyCommand
@@ -27,8 +50,9 @@
  * and bash both take them) and quoted only when it contains a space; install
  * tsh in a directory without spaces to stay clear of the old inbox ssh.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { isClusterName, isClusterPattern, isPlainHostName, isPlainHostPort, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
@@ -45,10 +69,15 @@ export interface SshConfigBlockInput {
   /** host:port of the proxy's SSH service. */
   sshProxyAddr: string;
   nodeNames: string[];
+  /** host:port of the nodes: their address hosts are routed too (not this machine's own names). */
+  nodeAddrs: string[];
   keystore: KeystoreKind;
+  /** The TSH_HOME of this login, carried by the ProxyCommand (`--tsh-home`). */
+  tshHome: string;
   knownHostsFile: string;
-  /** The private key and certificate files (written only with the file keystore). */
+  /** The private key file (written only with the file keystore). */
   identityFile: string;
+  /** The certificate file (written with every keystore): also the identity with the keychain. */
   certificateFile: string;
   /** How to run this tsh: [program] or [node, script] (deps.selfCommand); absolute paths. */
   tshCommand: string[];
@@ -63,7 +92,9 @@ export function sshConfigInput(profile: Profile, paths: TshPaths, tshCommand: st
     webProxyAddr: profile.webProxyAddr,
     sshProxyAddr: profile.sshProxyAddr,
     nodeNames: profile.nodeNames,
+    nodeAddrs: profile.nodeAddrs ?? [],
     keystore: profile.keystore,
+    tshHome: paths.home,
     knownHostsFile: paths.knownHosts(),
     identityFile: paths.privateKey(profile.name, profile.username),
     certificateFile: paths.certificate(profile.name, profile.username),
@@ -80,41 +111,18 @@ export function blockMarkers(profileName: string): { begin: string; end: string 
 /** Renders the managed block, markers included, `\n` line endings, ending in a newline. */
 export function renderSshConfigBlock(input: SshConfigBlockInput): string {
   checkBlockInput(input);
-  const win = input.platform === 'win32';
   const { begin, end } = blockMarkers(input.profileName);
   const proxyHost = hostOf(input.sshProxyAddr);
-  const nodePatterns = clusterHostPatterns(input.clusterName, input.nodeNames);
-  const path = (p: string) => configPath(p, win);
-  const identity =
-    input.keystore === 'file'
-      ? [`    IdentityFile ${path(input.identityFile)}`, `    CertificateFile ${path(input.certificateFile)}`]
-      : ['    # Identity: the key and certificate `tsh login` loaded into your ssh-agent.'];
-  const proxyCommand = [...input.tshCommand.map((w) => commandWord(w, win)), 'proxy', 'ssh', commandWord(`--proxy=${input.webProxyAddr}`, win), '%r@%h:%p'].join(' ');
   return [
     begin,
     `# Cluster ${input.clusterName} through the proxy ${input.webProxyAddr}. Written by tsh; \`tsh login\` rewrites it: edit outside it.`,
-    `Host ${nodePatterns.join(' ')}${proxyHost ? ` !${proxyHost}` : ''}`,
-    `    UserKnownHostsFile ${path(input.knownHostsFile)}`,
-    '    StrictHostKeyChecking yes',
-    ...identity,
-    ...(input.keystore === 'file' ? ['    IdentitiesOnly yes'] : []),
-    `    ProxyCommand ${proxyCommand}`,
-    ...(proxyHost
-      ? [
-          `Host ${proxyHost}`,
-          `    UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 ${path(input.knownHostsFile)}`,
-          ...(input.keystore === 'file' ? identity : []),
-        ]
-      : []),
+    ...nodeSection(input, proxyHost),
+    ...(proxyHost ? proxySection(input, proxyHost) : []),
     '# Ends the Host section above, so the lines after this block apply to every host again.',
     'Host *',
     end,
     '',
   ].join('\n');
-}
-
-function hostOf(addr: string): string | undefined {
-  return splitPlainHostPort(addr)?.host;
 }
 
 // --- guards: every value from a profile (and so from a server) is checked
@@ -158,6 +166,156 @@ function unsafeValue(what: string, value: string): UserError {
   return new UserError('SSH_CONFIG_UNSAFE_VALUE', `refusing to write the ${what} "${printable(value, 80)}" into an ssh_config file: it is not a plain name within the cluster`, {
     hint: 'the profile holds a value no proxy may set; run `tsh logout` and then `tsh login` again',
   });
+}
+
+/**
+ * The `Match host` patterns of the nodes: the inventory names,
+ * `*.<cluster>` and the hosts of the nodes' addresses, lower-case (ssh
+ * lower-cases the host name `Match host` sees), deduplicated; names that
+ * cannot be a pattern as they are are left out. The names this machine
+ * answers to (`localhost`, `127.0.0.1`, `::1`) are never routed: `ssh
+ * localhost` must stay the local sshd even when a node listens there.
+ */
+export function nodeHostPatterns(nodeNames: string[], clusterName: string, nodeAddrs: string[] = []): string[] {
+  // Node names must be the cluster's own (clusterHostPatterns throws otherwise); an
+  // address host is routed only when it is such a name too: never an IP address or
+  // a name outside the cluster, which a proxy could use to take over another host.
+  const names = clusterHostPatterns(clusterName, nodeNames);
+  const hosts = nodeAddrs
+    .map(addrHost)
+    .filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()) && isClusterPattern(h, clusterName));
+  return [...new Set([...names, ...hosts].map((n) => n.toLowerCase()))];
+}
+
+const LOCAL_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
+
+/** The host of `host:port` or `[v6]:port`. */
+function addrHost(addr: string): string | undefined {
+  return (/^\[([^\]]+)\]:\d+$/.exec(addr) ?? /^([^:]+):\d+$/.exec(addr))?.[1];
+}
+
+/** The section for the nodes: through `tsh proxy ssh`, tsh's known_hosts only, exactly the cluster's certificate. */
+function nodeSection(input: SshConfigBlockInput, proxyHost: string | undefined): string[] {
+  const path = (p: string) => configPath(p, input.platform === 'win32');
+  const patterns = [...nodeHostPatterns(input.nodeNames, input.clusterName, input.nodeAddrs), ...(proxyHost ? [`!${proxyHost}`] : [])];
+  return [
+    `Match host ${patterns.join(',')}`,
+    `    UserKnownHostsFile ${path(input.knownHostsFile)}`,
+    '    StrictHostKeyChecking yes',
+    ...identityLines(input),
+    `    ProxyCommand ${proxyCommand(input)}`,
+  ];
+}
+
+/** The section for the proxy's SSH service (`ssh -J`): tsh's known_hosts after the user's own, the same identity. */
+function proxySection(input: SshConfigBlockInput, proxyHost: string): string[] {
+  const path = (p: string) => configPath(p, input.platform === 'win32');
+  return [
+    `Match host ${proxyHost}`,
+    `    UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 ${path(input.knownHostsFile)}`,
+    ...identityLines(input),
+  ];
+}
+
+/**
+ * The identity lines: the private key file with the file keystore; with the
+ * keychain the certificate file, which ssh matches with the agent's
+ * certificate (header). IdentitiesOnly: no other key is offered.
+ */
+function identityLines(input: SshConfigBlockInput): string[] {
+  const path = (p: string) => configPath(p, input.platform === 'win32');
+  const key = input.keystore === 'file' ? input.identityFile : input.certificateFile;
+  return [`    IdentityFile ${path(key)}`, `    CertificateFile ${path(input.certificateFile)}`, '    IdentitiesOnly yes'];
+}
+
+/** `<tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p`, each word quoted for its platform. */
+function proxyCommand(input: SshConfigBlockInput): string {
+  const win = input.platform === 'win32';
+  return [
+    ...input.tshCommand.map((w) => commandWord(w, win)),
+    'proxy',
+    'ssh',
+    commandWord(`--tsh-home=${input.tshHome}`, win),
+    commandWord(`--proxy=${input.webProxyAddr}`, win),
+    '%r@%h:%p',
+  ].join(' ');
+}
+
+/** The proxy's host, lower-case, when it can be a pattern. */
+function hostOf(addr: string): string | undefined {
+  const h = addrHost(addr);
+  return h && isPlainPattern(h) ? h.toLowerCase() : undefined;
+}
+
+/** A name usable as a pattern as is: no space, quote, comma or negation. */
+function isPlainPattern(name: string): boolean {
+  return /^[A-Za-z0-9._*?:-]+$/.test(name);
+}
+
+/**
+ * A warning when the ssh config tsh writes is not the one OpenSSH reads:
+ * ssh takes `~` (and so ~/.ssh/config) from the account's passwd entry, not
+ * from $HOME, so with HOME pointed elsewhere (sudo -E, a container, a test)
+ * the block would sit in a file plain ssh never opens. `accountHome` is the
+ * passwd home (deps.accountHome); undefined (Windows, no entry) means no check.
+ * Returns undefined when both name the same directory.
+ */
+export function unreadConfigWarning(paths: TshPaths, accountHome: string | undefined): string | undefined {
+  if (accountHome === undefined || accountHome === '' || paths.penv.platform === 'win32') return undefined;
+  const written = paths.sshConfig();
+  const read = join(accountHome, '.ssh', 'config');
+  if (sameDir(dirname(dirname(written)), accountHome)) return undefined;
+  return (
+    `warning: wrote the block into ${written}, but OpenSSH reads ${read} (the home directory of your account, not $HOME=${paths.penv.homedir}), ` +
+    `so plain ssh will not use it: run ssh with -F ${written}, or add the line "Include ${written}" at the top of ${read}`
+  );
+}
+
+/**
+ * Asks OpenSSH itself whether the block takes effect: `ssh -G
+ * jumpgate-probe.<cluster>` (ssh_config as ssh reads it: the passwd home's
+ * ~/.ssh/config, then /etc/ssh/ssh_config; no connection, no DNS) must show
+ * the block's ProxyCommand and `identitiesonly yes`. A Host or Match section,
+ * an Include, or a system-wide setting that comes first wins over the block
+ * (ssh takes the first value of each keyword): this says so. Returns
+ * undefined when the block is in effect, or when ssh cannot be run (not
+ * installed: nothing to warn about). `args` go before the host (tests: -F FILE).
+ */
+export function overriddenBlockWarning(
+  input: SshConfigBlockInput,
+  opts: { env: Record<string, string | undefined>; ssh?: string; args?: string[]; timeoutMs?: number },
+): string | undefined {
+  const host = `jumpgate-probe.${input.clusterName.toLowerCase()}`;
+  const r = spawnSync(opts.ssh ?? 'ssh', [...(opts.args ?? []), '-G', host], {
+    env: opts.env as NodeJS.ProcessEnv,
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 5_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    windowsHide: true,
+  });
+  if (r.error || r.status !== 0) return undefined;
+  const value = (key: string) => new RegExp(`^${key} (.*)$`, 'm').exec(r.stdout)?.[1]?.trim();
+  const proxyCommand = value('proxycommand') ?? 'none';
+  const ours = proxyCommand.includes(' proxy ssh ') && proxyCommand.includes(`--proxy=${input.webProxyAddr}`);
+  const identitiesOnly = value('identitiesonly') === 'yes';
+  if (ours && identitiesOnly) return undefined;
+  const what = !ours ? `its ProxyCommand is ${JSON.stringify(proxyCommand)}` : 'IdentitiesOnly is off';
+  return (
+    `warning: OpenSSH does not use the Jumpgate block for ${host} (\`ssh -G ${host}\`: ${what}): ` +
+    'a Host or Match section, an Include or a system-wide setting (/etc/ssh/ssh_config) read before the block sets it first; ' +
+    'move that section below the block, or exclude the cluster from it'
+  );
+}
+
+function sameDir(a: string, b: string): boolean {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  return real(a) === real(b);
 }
 
 /** A path argument of an ssh_config keyword: double-quoted, %-tokens escaped; forward slashes on Windows. */

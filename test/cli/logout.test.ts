@@ -45,7 +45,7 @@ async function loggedIn(role: string, user = 'alice') {
   const kp = keyPair('ed25519', role);
   const cert = certify(ca, kp.publicKey, { type: 'user', principals: [user] });
   const profile: Profile = {
-    version: 1, name: 'jump', webProxyAddr: 'jump:3080', sshProxyAddr: 'jump:3023', clusterName: 'c', username: user,
+    version: 1, name: 'jump', webProxyAddr: 'jump:3080', sshProxyAddr: 'jump:3023', clusterName: 'c.test', username: user,
     logins: [user], roles: ['user'], validBefore: new Date(Date.now() + 3600_000).toISOString(), keystore: 'file', insecure: false, nodeNames: [],
   };
   await store.locked(async () => {
@@ -56,7 +56,7 @@ async function loggedIn(role: string, user = 'alice') {
     recordKey(paths, 'jump', kp.publicKey.blob);
     store.save(profile);
   });
-  await client.addCertificate({ privateKey: kp.privateKey, certBlob: cert.blob, comment: agentComment('jump', user, 'c'), lifetimeSeconds: 600 });
+  await client.addCertificate({ privateKey: kp.privateKey, certBlob: cert.blob, comment: agentComment('jump', user, 'c.test'), lifetimeSeconds: 600 });
   return { deps, paths, kp, cert };
 }
 

@@ -97,14 +97,16 @@ describe('tctl', () => {
     }
   });
 
-  test('auth sign --host writes a host certificate whose principals are the names', async () => {
+  test('auth sign --host writes a host certificate for the names, lower-cased, each with its long name.<cluster> form', async () => {
     const s = setup();
     try {
-      const r = await s.tctl(['auth', 'sign', '--host=node1,127.0.0.1', '--format=openssh', '--out=hk']);
+      const r = await s.tctl(['auth', 'sign', '--host=WebServer01,127.0.0.1,db.unit.test', '--format=openssh', '--out=hk']);
       assert.equal(r.code, 0, r.err);
       const { cert } = parseCertificateLine(readFileSync(join(s.dir, 'hk-cert.pub'), 'utf8'));
       assert.equal(cert.type, 'host');
-      assert.deepEqual(cert.principals, ['node1', '127.0.0.1']);
+      assert.deepEqual(cert.principals, ['webserver01', 'webserver01.unit.test', '127.0.0.1', 'db.unit.test']);
+      assert.equal(cert.keyId, 'webserver01');
+      assert.match(r.err, /host certificate for webserver01, webserver01\.unit\.test, 127\.0\.0\.1, db\.unit\.test/);
     } finally {
       s.cleanup();
     }

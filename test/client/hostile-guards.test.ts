@@ -27,7 +27,9 @@ const input: SshConfigBlockInput = {
   webProxyAddr: 'jump.example.org:3080',
   sshProxyAddr: 'jump.example.org:3023',
   nodeNames: ['node1', 'db-2'],
+  nodeAddrs: [],
   keystore: 'keychain',
+  tshHome: '/home/al/.tsh',
   knownHostsFile: '/home/al/.tsh/known_hosts',
   identityFile: '/home/al/.tsh/keys/jump.example.org/al',
   certificateFile: '/home/al/.tsh/keys/jump.example.org/al-cert.pub',
@@ -50,7 +52,7 @@ function refuses(fn: () => unknown, code: string): void {
 describe('the ssh_config renderer refuses unsafe values itself', () => {
   test('the block of a normal profile renders, and every Host pattern is within the cluster', () => {
     const block = renderSshConfigBlock(input);
-    assert.match(block, /^Host node1 db-2 \*\.example\.org !jump\.example\.org$/m);
+    assert.match(block, /^Match host node1,db-2,\*\.example\.org,!jump\.example\.org$/m);
     assert.deepEqual(clusterHostPatterns('example.org', ['node1', 'NODE1', 'web.example.org']), ['node1', 'web.example.org', '*.example.org']);
   });
 

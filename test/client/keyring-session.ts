@@ -16,10 +16,13 @@ export function requireKeyringTools(): void {
   requireTool('secret-tool', INSTALL);
 }
 
-/** Runs `node --import tsx SCRIPT ARGS...` in the session; the parent's agent and bus are not inherited. */
+/**
+ * Runs `node --import tsx SCRIPT ARGS...` in the session; the parent's agent
+ * and bus are not inherited (`env` adds variables, e.g. an agent of the test's own).
+ */
 export async function runInKeyringSession(
   script: string,
-  opts: { components: 'secrets' | 'ssh' | 'secrets,ssh'; args?: string[]; timeoutMs?: number },
+  opts: { components: 'secrets' | 'ssh' | 'secrets,ssh'; args?: string[]; timeoutMs?: number; env?: Record<string, string> },
 ): Promise<RunResult> {
   requireKeyringTools();
   const tmp = tempDir('keyring');
@@ -33,7 +36,7 @@ export async function runInKeyringSession(
     const inner = `eval "$(printf pw | gnome-keyring-daemon --unlock --components=${opts.components})" && export SSH_AUTH_SOCK && exec ${quoted}`;
     return await run('dbus-run-session', ['--', 'bash', '-c', inner], {
       cwd: REPO,
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, XDG_RUNTIME_DIR: runtime, TSH_HOME: join(home, '.tsh') },
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, XDG_RUNTIME_DIR: runtime, TSH_HOME: join(home, '.tsh'), ...opts.env },
       timeoutMs: opts.timeoutMs ?? 60_000,
     });
   } finally {

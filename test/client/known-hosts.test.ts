@@ -21,6 +21,13 @@ describe("tsh's known_hosts: @cert-authority lines per cluster", () => {
     assert.deepEqual(knownHostsPatterns({ clusterName: 'c.test', nodeNames: ['bad name', 'a,b'], sshProxyAddr: '[::1]:22' }), ['*.c.test', '::1']);
   });
 
+  test('patterns are lower-case and cover the node addresses as ssh looks them up (host, and [host]:port off port 22)', () => {
+    assert.deepEqual(
+      knownHostsPatterns({ clusterName: 'Example.ORG', nodeNames: ['WebServer01'], sshProxyAddr: 'Jump.Example.org:3023', nodeAddrs: ['10.0.0.5:22', 'Web-01.Internal:2222', 'Web-02.Example.ORG:2222', '[fd00::7]:2200', 'not an address'] }),
+      ['webserver01', '*.example.org', 'web-02.example.org', '[web-02.example.org]:2222', '[jump.example.org]:3023'],
+    );
+  });
+
   test('a cluster has one line per trusted CA key, tagged with its name', () => {
     const lines = formatHostCaLines('example.org', ['node1', '*.example.org'], [k1!, k2!]);
     assert.deepEqual(lines, [

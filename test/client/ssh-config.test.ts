@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { TshPaths } from '../../src/client/paths.js';
 import {
   commandWord,
@@ -10,6 +11,8 @@ import {
   installSshConfigBlock,
   renderSshConfigBlock,
   replaceManagedBlock,
+  overriddenBlockWarning,
+  unreadConfigWarning,
   type SshConfigBlockInput,
 } from '../../src/client/ssh-config.js';
 import { writeError, writeFileAtomic } from '../../src/util/atomic-write.js';
@@ -21,7 +24,9 @@ const base: SshConfigBlockInput = {
   webProxyAddr: 'jump.example.org:3080',
   sshProxyAddr: 'jump.example.org:3023',
   nodeNames: ['node1', 'db-2'],
+  nodeAddrs: ['10.0.0.5:22', '127.0.0.1:2222', '[fd00::7]:2200'],
   keystore: 'file',
+  tshHome: '/home/al/.tsh',
   knownHostsFile: '/home/al/.tsh/known_hosts',
   identityFile: '/home/al/.tsh/keys/jump.example.org/al',
   certificateFile: '/home/al/.tsh/keys/jump.example.org/al-cert.pub',
@@ -35,17 +40,18 @@ describe('renderSshConfigBlock', () => {
       renderSshConfigBlock(base),
       `# BEGIN Jumpgate jump.example.org
 # Cluster example.org through the proxy jump.example.org:3080. Written by tsh; \`tsh login\` rewrites it: edit outside it.
-Host node1 db-2 *.example.org !jump.example.org
+Match host node1,db-2,*.example.org,!jump.example.org
     UserKnownHostsFile "/home/al/.tsh/known_hosts"
     StrictHostKeyChecking yes
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
     CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
     IdentitiesOnly yes
-    ProxyCommand /usr/local/bin/tsh proxy ssh --proxy=jump.example.org:3080 %r@%h:%p
-Host jump.example.org
+    ProxyCommand /usr/local/bin/tsh proxy ssh --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p
+Match host jump.example.org
     UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "/home/al/.tsh/known_hosts"
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
     CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
+    IdentitiesOnly yes
 # Ends the Host section above, so the lines after this block apply to every host again.
 Host *
 # END Jumpgate jump.example.org
@@ -53,23 +59,36 @@ Host *
     );
   });
 
-  test('keychain keystore: the identity is the agent, no key files named', () => {
+  test('keychain keystore: the certificate names the identity, so ssh offers only the agent\'s certificate, for nodes and the proxy', () => {
     const block = renderSshConfigBlock({ ...base, keystore: 'keychain' });
-    assert.doesNotMatch(block, /IdentityFile|CertificateFile|IdentitiesOnly|IdentityAgent/);
-    assert.match(block, /# Identity: the key and certificate `tsh login` loaded into your ssh-agent\./);
+    const sections = block.split(/^Match host /m).slice(1);
+    assert.equal(sections.length, 2);
+    for (const section of sections) {
+      assert.match(section, /^ {4}IdentityFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al-cert\.pub"$/m);
+      assert.match(section, /^ {4}CertificateFile "\/home\/al\/\.tsh\/keys\/jump\.example\.org\/al-cert\.pub"$/m);
+      assert.match(section, /^ {4}IdentitiesOnly yes$/m);
+    }
+    assert.doesNotMatch(block, /IdentityFile "[^"]*\/al"$/m, 'no private key file is named: with the keychain there is none');
+  });
+
+  test('node names are matched lower-case (ssh lower-cases the host name Match host sees); address hosts only when they are the cluster\'s names', () => {
+    const block = renderSshConfigBlock({ ...base, nodeNames: ['WebServer01', 'node1'], nodeAddrs: ['Web-01.Example.ORG:22', 'Web-01.Internal:22', 'localhost:2222'], clusterName: 'Example.ORG', sshProxyAddr: 'Jump.Example.org:3023' });
+    assert.match(block, /^Match host webserver01,node1,\*\.example\.org,web-01\.example\.org,!jump\.example\.org$/m, 'localhost and an address host outside the cluster are never routed');
+    assert.match(block, /^Match host jump\.example\.org$/m);
   });
 
   test('Windows: forward slashes everywhere, the program path unquoted unless it has a space', () => {
     const win: SshConfigBlockInput = {
       ...base,
       platform: 'win32',
+      tshHome: 'C:\\Users\\al\\.tsh',
       knownHostsFile: 'C:\\Users\\al\\.tsh\\known_hosts',
       identityFile: 'C:\\Users\\al\\.tsh\\keys\\jump.example.org\\al',
       certificateFile: 'C:\\Users\\al\\.tsh\\keys\\jump.example.org\\al-cert.pub',
       tshCommand: ['C:\\Users\\al\\AppData\\Local\\Programs\\jumpgate\\tsh.exe'],
     };
     const block = renderSshConfigBlock(win);
-    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
+    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --tsh-home=C:\/Users\/al\/\.tsh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
     assert.match(block, /^ {4}UserKnownHostsFile "C:\/Users\/al\/\.tsh\/known_hosts"$/m);
     assert.match(block, /^ {4}IdentityFile "C:\/Users\/al\/\.tsh\/keys\/jump\.example\.org\/al"$/m);
     const spaced = renderSshConfigBlock({ ...win, tshCommand: ['C:\\Program Files\\nodejs\\node.exe', 'C:\\Program Files\\Jumpgate\\bin\\tsh'] });
@@ -111,6 +130,8 @@ Host *
       chmodSync(fake, 0o755);
       const input: SshConfigBlockInput = {
         ...base,
+        nodeNames: ['node1', 'db-2', 'WebServer01'],
+        tshHome: odd,
         knownHostsFile: join(odd, 'known_hosts'),
         identityFile: join(odd, 'key'),
         certificateFile: join(odd, 'key-cert.pub'),
@@ -123,6 +144,12 @@ Host *
       assert.equal(g.code, 0, g.stderr);
       assert.match(g.stdout, new RegExp(`^userknownhostsfile ${escapeRe(join(odd, 'known_hosts'))}$`, 'm'));
       assert.match(g.stdout, /^stricthostkeychecking true$/m);
+      // Every spelling of a node name takes the block (Host patterns would be case-sensitive).
+      for (const spelling of ['WebServer01', 'webserver01', 'WEBSERVER01', 'NODE1.Example.Org', 'db-2.example.org']) {
+        const gs = await run(ssh, ['-F', cfg, '-G', spelling]);
+        assert.match(gs.stdout, /^proxycommand /m, `${spelling} is routed through the proxy`);
+        assert.match(gs.stdout, /^identitiesonly yes$/m);
+      }
       // The proxy host keeps the user's own known_hosts and gains tsh's.
       const gp = await run(ssh, ['-F', cfg, '-G', 'jump.example.org']);
       assert.match(gp.stdout, new RegExp(`^userknownhostsfile \\S+/\\.ssh/known_hosts \\S+/\\.ssh/known_hosts2 ${escapeRe(join(odd, 'known_hosts'))}$`, 'm'));
@@ -136,7 +163,7 @@ Host *
       // ssh -G prints IdentityFile/CertificateFile before %-expansion; -v shows the files ssh really tries.
       assert.match(r.stderr, new RegExp(`^debug1: identity file ${escapeRe(join(odd, 'key'))} type -1\r?$`, 'm'));
       assert.match(r.stderr, new RegExp(`^debug1: certificate file ${escapeRe(join(odd, 'key-cert.pub'))} type -1\r?$`, 'm'));
-      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', '--proxy=[::1]:3080', 'al@node1:22']);
+      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', `--tsh-home=${odd}`, '--proxy=[::1]:3080', 'al@node1:22']);
     } finally {
       tmp.cleanup();
     }
@@ -322,3 +349,80 @@ function tryMount(dir: string): boolean {
     return false;
   }
 }
+
+describe('unreadConfigWarning: the file tsh writes vs the one OpenSSH reads', () => {
+  test('OpenSSH takes ~/.ssh/config from the passwd entry, not $HOME (the premise, with real ssh -G)', async () => {
+    const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+    const tmp = tempDir('ssh-config-home');
+    try {
+      mkdirSync(join(tmp.dir, '.ssh'));
+      writeFileSync(join(tmp.dir, '.ssh', 'config'), 'Host probe-host\n    User from-home-env\n');
+      const g = await run(ssh, ['-G', 'probe-host'], { env: { ...process.env, HOME: tmp.dir } });
+      assert.equal(g.code, 0, g.stderr);
+      assert.doesNotMatch(g.stdout, /^user from-home-env$/m);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  test('HOME elsewhere than the passwd home: a warning naming both files and the fix', () => {
+    const tmp = tempDir('ssh-config-warn');
+    try {
+      const paths = new TshPaths({ env: {}, homedir: tmp.dir, platform: 'linux' });
+      const account = userInfo().homedir;
+      const w = unreadConfigWarning(paths, account);
+      assert.ok(w);
+      assert.ok(w.includes(join(tmp.dir, '.ssh', 'config')), w);
+      assert.ok(w.includes(`OpenSSH reads ${join(account, '.ssh', 'config')}`), w);
+      assert.match(w, /-F |Include /);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  test('no warning when HOME is the passwd home (also through a symlink), on Windows, or when the passwd home is unknown', () => {
+    const tmp = tempDir('ssh-config-same');
+    try {
+      const real = join(tmp.dir, 'real');
+      mkdirSync(real);
+      symlinkSync(real, join(tmp.dir, 'link'));
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: real, platform: 'linux' }), real), undefined);
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: join(tmp.dir, 'link'), platform: 'linux' }), real), undefined);
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: 'C:\\Users\\al', platform: 'win32' }), '/root'), undefined);
+      assert.equal(unreadConfigWarning(new TshPaths({ env: {}, homedir: real, platform: 'linux' }), undefined), undefined);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('overriddenBlockWarning: OpenSSH (ssh -G) must see the block', () => {
+  const cases: Array<[string, string, RegExp | undefined]> = [
+    ['the block alone takes effect', '', undefined],
+    ['a Host * section with ProxyCommand before the block wins', 'Host *\n    ProxyCommand none\n', /its ProxyCommand is "none"/],
+    ['an earlier IdentitiesOnly no wins', 'Match all\n    IdentitiesOnly no\n', /IdentitiesOnly is off/],
+    ['a section for other hosts does not matter', 'Host other.test\n    ProxyCommand none\n', undefined],
+  ];
+  for (const [name, before, want] of cases) {
+    test(name, () => {
+      const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+      const tmp = tempDir('ssh-config-override');
+      try {
+        const cfg = join(tmp.dir, 'config');
+        writeFileSync(cfg, before + renderSshConfigBlock(base));
+        const w = overriddenBlockWarning(base, { env: process.env, ssh, args: ['-F', cfg] });
+        if (want === undefined) assert.equal(w, undefined);
+        else {
+          assert.match(w ?? '', want);
+          assert.match(w ?? '', /ssh -G jumpgate-probe\.example\.org/);
+        }
+      } finally {
+        tmp.cleanup();
+      }
+    });
+  }
+
+  test('no ssh installed: nothing to warn about', () => {
+    assert.equal(overriddenBlockWarning(base, { env: process.env, ssh: '/nonexistent/ssh' }), undefined);
+  });
+});

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import type { Browser } from 'playwright-core';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { launchBrowser, type LoginInBrowserOptions } from '../helpers/browser.js';
@@ -96,7 +97,7 @@ describe('tsh login through OIDC in a real browser', () => {
   async function tshLogin(
     cluster: Cluster,
     login: string,
-    opts: { browser?: Omit<LoginInBrowserOptions, 'url' | 'login'>; beforeBrowser?: () => Promise<void>; killAfterPage?: boolean } = {},
+    opts: { browser?: Omit<LoginInBrowserOptions, 'url' | 'login'>; beforeBrowser?: () => Promise<void>; killAfterPage?: boolean; args?: string[] } = {},
   ): Promise<LoginRun> {
     const home = join(tmp.dir, `home${++homes}`);
     mkdirSync(home);
@@ -105,7 +106,7 @@ describe('tsh login through OIDC in a real browser', () => {
       login,
       browser,
       env: { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock },
-      args: ['--keystore=file'],
+      args: ['--keystore=file', ...(opts.args ?? [])],
       ...(opts.browser ? { browserOptions: opts.browser } : {}),
       ...(opts.beforeBrowser ? { beforeBrowser: opts.beforeBrowser } : {}),
       ...(opts.killAfterPage ? { killAfterPage: true } : {}),
@@ -154,6 +155,18 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.ok(events(main, 'cert.issued').some((e) => e['key_id'] === 'alice' && e['via'] === 'login'));
     const audit = readFileSync(join(main.dataDir, 'audit.log'), 'utf8');
     assert.doesNotMatch(audit, /PRIVATE KEY|eyJ[A-Za-z0-9_-]{10,}\.|e2e-secret/, 'no keys, tokens or secrets in the audit log');
+  });
+
+  test('--add-keys-to-agent=no leaves the agent alone and is remembered; tsh warns that ssh reads the passwd home, not this HOME', async () => {
+    const r = await tshLogin(main, 'alice', { args: ['--add-keys-to-agent=no'] });
+    assert.equal(r.code, 0, r.stderr);
+    const certBlob = readFileSync(certFile(r.home, 'alice'), 'utf8').trim().split(' ')[1]!;
+    const listed = await run('ssh-add', ['-L'], { env: { ...process.env, SSH_AUTH_SOCK: agent.sock } });
+    assert.ok(!listed.stdout.includes(certBlob), 'the certificate is not in the agent');
+    const profile = JSON.parse(readFileSync(join(r.home, '.tsh', 'profiles', '127.0.0.1.json'), 'utf8')) as { addKeysToAgent?: string };
+    assert.equal(profile.addKeysToAgent, 'no');
+    // HOME is a temp dir; ssh reads ~/.ssh/config under the passwd entry's home.
+    assert.ok(r.stderr.includes(`warning: wrote the block into ${join(r.home, '.ssh', 'config')}, but OpenSSH reads ${join(userInfo().homedir, '.ssh', 'config')}`), r.stderr);
   });
 
   test('tsh logout removes the profile, the key, the certificate and the agent entry; status then exits 4', async () => {

@@ -78,14 +78,17 @@ describe('npm run quickstart', () => {
       assert.match(login.page, /You are logged in/);
       assert.equal(login.code, 0, login.stderr);
 
-      // Plain OpenSSH with only what tsh login wrote (ssh reads ~/.ssh from the passwd entry, so -F names it).
-      const ssh = await run(
-        'ssh',
-        ['-F', join(home, '.ssh', 'config'), '-o', 'BatchMode=yes', `${userInfo().username}@node1`, 'echo hello from $(hostname) as $(id -un)'],
-        { env, timeoutMs: 30_000 },
-      );
-      assert.equal(ssh.code, 0, `${ssh.stderr}\n--- quickstart ---\n${qs.err()}`);
-      assert.match(ssh.stdout, new RegExp(`hello from .* as ${userInfo().username}`));
+      // Plain OpenSSH with only what tsh login wrote (ssh reads ~/.ssh from the passwd entry, so -F names it),
+      // by the short name, the long name the block routes, and in capitals (ssh lower-cases it).
+      for (const host of ['node1', 'node1.quickstart.test', 'NODE1.Quickstart.Test']) {
+        const ssh = await run(
+          'ssh',
+          ['-F', join(home, '.ssh', 'config'), '-o', 'BatchMode=yes', `${userInfo().username}@${host}`, 'echo hello from $(hostname) as $(id -un)'],
+          { env, timeoutMs: 30_000 },
+        );
+        assert.equal(ssh.code, 0, `ssh ${host}: ${ssh.stderr}\n--- quickstart ---\n${qs.err()}`);
+        assert.match(ssh.stdout, new RegExp(`hello from .* as ${userInfo().username}`));
+      }
     } finally {
       await browser.close();
       await agent.stop();

@@ -151,15 +151,18 @@ function inScope(h: string, cluster: string, owned: Set<string>): boolean {
   return isClusterPattern(h, cluster) && (l === `*.${c}` || l.endsWith(`.${c}`) || owned.has(l));
 }
 
-/** Checks a rendered block: only scoped Host patterns (a `!` only before the proxy) and the block's closing `Host *`; no Match; nothing unsafe. */
+/** Checks a rendered block: only scoped `Match host` patterns (a `!` only before the proxy) and the block's closing `Host *`; no other Match; nothing unsafe. */
 function checkBlock(block: string, cluster: string, owned: Set<string>): void {
   const lines = block.replace(/\n$/, '').split('\n');
   for (const [i, line] of lines.entries()) {
     if (UNSAFE.test(line)) throw new LoginAnswerViolation(`unsafe character in line ${JSON.stringify(line)}`);
-    const word = line.trim().split(/\s+/)[0]!.toLowerCase();
-    if (word === 'match' || word === 'include') throw new LoginAnswerViolation(`a ${word} line: ${JSON.stringify(line)}`);
-    if (word !== 'host') continue;
-    const patterns = line.trim().split(/\s+/).slice(1);
+    const words = line.trim().split(/\s+/);
+    const word = words[0]!.toLowerCase();
+    if (word === 'include') throw new LoginAnswerViolation(`an include line: ${JSON.stringify(line)}`);
+    // The block's sections are `Match host <patterns>`: any other Match criterion (exec, all, ...) is a violation.
+    if (word === 'match' && (words.length !== 3 || words[1]!.toLowerCase() !== 'host')) throw new LoginAnswerViolation(`a match line other than one "Match host": ${JSON.stringify(line)}`);
+    if (word !== 'host' && word !== 'match') continue;
+    const patterns = word === 'match' ? words[2]!.split(',') : words.slice(1);
     if (patterns.length === 1 && patterns[0] === '*') {
       // The closing section: only comments may follow it, then the END marker.
       if (!lines.slice(i + 1).every((l) => l.startsWith('#'))) throw new LoginAnswerViolation('Host * carries settings');
@@ -184,14 +187,16 @@ function checkKnownHosts(lines: string[], cluster: string, owned: Set<string>): 
   }
 }
 
-function blockInput(clusterName: string, sshProxyAddr: string, nodeNames: string[]): SshConfigBlockInput {
+function blockInput(clusterName: string, sshProxyAddr: string, nodeNames: string[], nodeAddrs: string[] = []): SshConfigBlockInput {
   return {
     profileName: PROXY_HOST,
     clusterName,
     webProxyAddr: `${PROXY_HOST}:3080`,
     sshProxyAddr,
     nodeNames,
+    nodeAddrs,
     keystore: 'file',
+    tshHome: '/home/al/.tsh',
     knownHostsFile: '/home/al/.tsh/known_hosts',
     identityFile: `/home/al/.tsh/keys/${PROXY_HOST}/alice`,
     certificateFile: `/home/al/.tsh/keys/${PROXY_HOST}/alice-cert.pub`,
@@ -233,7 +238,7 @@ export const loginAnswerTarget: SyncTarget = {
     const r = raw(body);
     if (r) {
       const owned = new Set(r.nodes.map((n) => n.toLowerCase()));
-      const block = refusedOr(() => renderSshConfigBlock(blockInput(r.cluster, r.ssh, r.nodes)));
+      const block = refusedOr(() => renderSshConfigBlock(blockInput(r.cluster, r.ssh, r.nodes, r.nodes.map((n) => `${n}:22`))));
       if (!(block instanceof Refused)) checkBlock(block, r.cluster, owned);
       const lines = refusedOr(() => formatHostCaLines(r.cluster, knownHostsPatterns({ clusterName: r.cluster, nodeNames: r.nodes, sshProxyAddr: r.ssh }), [ca.publicKey], PROXY_HOST));
       if (!(lines instanceof Refused)) checkKnownHosts(lines, r.cluster, owned);

@@ -4,7 +4,7 @@
  * certificate, and the real `jumpgate start` routing to it. Shared by the SSH
  * proxy end-to-end tests and bench/proxy.ts.
  *
- * Inventory: node1 (env=test) and secret1 (env=prod, same sshd) so a role
+ * Inventory (default): node1 (env=test) and secret1 (env=prod, same sshd) so a role
  * selecting env=test can be refused secret1. Roles: `user` (env=test) and
  * `agent` (env=test, forward_agent).
  */
@@ -36,10 +36,19 @@ export interface ProxyClusterOptions {
   oidc?: { issuer: string; clientId: string; clientSecret: string };
   /** Environment of the `jumpgate start` process (e.g. HTTPS_PROXY for its IdP calls). */
   env?: NodeJS.ProcessEnv;
+  /** The inventory, every node on the one sshd. Default node1 (env=test) and secret1 (env=prod). */
+  nodes?: Array<{ name: string; env: string }>;
+  /** The node sshd's loopback address (default 127.0.0.1; 127.0.0.2 is an address the ssh_config block routes). */
+  nodeHost?: string;
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
   const clusterName = opts.clusterName ?? 'e2e.test';
+  const nodeHost = opts.nodeHost ?? '127.0.0.1';
+  const inventory = opts.nodes ?? [
+    { name: 'node1', env: 'test' },
+    { name: 'secret1', env: 'prod' },
+  ];
   const dataDir = join(dir, 'data');
   const [webPort, sshPort] = [opts.webPort ?? (await freePort()), await freePort()];
   const oidc = opts.oidc
@@ -72,8 +81,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       '    node_labels: { env: test }',
       '    forward_agent: true',
       'nodes:',
-      `  - { name: node1, addr: "127.0.0.1:${nodePort}", labels: { env: test } }`,
-      `  - { name: secret1, addr: "127.0.0.1:${nodePort}", labels: { env: prod } }`,
+      ...inventory.map((n) => `  - { name: ${n.name}, addr: "${nodeHost}:${nodePort}", labels: { env: ${n.env} } }`),
       '',
     ].join('\n');
   // The CAs first (the node needs the user CA and a host certificate), then the node, then the server.
@@ -87,7 +95,8 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
   let hostCert;
   try {
     hostCert = issueHostCertificate(
-      { names: ['node1', 'secret1', `node1.${clusterName}`, `secret1.${clusterName}`, '127.0.0.1', 'localhost'], publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'test' },
+      // The issuer adds each name's lower-case name.<cluster> form, as for tctl auth sign.
+      { names: [...inventory.map((n) => n.name), nodeHost, 'localhost'], publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'test' },
       { config: pre, ca, audit, clock },
     );
   } finally {
@@ -98,7 +107,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
   writeFileSync(`${hostKeyFile}-cert.pub`, encodeCertificateLine(hostCert, 'node1') + '\n');
   const userCaFile = join(dir, 'user_ca.pub');
   writeFileSync(userCaFile, ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey)).join('\n') + '\n');
-  const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [] });
+  const node = await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: opts.sshdExtra ?? [], listenAddress: nodeHost });
   let cluster: Cluster;
   try {
     cluster = await startCluster(dir, yaml(node.port), { ...(opts.debug ? { args: ['--debug'] } : {}), ...(opts.env ? { env: opts.env } : {}) });

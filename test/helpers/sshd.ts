@@ -20,6 +20,8 @@ export interface SshdOptions {
   hostCertificate: string;
   trustedUserCaKeys: string;
   extra?: string[];
+  /** The loopback address to listen on (default 127.0.0.1; any 127.x works on Linux). */
+  listenAddress?: string;
 }
 
 /** Asks the kernel for a free loopback port (sshd cannot report a port 0 choice). */
@@ -46,7 +48,7 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
       conf,
       [
         `Port ${port}`,
-        'ListenAddress 127.0.0.1',
+        `ListenAddress ${opts.listenAddress ?? '127.0.0.1'}`,
         `HostKey ${opts.hostKey}`,
         `HostCertificate ${opts.hostCertificate}`,
         `TrustedUserCAKeys ${opts.trustedUserCaKeys}`,
@@ -68,7 +70,7 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
     const child = spawn(sshd, ['-D', '-e', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-    const ready = await waitFor(child, () => log, /Server listening on 127\.0\.0\.1 port/, 10_000);
+    const ready = await waitFor(child, () => log, /Server listening on 127\.\d+\.\d+\.\d+ port/, 10_000);
     if (ready) return makeNode(child, port, () => log);
     child.kill('SIGKILL');
     if (attempt >= 2 || !/Address already in use/.test(log)) {

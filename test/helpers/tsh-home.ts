@@ -7,13 +7,15 @@
  */
 import { join } from 'node:path';
 import type { ServerConfig } from '../../src/config/index.js';
+import { formatHostPort } from '../../src/config/address.js';
 import { AuditLog } from '../../src/server/auth/audit.js';
 import { CaStore } from '../../src/server/auth/ca.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { nodeAllowed, resolveAccess } from '../../src/server/auth/roles.js';
 import { TshPaths } from '../../src/client/paths.js';
 import { ProfileStore, type Profile } from '../../src/client/profile.js';
-import { FileStore } from '../../src/client/keystore.js';
+import { FileStore, openKeyStore } from '../../src/client/keystore.js';
+import { AgentClient } from '../../src/client/agent.js';
 import { knownHostsPatterns, writeClusterHostCAs } from '../../src/client/known-hosts.js';
 import { installSshConfigBlock, renderSshConfigBlock, sshConfigInput } from '../../src/client/ssh-config.js';
 import { encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, type Certificate } from '../../src/sshcert/index.js';
@@ -37,6 +39,12 @@ export interface FakeLoginOptions {
   sshConfig?: boolean;
   /** How the block's ProxyCommand runs tsh. Default: this Node and the repository's bin/tsh. */
   selfCommand?: string[];
+  /** TSH_HOME. Default <home>/.tsh. */
+  tshHome?: string;
+  /** Where the private key goes, as `tsh login --keystore=`. Default file; keychain needs a real Secret Service. */
+  keystore?: 'file' | 'keychain';
+  /** Loads key + certificate into the agent at this socket, as tsh login does. Default: no agent. */
+  agentSock?: string;
 }
 
 export interface FakeLogin {
@@ -49,11 +57,11 @@ export interface FakeLogin {
   sshConfigFile: string;
 }
 
-/** Produces exactly the files a successful `tsh login --keystore=file` writes. */
+/** Produces exactly the files a successful `tsh login` writes (default `--keystore=file`, no agent). */
 export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: o.home, TSH_HOME: join(o.home, '.tsh') };
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: o.home, TSH_HOME: o.tshHome ?? join(o.home, '.tsh') };
   for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSH_AUTH_SOCK', 'TSH_PROXY']) delete env[k];
-  const paths = new TshPaths({ env: { TSH_HOME: env['TSH_HOME'] }, homedir: o.home, platform: process.platform });
+  const paths = new TshPaths({ env, homedir: o.home, platform: process.platform });
   const clock = () => o.signedAt ?? new Date();
   const ca = new CaStore(o.config.dataDir, clock);
   const audit = new AuditLog(o.config.dataDir, clock);
@@ -81,24 +89,40 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     logins: cert.principals,
     roles: access.roles,
     validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
-    keystore: 'file',
+    keystore: o.keystore ?? 'file',
     insecure: true,
     nodeNames: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => n.name),
+    nodeAddrs: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => formatHostPort(n.addr)),
   };
   const store = new ProfileStore(paths);
   await store.locked(async () => {
     store.ensureDirs(profile.name);
-    await new FileStore(paths).save(profile.name, profile.username, encodeOpenSSHPrivateKey(kp.privateKey, `${o.username}@${profile.name}`));
+    const keystore = o.keystore === 'keychain' ? await openKeyStore('keychain', { paths, notice: () => undefined }) : new FileStore(paths);
+    await keystore.save(profile.name, profile.username, encodeOpenSSHPrivateKey(kp.privateKey, `${o.username}@${profile.name}`));
     writeFileAtomic(paths.publicKey(profile.name, profile.username), formatPublicKeyLine(kp.publicKey, o.username) + '\n', 0o644);
     writeFileAtomic(paths.certificate(profile.name, profile.username), encodeCertificateLine(cert, o.username) + '\n', 0o644);
     store.save(profile);
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: profile.clusterName,
       proxyHost: profile.name,
-      patterns: knownHostsPatterns({ clusterName: profile.clusterName, nodeNames: profile.nodeNames, sshProxyAddr }),
+      patterns: knownHostsPatterns({ clusterName: profile.clusterName, nodeNames: profile.nodeNames, sshProxyAddr, nodeAddrs: profile.nodeAddrs ?? [] }),
       caKeys: ca.get('host').trusted.map((k) => k.publicKey),
     });
   });
+  if (o.agentSock) {
+    const agent = await AgentClient.connect({ socketPath: o.agentSock, env: {}, platform: process.platform });
+    try {
+      const res = await agent.addCertificateAndVerify({
+        privateKey: kp.privateKey,
+        certBlob: cert.blob,
+        comment: `jumpgate ${o.username}@${profile.name}`,
+        lifetimeSeconds: 3600,
+      });
+      if (res.warning) throw new Error(res.warning);
+    } finally {
+      agent.close();
+    }
+  }
   if (o.sshConfig !== false) {
     const block = renderSshConfigBlock(sshConfigInput(profile, paths, o.selfCommand ?? [process.execPath, join(REPO, 'bin', 'tsh')]));
     installSshConfigBlock(paths, profile.name, block);

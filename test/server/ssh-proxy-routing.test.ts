@@ -24,6 +24,7 @@ nodes:
   - { name: db1, addr: "10.0.0.4:22", labels: { env: prod, team: db } }
   - { name: multi-a, addr: "10.0.0.9:2201", labels: { env: dev } }
   - { name: multi-b, addr: "10.0.0.9:2202", labels: { env: dev } }
+  - { name: WebServer01, addr: "Web-01.Internal:22", labels: { env: dev } }
 `,
   '/etc/jumpgate.yaml',
 );
@@ -93,6 +94,10 @@ describe('routeToNode: which node a request names, and whether the roles reach i
     { name: 'by address', roles: 'dev', host: '10.0.0.2', port: 2222, want: 'web2' },
     { name: 'an address shared by two nodes: the port picks one', roles: 'dev', host: '10.0.0.9', port: 2202, want: 'multi-b' },
     { name: 'an address shared by two nodes without a port is ambiguous', roles: 'dev', host: '10.0.0.9', port: 22, want: 'AMBIGUOUS_NODE' },
+    { name: 'a mixed-case inventory name by its lower-case spelling (what ssh sends)', roles: 'dev', host: 'webserver01', port: 22, want: 'WebServer01' },
+    { name: 'a mixed-case inventory name, any spelling', roles: 'dev', host: 'WEBSERVER01', port: 0, want: 'WebServer01' },
+    { name: 'a mixed-case inventory name in its long form', roles: 'dev', host: 'webserver01.example.test', port: 22, want: 'WebServer01' },
+    { name: 'a mixed-case address host, lower-case', roles: 'dev', host: 'web-01.internal', port: 22, want: 'WebServer01' },
     { name: 'an unknown name', roles: 'dev', host: 'nope', port: 22, want: 'UNKNOWN_NODE' },
     { name: 'another cluster name is not stripped', roles: 'dev', host: 'web1.other.test', port: 22, want: 'UNKNOWN_NODE' },
     { name: 'a node no role selects', roles: 'dev', host: 'prod1', port: 22, want: 'NODE_DENIED' },
@@ -114,7 +119,7 @@ describe('routeToNode: which node a request names, and whether the roles reach i
   });
 
   test('reachableNodes lists what the roles select, in inventory order', () => {
-    assert.deepEqual(reachableNodes(config, selectorsFor('db,dev')).map((n) => n.name), ['web1', 'web2', 'db1', 'multi-a', 'multi-b']);
+    assert.deepEqual(reachableNodes(config, selectorsFor('db,dev')).map((n) => n.name), ['web1', 'web2', 'db1', 'multi-a', 'multi-b', 'WebServer01']);
   });
 });
 

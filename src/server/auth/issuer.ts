@@ -2,6 +2,8 @@
  * The one signing path for certificates: `tctl auth sign` and the login flow
  * both come here, so roles, TTL caps and the audit trail cannot diverge.
  */
+import { isIP } from 'node:net';
+import { AuthError } from '../../errors.js';
 import {
   CertRequest,
   encodeIdentity,
@@ -91,23 +93,61 @@ export function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Ce
   return issueUser(input, deps).cert;
 }
 
+/**
+ * The principals of a node's host certificate: every name OpenSSH will
+ * check. ssh lower-cases the host name before it compares it with the
+ * certificate's principals (case-sensitively, sshkey_cert_check_authority),
+ * so every principal is lower-cased; and every name that is not an IP
+ * address and not already under the cluster's domain also gets its long form
+ * `<name>.<cluster>`, the name the ssh_config block's `*.<cluster>` pattern
+ * routes. Order kept (the first name is the key id), duplicates dropped.
+ * Example: (["WebServer01", "10.0.0.5"], "example.test") →
+ * ["webserver01", "webserver01.example.test", "10.0.0.5"].
+ */
+export function hostCertPrincipals(names: string[], clusterName: string, opts: { longForms?: boolean } = {}): string[] {
+  const cluster = clusterName.toLowerCase().replace(/\.$/, '');
+  const out: string[] = [];
+  const add = (p: string) => {
+    if (!out.includes(p)) out.push(p);
+  };
+  for (const raw of names) {
+    const name = raw.trim().toLowerCase().replace(/\.$/, '');
+    if (name === '') continue;
+    add(name);
+    const literal = isIP(name.replace(/^\[(.*)\]$/, '$1')) !== 0;
+    const wildcard = /[*?]/.test(name);
+    if (opts.longForms !== false && !literal && !wildcard && cluster !== '' && name !== cluster && !name.endsWith(`.${cluster}`)) add(`${name}.${cluster}`);
+  }
+  return out;
+}
+
 export interface HostCertInput {
-  /** Host names and addresses clients will type; the first is the key id. */
+  /**
+   * Host names and addresses clients will type; the first is the key id.
+   * Normalised by hostCertPrincipals (lower case, plus `<name>.<cluster>`).
+   */
   names: string[];
   publicKey: PublicKey;
   ttlSeconds: number;
   via: string;
   /** The host CA key to sign with; default the active one. */
   signer?: CaKey;
+  /** Add `<name>.<cluster>` forms (default true: a node; the proxy's own certificate passes false). */
+  longForms?: boolean;
 }
 
-/** Signs a host certificate for an OpenSSH node (sshd's HostCertificate). */
+/**
+ * Signs a host certificate for an OpenSSH node (sshd's HostCertificate):
+ * principals = hostCertPrincipals(names, cluster), key id = the first of them.
+ * The proxy's own certificate (ssh-proxy.ts) goes through here too, without long forms.
+ */
 export function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Certificate {
+  const principals = hostCertPrincipals(input.names, deps.config.clusterName, input.longForms === false ? { longForms: false } : {});
   const req = new CertRequest({
     publicKey: input.publicKey,
     type: 'host',
-    keyId: input.names[0] ?? '',
-    principals: input.names,
+    keyId: principals[0] ?? '',
+    principals,
     ttlSeconds: input.ttlSeconds,
   });
   const cert = signCertificate(req, input.signer ?? deps.ca.get('host').active, deps.clock());

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { formatHostPort } from '../../config/address.js';
 import { UserError } from '../../errors.js';
 import { fingerprintSha256, formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
 import { seal } from '../../api/envelope.js';
@@ -282,6 +283,7 @@ export class LoginService {
         ssh_public_addr: addrs.ssh,
         web_public_addr: addrs.web,
         nodes: this.rt.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => n.name),
+        node_addrs: this.rt.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => formatHostPort(n.addr)),
       };
     } catch (err) {
       return fail((err as Error).message, (err as UserError).code ?? 'LOGIN_FAILED', (err as Error).message);

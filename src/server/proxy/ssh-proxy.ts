@@ -145,7 +145,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     const nowSec = Math.floor(rt.clock().getTime() / 1000);
     if (identity && identity.caKeyId === signer.id && identity.validBefore - nowSec > HOST_CERT_TTL_SECONDS / 2) return identity.server;
     const cert = issueHostCertificate(
-      { names: principals(), publicKey: hostKey.publicKey, ttlSeconds: HOST_CERT_TTL_SECONDS, via: 'ssh-proxy', signer },
+      { names: principals(), publicKey: hostKey.publicKey, ttlSeconds: HOST_CERT_TTL_SECONDS, via: 'ssh-proxy', signer, longForms: false },
       { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock },
     );
     const server = new ssh2.Server(

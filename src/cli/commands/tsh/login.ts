@@ -1,15 +1,17 @@
 import { rmSync } from 'node:fs';
-import { AuthError, UsageError } from '../../../errors.js';
+import { AuthError, UsageError, UserError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
 import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
 import { openKeyStore, openProfileKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, ping } from '../../../client/login.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
-import { ProfileStore, type Profile } from '../../../client/profile.js';
+import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
 import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { claimClusterScope, droppedNotes } from '../../../client/cluster-scope.js';
+import { isClusterPattern, splitPlainHostPort } from '../../../api/names.js';
 import { createHttpDispatcher } from '../../../net/index.js';
+import { formatHostPort, parseHostPort } from '../../../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
 import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
 import { printable } from '../../../util/printable.js';
@@ -26,6 +28,32 @@ export interface LoginOptions {
   keystore: 'auto' | 'keychain' | 'file';
   /** Write the managed block into ~/.ssh/config (off with --no-ssh-config). */
   sshConfig: boolean;
+  /** --add-keys-to-agent; undefined: what the profile remembers, else auto. */
+  addKeysToAgent?: AddKeysToAgent;
+}
+
+/**
+ * The agent setting of a login and the key store mode it allows. ssh cannot
+ * read a key from the OS keychain, only from the agent or a file: with
+ * `no`, `--keystore=keychain` is refused and `auto` means the file store.
+ * @throws UsageError USAGE_AGENT_KEYCHAIN for `no` with `--keystore=keychain`.
+ */
+export function agentAndKeystore(
+  flag: AddKeysToAgent | undefined,
+  remembered: AddKeysToAgent | undefined,
+  keystore: LoginOptions['keystore'],
+): { addKeysToAgent: AddKeysToAgent; keystore: LoginOptions['keystore']; note?: string } {
+  // The profile is a file: a value other than the three is ignored, not trusted.
+  const known = remembered === 'auto' || remembered === 'yes' || remembered === 'no' ? remembered : undefined;
+  const addKeysToAgent = flag ?? known ?? 'auto';
+  if (addKeysToAgent !== 'no' || keystore === 'file') return { addKeysToAgent, keystore };
+  const origin = flag === undefined ? ' (remembered from your last login; give --add-keys-to-agent=auto to change it)' : '';
+  if (keystore === 'keychain') {
+    throw new UsageError('USAGE_AGENT_KEYCHAIN', `--add-keys-to-agent=no${origin} cannot go with --keystore=keychain: plain ssh reads keys from the agent or a file, never from the OS keychain`, {
+      hint: 'use --keystore=file (the key in a 0600 file ssh reads), or --add-keys-to-agent=auto',
+    });
+  }
+  return { addKeysToAgent, keystore: 'file', note: `--add-keys-to-agent=no${origin}: keeping the private key in a 0600 file under TSH_HOME, where plain ssh reads it` };
 }
 
 /** Hooks for what happens after the certificate is stored (the ssh_config block lives in ssh-config.ts). */
@@ -48,13 +76,15 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     throw new UsageError('USAGE_NO_PROXY', 'tsh login needs the proxy address', { hint: 'give --proxy=HOST[:PORT] or set TSH_PROXY' });
   }
   const proxy = parseProxyFlag(proxyText);
+  const choice = agentAndKeystore(opts.addKeysToAgent, store.load(proxy.host)?.addKeysToAgent, opts.keystore);
   const dispatcher = createHttpDispatcher({
     env: deps.env,
     insecureSkipVerify: opts.insecure,
     log: deps.debug ? (l) => say(l) : undefined,
     warn: say,
   });
-  const keystore = await openKeyStore(opts.keystore, { paths, notice: say });
+  if (choice.note) say(choice.note);
+  const keystore = await openKeyStore(choice.keystore, { paths, notice: say });
   const info = await ping(proxy.addr, dispatcher);
   if (info.auth.type !== 'oidc') {
     throw new AuthError('LOGIN_NOT_CONFIGURED', `the cluster ${printable(info.cluster_name)} has no single sign-on configured`, { hint: 'ask an admin to set auth.oidc' });
@@ -87,6 +117,8 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     keystore: keystore.kind,
     insecure: opts.insecure,
     nodeNames: [],
+    nodeAddrs: nodeAddrsOf(r.node_addrs),
+    addKeysToAgent: choice.addKeysToAgent,
   };
   const { notes, earlierKeys } = await store.locked(async () => {
     const earlier = previousProfile(store, profile.name);
@@ -98,10 +130,16 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
       store.list(),
     );
     profile.nodeNames = scope.nodeNames;
+    // An address form is routed and trusted only when its host is one of the
+    // cluster's own names that this login keeps (never an IP address).
+    profile.nodeAddrs = (profile.nodeAddrs ?? []).filter((a) => {
+      const host = splitPlainHostPort(a)?.host.toLowerCase();
+      return host !== undefined && isClusterPattern(host, r.cluster_name) && !scope.dropped.some((d) => d.name.toLowerCase() === host);
+    });
     const hostCa = {
       clusterName: r.cluster_name,
       proxyHost: proxy.host,
-      patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: r.ssh_public_addr }),
+      patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: r.ssh_public_addr, nodeAddrs: profile.nodeAddrs ?? [] }),
       caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
     };
     // The renderers' own guards run before the first write, so a value they refuse leaves nothing behind.
@@ -117,11 +155,37 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     const written = opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [];
     return { notes: [...droppedNotes(r.cluster_name, scope.dropped), ...written], earlierKeys };
   });
-  const agentNote = await loadIntoAgent(login, profile, paths, deps, earlierKeys);
+  const agent = choice.addKeysToAgent === 'no' ? { notes: [], failed: false } : await loadIntoAgent(login, profile, paths, deps, earlierKeys);
   const until = new Date(r.valid_before);
   say(`Logged in to ${printable(r.cluster_name)} as ${printable(r.username)} (roles: ${r.roles.map((x) => printable(x)).join(', ')}).`);
   say(`Logins: ${r.logins.map((x) => printable(x)).join(', ')}. Valid until ${until.toISOString()}.`);
-  for (const n of [...notes, ...agentNote]) say(n);
+  if (agent.failed && choice.addKeysToAgent === 'yes') {
+    for (const n of notes) say(n);
+    throw new UserError('AGENT_ADD_FAILED', `logged in, but the certificate is not in the ssh-agent (--add-keys-to-agent=yes): ${agent.notes.join(' ')}`, {
+      hint: 'start an agent (`eval "$(ssh-agent)"`) and log in again, or use --add-keys-to-agent=auto',
+    });
+  }
+  for (const n of [...notes, ...agent.notes]) say(n);
+}
+
+/**
+ * The node addresses of a login answer that are host:port (`[v6]:port`),
+ * lower-case, at most 10,000; anything else is dropped: they become
+ * ssh_config and known_hosts patterns.
+ */
+export function nodeAddrsOf(addrs: unknown): string[] {
+  if (!Array.isArray(addrs)) return [];
+  const out: string[] = [];
+  for (const a of addrs.slice(0, 10_000)) {
+    if (typeof a !== 'string' || a.length > 300) continue;
+    try {
+      const hp = parseHostPort(a);
+      out.push(formatHostPort({ host: hp.host.toLowerCase(), port: hp.port }));
+    } catch {
+      // not an address: left out
+    }
+  }
+  return out;
 }
 
 /**
@@ -183,14 +247,17 @@ async function loadIntoAgent(
   paths: TshPaths,
   deps: Deps,
   earlierKeys: Buffer[],
-): Promise<string[]> {
+): Promise<{ notes: string[]; failed: boolean }> {
   const lifetime = Math.floor((Date.parse(profile.validBefore) - deps.clock().getTime()) / 1000);
   let agent: AgentClient;
   try {
     agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
   } catch (err) {
     if (err instanceof AgentError) {
-      return [`note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${profile.keystore === 'file' ? 'uses the key file named in ~/.ssh/config instead' : 'needs an agent: start one with `eval "$(ssh-agent)"` and log in again'}.`];
+      return {
+        failed: true,
+        notes: [`note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${profile.keystore === 'file' ? 'uses the key file named in ~/.ssh/config instead' : 'needs an agent: start one with `eval "$(ssh-agent)"` and log in again'}.`],
+      };
     }
     throw err;
   }
@@ -207,9 +274,9 @@ async function loadIntoAgent(
     const notes = res.warning ? [`warning: ${res.warning}`] : [];
     const old = await removeProfileEntries(agent, { profile: profile.name, keys: earlierKeys }, [login.cert.blob, login.publicKey.blob]);
     if (old.warning) notes.push(`warning: the earlier login's entries are still in the agent: ${old.warning}`);
-    return notes;
+    return { notes, failed: res.warning !== undefined };
   } catch (err) {
-    if (err instanceof AgentError) return [`warning: could not add the certificate to the ssh-agent: ${err.message}`];
+    if (err instanceof AgentError) return { notes: [`warning: could not add the certificate to the ssh-agent: ${err.message}`], failed: true };
     throw err;
   } finally {
     agent.close();

@@ -32,16 +32,18 @@ export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
     return;
   }
   let profile: Profile | undefined;
+  let damaged = false;
   try {
     profile = store.load(name);
   } catch (err) {
     if (!(err instanceof UserError)) throw err;
+    damaged = true;
     say(`note: ${err.message}; removing what is left of it`);
   }
   // Every user that left files here (a relogin as someone else may have left an older one).
   const users = [...new Set([...(profile ? [profile.username] : []), ...usersOnDisk(paths, name)])];
   const keys = profileKeys(paths, name, users);
-  const hadFiles = profile !== undefined || users.length > 0 || keys.length > 0;
+  const hadFiles = damaged || profile !== undefined || users.length > 0 || keys.length > 0;
   await store.locked(async () => {
     if (profile) {
       const keystore = await openProfileKeyStore(profile.keystore, { paths });
@@ -56,6 +58,11 @@ export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
   }
   if (agent.warning) {
     throw new UserError('AGENT_REMOVE_FAILED', `logged out of ${printable(name)}, but ${agent.warning}`);
+  }
+  if (damaged) {
+    // A damaged profile is removed with its key files, so `tsh login` can start clean.
+    say(`Removed the damaged profile ${printable(name)} and its key files (a key it kept in the OS keychain, service "jumpgate", may remain).`);
+    return;
   }
   say(profile ? `Logged out ${printable(profile.username)} from ${printable(profile.name)}.` : `Logged out from ${printable(name)}.`);
 }
