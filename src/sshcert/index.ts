@@ -12,4 +12,3 @@ export * from './certificate.js';
 export * from './request.js';
 export * from './sign.js';
 export * from './verify.js';
-export * from './identity.js';

@@ -17,6 +17,8 @@ import { ProfileStore, type Profile } from '../../src/client/profile.js';
 import { encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine } from '../../src/sshcert/index.js';
 import { testDeps } from '../helpers/deps.js';
 import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
+import { startRefusingAgent } from '../helpers/refusing-agent.js';
+import { UserError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tools.js';
 import { certify, keyPair } from '../sshconn/fixtures.js';
 
@@ -118,5 +120,24 @@ describe('tsh logout removes what is left of a profile', () => {
     assert.match(deps.err(), /no profile for nowhere; nothing to do/);
     await logout({}, deps);
     assert.match(deps.err(), /not logged in; nothing to do/);
+  });
+
+  test('an agent that will not remove the certificate: the files go, and logout fails (exit 1) naming the agent and what stays', async () => {
+    const l = await loggedIn('refused');
+    await client.remove(l.cert.blob);
+    const stuck = await startRefusingAgent(join(tmp.dir, 'stuck', 'agent.sock'), [{ blob: l.cert.blob, comment: agentComment('jump', 'alice', 'c') }]);
+    try {
+      const deps = testDeps({ env: { ...l.deps.env, SSH_AUTH_SOCK: stuck.sock }, homedir: l.deps.homedir });
+      await assert.rejects(logout({}, deps), (e: unknown) => {
+        assert.ok(e instanceof UserError);
+        assert.equal(e.code, 'AGENT_REMOVE_FAILED');
+        assert.match(e.message, /^logged out of jump, but the SSH agent at .*agent\.sock .*did not remove 1 of this profile's entries \("jumpgate:jump alice@c"\).*ssh-add -D/);
+        return true;
+      });
+      assert.equal(existsSync(l.paths.keysDir('jump')), false, 'the files are removed all the same');
+      assert.ok(stuck.removals.some((b) => b.equals(l.kp.publicKey.blob)), 'the plain key was tried after the certificate was refused');
+    } finally {
+      await stuck.stop();
+    }
   });
 });

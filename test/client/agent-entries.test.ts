@@ -8,14 +8,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { AgentClient, SSH_AGENT_FAILURE, SSH_AGENT_IDENTITIES_ANSWER, SSH_AGENT_SUCCESS, SSH_AGENTC_REMOVE_IDENTITY, SSH_AGENTC_REQUEST_IDENTITIES } from '../../src/client/agent.js';
+import { AgentClient } from '../../src/client/agent.js';
 import { agentComment, belongsToProfile, isProfileComment, MAX_RECORDED_KEYS, profileKeys, readRecordedKeys, recordKey, removeProfileEntries } from '../../src/client/agent-entries.js';
 import { TshPaths } from '../../src/client/paths.js';
-import { WireReader, WireWriter } from '../../src/sshwire/index.js';
 import { encodeCertificateLine, formatPublicKeyLine } from '../../src/sshcert/index.js';
 import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
+import { startRefusingAgent } from '../helpers/refusing-agent.js';
 import { requireTool, run, tempDir } from '../helpers/tools.js';
 import { certify, keyPair } from '../sshconn/fixtures.js';
 
@@ -135,37 +134,9 @@ describe('an agent that cannot remove certificates', () => {
       { blob: l.cert.blob, comment: agentComment('jump', 'alice', 'c') },
       { blob: l.kp.publicKey.blob, comment: agentComment('jump', 'alice', 'c') },
     ];
-    const removals: Buffer[] = [];
-    const sock = join(tmp.dir, 'keyring', 'ssh');
-    mkdirSync(join(tmp.dir, 'keyring'), { recursive: true });
-    const server = createServer((c: Socket) => {
-      let buf = Buffer.alloc(0);
-      c.on('data', (chunk: Buffer) => {
-        buf = Buffer.concat([buf, chunk]);
-        while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-          const msg = buf.subarray(4, 4 + buf.readUInt32BE(0));
-          buf = buf.subarray(4 + msg.length);
-          let reply: Buffer;
-          if (msg[0] === SSH_AGENTC_REQUEST_IDENTITIES) {
-            const w = new WireWriter().u8(SSH_AGENT_IDENTITIES_ANSWER).u32(held.length);
-            for (const id of held) w.string(id.blob).string(id.comment);
-            reply = Buffer.from(w.finish());
-          } else if (msg[0] === SSH_AGENTC_REMOVE_IDENTITY) {
-            const blob = Buffer.from(new WireReader(msg.subarray(1)).string());
-            removals.push(blob);
-            // Plain keys go; certificates are refused (as some agents do).
-            const i = held.findIndex((id) => id.blob.equals(blob) && !blob.equals(l.cert.blob));
-            if (i >= 0) held.splice(i, 1);
-            reply = Buffer.of(i >= 0 ? SSH_AGENT_SUCCESS : SSH_AGENT_FAILURE);
-          } else reply = Buffer.of(SSH_AGENT_FAILURE);
-          const framed = Buffer.concat([Buffer.alloc(4), reply]);
-          framed.writeUInt32BE(reply.length, 0);
-          c.write(framed);
-        }
-      });
-    });
-    await new Promise<void>((r) => server.listen(sock, r));
-    const fake = await AgentClient.connect({ env: { SSH_AUTH_SOCK: sock }, platform: 'linux' });
+    const stuck = await startRefusingAgent(join(tmp.dir, 'keyring', 'ssh'), held);
+    const removals = stuck.removals;
+    const fake = await AgentClient.connect({ env: { SSH_AUTH_SOCK: stuck.sock }, platform: 'linux' });
     try {
       const r = await removeProfileEntries(fake, { profile: 'jump', keys: [] });
       assert.equal(r.left.length, 1);
@@ -175,7 +146,7 @@ describe('an agent that cannot remove certificates', () => {
       assert.match(r.warning ?? '', /ssh-add -D/);
     } finally {
       fake.close();
-      await new Promise((r) => server.close(r));
+      await stuck.stop();
     }
   });
 });

@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { AuthError } from '../../src/errors.js';
 import { parseServerConfig } from '../../src/config/index.js';
 import { issueUser, issueUserCertificate, type IssuerDeps } from '../../src/server/auth/issuer.js';
-import { decodeIdentity, generateKeyPair, verifyCertificate } from '../../src/sshcert/index.js';
+import { generateKeyPair, verifyCertificate } from '../../src/sshcert/index.js';
+import { decodeIdentity } from '../../src/sshcert/identity.js';
 import { testRuntime } from '../helpers/runtime.js';
 import { tempDir } from '../helpers/tools.js';
 

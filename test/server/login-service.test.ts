@@ -13,7 +13,8 @@ import type { LoginResult } from '../../src/api/types.js';
 import { parseServerConfig } from '../../src/config/index.js';
 import { LoginService, type IdpConnector } from '../../src/server/auth/login.js';
 import type { ServerRuntime } from '../../src/server/runtime.js';
-import { decodeIdentity, formatPublicKeyLine, generateKeyPair, parseCertificateLine, type Certificate } from '../../src/sshcert/index.js';
+import { formatPublicKeyLine, generateKeyPair, parseCertificateLine, type Certificate } from '../../src/sshcert/index.js';
+import { decodeIdentity } from '../../src/sshcert/identity.js';
 import { testRuntime } from '../helpers/runtime.js';
 import { tempDir } from '../helpers/tools.js';
 

@@ -8,18 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  CertRequest,
-  decodeIdentity,
-  encodeCertificateLine,
-  encodeIdentity,
-  IdentityError,
-  parseCertificate,
-  ROLES_EXTENSION,
-  signCertificate,
-  TRAITS_EXTENSION,
-  type UserIdentity,
-} from '../../src/sshcert/index.js';
+import { CertRequest, encodeCertificateLine, parseCertificate, signCertificate } from '../../src/sshcert/index.js';
+import { decodeIdentity, encodeIdentity, IdentityError, ROLES_EXTENSION, TRAITS_EXTENSION, type UserIdentity } from '../../src/sshcert/identity.js';
 import { requireTool, run, tempDir } from '../helpers/tools.js';
 import { keyPair, NOW } from './fixtures.js';
 

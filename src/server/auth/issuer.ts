@@ -4,22 +4,16 @@
  */
 import { isIP } from 'node:net';
 import { AuthError } from '../../errors.js';
-import {
-  CertRequest,
-  encodeIdentity,
-  fingerprintSha256,
-  signCertificate,
-  type Certificate,
-  type PublicKey,
-  type UserIdentity,
-} from '../../sshcert/index.js';
+import { CertRequest, fingerprintSha256, signCertificate, type Certificate, type PublicKey } from '../../sshcert/index.js';
+// identity.ts is not re-exported by sshcert/index.ts: its valibot schemas would land in tsh's bundle.
+import { encodeIdentity, type UserIdentity } from '../../sshcert/identity.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { AuditLog } from './audit.js';
 import type { CaKey, CaStore } from './ca.js';
 import { certTtlSeconds, resolveAccess, type Access } from './roles.js';
 
 /** The roles extension; defined with the rest of the certificate's identity in sshcert/identity.ts. */
-export { ROLES_EXTENSION } from '../../sshcert/index.js';
+export { ROLES_EXTENSION } from '../../sshcert/identity.js';
 
 export interface IssuerDeps {
   config: ServerConfig;

@@ -19,7 +19,8 @@
  *   principals, which verifyUserCertAuth checks at authentication.
  */
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
-import { decodeIdentity, IdentityError, type Certificate } from '../../sshcert/index.js';
+import type { Certificate } from '../../sshcert/index.js';
+import { decodeIdentity, IdentityError } from '../../sshcert/identity.js';
 import { matchLabels } from '../auth/roles.js';
 
 /** The subsystem name prefix tsh and `ProxyCommand ssh -s proxy:%h:%p` use: `proxy:HOST:PORT`. */
