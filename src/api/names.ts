@@ -9,7 +9,7 @@
  * one of a few known-safe ones, never when it merely lacks the known-bad ones.
  * Pure: no I/O.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 
 /** Longest DNS name (RFC 1035 §2.3.4, without the trailing dot). */
 export const MAX_HOST_NAME_LENGTH = 253;
@@ -34,6 +34,34 @@ export function isDnsName(text: string): boolean {
 /** An IPv4 or IPv6 literal (IPv6 without brackets or zone). */
 export function isIpLiteral(text: string): boolean {
   return isIPv4(text) || (isIPv6(text) && !text.includes('%'));
+}
+
+// Addresses a node of a cluster may have and a host on the Internet may not:
+// RFC 1918, shared address space (RFC 6598), loopback, link-local, IPv6 unique
+// local (RFC 4193) and link-local.
+const PRIVATE = new BlockList();
+for (const [net, bits] of [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['fc00::', 7], ['fe80::', 10]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+
+/**
+ * An IP literal in a private, loopback or link-local range: a node address
+ * tsh may route through a cluster's proxy (and trust its host CA for). A
+ * public address is never routed: a proxy could otherwise take over the
+ * address of a host on the Internet (a Git server, another bastion).
+ */
+export function isPrivateIpLiteral(text: string): boolean {
+  if (isIPv4(text)) return PRIVATE.check(text, 'ipv4');
+  if (!isIPv6(text) || text.includes('%')) return false;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text)?.[1];
+  return mapped ? PRIVATE.check(mapped, 'ipv4') : PRIVATE.check(text, 'ipv6');
+}
+
+/**
+ * A node address host tsh may route and trust the cluster's host CA for:
+ * one of the cluster's own names (isClusterPattern) or a private IP literal.
+ */
+export function isRoutableNodeAddressHost(host: string, cluster: string): boolean {
+  return isClusterPattern(host, cluster) || isPrivateIpLiteral(host);
 }
 
 /** A plain host name from a server: a DNS name or an IP literal. */

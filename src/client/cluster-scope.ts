@@ -17,7 +17,7 @@
  * cluster: its port becomes a known_hosts pattern for the cluster's CA.
  */
 import { UserError } from '../errors.js';
-import { isBareName, isClusterName, isIpLiteral, isPlainHostName, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isBareName, isClusterName, isIpLiteral, isPlainHostName, isRoutableNodeAddressHost, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { printable } from '../util/printable.js';
 import type { Profile } from './profile.js';
 
@@ -98,6 +98,24 @@ function dropReason(name: string, cluster: string, proxyHost: string, sshHost: s
   if (!isBareName(name) && !isWithinCluster(name, cluster)) return `it is outside ${cluster}`;
   if (owner) return `the profile ${owner} already routes it; reach this one as ${name}.${cluster}`;
   return undefined;
+}
+
+/**
+ * The node addresses (host:port) a login may route and trust its host CA for
+ * (the address forms `tsh ls` shows): the host must be one of the cluster's
+ * own names or a private IP address (api/names.ts isRoutableNodeAddressHost),
+ * not a node name this login dropped, and not an address another profile
+ * already routes (first come keeps it, as for bare node names).
+ */
+export function scopeNodeAddrs(addrs: string[], clusterName: string, scope: ClusterScope, others: Profile[]): string[] {
+  const hostOf = (a: string) => splitPlainHostPort(a)?.host.toLowerCase();
+  const taken = new Set<string>();
+  for (const p of others) for (const a of p.nodeAddrs ?? []) taken.add(hostOf(a) ?? '');
+  const dropped = new Set(scope.dropped.map((d) => d.name.toLowerCase()));
+  return addrs.filter((a) => {
+    const host = hostOf(a);
+    return host !== undefined && isRoutableNodeAddressHost(host, clusterName) && !dropped.has(host) && !taken.has(host);
+  });
 }
 
 /** One line per dropped name, escaped, for the user (stderr). */

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
-import { isClusterName, isClusterPattern, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
+import { isClusterName, isClusterPattern, isPrivateIpLiteral, isRoutableNodeAddressHost, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -52,9 +52,9 @@ export function knownHostsPatterns(scope: KnownHostsScope): string[] {
   add(`*.${scope.clusterName}`);
   for (const a of scope.nodeAddrs ?? []) {
     const hp = splitHostPort(a);
-    // Only an address host that is one of the cluster's own names (never an IP
-    // address or a name outside it): a proxy must not get its CA trusted for other hosts.
-    if (!hp || !isClusterPattern(hp.host, scope.clusterName)) continue;
+    // Only an address host that is one of the cluster's own names or a private IP
+    // address: a proxy must not get its CA trusted for hosts on the Internet.
+    if (!hp || !isRoutableNodeAddressHost(hp.host, scope.clusterName)) continue;
     add(hp.host);
     if (hp.port !== 22) add(`[${hp.host}]:${hp.port}`);
   }
@@ -92,11 +92,11 @@ function isScopedPattern(p: string, clusterName: string, proxyHost: string | und
   if (p.startsWith('!')) return false;
   if (isClusterPattern(p, clusterName)) return true;
   const isProxy = (h: string) => proxyHost !== undefined && isPlainHostName(proxyHost) && sameHost(h, proxyHost);
-  if (isPlainHostName(p)) return isProxy(p);
+  if (isPlainHostName(p)) return isProxy(p) || isPrivateIpLiteral(p);
   // known_hosts names a host on another port than 22 as [host]:port (sshd(8) SSH_KNOWN_HOSTS FILE FORMAT).
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(p);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || !isPlainHostName(m[1]!)) return false;
-  return isProxy(m[1]!) || (isDnsName(m[1]!) && isWithinCluster(m[1]!, clusterName));
+  return isProxy(m[1]!) || isRoutableNodeAddressHost(m[1]!, clusterName);
 }
 
 function unsafeValue(what: string, value: string): UserError {

@@ -54,7 +54,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { isClusterName, isClusterPattern, isPlainHostName, isPlainHostPort, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isClusterName, isClusterPattern, isPlainHostName, isRoutableNodeAddressHost, isPlainHostPort, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { printable } from '../util/printable.js';
 import type { TshPaths } from './paths.js';
@@ -178,12 +178,13 @@ function unsafeValue(what: string, value: string): UserError {
  */
 export function nodeHostPatterns(nodeNames: string[], clusterName: string, nodeAddrs: string[] = []): string[] {
   // Node names must be the cluster's own (clusterHostPatterns throws otherwise); an
-  // address host is routed only when it is such a name too: never an IP address or
-  // a name outside the cluster, which a proxy could use to take over another host.
+  // address host is routed only when it is such a name or a private IP address:
+  // never a public address or a name outside the cluster, which a proxy could use
+  // to take over another host.
   const names = clusterHostPatterns(clusterName, nodeNames);
   const hosts = nodeAddrs
     .map(addrHost)
-    .filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()) && isClusterPattern(h, clusterName));
+    .filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()) && isRoutableNodeAddressHost(h, clusterName));
   return [...new Set([...names, ...hosts].map((n) => n.toLowerCase()))];
 }
 

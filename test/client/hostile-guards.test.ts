@@ -87,7 +87,7 @@ describe('the known_hosts writer refuses unsafe patterns itself', () => {
     formatHostCaLines('example.org', ['[ssh.example.org]:3023'], [key]);
     formatHostCaLines('example.org', ['jump.other.test'], [key], 'jump.other.test');
   });
-  for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '!node1', 'a b', 'node1\n@cert-authority *', '10.0.0.1', '[jump.example.org]:0', '']) {
+  for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '!node1', 'a b', 'node1\n@cert-authority *', '140.82.112.3', '[140.82.112.3]:22', '2001:db8::1', '[jump.example.org]:0', '']) {
     test(`refuses the pattern ${JSON.stringify(bad)}`, () => refuses(() => formatHostCaLines('example.org', ['node1', bad], [key], 'jump.example.org'), 'KNOWN_HOSTS_UNSAFE_VALUE'));
   }
   test('refuses a cluster name that is not one (com, a Match line), and an empty pattern list', () => {

@@ -23,8 +23,8 @@ describe("tsh's known_hosts: @cert-authority lines per cluster", () => {
 
   test('patterns are lower-case and cover the node addresses as ssh looks them up (host, and [host]:port off port 22)', () => {
     assert.deepEqual(
-      knownHostsPatterns({ clusterName: 'Example.ORG', nodeNames: ['WebServer01'], sshProxyAddr: 'Jump.Example.org:3023', nodeAddrs: ['10.0.0.5:22', 'Web-01.Internal:2222', 'Web-02.Example.ORG:2222', '[fd00::7]:2200', 'not an address'] }),
-      ['webserver01', '*.example.org', 'web-02.example.org', '[web-02.example.org]:2222', '[jump.example.org]:3023'],
+      knownHostsPatterns({ clusterName: 'Example.ORG', nodeNames: ['WebServer01'], sshProxyAddr: 'Jump.Example.org:3023', nodeAddrs: ['10.0.0.5:22', '140.82.112.3:22', 'Web-01.Internal:2222', 'Web-02.Example.ORG:2222', '[fd00::7]:2200', '[2001:db8::1]:22', 'not an address'] }),
+      ['webserver01', '*.example.org', '10.0.0.5', 'web-02.example.org', '[web-02.example.org]:2222', 'fd00::7', '[fd00::7]:2200', '[jump.example.org]:3023'],
     );
   });
 

@@ -24,7 +24,7 @@ const base: SshConfigBlockInput = {
   webProxyAddr: 'jump.example.org:3080',
   sshProxyAddr: 'jump.example.org:3023',
   nodeNames: ['node1', 'db-2'],
-  nodeAddrs: ['10.0.0.5:22', '127.0.0.1:2222', '[fd00::7]:2200'],
+  nodeAddrs: ['10.0.0.5:22', '127.0.0.1:2222', '[fd00::7]:2200', '140.82.112.3:22', '[2001:db8::1]:22'],
   keystore: 'file',
   tshHome: '/home/al/.tsh',
   knownHostsFile: '/home/al/.tsh/known_hosts',
@@ -40,7 +40,7 @@ describe('renderSshConfigBlock', () => {
       renderSshConfigBlock(base),
       `# BEGIN Jumpgate jump.example.org
 # Cluster example.org through the proxy jump.example.org:3080. Written by tsh; \`tsh login\` rewrites it: edit outside it.
-Match host node1,db-2,*.example.org,!jump.example.org
+Match host node1,db-2,*.example.org,10.0.0.5,fd00::7,!jump.example.org
     UserKnownHostsFile "/home/al/.tsh/known_hosts"
     StrictHostKeyChecking yes
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../../src/errors.js';
-import { isClusterPattern } from '../../src/api/names.js';
+import { isClusterPattern, isPrivateIpLiteral } from '../../src/api/names.js';
 import { checkLoginResult } from '../../src/client/login.js';
 import { claimClusterScope } from '../../src/client/cluster-scope.js';
 import { formatHostCaLines, knownHostsPatterns } from '../../src/client/known-hosts.js';
@@ -142,10 +142,11 @@ const UNSAFE = /[\x00-\x1f\x7f\u2028\u2029]/;
 /**
  * A host name the login may route or trust its CA for: the proxy's own host
  * (the profile's), `*.<cluster>`, a name under the cluster, or a node name
- * the scope gave this profile (`owned`). Only cluster patterns qualify.
+ * the scope gave this profile (`owned`), or a private IP address (a node
+ * address form; never a public one). Only cluster patterns qualify otherwise.
  */
 function inScope(h: string, cluster: string, owned: Set<string>): boolean {
-  if (h === PROXY_HOST) return true;
+  if (h === PROXY_HOST || isPrivateIpLiteral(h)) return true;
   const l = h.toLowerCase();
   const c = cluster.toLowerCase();
   return isClusterPattern(h, cluster) && (l === `*.${c}` || l.endsWith(`.${c}`) || owned.has(l));

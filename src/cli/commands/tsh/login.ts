@@ -8,8 +8,7 @@ import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
 import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
-import { claimClusterScope, droppedNotes } from '../../../client/cluster-scope.js';
-import { isClusterPattern, splitPlainHostPort } from '../../../api/names.js';
+import { claimClusterScope, droppedNotes, scopeNodeAddrs } from '../../../client/cluster-scope.js';
 import { createHttpDispatcher } from '../../../net/index.js';
 import { formatHostPort, parseHostPort } from '../../../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
@@ -130,12 +129,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
       store.list(),
     );
     profile.nodeNames = scope.nodeNames;
-    // An address form is routed and trusted only when its host is one of the
-    // cluster's own names that this login keeps (never an IP address).
-    profile.nodeAddrs = (profile.nodeAddrs ?? []).filter((a) => {
-      const host = splitPlainHostPort(a)?.host.toLowerCase();
-      return host !== undefined && isClusterPattern(host, r.cluster_name) && !scope.dropped.some((d) => d.name.toLowerCase() === host);
-    });
+    profile.nodeAddrs = scopeNodeAddrs(profile.nodeAddrs ?? [], r.cluster_name, scope, store.list().filter((p) => p.name !== profile.name));
     const hostCa = {
       clusterName: r.cluster_name,
       proxyHost: proxy.host,
