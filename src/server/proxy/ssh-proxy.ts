@@ -23,8 +23,8 @@
  *   nothing, or trickles a banner, is gone after 30 s).
  * - MAX_PREAUTH_BYTES (64 KiB): what a client may send before it is
  *   authenticated; a certificate login takes under 10 KiB.
- * - MAX_UNAUTHENTICATED_PER_SOURCE (50): connections from one IP address
- *   still in their handshake; more are closed at once, before any SSH byte
+ * - MAX_UNAUTHENTICATED_PER_SOURCE (50): connections from one source
+ *   (limits.ts sourceKey: an IPv4 address, an IPv6 /64) still in their handshake; more are closed at once, before any SSH byte
  *   (sshd's MaxStartups, per source address).
  * - MAX_AUTH_FAILURES (6, OpenSSH's MaxAuthTries) failed and
  *   MAX_AUTH_REQUESTS (20) authentication requests of any outcome per
@@ -44,6 +44,8 @@ import { formatHostPort, type HostPort, type NodeConfig } from '../../config/ind
 import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
 import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
+import { claimedIdentity } from '../auth/audit.js';
+import { SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import {
   certificateSelectors,
@@ -59,7 +61,7 @@ import {
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** Bytes a client may send before it is authenticated (a certificate login sends under 10 KiB). */
 export const MAX_PREAUTH_BYTES = 64 * 1024;
-/** Connections from one IP address that have not authenticated yet; more are closed at once. */
+/** Connections from one source (limits.ts sourceKey) that have not authenticated yet; more are closed at once. */
 export const MAX_UNAUTHENTICATED_PER_SOURCE = 50;
 /** Failed authentication requests per connection, as OpenSSH's MaxAuthTries default. */
 export const MAX_AUTH_FAILURES = 6;
@@ -121,8 +123,8 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     authRequests: opts.maxAuthRequests ?? MAX_AUTH_REQUESTS,
   };
   const sockets = new Set<Socket>();
-  /** Unauthenticated connections per source address. */
-  const unauthenticated = new Map<string, number>();
+  /** Unauthenticated connections per source. */
+  const unauthenticated = new SourceCounter(limits.perSource);
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
@@ -169,17 +171,16 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     // On a protocol error ssh2 only half-closes (socket.end()) and the client could go on sending: once our side is done, so is the socket.
     socket.once('finish', () => socket.destroy());
     const source = socket.remoteAddress ?? 'unknown';
-    const pending = unauthenticated.get(source) ?? 0;
-    if (pending >= limits.perSource) {
+    const release = unauthenticated.acquire(source);
+    if (!release) {
       // One line a minute at most: a flood must not flood the log too.
       if (Date.now() - lastLimitWarning > 60_000) {
         lastLimitWarning = Date.now();
-        rt.log.warn(`ssh proxy: ${source} has ${pending} connections still in their handshake (limit ${limits.perSource}); closing new ones`);
+        rt.log.warn(`ssh proxy: ${source} has ${limits.perSource} connections still in their handshake (the limit per source); closing new ones`);
       }
       socket.destroy();
       return;
     }
-    unauthenticated.set(source, pending + 1);
     let bytes = 0;
     const countBytes = (b: Buffer) => {
       bytes += b.length;
@@ -192,16 +193,11 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       rt.log.debug(`ssh proxy: ${source}:${socket.remotePort} did not authenticate within ${limits.handshakeMs} ms; closing`);
       socket.destroy();
     }, limits.handshakeMs);
-    let counted = true;
-    // Runs once: when the connection authenticates (handleConnection, on 'ready') or closes before that.
+    // Runs when the connection authenticates (handleConnection, on 'ready') or closes before that.
     const handshakeOver = () => {
       clearTimeout(timer);
       socket.removeListener('data', countBytes);
-      if (!counted) return;
-      counted = false;
-      const left = unauthenticated.get(source)! - 1;
-      if (left > 0) unauthenticated.set(source, left);
-      else unauthenticated.delete(source);
+      release();
     };
     socket.once('close', handshakeOver);
     handshakes.set(socket, handshakeOver);
@@ -234,6 +230,9 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   };
 }
 
+/** CertErrors raised before (or instead of) the user CA's signature on the certificate verified: its key id is only claimed. */
+const UNVERIFIED_CERT_CODES = new Set(['CERT_MALFORMED', 'CERT_WRONG_TYPE', 'CERT_UNTRUSTED_CA', 'CERT_UNSUPPORTED_ALGORITHM', 'CERT_BAD_SIGNATURE']);
+
 /** Ends the pre-authentication limits of a raw socket (its deadline, byte count and per-source slot). */
 const handshakes = new WeakMap<Socket, () => void>();
 
@@ -246,7 +245,10 @@ interface ClientInfo {
 interface Denial {
   code: string;
   message: string;
-  user: string | undefined;
+  /** The key id of a certificate that verified against the user CA. */
+  user?: string;
+  /** The key id of one that did not: nobody vouches for it. */
+  claimedUser?: string;
   login: string;
 }
 
@@ -301,14 +303,24 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         return reject();
       }
       // A plain key offered before the certificate (ssh tries the agent's keys) is not worth reporting over a real reason.
-      if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data), login: ctx.username };
+      if (!denial || err.code !== 'CERT_MALFORMED') {
+        // The key id is this cluster's word only when the user CA's signature on the certificate verified (sshcert verifyCertificate's order).
+        const keyId = keyIdOf(ctx.key.data);
+        denial = UNVERIFIED_CERT_CODES.has(err.code)
+          ? { code: err.code, message: err.message, ...(keyId !== undefined ? { claimedUser: keyId } : {}), login: ctx.username }
+          : { code: err.code, message: err.message, ...(keyId !== undefined ? { user: keyId } : {}), login: ctx.username };
+      }
       return reject();
     }
   };
 
   conn.on('close', () => {
     if (!cert && denial) {
-      rt.audit.emit({ event: 'access.denied', stage: 'authentication', user: denial.user, login: denial.login, client_addr: clientAddr, code: denial.code, reason: denial.message });
+      const who = denial.user !== undefined ? { user: denial.user } : denial.claimedUser !== undefined ? { claimed_user: claimedIdentity(denial.claimedUser), untrusted: true as const } : {};
+      rt.audit.unauthenticated(
+        { event: 'access.denied', stage: 'authentication', ...who, login: claimedIdentity(denial.login), client_addr: clientAddr, code: denial.code, reason: denial.message },
+        info.ip ?? 'unknown',
+      );
     }
   });
 
