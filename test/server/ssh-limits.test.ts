@@ -179,7 +179,7 @@ nodes:
     const fourth = await raw(port, '127.0.0.2');
     assert.ok((await fourth.closed) < 2_000);
     assert.equal(fourth.received().length, 0, 'closed before the SSH banner');
-    assert.ok(logs.some((l) => /127\.0\.0\.2 has 3 connections still in their handshake \(limit 3\)/.test(l)));
+    assert.ok(logs.some((l) => /127\.0\.0\.2 has 3 connections still in their handshake \(limit 3 per source\)/.test(l)));
 
     const other = await raw(port, '127.0.0.3');
     await waitFor(() => other.received().length > 0);

@@ -176,7 +176,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       // One line a minute at most: a flood must not flood the log too.
       if (Date.now() - lastLimitWarning > 60_000) {
         lastLimitWarning = Date.now();
-        rt.log.warn(`ssh proxy: ${source} has ${limits.perSource} connections still in their handshake (the limit per source); closing new ones`);
+        rt.log.warn(`ssh proxy: ${source} has ${unauthenticated.count(source)} connections still in their handshake (limit ${limits.perSource} per source); closing new ones`);
       }
       socket.destroy();
       return;
