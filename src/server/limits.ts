@@ -130,18 +130,22 @@ export class RateLimiter {
 export const MAX_RATE_BUCKETS = 100_000;
 
 /**
- * Open things (connections) per `sourceKey`, at most `max` each: `acquire`
- * says whether one more may open and, when it may, returns its release
- * (idempotent).
+ * Open things (connections) per key of the peer address (default
+ * `sourceKey`; `prefixKey` for per-prefix caps, a constant for a total), at
+ * most `max` each: `acquire` says whether one more may open and, when it
+ * may, returns its release (idempotent).
  */
 export class SourceCounter {
   private readonly open = new Map<string, number>();
 
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    private readonly keyOf: (addr: string) => string = sourceKey,
+  ) {}
 
-  /** One more for `addr`: its release, or undefined when the source already holds `max`. */
+  /** One more for `addr`: its release, or undefined when its key already holds `max`. */
   acquire(addr: string): (() => void) | undefined {
-    const key = sourceKey(addr);
+    const key = this.keyOf(addr);
     const n = this.open.get(key) ?? 0;
     if (n >= this.max) return undefined;
     this.open.set(key, n + 1);
@@ -157,6 +161,6 @@ export class SourceCounter {
 
   /** What `addr`'s source holds now. */
   count(addr: string): number {
-    return this.open.get(sourceKey(addr)) ?? 0;
+    return this.open.get(this.keyOf(addr)) ?? 0;
   }
 }

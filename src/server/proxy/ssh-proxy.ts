@@ -26,6 +26,10 @@
  * - MAX_UNAUTHENTICATED_PER_SOURCE (50): connections from one source
  *   (limits.ts sourceKey: an IPv4 address, an IPv6 /64) still in their handshake; more are closed at once, before any SSH byte
  *   (sshd's MaxStartups, per source address).
+ * - MAX_UNAUTHENTICATED_PER_PREFIX (500, limits.ts prefixKey: IPv4 /24, IPv6
+ *   /48, loopback as one) and MAX_UNAUTHENTICATED (4,096 in all): the same,
+ *   against one attacker with many addresses; users in other prefixes are
+ *   not affected by the first.
  * - MAX_AUTH_FAILURES (6, OpenSSH's MaxAuthTries) failed and
  *   MAX_AUTH_REQUESTS (20) authentication requests of any outcome per
  *   connection ("none" not counted); then the connection is closed.
@@ -45,7 +49,7 @@ import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyP
 import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity } from '../auth/audit.js';
-import { SourceCounter } from '../limits.js';
+import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import {
   certificateSelectors,
@@ -63,6 +67,10 @@ export const HANDSHAKE_TIMEOUT_MS = 30_000;
 export const MAX_PREAUTH_BYTES = 64 * 1024;
 /** Connections from one source (limits.ts sourceKey) that have not authenticated yet; more are closed at once. */
 export const MAX_UNAUTHENTICATED_PER_SOURCE = 50;
+/** Connections from one prefix (limits.ts prefixKey) that have not authenticated yet. */
+export const MAX_UNAUTHENTICATED_PER_PREFIX = 500;
+/** Connections that have not authenticated yet, in all. */
+export const MAX_UNAUTHENTICATED = 4_096;
 /** Failed authentication requests per connection, as OpenSSH's MaxAuthTries default. */
 export const MAX_AUTH_FAILURES = 6;
 /** Authentication requests of any outcome per connection ("none" not counted): each one costs signature checks. */
@@ -90,6 +98,8 @@ export interface SshProxyOptions {
   handshakeTimeoutMs?: number;
   maxPreauthBytes?: number;
   maxUnauthenticatedPerSource?: number;
+  maxUnauthenticatedPerPrefix?: number;
+  maxUnauthenticated?: number;
   maxAuthFailures?: number;
   maxAuthRequests?: number;
 }
@@ -98,6 +108,8 @@ interface Limits {
   handshakeMs: number;
   preauthBytes: number;
   perSource: number;
+  perPrefix: number;
+  total: number;
   authFailures: number;
   authRequests: number;
 }
@@ -119,12 +131,16 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     handshakeMs: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     preauthBytes: opts.maxPreauthBytes ?? MAX_PREAUTH_BYTES,
     perSource: opts.maxUnauthenticatedPerSource ?? MAX_UNAUTHENTICATED_PER_SOURCE,
+    perPrefix: opts.maxUnauthenticatedPerPrefix ?? MAX_UNAUTHENTICATED_PER_PREFIX,
+    total: opts.maxUnauthenticated ?? MAX_UNAUTHENTICATED,
     authFailures: opts.maxAuthFailures ?? MAX_AUTH_FAILURES,
     authRequests: opts.maxAuthRequests ?? MAX_AUTH_REQUESTS,
   };
   const sockets = new Set<Socket>();
   /** Unauthenticated connections per source. */
   const unauthenticated = new SourceCounter(limits.perSource);
+  const unauthenticatedPrefixes = new SourceCounter(limits.perPrefix, prefixKey);
+  const unauthenticatedTotal = new SourceCounter(limits.total, () => '*');
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
@@ -171,16 +187,25 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     // On a protocol error ssh2 only half-closes (socket.end()) and the client could go on sending: once our side is done, so is the socket.
     socket.once('finish', () => socket.destroy());
     const source = socket.remoteAddress ?? 'unknown';
-    const release = unauthenticated.acquire(source);
-    if (!release) {
+    const releases = [unauthenticated.acquire(source), unauthenticatedPrefixes.acquire(source), unauthenticatedTotal.acquire(source)];
+    if (releases.some((r) => r === undefined)) {
+      for (const r of releases) r?.();
       // One line a minute at most: a flood must not flood the log too.
       if (Date.now() - lastLimitWarning > 60_000) {
         lastLimitWarning = Date.now();
-        rt.log.warn(`ssh proxy: ${source} has ${unauthenticated.count(source)} connections still in their handshake (limit ${limits.perSource} per source); closing new ones`);
+        const [which, held, max] = !releases[0]
+          ? ['', unauthenticated.count(source), `${limits.perSource} per source`]
+          : !releases[1]
+            ? [`'s prefix ${prefixKey(source)}`, unauthenticatedPrefixes.count(source), `${limits.perPrefix} per prefix`]
+            : [' (all sources)', unauthenticatedTotal.count(source), `${limits.total} in all`];
+        rt.log.warn(`ssh proxy: ${source}${which} has ${held} connections still in their handshake (limit ${max}); closing new ones`);
       }
       socket.destroy();
       return;
     }
+    const release = () => {
+      for (const r of releases) r!();
+    };
     let bytes = 0;
     const countBytes = (b: Buffer) => {
       bytes += b.length;
