@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { prefixKey, SourceCounter, sourceKey } from '../../src/server/limits.js';
 import { PendingLogins } from '../../src/server/auth/pending-logins.js';
 import { AuditLog, MAX_AUDIT_FIELD_CHARS, MAX_SUMMARY_KEYS, SUMMARY_INTERVAL_MS } from '../../src/server/auth/audit.js';
+import { MAX_LOG_LINE_CHARS, textLog } from '../../src/server/runtime.js';
 import { tempDir } from '../helpers/tools.js';
 
 describe('prefixKey', () => {
@@ -140,6 +141,31 @@ describe('AuditLog bounds and aggregation', () => {
     assert.deepEqual(events(tmp.dir).map((e) => e['event']), ['login.success']);
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /dropped 10 unauthenticated failure events/);
+    tmp.cleanup();
+  });
+});
+
+describe('textLog', () => {
+  test('escapes what it is given: one line per call, no terminal escapes, no Unicode line breaks or bidi overrides, bounded', () => {
+    let out = '';
+    const log = textLog({ write: (t) => (out += t), clock: () => new Date('2026-01-01T00:00:00Z'), debug: false });
+    log.warn('key id mallory\n2026-01-01T00:00:00.000Z INFO forged\r\x1b[31m red \u2028 next \u202e evil');
+    log.debug('not shown without --debug');
+    log.info('x'.repeat(100_000));
+    const lines = out.split('\n');
+    assert.equal(lines.length, 3, 'two lines and the final newline');
+    assert.equal(lines[0], '2026-01-01T00:00:00.000Z WARN key id mallory\\x0a2026-01-01T00:00:00.000Z INFO forged\\x0d\\x1b[31m red \\u{2028} next \\u{202e} evil');
+    assert.ok(lines[1]!.length <= MAX_LOG_LINE_CHARS + 40);
+  });
+
+  test('the audit log keeps U+2028 and U+2029 escaped, so every reader sees one line per event', () => {
+    const tmp = tempDir('audit-u2028');
+    const audit = new AuditLog(tmp.dir, () => new Date(), { reserveBytes: 0 });
+    audit.emit({ event: 'login.failure', stage: 'callback', reason: 'a\u2028b\u2029c', client_addr: '10.0.0.1' });
+    audit.close();
+    const text = readFileSync(join(tmp.dir, 'audit.log'), 'utf8');
+    assert.doesNotMatch(text, /[\u2028\u2029]/);
+    assert.equal(JSON.parse(text)['reason'], 'a\u2028b\u2029c');
     tmp.cleanup();
   });
 });

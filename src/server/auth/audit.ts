@@ -351,7 +351,9 @@ function serialize(event: Record<string, unknown>): string {
     }
     return value;
   });
-  return truncated ? `${text.slice(0, -1)},"truncated":true}` : text;
+  // JSON allows U+2028/U+2029 raw, but readers that split on Unicode line breaks (Python's splitlines) would see two lines.
+  const oneLine = text.replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  return truncated ? `${oneLine.slice(0, -1)},"truncated":true}` : oneLine;
 }
 
 function bounded(text: string, max: number): string {
