@@ -225,7 +225,6 @@ describe('tsh login through OIDC in a real browser', () => {
   });
 
   test('a wrong state at the proxy callback is rejected', async () => {
-    const failuresBefore = events(main, 'login.failure').length;
     const r = await tshLogin(main, 'alice', {
       killAfterPage: true,
       browser: {
@@ -239,7 +238,8 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.match(r.page, /This login link is no longer valid/);
     assert.notEqual(r.code, 0);
     assert.ok(!existsSync(certFile(r.home, 'alice')));
-    assert.ok(events(main, 'login.failure').length > failuresBefore);
+    // Audited in aggregate (an unknown state is a failure anyone can cause): the first from loopback this minute in full, later ones counted into failures.summary (test/e2e/floods.test.ts).
+    assert.ok(events(main, 'login.failure').some((e) => e['stage'] === 'callback' && /unknown, expired or already used/.test(String(e['reason']))));
   });
 
   test('an answer altered on its way to the loopback listener is refused by tsh', async () => {
