@@ -48,7 +48,7 @@ import { formatHostPort, type HostPort, type NodeConfig } from '../../config/ind
 import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
 import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
-import { claimedIdentity } from '../auth/audit.js';
+import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import {
@@ -437,7 +437,7 @@ function keyIdOf(blob: Buffer): string | undefined {
 }
 
 function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal): void {
-  rt.audit.emit({
+  auditOrWarn(rt, {
     event: 'access.denied',
     stage: 'routing',
     user: who.user,
@@ -447,6 +447,15 @@ function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal):
     code: refusal.code,
     reason: refusal.message,
   });
+}
+
+/** For events of something that already happened or is refused anyway: a full disk is a WARN, not a crash in an ssh2 event handler. */
+function auditOrWarn(rt: ServerRuntime, event: AuditEvent): void {
+  try {
+    rt.audit.emit(event);
+  } catch (err) {
+    rt.log.warn(`ssh proxy: ${(err as Error).message}`);
+  }
 }
 
 /**
@@ -504,16 +513,28 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
   const started = Date.now();
   let toNode = 0;
   let fromNode = 0;
-  rt.audit.emit({
-    event: 'session.start',
-    session_id: sessionId,
-    user: who.user,
-    login: who.login,
-    node: node.name,
-    node_addr: formatHostPort(node.addr),
-    client_addr: who.clientAddr,
-    via,
-  });
+  try {
+    rt.audit.emit({
+      event: 'session.start',
+      session_id: sessionId,
+      user: who.user,
+      login: who.login,
+      node: node.name,
+      node_addr: formatHostPort(node.addr),
+      client_addr: who.clientAddr,
+      via,
+    });
+  } catch (err) {
+    // Fail closed: no session the audit log does not hold.
+    rt.log.warn(`ssh proxy: ${who.user}: session to ${node.name} refused: ${(err as Error).message}`);
+    sock.destroy();
+    if (via === 'subsystem') {
+      ch.stderr.write('jumpgate proxy: the proxy cannot write its audit log; the session was refused\n');
+      ch.exit(1);
+    }
+    ch.end();
+    return;
+  }
   const chan = ch as unknown as Duplex;
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
@@ -526,7 +547,7 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
   const end = () => {
     if (ended) return;
     ended = true;
-    rt.audit.emit({
+    auditOrWarn(rt, {
       event: 'session.end',
       session_id: sessionId,
       user: who.user,
