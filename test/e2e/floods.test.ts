@@ -27,6 +27,7 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { browserlessLogin, headlessLogin, HEADLESS_CALLBACK, startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { freePort } from '../helpers/sshd.js';
+import { fakeLogin } from '../helpers/tsh-home.js';
 import { builtProgram, requireTool, run, tempDir } from '../helpers/tools.js';
 
 const login = userInfo().username;
@@ -58,7 +59,7 @@ async function pool<T>(n: number, width: number, task: (i: number) => Promise<T>
 }
 
 /** An HTTPS client whose connections come from `addr` (one connection, requests one after another). */
-const from = (addr: string) => new Agent({ localAddress: addr, connections: 1, pipelining: 1, connect: { rejectUnauthorized: false } });
+const from = (addr: string) => new Agent({ localAddress: addr, connections: 1, pipelining: 1, connect: { rejectUnauthorized: false, timeout: 60_000 }, headersTimeout: 60_000 });
 
 /** `tsh login --browser=none`, the browser's part walked over HTTP; resolves with tsh's exit code and stderr. */
 async function tshLogin(home: string, webPort: number): Promise<{ code: number | null; stderr: string }> {
@@ -147,7 +148,8 @@ describe('floods against a real jumpgate start, with a real user logging in and 
     const grew = auditSize(pc.dataDir) - before;
     assert.ok(grew < 4_096, `the audit log grew ${grew} bytes for 200 refused connections`);
     const denied = pc.audit().filter((e) => e['event'] === 'access.denied' && e['code'] === 'CERT_UNTRUSTED_CA');
-    assert.equal(denied.length, 1, 'the first refusal is written in full, the rest are counted');
+    // The first refusal of each minute is written in full, the rest are counted (a slow machine may take more than a minute).
+    assert.ok(denied.length >= 1 && denied.length <= 3, `${denied.length} refusals written in full`);
     assert.equal(denied[0]!['untrusted'], true);
     assert.equal(denied[0]!['user'], undefined, 'a foreign key id is never written as user');
     const claimed = String(denied[0]!['claimed_user']);
@@ -157,10 +159,10 @@ describe('floods against a real jumpgate start, with a real user logging in and 
 
     await realUserLogsInAndConnects();
     await pc.stop();
-    const summary = pc.audit().find((e) => e['event'] === 'failures.summary' && e['of'] === 'access.denied' && e['code'] === 'CERT_UNTRUSTED_CA');
-    assert.ok(summary, 'the refusals after the first are one summary event when the server stops');
-    assert.equal(summary['source'], '127.0.0.0/8');
-    assert.equal(summary['count'], 199);
+    const summaries = pc.audit().filter((e) => e['event'] === 'failures.summary' && e['of'] === 'access.denied' && e['code'] === 'CERT_UNTRUSTED_CA');
+    assert.ok(summaries.length >= 1, 'the refusals after the first are a summary event when the minute ends or the server stops');
+    assert.ok(summaries.every((e) => e['source'] === '127.0.0.0/8'));
+    assert.equal(summaries.reduce((n, e) => n + Number(e['count']), 0) + denied.length, 200, 'every refusal is counted once');
     assert.ok(pc.audit().some((e) => e['event'] === 'login.success' && e['user'] === login), 'the real login is audited');
     assert.ok(pc.audit().some((e) => e['event'] === 'session.start' && e['user'] === login && e['node'] === 'node1'), 'the real session is audited');
     pc = await startProxyCluster(join(tmp.dir, 'cluster'), { webPort: pc.webPort, debug: true, oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: SECRET } });
@@ -216,7 +218,7 @@ describe('floods against a real jumpgate start, with a real user logging in and 
     const rssBefore = rss();
     const flood = async (second: number, sources: number) => {
       const codes = new Map<number, number>();
-      await pool(sources, 32, async (i) => {
+      await pool(sources, 16, async (i) => {
         const agent = from(`127.${100 + second}.${Math.floor(i / 250)}.${1 + (i % 250)}`);
         try {
           for (let k = 0; k < 20; k++) {
@@ -353,5 +355,67 @@ roles:
     assert.ok(cluster.audit().some((e) => e['event'] === 'cert.issued' && e['serial'] === again.serial.toString()), 'with space back, logins work and are audited');
     for (const l of readFileSync(join(dataDir, 'audit.log'), 'utf8').split('\n').filter(Boolean)) JSON.parse(l);
     writeFileSync(join(tmp.dir, 'done'), '');
+  });
+});
+
+describe('a full disk under the data directory: SSH sessions (tmpfs, jumpgate start + sshd)', () => {
+  const tmp = tempDir('floods-disk-ssh');
+  let pc: ProxyCluster;
+  let dataDir: string;
+
+  before(async () => {
+    assert.equal(process.getuid?.(), 0, 'this test mounts a tmpfs: run it as root (CI does)');
+    dataDir = join(tmp.dir, 'data');
+    mkdirSync(dataDir, { mode: 0o700 });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', dataDir]);
+    pc = await startProxyCluster(tmp.dir, { clusterName: 'disk-ssh.test' });
+  });
+
+  after(async () => {
+    await pc?.stop();
+    try {
+      execFileSync('umount', ['-l', dataDir]);
+    } catch {
+      // not mounted
+    }
+    tmp.cleanup();
+  });
+
+  test('a session whose start cannot be audited is refused with a message; the server keeps running; with space back, sessions work', { timeout: 60_000 }, async () => {
+    const home = join(tmp.dir, 'home');
+    mkdirSync(home);
+    const user = await fakeLogin({ config: pc.config, home, username: login, roles: ['user'] });
+    const sshTo = () => run('ssh', ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', `${login}@node1`, 'echo through'], { env: user.env, timeoutMs: 30_000 });
+    const ok = await sshTo();
+    assert.equal(ok.code, 0, ok.stderr);
+
+    const filler = join(dataDir, 'filler');
+    const fd = openSync(filler, 'w');
+    try {
+      for (;;) writeSync(fd, Buffer.alloc(64 * 1024, 1));
+    } catch {
+      // full
+    }
+    closeSync(fd);
+    const afd = openSync(join(dataDir, 'audit.log'), 'a');
+    try {
+      for (;;) writeSync(afd, '\n');
+    } catch {
+      // the last page too
+    }
+    closeSync(afd);
+    const lines = readFileSync(join(dataDir, 'audit.log'), 'utf8');
+    const refused = await sshTo();
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /the proxy cannot write its audit log; the session was refused/);
+    assert.equal(readFileSync(join(dataDir, 'audit.log'), 'utf8'), lines);
+    assert.match(pc.log(), /WARN ssh proxy: .* session to node1 refused: cannot write the audit log/);
+
+    rmSync(filler);
+    const again = await sshTo();
+    assert.equal(again.code, 0, again.stderr);
+    const deadline = Date.now() + 10_000;
+    while (!pc.audit().some((e) => e['event'] === 'session.end' && e['user'] === login) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(pc.audit().some((e) => e['event'] === 'session.end' && e['user'] === login), 'sessions are audited again');
   });
 });
