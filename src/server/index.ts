@@ -11,6 +11,7 @@ import { AuditLog } from './auth/audit.js';
 import { CaStore } from './auth/ca.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { LoginService } from './auth/login.js';
+import type { PendingLimits } from './auth/pending-logins.js';
 import { OidcConnector } from './auth/oidc.js';
 import { startWebApi, type WebLimits } from './proxy/web.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
@@ -27,6 +28,10 @@ export interface StartOptions {
   webLimits?: Partial<WebLimits>;
   /** Overrides the login start rate limit; default LOGIN_RATE_LIMIT. */
   loginRate?: { perMinute: number; burst: number };
+  /** Overrides the pending-login caps; default PENDING_LIMITS. */
+  pendingLimits?: PendingLimits;
+  /** Free bytes kept for real audit events; default AUDIT_RESERVE_BYTES (tests on a small tmpfs lower it). */
+  auditReserveBytes?: number;
 }
 
 export interface RunningServer {
@@ -49,7 +54,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     config,
     // A new CA or a key file that had to be fixed: both are news an admin must see.
     ca: new CaStore(config.dataDir, opts.clock, (m) => opts.log.warn(m)),
-    audit: new AuditLog(config.dataDir, opts.clock),
+    audit: new AuditLog(config.dataDir, opts.clock, { warn: (m) => opts.log.warn(m), ...(opts.auditReserveBytes !== undefined ? { reserveBytes: opts.auditReserveBytes } : {}) }),
     clock: opts.clock,
     log: opts.log,
     env: opts.env,
@@ -71,7 +76,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
         redirectUri: () => `https://${publicAddrs().web}${API.oidcCallback}`,
       })
     : undefined;
-  const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate);
+  const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate, opts.pendingLimits);
 
   const started: RunningService[] = [];
   let web: Awaited<ReturnType<typeof startWebApi>> | undefined;

@@ -77,7 +77,7 @@ describe('tctl', () => {
       assert.ok(cert.extensions.has('permit-pty'));
       const audit = readFileSync(join(s.dir, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
       const issued = audit.find((e) => e.event === 'cert.issued');
-      assert.equal(issued.key_id, 'alice');
+      assert.equal(issued.user, 'alice');
       assert.equal(issued.serial, cert.serial.toString());
       assert.doesNotMatch(readFileSync(join(s.dir, 'data', 'audit.log'), 'utf8'), /PRIVATE KEY/);
     } finally {

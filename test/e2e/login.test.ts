@@ -150,9 +150,9 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.deepEqual(s.profiles[0]!.roles, ['admin']);
     assert.ok(existsSync(join(r.home, '.ssh', 'config')), 'the ssh config block is written');
     assert.match(readFileSync(join(r.home, '.tsh', 'known_hosts'), 'utf8'), /^@cert-authority \S+ ssh-ed25519 /m);
-    const success = events(main, 'login.success').find((e) => e['username'] === 'alice');
+    const success = events(main, 'login.success').find((e) => e['user'] === 'alice');
     assert.ok(success, 'audit has login.success');
-    assert.ok(events(main, 'cert.issued').some((e) => e['key_id'] === 'alice' && e['via'] === 'login'));
+    assert.ok(events(main, 'cert.issued').some((e) => e['user'] === 'alice' && e['via'] === 'login'));
     const audit = readFileSync(join(main.dataDir, 'audit.log'), 'utf8');
     assert.doesNotMatch(audit, /PRIVATE KEY|eyJ[A-Za-z0-9_-]{10,}\.|e2e-secret/, 'no keys, tokens or secrets in the audit log');
   });
@@ -203,7 +203,7 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.match(r.stderr, /mallory is not mapped to any Jumpgate role/);
     assert.match(r.page, /Login failed/);
     assert.ok(!existsSync(certFile(r.home, 'mallory')));
-    assert.ok(events(main, 'login.failure').some((e) => e['username'] === 'mallory' && /claims_to_roles/.test(String(e['reason']))));
+    assert.ok(events(main, 'login.failure').some((e) => e['user'] === 'mallory' && /claims_to_roles/.test(String(e['reason']))));
   });
 
   test('a tampered authorization code at the proxy callback never issues a certificate', async () => {
@@ -238,7 +238,6 @@ describe('tsh login through OIDC in a real browser', () => {
   });
 
   test('a wrong state at the proxy callback is rejected', async () => {
-    const failuresBefore = events(main, 'login.failure').length;
     const r = await tshLogin(main, 'alice', {
       killAfterPage: true,
       browser: {
@@ -252,7 +251,8 @@ describe('tsh login through OIDC in a real browser', () => {
     assert.match(r.page, /This login link is no longer valid/);
     assert.notEqual(r.code, 0);
     assert.ok(!existsSync(certFile(r.home, 'alice')));
-    assert.ok(events(main, 'login.failure').length > failuresBefore);
+    // Audited in aggregate (an unknown state is a failure anyone can cause): the first from loopback this minute in full, later ones counted into failures.summary (test/e2e/floods.test.ts).
+    assert.ok(events(main, 'login.failure').some((e) => e['stage'] === 'callback' && /unknown, expired or already used/.test(String(e['reason']))));
   });
 
   test('an answer altered on its way to the loopback listener is refused by tsh', async () => {

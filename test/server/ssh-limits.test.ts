@@ -172,6 +172,28 @@ nodes:
     client.end();
   });
 
+  test('limits unauthenticated connections per prefix (all of loopback is one) and in all', async () => {
+    const port = await proxy({ handshakeTimeoutMs: 20_000, maxUnauthenticatedPerPrefix: 4 });
+    const held = await Promise.all([2, 3, 4, 5].map((n) => raw(port, `127.0.1.${n}`)));
+    await waitFor(() => held.every((h) => h.received().length > 0));
+    const fifth = await raw(port, '127.0.9.9');
+    assert.ok((await fifth.closed) < 2_000);
+    assert.equal(fifth.received().length, 0, 'another address of the same prefix is closed before the banner');
+    assert.ok(logs.some((l) => /127\.0\.9\.9's prefix 127\.0\.0\.0\/8 has 4 connections still in their handshake \(limit 4 per prefix\)/.test(l)));
+    for (const h of held) h.sock.destroy();
+
+    const total = await proxy({ handshakeTimeoutMs: 20_000, maxUnauthenticated: 2 });
+    const two = await Promise.all([raw(total, '127.0.2.1'), raw(total, '127.0.2.2')]);
+    await waitFor(() => two.every((h) => h.received().length > 0));
+    const third = await raw(total, '127.0.2.3');
+    assert.ok((await third.closed) < 2_000);
+    two[0]!.sock.destroy();
+    await two[0]!.closed;
+    const again = await raw(total, '127.0.2.3');
+    await waitFor(() => again.received().length > 0);
+    for (const h of [...two, again]) h.sock.destroy();
+  });
+
   test('limits unauthenticated connections per source address; other addresses and freed slots get through', async () => {
     const port = await proxy({ handshakeTimeoutMs: 20_000, maxUnauthenticatedPerSource: 3 });
     const held = await Promise.all([raw(port, '127.0.0.2'), raw(port, '127.0.0.2'), raw(port, '127.0.0.2')]);
@@ -179,7 +201,7 @@ nodes:
     const fourth = await raw(port, '127.0.0.2');
     assert.ok((await fourth.closed) < 2_000);
     assert.equal(fourth.received().length, 0, 'closed before the SSH banner');
-    assert.ok(logs.some((l) => /127\.0\.0\.2 has 3 connections still in their handshake \(limit 3\)/.test(l)));
+    assert.ok(logs.some((l) => /127\.0\.0\.2 has 3 connections still in their handshake \(limit 3 per source\)/.test(l)));
 
     const other = await raw(port, '127.0.0.3');
     await waitFor(() => other.received().length > 0);

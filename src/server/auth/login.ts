@@ -16,12 +16,11 @@ import type { ServerRuntime } from '../runtime.js';
 import { issueUser } from './issuer.js';
 import { OidcConnector, type OidcChecks } from './oidc.js';
 import { mapClaimsToRoles, nodeAllowed } from './roles.js';
+import { RateLimiter } from '../limits.js';
+import { PENDING_LIMITS, PendingLogins, type PendingLimits } from './pending-logins.js';
 
 /** What LoginService needs from the IdP: OidcConnector in production, a fake in LoginService's unit tests. */
 export type IdpConnector = Pick<OidcConnector, 'authorizationUrl' | 'finish'>;
-
-/** Too many pending logins means someone is filling memory: refuse new ones. */
-const MAX_PENDING = 10_000;
 
 /**
  * POST /v1/login/start per client address: a token bucket holding `burst`
@@ -29,10 +28,12 @@ const MAX_PENDING = 10_000;
  * filling the pending-login table or hammering the IdP gets 429.
  */
 export const LOGIN_RATE_LIMIT = { perMinute: 10, burst: 20 } as const;
-/** Buckets kept at most; beyond, the least recently created are forgotten. */
-const MAX_RATE_BUCKETS = 100_000;
-/** A rate-limited address is audited at most this often (a flood must not flood the audit log). */
-const RATE_AUDIT_EVERY_MS = 60_000;
+/**
+ * OIDC callbacks whose `state` names no pending login, per client address: a
+ * browser sends one per login; guessing states gets 429. A callback with a
+ * pending login's state (a 128-bit secret) is never refused by it.
+ */
+export const CALLBACK_RATE_LIMIT = { perMinute: 10, burst: 20 } as const;
 
 /** A refusal of an API request: HTTP status + stable code + message for the user. */
 export class ApiRequestError extends UserError {
@@ -45,75 +46,6 @@ export class ApiRequestError extends UserError {
   ) {
     super(code, message);
   }
-}
-
-interface Bucket {
-  tokens: number;
-  updatedAt: number;
-  /** Refusals since the last audit event for this address. */
-  refused: number;
-  auditedAt: number;
-}
-
-/**
- * Token buckets keyed by client address (IPv6 by its /64: one host usually
- * holds the whole prefix). Pure apart from the clock passed in.
- */
-export class RateLimiter {
-  private readonly buckets = new Map<string, Bucket>();
-
-  constructor(
-    readonly perMinute: number,
-    readonly burst: number,
-    private readonly maxBuckets = MAX_RATE_BUCKETS,
-  ) {}
-
-  /** Takes one token for `addr`: undefined when allowed, else the seconds until one is available. */
-  take(addr: string, nowMs: number): { retryAfterSeconds: number; bucket: Bucket } | undefined {
-    const key = rateKey(addr);
-    let b = this.buckets.get(key);
-    if (!b) {
-      if (this.buckets.size >= this.maxBuckets) this.prune(nowMs);
-      b = { tokens: this.burst, updatedAt: nowMs, refused: 0, auditedAt: -Infinity };
-      this.buckets.set(key, b);
-    }
-    const perMs = this.perMinute / 60_000;
-    b.tokens = Math.min(this.burst, b.tokens + Math.max(0, nowMs - b.updatedAt) * perMs);
-    b.updatedAt = nowMs;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return undefined;
-    }
-    b.refused++;
-    return { retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000)), bucket: b };
-  }
-
-  /** How many addresses are tracked (tests). */
-  get size(): number {
-    return this.buckets.size;
-  }
-
-  /** Forgets full buckets (they carry no state); if that is not enough, the oldest ones. */
-  private prune(nowMs: number): void {
-    const perMs = this.perMinute / 60_000;
-    for (const [k, b] of this.buckets) if (b.tokens + (nowMs - b.updatedAt) * perMs >= this.burst) this.buckets.delete(k);
-    for (const k of this.buckets.keys()) {
-      if (this.buckets.size < this.maxBuckets * 0.9) break;
-      this.buckets.delete(k);
-    }
-  }
-}
-
-/** The rate-limit key of an address: IPv4 as is (also when IPv4-mapped), IPv6 by its /64. */
-export function rateKey(addr: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
-  if (mapped) return mapped[1]!;
-  if (isIP(addr) !== 6) return addr;
-  const [head = '', tail] = addr.toLowerCase().split('%')[0]!.split('::') as [string, string | undefined];
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined ? h : [...h, ...new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':')}::/64`;
 }
 
 interface PendingLogin {
@@ -134,41 +66,39 @@ export type CallbackOutcome =
   | { kind: 'page'; status: number; title: string; message: string };
 
 export class LoginService {
-  private readonly pending = new Map<string, PendingLogin>();
+  private readonly pending: PendingLogins<PendingLogin>;
   readonly limiter: RateLimiter;
+  readonly callbackLimiter: RateLimiter;
 
   constructor(
     private readonly rt: ServerRuntime,
     private readonly oidc: IdpConnector | undefined,
     private readonly publicAddrs: () => { web: string; ssh: string },
     rate: { perMinute: number; burst: number } = LOGIN_RATE_LIMIT,
+    pendingLimits: PendingLimits = PENDING_LIMITS,
   ) {
     this.limiter = new RateLimiter(rate.perMinute, rate.burst);
+    this.callbackLimiter = new RateLimiter(CALLBACK_RATE_LIMIT.perMinute, CALLBACK_RATE_LIMIT.burst);
+    this.pending = new PendingLogins(pendingLimits);
   }
 
   /**
    * The rate limit of POST /v1/login/start, checked before the body is read:
-   * 429 with Retry-After when `clientAddr` has used its starts. The first
-   * refusal is audited, then at most one event a minute per address with the
-   * number refused since.
+   * 429 with Retry-After when `clientAddr`'s source (limits.ts sourceKey) has
+   * used its starts. Refusals are audited in aggregate (AuditLog.unauthenticated).
    */
   admit(clientAddr: string): void {
-    const now = this.rt.clock().getTime();
-    const over = this.limiter.take(clientAddr, now);
+    const over = this.limiter.take(clientAddr, this.rt.clock().getTime());
     if (!over) return;
-    const b = over.bucket;
-    if (now - b.auditedAt >= RATE_AUDIT_EVERY_MS) {
-      this.rt.audit.emit({
+    this.rt.audit.unauthenticated(
+      {
         event: 'login.failure',
         stage: 'rate_limit',
         reason: `more than ${this.limiter.burst} login starts at once or ${this.limiter.perMinute} a minute from this address`,
-        refused: b.refused,
         client_addr: clientAddr,
-      });
-      this.rt.log.warn(`login start: rate limit reached for ${clientAddr} (${b.refused} refused)`);
-      b.auditedAt = now;
-      b.refused = 0;
-    }
+      },
+      clientAddr,
+    );
     throw new ApiRequestError(
       429,
       'RATE_LIMITED',
@@ -185,14 +115,11 @@ export class LoginService {
     try {
       req = parseStart(body);
     } catch (err) {
-      this.rt.audit.emit({ event: 'login.failure', stage: 'start', reason: (err as Error).message, client_addr: clientAddr });
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'start', reason: (err as Error).message, client_addr: clientAddr }, clientAddr);
       throw err;
     }
     if (!this.oidc) {
       throw new ApiRequestError(501, 'LOGIN_NOT_CONFIGURED', 'this cluster has no single sign-on configured (auth.oidc); ask an admin');
-    }
-    if (this.pending.size >= MAX_PENDING) {
-      throw new ApiRequestError(503, 'LOGIN_BUSY', 'too many logins are in progress; try again in a minute', 60);
     }
     const checks = OidcConnector.newChecks();
     let loginUrl: URL;
@@ -200,14 +127,21 @@ export class LoginService {
       loginUrl = await this.oidc.authorizationUrl(checks, req.loginHint);
     } catch (err) {
       const e = err as UserError;
-      this.rt.audit.emit({ event: 'login.failure', stage: 'start', reason: e.message, client_addr: clientAddr });
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'start', reason: e.message, client_addr: clientAddr }, clientAddr);
       this.rt.log.warn(`login start: ${e.message}`);
       throw new ApiRequestError(502, e.code ?? 'IDP_UNREACHABLE', e.message);
     }
     const id = randomBytes(16).toString('base64url');
     const expiresAt = now + this.rt.config.auth.loginTimeoutSeconds * 1000;
     const { loginHint: _hint, ...fields } = req;
-    this.pending.set(checks.state, { id, ...fields, checks, expiresAt, clientAddr });
+    const entry: PendingLogin = { id, ...fields, checks, expiresAt, clientAddr };
+    const bytes = pendingBytes(entry);
+    if (bytes > this.pending.limits.entryBytes) {
+      throw new ApiRequestError(413, 'LOGIN_REQUEST_TOO_LARGE', `public_key and callback_url take ${bytes} bytes; a pending login may hold at most ${this.pending.limits.entryBytes}: use a shorter callback_url or an ed25519/ECDSA key`);
+    }
+    for (const gone of this.pending.add(checks.state, entry, clientAddr)) {
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'evicted', request_id: gone.id, reason: 'pending login evicted: its source or network started too many logins', client_addr: gone.clientAddr }, gone.clientAddr);
+    }
     this.rt.log.debug(`login ${id} started from ${clientAddr} for key ${fingerprintSha256(req.publicKey.blob)}`);
     return { request_id: id, login_url: loginUrl.toString(), expires_at: new Date(expiresAt).toISOString() };
   }
@@ -216,9 +150,13 @@ export class LoginService {
   async callback(url: URL, clientAddr: string): Promise<CallbackOutcome> {
     const now = this.rt.clock().getTime();
     const state = url.searchParams.get('state') ?? '';
-    const login = this.pending.get(state);
+    const login = this.pending.take(state); // single use, whatever happens next
     if (!login) {
-      this.rt.audit.emit({ event: 'login.failure', stage: 'callback', reason: 'unknown, expired or already used login state', client_addr: clientAddr });
+      const over = this.callbackLimiter.take(clientAddr, now);
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'callback', reason: 'unknown, expired or already used login state', client_addr: clientAddr }, clientAddr);
+      if (over) {
+        throw new ApiRequestError(429, 'RATE_LIMITED', `too many login callbacks with unknown state from your address; try again in ${over.retryAfterSeconds} s`, over.retryAfterSeconds);
+      }
       return {
         kind: 'page',
         status: 400,
@@ -226,7 +164,6 @@ export class LoginService {
         message: 'It is unknown, expired or was already used. Run tsh login again to start a new login.',
       };
     }
-    this.pending.delete(state); // single use, whatever happens next
     const fail = (reason: string, code: string, userMessage: string): CallbackOutcome => {
       this.rt.audit.emit({ event: 'login.failure', stage: 'callback', request_id: login.id, reason, client_addr: clientAddr });
       const back = new URL(login.callbackUrl);
@@ -255,7 +192,7 @@ export class LoginService {
     }
     const roles = mapClaimsToRoles(oidcCfg, claims).filter((r) => this.rt.config.roles.has(r));
     if (roles.length === 0) {
-      this.rt.audit.emit({ event: 'login.failure', stage: 'roles', request_id: login.id, username, reason: 'no claims_to_roles rule matched', client_addr: clientAddr });
+      this.rt.audit.emit({ event: 'login.failure', stage: 'roles', request_id: login.id, user: username, reason: 'no claims_to_roles rule matched', client_addr: clientAddr });
       const back = new URL(login.callbackUrl);
       back.searchParams.set('error', 'ACCESS_DENIED');
       back.searchParams.set('error_description', `${username} is not mapped to any Jumpgate role (no claims_to_roles rule matched); ask an admin for access`);
@@ -291,7 +228,7 @@ export class LoginService {
     this.rt.audit.emit({
       event: 'login.success',
       request_id: login.id,
-      username,
+      user: username,
       roles,
       client_addr: clientAddr,
       valid_before: result.valid_before,
@@ -309,13 +246,15 @@ export class LoginService {
   }
 
   private sweep(now: number): void {
-    for (const [state, p] of this.pending) {
-      if (now > p.expiresAt) {
-        this.pending.delete(state);
-        this.rt.audit.emit({ event: 'login.failure', stage: 'expired', request_id: p.id, reason: 'login request expired unused', client_addr: p.clientAddr });
-      }
+    for (const p of this.pending.sweep(now)) {
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'expired', request_id: p.id, reason: 'login request expired unused', client_addr: p.clientAddr }, p.clientAddr);
     }
   }
+}
+
+/** What a pending login holds, in bytes (the PendingLimits.entryBytes bound): key, callback URL, sealing key, nonce, OIDC checks. */
+function pendingBytes(p: PendingLogin): number {
+  return p.publicKey.blob.length + p.callbackUrl.href.length + p.clientKey.length + p.clientNonce.length + JSON.stringify(p.checks).length + p.id.length + p.clientAddr.length;
 }
 
 /** Every trusted host CA key as an OpenSSH public key line (clients scope them in known_hosts). */

@@ -23,9 +23,13 @@
  *   nothing, or trickles a banner, is gone after 30 s).
  * - MAX_PREAUTH_BYTES (64 KiB): what a client may send before it is
  *   authenticated; a certificate login takes under 10 KiB.
- * - MAX_UNAUTHENTICATED_PER_SOURCE (50): connections from one IP address
- *   still in their handshake; more are closed at once, before any SSH byte
+ * - MAX_UNAUTHENTICATED_PER_SOURCE (50): connections from one source
+ *   (limits.ts sourceKey: an IPv4 address, an IPv6 /64) still in their handshake; more are closed at once, before any SSH byte
  *   (sshd's MaxStartups, per source address).
+ * - MAX_UNAUTHENTICATED_PER_PREFIX (500, limits.ts prefixKey: IPv4 /24, IPv6
+ *   /48, loopback as one) and MAX_UNAUTHENTICATED (4,096 in all): the same,
+ *   against one attacker with many addresses; users in other prefixes are
+ *   not affected by the first.
  * - MAX_AUTH_FAILURES (6, OpenSSH's MaxAuthTries) failed and
  *   MAX_AUTH_REQUESTS (20) authentication requests of any outcome per
  *   connection ("none" not counted); then the connection is closed.
@@ -44,6 +48,8 @@ import { formatHostPort, type HostPort, type NodeConfig } from '../../config/ind
 import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
 import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
+import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
+import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import {
   certificateSelectors,
@@ -59,8 +65,12 @@ import {
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** Bytes a client may send before it is authenticated (a certificate login sends under 10 KiB). */
 export const MAX_PREAUTH_BYTES = 64 * 1024;
-/** Connections from one IP address that have not authenticated yet; more are closed at once. */
+/** Connections from one source (limits.ts sourceKey) that have not authenticated yet; more are closed at once. */
 export const MAX_UNAUTHENTICATED_PER_SOURCE = 50;
+/** Connections from one prefix (limits.ts prefixKey) that have not authenticated yet. */
+export const MAX_UNAUTHENTICATED_PER_PREFIX = 500;
+/** Connections that have not authenticated yet, in all. */
+export const MAX_UNAUTHENTICATED = 4_096;
 /** Failed authentication requests per connection, as OpenSSH's MaxAuthTries default. */
 export const MAX_AUTH_FAILURES = 6;
 /** Authentication requests of any outcome per connection ("none" not counted): each one costs signature checks. */
@@ -88,6 +98,8 @@ export interface SshProxyOptions {
   handshakeTimeoutMs?: number;
   maxPreauthBytes?: number;
   maxUnauthenticatedPerSource?: number;
+  maxUnauthenticatedPerPrefix?: number;
+  maxUnauthenticated?: number;
   maxAuthFailures?: number;
   maxAuthRequests?: number;
 }
@@ -96,6 +108,8 @@ interface Limits {
   handshakeMs: number;
   preauthBytes: number;
   perSource: number;
+  perPrefix: number;
+  total: number;
   authFailures: number;
   authRequests: number;
 }
@@ -117,12 +131,16 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     handshakeMs: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     preauthBytes: opts.maxPreauthBytes ?? MAX_PREAUTH_BYTES,
     perSource: opts.maxUnauthenticatedPerSource ?? MAX_UNAUTHENTICATED_PER_SOURCE,
+    perPrefix: opts.maxUnauthenticatedPerPrefix ?? MAX_UNAUTHENTICATED_PER_PREFIX,
+    total: opts.maxUnauthenticated ?? MAX_UNAUTHENTICATED,
     authFailures: opts.maxAuthFailures ?? MAX_AUTH_FAILURES,
     authRequests: opts.maxAuthRequests ?? MAX_AUTH_REQUESTS,
   };
   const sockets = new Set<Socket>();
-  /** Unauthenticated connections per source address. */
-  const unauthenticated = new Map<string, number>();
+  /** Unauthenticated connections per source. */
+  const unauthenticated = new SourceCounter(limits.perSource);
+  const unauthenticatedPrefixes = new SourceCounter(limits.perPrefix, prefixKey);
+  const unauthenticatedTotal = new SourceCounter(limits.total, () => '*');
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
@@ -169,17 +187,25 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     // On a protocol error ssh2 only half-closes (socket.end()) and the client could go on sending: once our side is done, so is the socket.
     socket.once('finish', () => socket.destroy());
     const source = socket.remoteAddress ?? 'unknown';
-    const pending = unauthenticated.get(source) ?? 0;
-    if (pending >= limits.perSource) {
+    const releases = [unauthenticated.acquire(source), unauthenticatedPrefixes.acquire(source), unauthenticatedTotal.acquire(source)];
+    if (releases.some((r) => r === undefined)) {
+      for (const r of releases) r?.();
       // One line a minute at most: a flood must not flood the log too.
       if (Date.now() - lastLimitWarning > 60_000) {
         lastLimitWarning = Date.now();
-        rt.log.warn(`ssh proxy: ${source} has ${pending} connections still in their handshake (limit ${limits.perSource}); closing new ones`);
+        const [which, held, max] = !releases[0]
+          ? ['', unauthenticated.count(source), `${limits.perSource} per source`]
+          : !releases[1]
+            ? [`'s prefix ${prefixKey(source)}`, unauthenticatedPrefixes.count(source), `${limits.perPrefix} per prefix`]
+            : [' (all sources)', unauthenticatedTotal.count(source), `${limits.total} in all`];
+        rt.log.warn(`ssh proxy: ${source}${which} has ${held} connections still in their handshake (limit ${max}); closing new ones`);
       }
       socket.destroy();
       return;
     }
-    unauthenticated.set(source, pending + 1);
+    const release = () => {
+      for (const r of releases) r!();
+    };
     let bytes = 0;
     const countBytes = (b: Buffer) => {
       bytes += b.length;
@@ -192,16 +218,11 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       rt.log.debug(`ssh proxy: ${source}:${socket.remotePort} did not authenticate within ${limits.handshakeMs} ms; closing`);
       socket.destroy();
     }, limits.handshakeMs);
-    let counted = true;
-    // Runs once: when the connection authenticates (handleConnection, on 'ready') or closes before that.
+    // Runs when the connection authenticates (handleConnection, on 'ready') or closes before that.
     const handshakeOver = () => {
       clearTimeout(timer);
       socket.removeListener('data', countBytes);
-      if (!counted) return;
-      counted = false;
-      const left = unauthenticated.get(source)! - 1;
-      if (left > 0) unauthenticated.set(source, left);
-      else unauthenticated.delete(source);
+      release();
     };
     socket.once('close', handshakeOver);
     handshakes.set(socket, handshakeOver);
@@ -234,6 +255,9 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   };
 }
 
+/** CertErrors raised before (or instead of) the user CA's signature on the certificate verified: its key id is only claimed. */
+const UNVERIFIED_CERT_CODES = new Set(['CERT_MALFORMED', 'CERT_WRONG_TYPE', 'CERT_UNTRUSTED_CA', 'CERT_UNSUPPORTED_ALGORITHM', 'CERT_BAD_SIGNATURE']);
+
 /** Ends the pre-authentication limits of a raw socket (its deadline, byte count and per-source slot). */
 const handshakes = new WeakMap<Socket, () => void>();
 
@@ -246,7 +270,10 @@ interface ClientInfo {
 interface Denial {
   code: string;
   message: string;
-  user: string | undefined;
+  /** The key id of a certificate that verified against the user CA. */
+  user?: string;
+  /** The key id of one that did not: nobody vouches for it. */
+  claimedUser?: string;
   login: string;
 }
 
@@ -301,14 +328,24 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         return reject();
       }
       // A plain key offered before the certificate (ssh tries the agent's keys) is not worth reporting over a real reason.
-      if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data), login: ctx.username };
+      if (!denial || err.code !== 'CERT_MALFORMED') {
+        // The key id is this cluster's word only when the user CA's signature on the certificate verified (sshcert verifyCertificate's order).
+        const keyId = keyIdOf(ctx.key.data);
+        denial = UNVERIFIED_CERT_CODES.has(err.code)
+          ? { code: err.code, message: err.message, ...(keyId !== undefined ? { claimedUser: keyId } : {}), login: ctx.username }
+          : { code: err.code, message: err.message, ...(keyId !== undefined ? { user: keyId } : {}), login: ctx.username };
+      }
       return reject();
     }
   };
 
   conn.on('close', () => {
     if (!cert && denial) {
-      rt.audit.emit({ event: 'access.denied', stage: 'authentication', user: denial.user, login: denial.login, client_addr: clientAddr, code: denial.code, reason: denial.message });
+      const who = denial.user !== undefined ? { user: denial.user } : denial.claimedUser !== undefined ? { claimed_user: claimedIdentity(denial.claimedUser), untrusted: true as const } : {};
+      rt.audit.unauthenticated(
+        { event: 'access.denied', stage: 'authentication', ...who, login: claimedIdentity(denial.login), client_addr: clientAddr, code: denial.code, reason: denial.message },
+        info.ip ?? 'unknown',
+      );
     }
   });
 
@@ -400,7 +437,7 @@ function keyIdOf(blob: Buffer): string | undefined {
 }
 
 function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal): void {
-  rt.audit.emit({
+  auditOrWarn(rt, {
     event: 'access.denied',
     stage: 'routing',
     user: who.user,
@@ -410,6 +447,15 @@ function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal):
     code: refusal.code,
     reason: refusal.message,
   });
+}
+
+/** For events of something that already happened or is refused anyway: a full disk is a WARN, not a crash in an ssh2 event handler. */
+function auditOrWarn(rt: ServerRuntime, event: AuditEvent): void {
+  try {
+    rt.audit.emit(event);
+  } catch (err) {
+    rt.log.warn(`ssh proxy: ${(err as Error).message}`);
+  }
 }
 
 /**
@@ -467,16 +513,28 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
   const started = Date.now();
   let toNode = 0;
   let fromNode = 0;
-  rt.audit.emit({
-    event: 'session.start',
-    session_id: sessionId,
-    user: who.user,
-    login: who.login,
-    node: node.name,
-    node_addr: formatHostPort(node.addr),
-    client_addr: who.clientAddr,
-    via,
-  });
+  try {
+    rt.audit.emit({
+      event: 'session.start',
+      session_id: sessionId,
+      user: who.user,
+      login: who.login,
+      node: node.name,
+      node_addr: formatHostPort(node.addr),
+      client_addr: who.clientAddr,
+      via,
+    });
+  } catch (err) {
+    // Fail closed: no session the audit log does not hold.
+    rt.log.warn(`ssh proxy: ${who.user}: session to ${node.name} refused: ${(err as Error).message}`);
+    sock.destroy();
+    if (via === 'subsystem') {
+      ch.stderr.write('jumpgate proxy: the proxy cannot write its audit log; the session was refused\n');
+      ch.exit(1);
+    }
+    ch.end();
+    return;
+  }
   const chan = ch as unknown as Duplex;
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
@@ -489,7 +547,7 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
   const end = () => {
     if (ended) return;
     ended = true;
-    rt.audit.emit({
+    auditOrWarn(rt, {
       event: 'session.end',
       session_id: sessionId,
       user: who.user,

@@ -16,6 +16,8 @@ import { htmlPage } from '../../util/html.js';
 import type { RunningService, ServerLog, ServerRuntime } from '../runtime.js';
 import type { TlsMaterial } from '../tls.js';
 import { ApiRequestError, hostCaLines, type LoginService } from '../auth/login.js';
+import { AuditUnavailableError } from '../auth/audit.js';
+import { SourceCounter } from '../limits.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -34,7 +36,7 @@ export interface WebLimits {
   timeoutCheckIntervalMs: number;
   /** Request line plus headers; more is a 431. */
   maxHeaderSize: number;
-  /** Open connections from one client address; more are closed at once. */
+  /** Open connections from one client source (limits.ts sourceKey: an IPv4 address, an IPv6 /64); more are closed at once. */
   maxConnectionsPerAddress: number;
   /** Open connections in total; more are closed at once. */
   maxConnections: number;
@@ -90,6 +92,16 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
     },
     (req, res) => {
       handle(req, res, deps).catch((err: unknown) => {
+        if (err instanceof AuditUnavailableError) {
+          // Fail closed: nothing is issued that the audit log does not hold.
+          deps.rt.log.warn(`web: ${req.method} ${pathOf(req)} refused: ${err.message}`);
+          if (!res.headersSent) {
+            res.setHeader('retry-after', '60');
+            if (pathOf(req) === API.oidcCallback) return sendPage(res, 503, 'Login refused: the server cannot record it', 'The server cannot write its audit log (is its disk full?), so it issued no certificate. Try tsh login again later, or tell an admin.');
+            return sendJson(res, 503, { error: { code: err.code, message: 'the server cannot write its audit log; nothing was issued. Try again later or tell an admin.' } });
+          }
+          return void res.destroy();
+        }
         deps.rt.log.warn(`web: ${req.method} ${pathOf(req)} failed: ${(err as Error)?.stack ?? String(err)}`);
         if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error; see the server log' } });
         else res.destroy();
@@ -121,26 +133,22 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
 }
 
 /**
- * Closes a new TCP connection at once when its address already holds `max`
- * open ones: one client cannot use up the server's sockets (slow-loris from
- * one address). Counted before TLS, so handshakes count too.
+ * Closes a new TCP connection at once when its source (limits.ts sourceKey)
+ * already holds `max` open ones: one client cannot use up the server's
+ * sockets (slow-loris from one address, or from many addresses of one IPv6
+ * /64). Counted before TLS, so handshakes count too.
  */
 function limitConnectionsPerAddress(server: Server, max: number, log: ServerLog): void {
-  const open = new Map<string, number>();
+  const open = new SourceCounter(max);
   server.on('connection', (socket: Socket) => {
     const addr = socket.remoteAddress ?? 'unknown';
-    const n = open.get(addr) ?? 0;
-    if (n >= max) {
-      log.debug(`web: refused a connection from ${addr}: it already has ${n} open (limit ${max})`);
+    const release = open.acquire(addr);
+    if (!release) {
+      log.debug(`web: refused a connection from ${addr}: its source already has ${max} open`);
       socket.destroy();
       return;
     }
-    open.set(addr, n + 1);
-    socket.once('close', () => {
-      const left = (open.get(addr) ?? 1) - 1;
-      if (left <= 0) open.delete(addr);
-      else open.set(addr, left);
-    });
+    socket.once('close', release);
   });
 }
 

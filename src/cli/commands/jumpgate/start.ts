@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { loadServerConfig } from '../../../config/index.js';
 import { startServer } from '../../../server/index.js';
 import { startSshProxy } from '../../../server/proxy/ssh-proxy.js';
-import type { ServerLog } from '../../../server/runtime.js';
+import { textLog } from '../../../server/runtime.js';
 import type { Deps } from '../../deps.js';
 import { DEFAULT_CONFIG_PATH } from '../../server-context.js';
 
@@ -38,8 +38,7 @@ export interface StartOptions {
 export async function run(opts: StartOptions, deps: Deps): Promise<void> {
   const file = resolve(deps.cwd, opts.config ?? deps.env['JUMPGATE_CONFIG'] ?? DEFAULT_CONFIG_PATH);
   const config = loadServerConfig(file);
-  const line = (level: string) => (text: string) => deps.io.stderr.write(`${deps.clock().toISOString()} ${level} ${text}\n`);
-  const log: ServerLog = { info: line('INFO'), warn: line('WARN'), debug: deps.debug ? line('DEBUG') : () => {} };
+  const log = textLog({ write: (t) => deps.io.stderr.write(t), clock: deps.clock, debug: deps.debug });
   for (const w of config.warnings ?? []) log.warn(w.message);
   const nofile = (deps.platform === 'linux' ? openFilesLimit : () => undefined)();
   if (nofile !== undefined && nofile < LOW_OPEN_FILES_LIMIT) {
