@@ -26,11 +26,11 @@ import {
   parseHostPort,
   type HostPort,
   type ParseHostPortOptions,
-} from './address.js';
-import { DurationError, formatDuration, parseDuration } from './duration.js';
+} from '../shared/address.js';
+import { DurationError, formatDuration, parseDuration } from '../shared/duration.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
 
-export type { HostPort } from './address.js';
+export type { HostPort } from '../shared/address.js';
 
 /** The whole server configuration, with defaults applied and paths absolute. */
 export interface ServerConfig {

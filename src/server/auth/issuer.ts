@@ -5,12 +5,10 @@
 import { AuthError } from '../../errors.js';
 import { CertRequest, fingerprintSha256, signCertificate, type Certificate, type PublicKey } from '../../sshcert/index.js';
 import type { ServerConfig } from '../../config/index.js';
+import { ROLES_EXTENSION } from '../../shared/wire-names.js';
 import type { AuditLog } from './audit.js';
 import type { CaKey, CaStore } from './ca.js';
 import { certTtlSeconds, resolveAccess } from './roles.js';
-
-/** The extension that carries a user's roles, comma-separated (PROTOCOL.certkeys: custom names are name@domain). */
-export const ROLES_EXTENSION = 'roles@jumpgate.dev';
 
 export interface IssuerDeps {
   config: ServerConfig;
