@@ -30,6 +30,7 @@ import {
   type ParseHostPortOptions,
 } from '../shared/address.js';
 import { DurationError, formatDuration, parseDuration } from '../shared/duration.js';
+import { printable } from '../util/printable.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
 import { describe, formatPath, quoteHint, readYamlTree, YamlNumber, type PathKey, type YamlTree } from './yaml-tree.js';
 
@@ -152,7 +153,8 @@ export class ConfigProblem extends ConfigError {
   ) {
     super(file, key, reason, details);
     // Compiler style (`file:line: key: reason`) so editors and terminals can jump to it.
-    this.message = `${file}${line === undefined ? '' : `:${line}`}: ${key ? `${key}: ` : ''}${reason}`;
+    // Keys and values come from the file: control characters are escaped for the terminal.
+    this.message = printable(`${file}${line === undefined ? '' : `:${line}`}: ${key ? `${key}: ` : ''}${reason}`, 2000);
   }
 }
 

@@ -530,3 +530,16 @@ describe('every outside key and value is checked, none silently dropped', () => 
     assertProblem('cluster_name: t\n? [a, b]\n: x\n', 2, '', /keys must be plain text, not a list/);
   });
 });
+
+test('control characters from the file are escaped in messages (keys and values reach a terminal)', () => {
+  assert.throws(
+    () => parseServerConfig('cluster_name: t\n"evil\\e[2J": 1\nroles:\n  user: { logins: ["a\\u009b1m"] }\n', FILE),
+    (err: unknown) => {
+      assert.ok(err instanceof ServerConfigError);
+      assert.doesNotMatch(err.message, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+      assert.match(err.message, /evil\\x1b\[2J: unknown key/);
+      assert.match(err.message, /a\\x9b1m/);
+      return true;
+    },
+  );
+});
