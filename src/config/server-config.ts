@@ -268,6 +268,8 @@ function problemOf(file: string, tree: YamlTree, issue: v.BaseIssue<unknown>): C
 // values (yaml-tree.ts: numbers as YamlNumber); each entry checks one key and
 // turns it into its ServerConfig form, with the message and fix for a bad value.
 // To add a key: one entry in its section, one field in the interface above.
+// Numbers arrive as YamlNumber (source text kept); a count reads
+// `v.pipe(v.instance(YamlNumber, not('a whole number')), v.transform((n) => n.value), v.integer(...), v.minValue(...))`.
 
 /** What the schema needs from the file it checks. */
 interface SchemaContext {
