@@ -7,6 +7,11 @@ import { spawnSync } from 'node:child_process';
 
 const which = process.argv[2] ?? 'all';
 
+// The real programs the tests run (OpenSSH, Chromium, squid, ...): check them all
+// up front and stop with the install command, instead of failing test by test.
+const deps = spawnSync('sh', [join(import.meta.dirname, 'system-deps.sh'), 'tests'], { stdio: 'inherit' });
+if (deps.status !== 0) process.exit(1);
+
 function collect(dir) {
   const out = [];
   for (const entry of readdirSync(dir)) {

@@ -1,5 +1,5 @@
 import { UsageError } from '../errors.js';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../shared/duration.js';
 
 /** Parses a duration flag, turning a bad value into a usage error that names the flag. */
 export function flagDuration(flag: string, value: string): number {

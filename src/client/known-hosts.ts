@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
-import { parseHostPort } from '../config/address.js';
+import { parseHostPort } from '../shared/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
 import { isClusterName, isClusterPattern, isPrivateIpLiteral, isRoutableNodeAddressHost, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';

@@ -3,7 +3,7 @@
  * names. Light on purpose: `tsh proxy ssh`, run by every plain `ssh`, imports it.
  */
 import { UsageError } from '../errors.js';
-import { AddressError, formatHostPort, parseHostPort } from '../config/address.js';
+import { AddressError, formatHostPort, parseHostPort } from '../shared/address.js';
 
 /** The proxy's HTTPS port when --proxy names only a host. */
 export const DEFAULT_WEB_PORT = 3080;

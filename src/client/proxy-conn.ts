@@ -13,16 +13,13 @@ import { AuthError, UserError } from '../errors.js';
 import { dial } from '../net/connect.js';
 import type { Env } from '../net/proxy-env.js';
 import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier, type CertKey } from '../sshconn/index.js';
+import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM } from '../shared/wire-names.js';
 import { printable } from '../util/printable.js';
 import { loadCredentials, type Credentials } from './credentials.js';
 import { openProfileKeyStore } from './keystore.js';
 import { readClusterHostCAs } from './known-hosts.js';
 import type { TshPaths } from './paths.js';
 import { ProfileStore } from './profile.js';
-
-/** The subsystem names the proxy serves (server/proxy/routing.ts; repeated because client and server share no module). */
-export const PROXY_SUBSYSTEM = (host: string, port: number) => `proxy:${host.includes(':') ? `[${host}]` : host}:${port}`;
-export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
 
 /**
  * Cipher preference for tsh's SSH hops. With ssh2's native binding,

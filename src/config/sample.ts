@@ -1,7 +1,7 @@
 /**
  * An annotated server configuration to start from: what `jumpgate configure`
  * can print and the README quickstart can show. A test checks that it parses.
- * Keep it in step with CONFIG_DEFAULTS and CONTRACT.md.
+ * Keep it in step with CONFIG_DEFAULTS and the README's configuration section.
  */
 export const SAMPLE_CONFIG = `# Jumpgate server configuration (jumpgate start --config FILE; tctl reads it too).
 # Relative paths are resolved against the directory of this file, not the

@@ -1,11 +1,13 @@
 /**
  * The server configuration (`jumpgate start --config FILE`, also read by tctl):
- * schema, defaults and validation. The keys are fixed by CONTRACT.md.
+ * types, defaults and the schema that checks a file against them.
  *
- * Validation reads the YAML syntax tree rather than the plain object so every
- * problem can name its line. It does not stop at the first problem: all of them
- * are collected and thrown as one `ServerConfigError`, so an admin fixes the whole
- * file in one pass instead of restarting the server once per typo.
+ * The file is read into plain values by yaml-tree.ts (which keeps every value's
+ * line) and checked by one valibot schema, one entry per key, below. Nothing
+ * stops at the first problem: every issue becomes a `file:line: key: reason`
+ * problem with the fix, and all of them are thrown as one `ServerConfigError`,
+ * so an admin fixes the whole file in one pass instead of restarting the
+ * server once per typo.
  *
  * Relative paths (`data_dir`, `tls_cert_file`, `tls_key_file`, `client_secret_file`)
  * are resolved against the directory of the config file, not the working
@@ -15,7 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import * as v from 'valibot';
 import { ConfigError, type ErrorDetails } from '../errors.js';
 import {
   AddressError,
@@ -26,11 +28,13 @@ import {
   parseHostPort,
   type HostPort,
   type ParseHostPortOptions,
-} from './address.js';
-import { DurationError, formatDuration, parseDuration } from './duration.js';
+} from '../shared/address.js';
+import { DurationError, formatDuration, parseDuration } from '../shared/duration.js';
+import { printable } from '../util/printable.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
+import { describe, formatPath, quoteHint, readYamlTree, YamlNumber, type PathKey, type YamlTree } from './yaml-tree.js';
 
-export type { HostPort } from './address.js';
+export type { HostPort } from '../shared/address.js';
 
 /** The whole server configuration, with defaults applied and paths absolute. */
 export interface ServerConfig {
@@ -46,7 +50,7 @@ export interface ServerConfig {
   /**
    * Things that are allowed but probably wrong (present only when there are any);
    * the server prints them at start. Example: a claims_to_roles rule naming a role
-   * that is not defined (CONTRACT.md's own example does this): logins that match
+   * that is not defined (the documented example config does this): logins that match
    * it are refused, so it fails closed.
    */
   warnings?: ConfigProblem[];
@@ -149,7 +153,8 @@ export class ConfigProblem extends ConfigError {
   ) {
     super(file, key, reason, details);
     // Compiler style (`file:line: key: reason`) so editors and terminals can jump to it.
-    this.message = `${file}${line === undefined ? '' : `:${line}`}: ${key ? `${key}: ` : ''}${reason}`;
+    // Keys and values come from the file: control characters are escaped for the terminal.
+    this.message = printable(`${file}${line === undefined ? '' : `:${line}`}: ${key ? `${key}: ` : ''}${reason}`, 2000);
   }
 }
 
@@ -207,690 +212,502 @@ export function loadServerConfig(file: string): ServerConfig {
  * @throws ServerConfigError listing every problem.
  */
 export function parseServerConfig(text: string, file: string): ServerConfig {
-  const lines = new LineCounter();
-  let doc: ReturnType<typeof parseDocument>;
-  try {
-    // uniqueKeys off: duplicates are detected below, where the key path is known.
-    doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false, version: '1.2' });
-  } catch (err) {
-    // The yaml package recurses per nesting level: thousands of levels overflow the stack (found by test/fuzz/config.test.ts).
-    if (err instanceof RangeError) throw new ServerConfigError(file, [new ConfigProblem(file, '', 'YAML: nested too deeply to read; a config needs a few levels', undefined, { cause: err })]);
-    throw err;
+  const absFile = resolve(file);
+  const tree = readYamlTree(text);
+  const problems: ConfigProblem[] = tree.problems.map((p) => new ConfigProblem(file, p.path, p.reason, p.line));
+  if (tree.value === undefined) throw configError(file, problems);
+  if (tree.value === null) {
+    problems.push(new ConfigProblem(file, '', 'the file is empty; it needs at least cluster_name (see the annotated sample from `jumpgate configure`)', undefined));
+    throw configError(file, problems);
   }
-  const c = new Checker(file, doc, lines);
-  // Errors at the very end (an unclosed quote or bracket) point past the last line: clamp.
-  const lastLine = lines.linePos(text.trimEnd().length).line;
-  for (const e of [...doc.errors, ...doc.warnings]) {
-    const message =
-      e.code === 'MULTIPLE_DOCS'
-        ? 'the file must hold one YAML document; remove the "---" line and merge what follows'
-        : e.message.replace(/\s*at line \d+, column \d+:?[\s\S]*$/, '');
-    c.problemAt(Math.min(lines.linePos(e.pos[0]).line, lastLine), '', `YAML: ${message}`);
-  }
-  if (c.problems.length > 0) throw c.error();
-
-  const config = readConfig(c, resolve(file));
-  if (c.problems.length > 0 || config === undefined) throw c.error();
+  const warnings: ConfigProblem[] = [];
+  const ctx: SchemaContext = {
+    baseDir: dirname(absFile),
+    lineOf: tree.lineOf,
+    warn: (path, reason) => warnings.push(new ConfigProblem(file, formatPath(path), reason, tree.lineOf(formatPath(path)))),
+  };
+  const result = v.safeParse(configSchema(ctx), tree.value);
+  for (const issue of result.issues ?? []) problems.push(problemOf(file, tree, issue));
+  if (problems.length > 0 || !result.success) throw configError(file, problems);
+  const config: ServerConfig = { file: absFile, ...result.output };
+  if (warnings.length > 0) config.warnings = warnings.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
   return config;
 }
 
-// ---------------------------------------------------------------------------
-// The schema, top-down. Each reader reports problems and returns undefined (or a
-// placeholder) for what it could not read, and carries on, so one run finds all.
+/** Every problem in file order (problems without a line first), as one error. */
+function configError(file: string, problems: ConfigProblem[]): ServerConfigError {
+  const sorted = problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => (a.p.line ?? 0) - (b.p.line ?? 0) || a.i - b.i)
+    .map(({ p }) => p);
+  return new ServerConfigError(file, sorted);
+}
 
-const TOP_KEYS = ['cluster_name', 'data_dir', 'proxy', 'auth', 'roles', 'nodes'] as const;
-const PROXY_KEYS = ['web_listen_addr', 'public_addr', 'ssh_listen_addr', 'ssh_public_addr', 'tls_cert_file', 'tls_key_file'] as const;
-const AUTH_KEYS = ['cert_ttl', 'login_timeout', 'oidc'] as const;
-const OIDC_KEYS = ['issuer', 'client_id', 'client_secret', 'client_secret_file', 'scopes', 'username_claim', 'claims_to_roles'] as const;
-const RULE_KEYS = ['claim', 'value', 'roles'] as const;
-const ROLE_KEYS = ['logins', 'node_labels', 'max_session_ttl', 'permit_pty', 'forward_agent', 'port_forwarding', 'x11_forwarding', 'permit_user_rc'] as const;
-const NODE_KEYS = ['name', 'addr', 'labels'] as const;
+/**
+ * A valibot issue as `file:line: key: reason`. The line is the value's; for an
+ * unknown or badly named key, the key's; for a missing key, the line of the
+ * mapping that should hold it (none at the top level).
+ */
+function problemOf(file: string, tree: YamlTree, issue: v.BaseIssue<unknown>): ConfigProblem {
+  const steps = (issue.path ?? []).map((p) => p.key as PathKey);
+  const path = formatPath(steps);
+  const parent = formatPath(steps.slice(0, -1));
+  const last = issue.path?.[issue.path.length - 1];
+  if (issue.message.startsWith(UNKNOWN_KEY)) {
+    const allowed = issue.message.slice(UNKNOWN_KEY.length).split(',');
+    const guess = suggest(String(last?.key), allowed);
+    const reason = guess ? `unknown key; did you mean \`${guess}\`?` : `unknown key; the keys here are ${allowed.join(', ')}`;
+    return new ConfigProblem(file, path, reason, tree.keyLineOf(path));
+  }
+  if (last?.origin === 'key') return new ConfigProblem(file, path, issue.message, tree.keyLineOf(path) ?? tree.keyLineOf(parent));
+  return new ConfigProblem(file, path, issue.message, tree.lineOf(path) ?? (steps.length > 0 ? tree.keyLineOf(parent) : undefined));
+}
+
+// ---------------------------------------------------------------------------
+// The schema: one entry per key, top-down (valibot). Values arrive as plain YAML
+// values (yaml-tree.ts: numbers as YamlNumber); each entry checks one key and
+// turns it into its ServerConfig form, with the message and fix for a bad value.
+// To add a key: one entry in its section, one field in the interface above.
+// Numbers arrive as YamlNumber (source text kept); a count reads
+// `v.pipe(v.instance(YamlNumber, not('a whole number')), v.transform((n) => n.value), v.integer(...), v.minValue(...))`.
+
+/** What the schema needs from the file it checks. */
+interface SchemaContext {
+  /** The config file's directory: relative paths resolve against it. */
+  baseDir: string;
+  lineOf(path: string): number | undefined;
+  /** A problem that does not stop the server (ServerConfig.warnings). */
+  warn(path: PathKey[], reason: string): void;
+}
 
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const ROLE_NAME = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
 const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9_./-]{0,252})?$/;
 
-function readConfig(c: Checker, absFile: string): ServerConfig | undefined {
-  const baseDir = dirname(absFile);
-  const root: Slot = { path: '', node: c.doc.contents, at: c.doc.contents };
-  if (c.isEmpty(root.node)) {
-    c.report(root, 'the file is empty; it needs at least cluster_name (see the annotated sample from `jumpgate configure`)');
-    return undefined;
-  }
-  const top = c.map(root, TOP_KEYS);
-  if (!top) return undefined;
-
-  const clusterSlot = top.get('cluster_name');
-  let clusterName = '';
-  if (!clusterSlot) c.missing(root, 'cluster_name', 'is required: the name of this cluster, e.g. example.com');
-  else {
-    const name = c.text(clusterSlot);
-    if (name !== undefined && !DNS_NAME.test(name)) {
-      c.report(clusterSlot, `${JSON.stringify(name)} is not a valid cluster name: use lower-case letters, digits, "-" and ".", like a DNS name`);
-    }
-    clusterName = name ?? '';
-  }
-
-  const dataDirText = optional(top.get('data_dir'), (s) => c.path(s)) ?? CONFIG_DEFAULTS.dataDir;
-  const dataDir = resolve(baseDir, dataDirText);
-
-  const proxy = readProxy(c, top.get('proxy'), baseDir);
-  const certTtlSeconds = readAuthTtl(c, top.get('auth'));
-  const loginTimeoutSeconds = readLoginTimeout(c, top.get('auth'));
-  const roles = readRoles(c, top.get('roles'), certTtlSeconds);
-  const oidc = readOidc(c, top.get('auth'), baseDir, roles);
-  const nodes = readNodes(c, top.get('nodes'));
-
-  const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds };
-  if (oidc) auth.oidc = oidc;
-  const config: ServerConfig = { file: absFile, clusterName, dataDir, proxy, auth, roles, nodes };
-  if (c.warnings.length > 0) config.warnings = [...c.warnings].sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
-  return config;
-}
-
-function readProxy(c: Checker, slot: Slot | undefined, baseDir: string): ProxyConfig {
-  const fields = slot ? c.map(slot, PROXY_KEYS) : undefined;
-  const get = (key: string) => fields?.get(key);
-  const listen = (key: string, fallback: string): HostPort => {
-    const s = get(key);
-    const addr = s ? c.address(s, { allowPortZero: true }) : undefined;
-    if (s && addr && isIP(addr.host) === 0 && addr.host !== 'localhost') {
-      c.report(s, `${JSON.stringify(formatHostPort(addr))}: a listen address needs an IP address (or localhost), e.g. 0.0.0.0:${addr.port} for every interface; put the name clients use in the public address`);
-    }
-    return addr ?? parseHostPort(fallback);
-  };
-  const publicOf = (key: string, listenKey: string, listenAddr: HostPort): HostPort => {
-    const s = get(key);
-    if (s) {
-      const addr = c.address(s);
-      if (addr && isUnspecifiedHost(addr.host)) {
-        c.report(s, `${JSON.stringify(formatHostPort(addr))} is not an address clients can reach; use the host name they connect to, e.g. proxy.example.com:${addr.port}`);
-      }
-      return addr ?? listenAddr;
-    }
-    if (isUnspecifiedHost(listenAddr.host)) {
-      // 0.0.0.0 is fine to bind, but clients and certificates need a real name.
-      c.missing(slot ?? root(c), key, `is required when proxy.${listenKey} listens on every interface (${formatHostPort(listenAddr)}): set the name clients use, e.g. proxy.example.com:${listenAddr.port}`);
-    }
-    // Port 0 (tests) is copied as is: the server substitutes the port it bound.
-    return listenAddr;
-  };
-
-  const webListenAddr = listen('web_listen_addr', CONFIG_DEFAULTS.webListenAddr);
-  const sshListenAddr = listen('ssh_listen_addr', CONFIG_DEFAULTS.sshListenAddr);
-  const sshListenSlot = get('ssh_listen_addr');
-  if (
-    webListenAddr.port !== 0 &&
-    webListenAddr.port === sshListenAddr.port &&
-    (webListenAddr.host === sshListenAddr.host || isUnspecifiedHost(webListenAddr.host) || isUnspecifiedHost(sshListenAddr.host))
-  ) {
-    c.report(sshListenSlot ?? get('web_listen_addr') ?? slot ?? root(c), `port ${sshListenAddr.port} is used by both proxy.web_listen_addr and proxy.ssh_listen_addr; give each its own port`, sshListenSlot ? undefined : 'proxy.ssh_listen_addr');
-  }
-  const proxy: ProxyConfig = {
-    webListenAddr,
-    publicAddr: publicOf('public_addr', 'web_listen_addr', webListenAddr),
-    sshListenAddr,
-    sshPublicAddr: publicOf('ssh_public_addr', 'ssh_listen_addr', sshListenAddr),
-  };
-  const cert = get('tls_cert_file');
-  const key = get('tls_key_file');
-  const certPath = cert ? c.path(cert) : undefined;
-  const keyPath = key ? c.path(key) : undefined;
-  if (cert && !key) c.missing(slot!, 'tls_key_file', 'is required with tls_cert_file: give both, or neither for a generated self-signed certificate');
-  if (key && !cert) c.missing(slot!, 'tls_cert_file', 'is required with tls_key_file: give both, or neither for a generated self-signed certificate');
-  if (certPath !== undefined) proxy.tlsCertFile = resolve(baseDir, certPath);
-  if (keyPath !== undefined) proxy.tlsKeyFile = resolve(baseDir, keyPath);
-  return proxy;
-}
-
-function readAuthTtl(c: Checker, slot: Slot | undefined): number {
-  const fields = slot ? c.map(slot, AUTH_KEYS) : undefined;
-  const ttl = fields?.get('cert_ttl');
-  return (ttl ? c.duration(ttl) : undefined) ?? parseDuration(CONFIG_DEFAULTS.certTtl, 'auth.cert_ttl');
-}
-
 /** A pending login is a bearer of the right to a certificate: keep it short-lived. */
 export const MAX_LOGIN_TIMEOUT_SECONDS = 600;
 
-function readLoginTimeout(c: Checker, slot: Slot | undefined): number {
-  // map() on auth again would report its problems twice: read the entries silently.
-  const s = slot ? c.entries(slot)?.get('login_timeout') : undefined;
-  const seconds = s ? c.duration(s) : undefined;
-  if (s && seconds !== undefined && seconds > MAX_LOGIN_TIMEOUT_SECONDS) {
-    c.report(s, `${formatDuration(seconds)} is longer than the 10m a pending login may live; use 10m or less`);
-    return MAX_LOGIN_TIMEOUT_SECONDS;
-  }
-  return seconds ?? MAX_LOGIN_TIMEOUT_SECONDS;
-}
+/** Marks the issue of an unknown key; problemOf turns it into "did you mean". */
+const UNKNOWN_KEY = '\u0000unknown key:';
+/** The value a required key gets when absent, so its own message can say what it is for. */
+const MISSING = Symbol('missing');
 
-function readOidc(c: Checker, authSlot: Slot | undefined, baseDir: string, roles: Map<string, RoleConfig>): OidcConfig | undefined {
-  // map() on auth again would report its problems twice: read the entries silently.
-  const slot = authSlot ? c.entries(authSlot)?.get('oidc') : undefined;
-  if (!slot || c.isEmpty(slot.node)) return undefined;
-  const fields = c.map(slot, OIDC_KEYS);
-  if (!fields) return undefined;
+/** `must be WHAT, not the number 42`: the message for a value of the wrong kind. */
+const not =
+  (what: string, withQuoteHint = false) =>
+  (issue: v.BaseIssue<unknown>): string =>
+    `must be ${what}, not ${describe(issue.input)}${withQuoteHint ? quoteHint(issue.input) : ''}`;
 
-  let issuer = '';
-  let insecure = false;
-  const issuerSlot = fields.get('issuer');
-  if (!issuerSlot) c.missing(slot, 'issuer', "is required: the IdP's issuer URL, e.g. https://idp.example.com/realms/main");
-  else {
-    const text = c.text(issuerSlot);
-    if (text !== undefined) {
-      issuer = text;
-      insecure = checkIssuer(c, issuerSlot, text);
-    }
-  }
-
-  const clientIdSlot = fields.get('client_id');
-  let clientId = '';
-  if (!clientIdSlot) c.missing(slot, 'client_id', 'is required: the client ID registered for Jumpgate at the IdP');
-  else clientId = c.text(clientIdSlot) ?? '';
-
-  const secretSlot = fields.get('client_secret');
-  const secretFileSlot = fields.get('client_secret_file');
-  const oidc: OidcConfig = { issuer, clientId, scopes: [], usernameClaim: '', claimsToRoles: [] };
-  if (secretSlot && secretFileSlot) {
-    c.report(secretFileSlot, 'give client_secret or client_secret_file, not both');
-  } else if (!secretSlot && !secretFileSlot) {
-    c.missing(slot, 'client_secret', 'is required (or client_secret_file, a file holding it): the client secret registered at the IdP');
-  }
-  if (secretSlot) {
-    const secret = c.text(secretSlot);
-    if (secret !== undefined) oidc.clientSecret = secret;
-  }
-  if (secretFileSlot) {
-    const p = c.path(secretFileSlot);
-    if (p !== undefined) oidc.clientSecretFile = resolve(baseDir, p);
-  }
-
-  const scopesSlot = fields.get('scopes');
-  oidc.scopes = scopesSlot ? (c.textList(scopesSlot) ?? []) : [...CONFIG_DEFAULTS.scopes];
-  if (scopesSlot && c.textList(scopesSlot, true) && !oidc.scopes.includes('openid')) {
-    c.report(scopesSlot, 'must include openid: without it the IdP does not return an ID token');
-  }
-
-  const usernameSlot = fields.get('username_claim');
-  oidc.usernameClaim = (usernameSlot ? c.text(usernameSlot) : undefined) ?? CONFIG_DEFAULTS.usernameClaim;
-
-  const rulesSlot = fields.get('claims_to_roles');
-  if (!rulesSlot) {
-    c.missing(slot, 'claims_to_roles', 'is required: without a rule nobody can log in, e.g. - { claim: groups, value: admins, roles: [admin] }');
-  } else {
-    const items = c.list(rulesSlot);
-    if (items && items.length === 0) c.report(rulesSlot, 'is empty: without a rule nobody can log in');
-    for (const item of items ?? []) {
-      const rule = readRule(c, item, roles);
-      if (rule) oidc.claimsToRoles.push(rule);
-    }
-  }
-  if (insecure) oidc.insecureAllowHttpLoopback = true;
-  return oidc;
-}
-
-/** Returns true when the issuer is an allowed plain-http loopback URL. */
-function checkIssuer(c: Checker, slot: Slot, text: string): boolean {
-  const example = 'e.g. https://idp.example.com/realms/main';
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    c.report(slot, `${JSON.stringify(text)} is not a URL; ${example}`);
-    return false;
-  }
-  if (url.username || url.password) c.report(slot, 'must not contain a user name or password');
-  if (url.search || url.hash) c.report(slot, 'must not have a query (?) or fragment (#): it is compared exactly with the IdP\'s `iss`');
-  if (url.protocol === 'https:') return false;
-  // Plain http only to this machine: the development IdP (and the e2e tests) run on
-  // http://127.0.0.1, where nothing crosses the network. Anywhere else http would
-  // let anyone on the path forge ID tokens' keys.
-  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return true;
-  c.report(
-    slot,
-    url.protocol === 'http:'
-      ? `${JSON.stringify(text)} must use https; plain http is allowed only for an IdP on this machine (localhost, 127.0.0.1, [::1])`
-      : `${JSON.stringify(text)} must be an https URL; ${example}`,
-  );
-  return false;
-}
-
-function readRule(c: Checker, slot: Slot, roles: Map<string, RoleConfig>): ClaimRule | undefined {
-  const fields = c.map(slot, RULE_KEYS);
-  if (!fields) return undefined;
-  const claimSlot = fields.get('claim');
-  const valueSlot = fields.get('value');
-  const rolesSlot = fields.get('roles');
-  if (!claimSlot) c.missing(slot, 'claim', 'is required: the ID token claim to look at, e.g. groups');
-  if (!valueSlot) c.missing(slot, 'value', 'is required: the claim value that grants the roles (text, or true/false)');
-  if (!rolesSlot) c.missing(slot, 'roles', 'is required: the roles this rule grants, e.g. [user]');
-  const claim = claimSlot ? c.text(claimSlot) : undefined;
-  let value: string | boolean | undefined;
-  if (valueSlot) {
-    const node = c.deref(valueSlot.node);
-    if (isScalar(node) && (typeof node.value === 'string' || typeof node.value === 'boolean')) value = node.value;
-    else c.report(valueSlot, `must be text or true/false, not ${c.describe(node)}${c.quoteHint(node)}`);
-  }
-  const roleNames: string[] = [];
-  if (rolesSlot) {
-    const items = c.list(rolesSlot);
-    if (items && items.length === 0) c.report(rolesSlot, 'is empty: name at least one role');
-    for (const item of items ?? []) {
-      const name = c.text(item);
-      if (name === undefined) continue;
-      if (!roles.has(name)) {
-        // A warning, not an error: the contract's example config names a role it
-        // does not define, and a matching login is refused anyway (fails closed).
-        const guess = suggest(name, [...roles.keys()]);
-        c.warn(
-          item,
-          `role ${JSON.stringify(name)} is not defined under roles${guess ? ` (did you mean \`${guess}\`?)` : ''}; logins that match this rule will be refused`,
-        );
-      }
-      roleNames.push(name);
-    }
-  }
-  if (claim === undefined || value === undefined || roleNames.length === 0) return undefined;
-  return { claim, value, roles: roleNames };
-}
-
-function readRoles(c: Checker, slot: Slot | undefined, certTtlSeconds: number): Map<string, RoleConfig> {
-  const roles = new Map<string, RoleConfig>();
-  const entries = slot && !c.isEmpty(slot.node) ? c.map(slot, null) : undefined;
-  for (const [name, roleSlot] of entries ?? []) {
-    if (!ROLE_NAME.test(name)) {
-      c.reportKey(roleSlot, `${JSON.stringify(name)} is not a valid role name: use lower-case letters, digits, "-" and "_", at most 63 characters`);
-    }
-    const fields = c.map(roleSlot, ROLE_KEYS);
-    if (!fields) continue;
-    const role: RoleConfig = {
-      name,
-      logins: [],
-      nodeLabels: {},
-      maxSessionTtlSeconds: certTtlSeconds,
-      permitPty: CONFIG_DEFAULTS.permitPty,
-      forwardAgent: CONFIG_DEFAULTS.forwardAgent,
-      portForwarding: CONFIG_DEFAULTS.portForwarding,
-      x11Forwarding: CONFIG_DEFAULTS.x11Forwarding,
-      permitUserRc: CONFIG_DEFAULTS.permitUserRc,
-    };
-    const loginsSlot = fields.get('logins');
-    if (!loginsSlot) c.missing(roleSlot, 'logins', 'is required: the Unix logins this role grants, e.g. ["{{username}}"]');
-    else {
-      const items = c.list(loginsSlot);
-      if (items && items.length === 0) c.report(loginsSlot, 'is empty: list at least one login, e.g. ["{{username}}"]');
-      for (const item of items ?? []) {
-        const template = c.text(item);
-        if (template === undefined) continue;
-        try {
-          parseLoginTemplate(template);
-          role.logins.push(template);
-        } catch (err) {
-          if (!(err instanceof LoginTemplateError)) throw err;
-          c.report(item, err.message);
-        }
-      }
-    }
-    const labelsSlot = fields.get('node_labels');
-    if (labelsSlot) role.nodeLabels = readSelector(c, labelsSlot);
-    const ttlSlot = fields.get('max_session_ttl');
-    if (ttlSlot) role.maxSessionTtlSeconds = c.duration(ttlSlot) ?? certTtlSeconds;
-    const flag = (key: string, fallback: boolean): boolean => {
-      const s = fields.get(key);
-      return (s ? c.boolean(s) : undefined) ?? fallback;
-    };
-    role.permitPty = flag('permit_pty', role.permitPty);
-    role.forwardAgent = flag('forward_agent', role.forwardAgent);
-    role.portForwarding = flag('port_forwarding', role.portForwarding);
-    role.x11Forwarding = flag('x11_forwarding', role.x11Forwarding);
-    role.permitUserRc = flag('permit_user_rc', role.permitUserRc);
-    roles.set(name, role);
-  }
-  return roles;
-}
-
-/** node_labels: key → value or list of values; "*" as a value means "any value, label present". */
-function readSelector(c: Checker, slot: Slot): Record<string, string | string[]> {
-  const selector: Record<string, string | string[]> = {};
-  if (c.isEmpty(slot.node)) return selector;
-  const entries = c.map(slot, null);
-  for (const [key, s] of entries ?? []) {
-    if (key !== '*' && !LABEL_KEY.test(key)) {
-      c.reportKey(s, `${JSON.stringify(key)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`);
-      continue;
-    }
-    const node = c.deref(s.node);
-    let values: string[] | undefined;
-    if (isSeq(node)) {
-      values = c.textList(s);
-      if (values && values.length === 0) c.report(s, 'is an empty list, which matches no node; list values or use "*"');
-    } else {
-      const v = c.text(s);
-      values = v === undefined ? undefined : [v];
-    }
-    if (!values) continue;
-    let ok = true;
-    for (const v of values) {
-      if (v !== '*' && v.includes('*')) {
-        c.report(s, `${JSON.stringify(v)}: only a whole "*" is a wildcard (any value); partial patterns are not supported`);
-        ok = false;
-      }
-    }
-    if (key === '*' && !(values.length === 1 && values[0] === '*')) {
-      c.report(s, 'the key "*" only takes the value "*" (every node)');
-      ok = false;
-    }
-    if (ok) selector[key] = isSeq(node) ? values : values[0]!;
-  }
-  return selector;
-}
-
-function readNodes(c: Checker, slot: Slot | undefined): NodeConfig[] {
-  const nodes: NodeConfig[] = [];
-  if (!slot || c.isEmpty(slot.node)) return nodes;
-  const seen = new Map<string, number | undefined>();
-  for (const item of c.list(slot) ?? []) {
-    const fields = c.map(item, NODE_KEYS);
-    if (!fields) continue;
-    const nameSlot = fields.get('name');
-    const addrSlot = fields.get('addr');
-    if (!nameSlot) c.missing(item, 'name', 'is required: the name users type, as in `ssh user@NAME`');
-    if (!addrSlot) c.missing(item, 'addr', "is required: the node's sshd address, e.g. 10.0.0.5:22");
-    const name = nameSlot ? c.text(nameSlot) : undefined;
-    if (nameSlot && name !== undefined) {
-      if (!isHostname(name)) {
-        c.report(nameSlot, `${JSON.stringify(name)} is not a valid node name: use letters, digits, "-" and ".", like a host name`);
-      }
-      const key = name.toLowerCase();
-      if (seen.has(key)) {
-        const line = seen.get(key);
-        c.report(nameSlot, `${JSON.stringify(name)} is already used by another node${line ? ` (line ${line})` : ''}; node names must be unique`);
-      } else seen.set(key, c.lineOf(nameSlot));
-    }
-    const addr = addrSlot ? c.address(addrSlot, { defaultPort: CONFIG_DEFAULTS.nodePort }) : undefined;
-    const labels: Record<string, string> = {};
-    const labelsSlot = fields.get('labels');
-    if (labelsSlot && !c.isEmpty(labelsSlot.node)) {
-      for (const [key, s] of c.map(labelsSlot, null) ?? []) {
-        if (!LABEL_KEY.test(key)) {
-          c.reportKey(s, `${JSON.stringify(key)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`);
-          continue;
-        }
-        const v = c.text(s, true);
-        if (v !== undefined) labels[key] = v;
-      }
-    }
-    if (name !== undefined && addr !== undefined) nodes.push({ name, addr, labels });
-  }
-  return nodes;
-}
-
-function optional<T>(slot: Slot | undefined, read: (s: Slot) => T | undefined): T | undefined {
-  return slot ? read(slot) : undefined;
-}
-
-function root(c: Checker): Slot {
-  return { path: '', node: c.doc.contents, at: c.doc.contents };
-}
-
-// ---------------------------------------------------------------------------
-// The checker: typed reads of YAML nodes that report problems with key path and line.
-
-/** A value in the tree: its dotted key path, its node, and the node whose line to report. */
-interface Slot {
-  path: string;
-  node: unknown;
-  at: unknown;
-}
-
-function join(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
-}
-
-class Checker {
-  readonly problems: ConfigProblem[] = [];
-  readonly warnings: ConfigProblem[] = [];
-
-  constructor(
-    readonly file: string,
-    readonly doc: Document,
-    private readonly lines: LineCounter,
-  ) {}
-
-  error(): ServerConfigError {
-    // File order, so the list reads top to bottom; problems without a line first.
-    const sorted = this.problems
-      .map((p, i) => ({ p, i }))
-      .sort((a, b) => (a.p.line ?? 0) - (b.p.line ?? 0) || a.i - b.i)
-      .map(({ p }) => p);
-    return new ServerConfigError(this.file, sorted);
-  }
-
-  lineOf(slot: Slot): number | undefined {
-    for (const n of [slot.node, slot.at]) {
-      const range = (n as { range?: [number, number, number] | null } | null | undefined)?.range;
-      if (range) return this.lines.linePos(range[0]).line;
-    }
-    return undefined;
-  }
-
-  report(slot: Slot, reason: string, path = slot.path): void {
-    this.problems.push(new ConfigProblem(this.file, path, reason, this.lineOf(slot)));
-  }
-
-  /** A problem with a key itself (a role or label name): reported at the key's line. */
-  reportKey(slot: Slot, reason: string): void {
-    this.report({ ...slot, node: slot.at }, reason);
-  }
-
-  warn(slot: Slot, reason: string): void {
-    this.warnings.push(new ConfigProblem(this.file, slot.path, reason, this.lineOf(slot)));
-  }
-
-  problemAt(line: number | undefined, path: string, reason: string): void {
-    this.problems.push(new ConfigProblem(this.file, path, reason, line));
-  }
-
-  /** A required key is absent: report it at the line of the mapping that should hold it. */
-  missing(parent: Slot, key: string, reason: string): void {
-    const line = parent.path === '' ? undefined : this.lineOf({ ...parent, node: parent.at });
-    this.problemAt(line, join(parent.path, key), reason);
-  }
-
-  deref(node: unknown): unknown {
-    return isAlias(node) ? node.resolve(this.doc) : node;
-  }
-
-  /** `key:` with nothing after it, or a missing document. */
-  isEmpty(node: unknown): boolean {
-    const n = this.deref(node);
-    return n === null || n === undefined || (isScalar(n) && n.value === null);
-  }
-
-  describe(node: unknown): string {
-    const n = this.deref(node);
-    if (isMap(n)) return 'a mapping';
-    if (isSeq(n)) return 'a list';
-    if (this.isEmpty(n)) return 'empty';
-    if (isScalar(n)) {
-      if (typeof n.value === 'number' || typeof n.value === 'bigint') return `the number ${n.source ?? String(n.value)}`;
-      if (typeof n.value === 'boolean') return `${n.value}`;
-      if (typeof n.value === 'string') return `the text ${JSON.stringify(n.value)}`;
-    }
-    return 'an unsupported value';
-  }
-
-  /** For a number or boolean where text was expected: how to write it as text. */
-  quoteHint(node: unknown): string {
-    const n = this.deref(node);
-    if (isScalar(n) && (typeof n.value === 'number' || typeof n.value === 'boolean')) {
-      return `; put it in quotes if you mean the text: "${n.source ?? String(n.value)}"`;
-    }
-    return '';
-  }
-
-  /** Entries of a mapping without any checks (for a second look at an already checked mapping). */
-  entries(slot: Slot): Map<string, Slot> | undefined {
-    const n = this.deref(slot.node);
-    if (!isMap(n)) return undefined;
-    const out = new Map<string, Slot>();
-    for (const pair of n.items) {
-      const k = this.deref(pair.key);
-      if (isScalar(k) && typeof k.value === 'string' && !out.has(k.value)) {
-        out.set(k.value, { path: join(slot.path, k.value), node: pair.value, at: pair.key });
-      }
-    }
-    return out;
-  }
-
-  /**
-   * Reads a mapping with string keys. `allowed` = the known keys (others are
-   * reported with a did-you-mean), or null for free-form keys (role names, labels).
-   * Duplicate keys are reported with the line of the first.
-   */
-  map(slot: Slot, allowed: readonly string[] | null): Map<string, Slot> | undefined {
-    const n = this.deref(slot.node);
-    if (this.isEmpty(n) && allowed !== null) return new Map();
-    if (!isMap(n)) {
-      const example = allowed ? `, with keys such as ${allowed.slice(0, 3).join(', ')}` : '';
-      this.report(slot, `must be a mapping (key: value)${example}, not ${this.describe(n)}`);
-      return undefined;
-    }
-    const out = new Map<string, Slot>();
-    for (const pair of n.items) {
-      const k = this.deref(pair.key);
-      const keySlot: Slot = { path: slot.path, node: pair.key, at: pair.key };
-      if (!isScalar(k) || (typeof k.value !== 'string' && typeof k.value !== 'number' && typeof k.value !== 'boolean')) {
-        this.report(keySlot, `keys must be plain text, not ${this.describe(k)}`);
-        continue;
-      }
-      const key = String(k.value);
-      const entry: Slot = { path: join(slot.path, key), node: pair.value, at: pair.key };
-      const first = out.get(key);
-      if (first) {
-        const line = this.lineOf({ ...first, node: first.at });
-        this.report({ ...entry, node: pair.key }, `duplicate key${line ? `; the first is on line ${line}` : ''}: keep one`);
-        continue;
-      }
-      if (allowed !== null && !allowed.includes(key)) {
-        const guess = suggest(key, allowed);
-        this.report(
-          { ...entry, node: pair.key },
-          guess ? `unknown key; did you mean \`${guess}\`?` : `unknown key; the keys here are ${allowed.join(', ')}`,
-        );
-        continue;
-      }
-      out.set(key, entry);
-    }
-    return out;
-  }
-
-  list(slot: Slot): Slot[] | undefined {
-    const n = this.deref(slot.node);
-    if (this.isEmpty(n)) return [];
-    if (!isSeq(n)) {
-      this.report(slot, `must be a list, not ${this.describe(n)}`);
-      return undefined;
-    }
-    return n.items.map((item, i) => ({ path: `${slot.path}[${i}]`, node: item, at: item }));
-  }
-
-  /** Non-empty text. `lenient` also takes numbers and booleans, as written (for label values). */
-  text(slot: Slot, lenient = false): string | undefined {
-    const n = this.deref(slot.node);
-    if (isScalar(n) && typeof n.value === 'string') {
-      if (n.value.trim() === '') {
-        this.report(slot, 'is empty');
-        return undefined;
-      }
-      return n.value;
-    }
-    if (lenient && isScalar(n) && (typeof n.value === 'number' || typeof n.value === 'boolean')) {
-      // Label values like `rack: 12` or `gpu: true`: the text as written is what users mean.
-      return n.source ?? String(n.value);
-    }
-    this.report(slot, `must be text, not ${this.describe(n)}${this.quoteHint(n)}`);
-    return undefined;
-  }
-
-  /** A list of non-empty texts. With `silent`, only says whether it is one, without reporting. */
-  textList(slot: Slot, silent = false): string[] | undefined {
-    if (silent) {
-      const n = this.deref(slot.node);
-      if (!isSeq(n)) return undefined;
-      const out: string[] = [];
-      for (const item of n.items) {
-        const v = this.deref(item);
-        if (!isScalar(v) || typeof v.value !== 'string') return undefined;
-        out.push(v.value);
-      }
-      return out;
-    }
-    const items = this.list(slot);
-    if (!items) return undefined;
-    const out: string[] = [];
-    let ok = true;
-    for (const item of items) {
-      const v = this.text(item);
-      if (v === undefined) ok = false;
-      else out.push(v);
-    }
-    return ok ? out : undefined;
-  }
-
-  boolean(slot: Slot): boolean | undefined {
-    const n = this.deref(slot.node);
-    if (isScalar(n) && typeof n.value === 'boolean') return n.value;
-    this.report(slot, `must be true or false, not ${this.describe(n)}`);
-    return undefined;
-  }
-
-  duration(slot: Slot): number | undefined {
-    const n = this.deref(slot.node);
-    if (isScalar(n) && (typeof n.value === 'string' || typeof n.value === 'number')) {
-      try {
-        return parseDuration(typeof n.value === 'string' ? n.value : (n.source ?? String(n.value)), slot.path);
-      } catch (err) {
-        if (!(err instanceof DurationError)) throw err;
-        this.report(slot, err.reason);
-        return undefined;
-      }
-    }
-    this.report(slot, `must be a duration such as 24h, 90m or 1h30m, not ${this.describe(n)}`);
-    return undefined;
-  }
-
-  address(slot: Slot, options: ParseHostPortOptions = {}): HostPort | undefined {
-    const n = this.deref(slot.node);
-    if (!isScalar(n) || typeof n.value !== 'string') {
-      this.report(slot, `must be host:port, e.g. 127.0.0.1:3080, not ${this.describe(n)}`);
-      return undefined;
-    }
+/** Runs a parser that throws DurationError, AddressError or LoginTemplateError; its reason becomes the issue. */
+function parsed<I, O>(parse: (input: I) => O) {
+  return v.rawTransform<I, O>(({ dataset, addIssue, NEVER }) => {
     try {
-      return parseHostPort(n.value, options);
+      return parse(dataset.value);
     } catch (err) {
-      if (!(err instanceof AddressError)) throw err;
-      this.report(slot, err.reason);
-      return undefined;
+      if (err instanceof DurationError || err instanceof AddressError) addIssue({ message: err.reason });
+      else if (err instanceof LoginTemplateError) addIssue({ message: err.message });
+      else throw err;
+      return NEVER;
     }
-  }
-
-  /** A file or directory path; `~` is refused because nothing here expands it. */
-  path(slot: Slot): string | undefined {
-    const p = this.text(slot);
-    if (p === undefined) return undefined;
-    if (p.startsWith('~')) {
-      this.report(slot, `${JSON.stringify(p)}: "~" is not expanded here; write an absolute path, or one relative to the config file's directory`);
-      return undefined;
-    }
-    if (p.includes('\0')) {
-      this.report(slot, 'contains a NUL character');
-      return undefined;
-    }
-    return p;
-  }
+  });
 }
 
-// ---------------------------------------------------------------------------
+/** A mapping with known keys; any other key is reported (with a did-you-mean). `key:` with nothing after it is `{}`. */
+function section<const E extends v.ObjectEntries>(entries: E) {
+  const keys = Object.keys(entries);
+  const kind = isMapping(not(`a mapping (key: value), with keys such as ${keys.slice(0, 3).join(', ')}`));
+  return orEmpty(v.pipe(kind, v.objectWithRest(entries, v.custom<never>(() => false, `${UNKNOWN_KEY}${keys.join(',')}`))), {});
+}
+
+/** valibot's object and record schemas take arrays too (typeof 'object'): check first. */
+const isMapping = (message: (issue: v.BaseIssue<unknown>) => string) =>
+  v.custom<Record<string, unknown>>((x) => typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof YamlNumber), message);
+
+/** A mapping with free-form keys (role names, labels). */
+function mapping<K extends v.GenericSchema<string, string>, V extends v.GenericSchema>(key: K, value: V) {
+  return orEmpty(v.pipe(isMapping(not('a mapping (key: value)')), v.record(key, value)), {});
+}
+
+/** A list; `key:` with nothing after it is `[]`. `emptyMessage` refuses an empty one. */
+function list<T extends v.GenericSchema>(item: T, emptyMessage?: string) {
+  const array = v.array(item, not('a list'));
+  return orEmpty(emptyMessage ? v.pipe(array, v.minLength(1, emptyMessage)) : array, []);
+}
+
+/** `key:` with no value (null) read as `empty`. */
+function orEmpty<T extends v.GenericSchema>(schema: T, empty: unknown) {
+  return v.pipe(
+    v.unknown(),
+    v.transform((x) => (x === null ? empty : x)),
+    schema,
+  );
+}
+
+/** A key that must be there; `message` says what it is for. */
+function required<T extends v.GenericSchema>(schema: T, message: string) {
+  return v.optional(v.pipe(v.custom<unknown>((x) => x !== MISSING, message), schema), MISSING);
+}
+
+const text = () => v.pipe(v.string(not('text', true)), v.check((s) => s.trim() !== '', 'is empty'));
+
+/** A file or directory path, absolute or relative to the config file's directory; `~` is refused because nothing here expands it. */
+const path = (ctx: SchemaContext) =>
+  v.pipe(
+    text(),
+    v.check((p) => !p.startsWith('~'), (i) => `${JSON.stringify(i.input)}: "~" is not expanded here; write an absolute path, or one relative to the config file's directory`),
+    v.check((p) => !p.includes('\0'), 'contains a NUL character'),
+    v.transform((p) => resolve(ctx.baseDir, p)),
+  );
+
+const flag = () => v.boolean(not('true or false'));
+
+/** Seconds, from `24h`, `90m`, `1h30m`, `7d` (shared/duration.ts). */
+const duration = () =>
+  v.pipe(
+    v.union([v.string(), v.instance(YamlNumber)], not('a duration such as 24h, 90m or 1h30m')),
+    parsed((d: string | YamlNumber) => parseDuration(typeof d === 'string' ? d : d.source, '')),
+  );
+
+const address = (options: ParseHostPortOptions = {}) =>
+  v.pipe(
+    v.string(not('host:port, e.g. 127.0.0.1:3080')),
+    parsed((s: string) => parseHostPort(s, options)),
+  );
+
+/** Where the proxy listens: an IP address (or localhost); port 0 picks a free port (tests). */
+const listenAddress = () =>
+  v.pipe(
+    address({ allowPortZero: true }),
+    v.check(
+      (a) => isIP(a.host) !== 0 || a.host === 'localhost',
+      (i) => `${JSON.stringify(formatHostPort(i.input))}: a listen address needs an IP address (or localhost), e.g. 0.0.0.0:${i.input.port} for every interface; put the name clients use in the public address`,
+    ),
+  );
+
+/** What clients dial: never 0.0.0.0 or ::. */
+const publicAddress = () =>
+  v.pipe(
+    address(),
+    v.check(
+      (a) => !isUnspecifiedHost(a.host),
+      (i) => `${JSON.stringify(formatHostPort(i.input))} is not an address clients can reach; use the host name they connect to, e.g. proxy.example.com:${i.input.port}`,
+    ),
+  );
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isHostPort = (x: unknown): x is HostPort => isObject(x) && 'port' in x && 'host' in x;
+
+/** A path item for an issue about one key of the object being checked. */
+const at = (input: unknown, key: string): [v.ObjectPathItem] => [{ type: 'object', origin: 'value', input: input as Record<string, unknown>, key, value: undefined }];
+
+function proxySchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      web_listen_addr: v.optional(listenAddress(), CONFIG_DEFAULTS.webListenAddr),
+      public_addr: v.optional(publicAddress()),
+      ssh_listen_addr: v.optional(listenAddress(), CONFIG_DEFAULTS.sshListenAddr),
+      ssh_public_addr: v.optional(publicAddress()),
+      tls_cert_file: v.optional(path(ctx)),
+      tls_key_file: v.optional(path(ctx)),
+    }),
+    v.rawCheck(({ dataset, addIssue }) => {
+      // Checks run even when the section had problems (to report everything): look before reading.
+      if (!isObject(dataset.value)) return;
+      const p = dataset.value;
+      const both = 'give both, or neither for a generated self-signed certificate';
+      if ('tls_cert_file' in p && !('tls_key_file' in p)) addIssue({ message: `is required with tls_cert_file: ${both}`, path: at(p, 'tls_key_file') });
+      if ('tls_key_file' in p && !('tls_cert_file' in p)) addIssue({ message: `is required with tls_key_file: ${both}`, path: at(p, 'tls_cert_file') });
+      for (const [key, listenKey] of [['public_addr', 'web_listen_addr'], ['ssh_public_addr', 'ssh_listen_addr']] as const) {
+        const listen = p[listenKey];
+        // 0.0.0.0 is fine to bind, but clients and certificates need a real name.
+        if (!(key in p) && isHostPort(listen) && isUnspecifiedHost(listen.host)) {
+          addIssue({
+            message: `is required when proxy.${listenKey} listens on every interface (${formatHostPort(listen)}): set the name clients use, e.g. proxy.example.com:${listen.port}`,
+            path: at(p, key),
+          });
+        }
+      }
+      const web = p['web_listen_addr'];
+      const ssh = p['ssh_listen_addr'];
+      if (
+        isHostPort(web) &&
+        isHostPort(ssh) &&
+        web.port !== 0 &&
+        web.port === ssh.port &&
+        (web.host === ssh.host || isUnspecifiedHost(web.host) || isUnspecifiedHost(ssh.host))
+      ) {
+        addIssue({ message: `port ${ssh.port} is used by both proxy.web_listen_addr and proxy.ssh_listen_addr; give each its own port`, path: at(p, 'ssh_listen_addr') });
+      }
+    }),
+    v.transform((p): ProxyConfig => {
+      // Port 0 (tests) is copied as is: the server substitutes the port it bound.
+      const proxy: ProxyConfig = {
+        webListenAddr: p.web_listen_addr,
+        publicAddr: p.public_addr ?? p.web_listen_addr,
+        sshListenAddr: p.ssh_listen_addr,
+        sshPublicAddr: p.ssh_public_addr ?? p.ssh_listen_addr,
+      };
+      if (p.tls_cert_file !== undefined) proxy.tlsCertFile = p.tls_cert_file;
+      if (p.tls_key_file !== undefined) proxy.tlsKeyFile = p.tls_key_file;
+      return proxy;
+    }),
+  );
+}
+
+/** The issuer, exactly as written (OIDC compares it byte for byte), and whether it is the allowed plain-http loopback case. */
+const issuer = () =>
+  v.pipe(
+    text(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const s = dataset.value;
+      const example = 'e.g. https://idp.example.com/realms/main';
+      let url: URL;
+      try {
+        url = new URL(s);
+      } catch {
+        addIssue({ message: `${JSON.stringify(s)} is not a URL; ${example}` });
+        return NEVER;
+      }
+      let ok = true;
+      const refuse = (message: string) => {
+        addIssue({ message });
+        ok = false;
+      };
+      if (url.username || url.password) refuse('must not contain a user name or password');
+      if (url.search || url.hash) refuse("must not have a query (?) or fragment (#): it is compared exactly with the IdP's `iss`");
+      // Plain http only to this machine: the development IdP (and the e2e tests) run on
+      // http://127.0.0.1, where nothing crosses the network. Anywhere else http would
+      // let anyone on the path forge ID tokens' keys.
+      const insecure = url.protocol === 'http:' && isLoopbackHost(url.hostname);
+      if (url.protocol !== 'https:' && !insecure) {
+        refuse(
+          url.protocol === 'http:'
+            ? `${JSON.stringify(s)} must use https; plain http is allowed only for an IdP on this machine (localhost, 127.0.0.1, [::1])`
+            : `${JSON.stringify(s)} must be an https URL; ${example}`,
+        );
+      }
+      return ok ? { issuer: s, insecure } : NEVER;
+    }),
+  );
+
+const claimRule = () =>
+  section({
+    claim: required(text(), 'is required: the ID token claim to look at, e.g. groups'),
+    value: required(v.union([v.string(), v.boolean()], not('text or true/false', true)), 'is required: the claim value that grants the roles (text, or true/false)'),
+    roles: required(list(text(), 'is empty: name at least one role'), 'is required: the roles this rule grants, e.g. [user]'),
+  });
+
+function oidcSchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      issuer: required(issuer(), "is required: the IdP's issuer URL, e.g. https://idp.example.com/realms/main"),
+      client_id: required(text(), 'is required: the client ID registered for Jumpgate at the IdP'),
+      client_secret: v.optional(text()),
+      client_secret_file: v.optional(path(ctx)),
+      scopes: v.optional(
+        v.pipe(
+          list(text()),
+          v.check((s) => s.includes('openid'), 'must include openid: without it the IdP does not return an ID token'),
+        ),
+        () => [...CONFIG_DEFAULTS.scopes],
+      ),
+      username_claim: v.optional(text(), CONFIG_DEFAULTS.usernameClaim),
+      claims_to_roles: required(
+        list(claimRule(), 'is empty: without a rule nobody can log in'),
+        'is required: without a rule nobody can log in, e.g. - { claim: groups, value: admins, roles: [admin] }',
+      ),
+    }),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!isObject(dataset.value)) return;
+      const o = dataset.value;
+      if ('client_secret' in o && 'client_secret_file' in o) addIssue({ message: 'give client_secret or client_secret_file, not both', path: at(o, 'client_secret_file') });
+      if (!('client_secret' in o) && !('client_secret_file' in o)) {
+        addIssue({ message: 'is required (or client_secret_file, a file holding it): the client secret registered at the IdP', path: at(o, 'client_secret') });
+      }
+    }),
+    v.transform((o): OidcConfig => {
+      const oidc: OidcConfig = {
+        issuer: o.issuer.issuer,
+        clientId: o.client_id,
+        scopes: o.scopes,
+        usernameClaim: o.username_claim,
+        claimsToRoles: o.claims_to_roles,
+      };
+      if (o.client_secret !== undefined) oidc.clientSecret = o.client_secret;
+      if (o.client_secret_file !== undefined) oidc.clientSecretFile = o.client_secret_file;
+      if (o.issuer.insecure) oidc.insecureAllowHttpLoopback = true;
+      return oidc;
+    }),
+  );
+}
+
+const labelName = (allowStar: boolean) =>
+  v.pipe(
+    v.string(),
+    v.check(
+      (k) => (allowStar && k === '*') || LABEL_KEY.test(k),
+      (i) => `${JSON.stringify(i.input)} is not a valid label name: use letters, digits, "-", "_", "." and "/"`,
+    ),
+  );
+
+/** A selector value: text or a list of texts; only a whole "*" is a wildcard. */
+const selectorText = () =>
+  v.pipe(
+    text(),
+    v.check((s) => s === '*' || !s.includes('*'), (i) => `${JSON.stringify(i.input)}: only a whole "*" is a wildcard (any value); partial patterns are not supported`),
+  );
+
+/** node_labels: key → value or list of values; "*" as a value means "any value, label present"; {"*": "*"} every node. */
+const selector = () =>
+  v.pipe(
+    mapping(
+      labelName(true),
+      v.lazy((x) => (Array.isArray(x) ? v.pipe(v.array(selectorText()), v.minLength(1, 'is an empty list, which matches no node; list values or use "*"')) : selectorText())),
+    ),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!isObject(dataset.value)) return;
+      const s = dataset.value;
+      const star = s['*'];
+      if (star !== undefined && star !== '*' && !(Array.isArray(star) && star.length === 1 && star[0] === '*')) {
+        addIssue({ message: 'the key "*" only takes the value "*" (every node)', path: at(s, '*') });
+      }
+    }),
+  );
+
+const roleSchema = () =>
+  section({
+    logins: required(
+      list(
+        v.pipe(
+          text(),
+          parsed((t: string) => (parseLoginTemplate(t), t)),
+        ),
+        'is empty: list at least one login, e.g. ["{{username}}"]',
+      ),
+      'is required: the Unix logins this role grants, e.g. ["{{username}}"]',
+    ),
+    node_labels: v.optional(selector(), {}),
+    max_session_ttl: v.optional(duration()),
+    permit_pty: v.optional(flag(), CONFIG_DEFAULTS.permitPty),
+    forward_agent: v.optional(flag(), CONFIG_DEFAULTS.forwardAgent),
+    port_forwarding: v.optional(flag(), CONFIG_DEFAULTS.portForwarding),
+    x11_forwarding: v.optional(flag(), CONFIG_DEFAULTS.x11Forwarding),
+    permit_user_rc: v.optional(flag(), CONFIG_DEFAULTS.permitUserRc),
+  });
+
+const roleName = () =>
+  v.pipe(
+    v.string(),
+    v.check((n) => ROLE_NAME.test(n), (i) => `${JSON.stringify(i.input)} is not a valid role name: use lower-case letters, digits, "-" and "_", at most 63 characters`),
+  );
+
+/** Label values written as numbers or booleans (`rack: 012`, `gpu: true`) are kept as written. */
+const labelValue = () =>
+  v.pipe(
+    v.union([v.string(), v.instance(YamlNumber), v.boolean()], not('text')),
+    v.transform((x) => (x instanceof YamlNumber ? x.source : String(x))),
+    v.check((s) => s.trim() !== '', 'is empty'),
+  );
+
+const nodeSchema = () =>
+  v.pipe(
+    section({
+      name: required(
+        v.pipe(text(), v.check(isHostname, (i) => `${JSON.stringify(i.input)} is not a valid node name: use letters, digits, "-" and ".", like a host name`)),
+        'is required: the name users type, as in `ssh user@NAME`',
+      ),
+      addr: required(address({ defaultPort: CONFIG_DEFAULTS.nodePort }), "is required: the node's sshd address, e.g. 10.0.0.5:22"),
+      labels: v.optional(mapping(labelName(false), labelValue()), {}),
+    }),
+    v.transform((n): NodeConfig => ({ name: n.name, addr: n.addr, labels: n.labels })),
+  );
+
+const nodesSchema = (ctx: SchemaContext) =>
+  v.pipe(
+    list(nodeSchema()),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!Array.isArray(dataset.value)) return;
+      const nodes: unknown[] = dataset.value;
+      const seen = new Map<string, number>();
+      nodes.forEach((n, i) => {
+        const name = (n as { name?: unknown } | null)?.name;
+        if (typeof name !== 'string') return;
+        const first = seen.get(name.toLowerCase());
+        if (first === undefined) return void seen.set(name.toLowerCase(), i);
+        const line = ctx.lineOf(`nodes[${first}].name`);
+        addIssue({
+          message: `${JSON.stringify(name)} is already used by another node${line ? ` (line ${line})` : ''}; node names must be unique`,
+          path: [{ type: 'array', origin: 'value', input: nodes, key: i, value: n }, ...at(n, 'name')],
+        });
+      });
+    }),
+  );
+
+function configSchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      cluster_name: required(
+        v.pipe(
+          text(),
+          v.check((n) => DNS_NAME.test(n), (i) => `${JSON.stringify(i.input)} is not a valid cluster name: use lower-case letters, digits, "-" and ".", like a DNS name`),
+        ),
+        'is required: the name of this cluster, e.g. example.com',
+      ),
+      data_dir: v.optional(path(ctx), CONFIG_DEFAULTS.dataDir),
+      proxy: v.optional(proxySchema(ctx), {}),
+      auth: v.optional(
+        section({
+          cert_ttl: v.optional(duration(), CONFIG_DEFAULTS.certTtl),
+          login_timeout: v.optional(
+            v.pipe(
+              duration(),
+              v.check((s) => s <= MAX_LOGIN_TIMEOUT_SECONDS, (i) => `${formatDuration(i.input)} is longer than the 10m a pending login may live; use 10m or less`),
+            ),
+            '10m',
+          ),
+          oidc: v.optional(v.nullable(oidcSchema(ctx))),
+        }),
+        {},
+      ),
+      roles: v.optional(mapping(roleName(), roleSchema()), {}),
+      nodes: v.optional(nodesSchema(ctx), []),
+    }),
+    v.transform((c): Omit<ServerConfig, 'file'> => {
+      const certTtlSeconds = c.auth.cert_ttl;
+      const roles = new Map<string, RoleConfig>();
+      for (const [name, r] of Object.entries(c.roles)) {
+        roles.set(name, {
+          name,
+          logins: r.logins,
+          nodeLabels: r.node_labels,
+          maxSessionTtlSeconds: r.max_session_ttl ?? certTtlSeconds,
+          permitPty: r.permit_pty,
+          forwardAgent: r.forward_agent,
+          portForwarding: r.port_forwarding,
+          x11Forwarding: r.x11_forwarding,
+          permitUserRc: r.permit_user_rc,
+        });
+      }
+      const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds: c.auth.login_timeout };
+      if (c.auth.oidc) {
+        auth.oidc = c.auth.oidc;
+        // A warning, not an error: a rule may name a role that is not defined (fails
+        // closed: logins that match it are refused).
+        auth.oidc.claimsToRoles.forEach((rule, i) =>
+          rule.roles.forEach((role, j) => {
+            if (roles.has(role)) return;
+            const guess = suggest(role, [...roles.keys()]);
+            ctx.warn(
+              ['auth', 'oidc', 'claims_to_roles', i, 'roles', j],
+              `role ${JSON.stringify(role)} is not defined under roles${guess ? ` (did you mean \`${guess}\`?)` : ''}; logins that match this rule will be refused`,
+            );
+          }),
+        );
+      }
+      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes };
+    }),
+  );
+}
 
 /**
  * The closest candidate for a mistyped key: same letters ignoring case, `_` and `-`

@@ -1,4 +1,4 @@
-import { formatHostPort } from '../config/address.js';
+import { formatHostPort } from '../shared/address.js';
 import { UserError, type ErrorDetails } from '../errors.js';
 
 /**

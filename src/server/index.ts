@@ -5,7 +5,7 @@
  */
 import type { Server as HttpsServer } from 'node:https';
 import type { ServerConfig, HostPort } from '../config/index.js';
-import { formatHostPort } from '../config/address.js';
+import { formatHostPort } from '../shared/address.js';
 import { createHttpDispatcher } from '../net/index.js';
 import { AuditLog } from './auth/audit.js';
 import { CaStore } from './auth/ca.js';

@@ -18,9 +18,10 @@
 import * as v from 'valibot';
 import type { Certificate } from './certificate.js';
 import { MAX_PRINCIPALS } from './certificate.js';
+import { ROLES_EXTENSION } from '../shared/wire-names.js';
 
 /** The extension that carries a user's roles, comma-separated. */
-export const ROLES_EXTENSION = 'roles@jumpgate.dev';
+export { ROLES_EXTENSION };
 /** The extension that carries the external traits (IdP claims) the roles' templates used, as JSON. */
 export const TRAITS_EXTENSION = 'traits@jumpgate.dev';
 

@@ -480,3 +480,66 @@ describe('auth.login_timeout', () => {
     assert.throws(() => parseServerConfig(base + 'auth:\n  login_timeout: 11m\n', '/etc/j.yaml'), /auth\.login_timeout: 11m is longer than the 10m/);
   });
 });
+
+describe('every outside key and value is checked, none silently dropped', () => {
+  test('two unknown keys in one section are both reported (valibot strictObject stops at the first)', () => {
+    const found = problemsOf('cluster_name: t\nproxy:\n  web_listen_adr: 127.0.0.1:1\n  ssh_listn_addr: 127.0.0.1:2\n');
+    assert.deepEqual(found, [
+      '3: proxy.web_listen_adr: unknown key; did you mean `web_listen_addr`?',
+      '4: proxy.ssh_listn_addr: unknown key; did you mean `ssh_listen_addr`?',
+    ]);
+  });
+
+  test('a section with an unknown key, a bad value and a missing partner reports all three', () => {
+    const found = problemsOf('cluster_name: t\nproxy:\n  tls_cert_file: c.pem\n  public_addr: "x:0"\n  web_listen_adr: 1.2.3.4:5\n');
+    assert.deepEqual(found, [
+      '2: proxy.tls_key_file: is required with tls_cert_file: give both, or neither for a generated self-signed certificate',
+      '4: proxy.public_addr: "x:0": the port must be a number from 1 to 65535',
+      '5: proxy.web_listen_adr: unknown key; did you mean `web_listen_addr`?',
+    ]);
+  });
+
+  for (const key of ['constructor', 'prototype', '__proto__']) {
+    test(`a "${key}" key is refused where valibot would skip it (a dropped node_labels key would widen a role)`, () => {
+      assertProblem(role(`    logins: [a]\n    node_labels: { env: prod, ${key}: x }\n`), 5, `roles.user.node_labels.${key}`, /cannot be used as a key here; rename it/);
+      assertProblem(`cluster_name: t\nroles:\n  ${key}: { logins: [a] }\n`, 3, `roles.${key}`, /cannot be used as a key here/);
+      assertProblem(`cluster_name: t\n${key}: x\n`, 2, key, /cannot be used as a key here/);
+    });
+  }
+
+  test('lists and text where a mapping belongs are refused (valibot objects take arrays)', () => {
+    assertProblem(role('    logins: [a]\n    node_labels: [env]\n'), 5, 'roles.user.node_labels', /must be a mapping \(key: value\), not a list/);
+    assertProblem('cluster_name: t\nauth: [cert_ttl]\n', 2, 'auth', /must be a mapping .*with keys such as cert_ttl, login_timeout, oidc, not a list/);
+    assertProblem('cluster_name: t\nnodes:\n  - [a, b]\n', 3, 'nodes[0]', /must be a mapping/);
+    assertProblem('cluster_name: t\nproxy: text\n', 2, 'proxy', /must be a mapping .* not the text "text"/);
+  });
+
+  test('numbers are quoted back as written', () => {
+    assertProblem('cluster_name: 1.50\n', 1, 'cluster_name', /must be text, not the number 1\.50; put it in quotes if you mean the text: "1\.50"/);
+    assertProblem('cluster_name: t\nauth:\n  cert_ttl: 0x10\n', 3, 'auth.cert_ttl', /"0x10" is not a duration/);
+  });
+
+  test('aliases that expand to millions of values are refused at once ("billion laughs")', () => {
+    let text = 'a0: &a0 [x, x, x, x, x, x, x, x, x]\n';
+    for (let i = 1; i <= 8; i++) text += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+    const found = problemsOf(`cluster_name: t\nroles:\n  user:\n    logins: [a]\n    node_labels:\n${text.replace(/^/gm, '      ').trimEnd()}\n`);
+    assert.ok(found.some((p) => /too many values or levels once aliases are expanded/.test(p)), found.join('\n'));
+  });
+
+  test('a key that is a list or mapping is named, with its line', () => {
+    assertProblem('cluster_name: t\n? [a, b]\n: x\n', 2, '', /keys must be plain text, not a list/);
+  });
+});
+
+test('control characters from the file are escaped in messages (keys and values reach a terminal)', () => {
+  assert.throws(
+    () => parseServerConfig('cluster_name: t\n"evil\\e[2J": 1\nroles:\n  user: { logins: ["a\\u009b1m"] }\n', FILE),
+    (err: unknown) => {
+      assert.ok(err instanceof ServerConfigError);
+      assert.doesNotMatch(err.message, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+      assert.match(err.message, /evil\\x1b\[2J: unknown key/);
+      assert.match(err.message, /a\\x9b1m/);
+      return true;
+    },
+  );
+});

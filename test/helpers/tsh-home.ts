@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import type { ServerConfig } from '../../src/config/index.js';
-import { formatHostPort } from '../../src/config/address.js';
+import { formatHostPort } from '../../src/shared/address.js';
 import { AuditLog } from '../../src/server/auth/audit.js';
 import { CaStore } from '../../src/server/auth/ca.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';

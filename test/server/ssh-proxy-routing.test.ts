@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseServerConfig } from '../../src/config/index.js';
-import { ROLES_EXTENSION } from '../../src/server/auth/issuer.js';
+import { ROLES_EXTENSION } from '../../src/shared/wire-names.js';
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode } from '../../src/server/proxy/routing.js';
 import type { Certificate } from '../../src/sshcert/index.js';
 

@@ -8,12 +8,13 @@ import { CertRequest, fingerprintSha256, signCertificate, type Certificate, type
 // identity.ts is not re-exported by sshcert/index.ts: its valibot schemas would land in tsh's bundle.
 import { encodeIdentity, type UserIdentity } from '../../sshcert/identity.js';
 import type { ServerConfig } from '../../config/index.js';
+import { ROLES_EXTENSION } from '../../shared/wire-names.js';
 import type { AuditLog } from './audit.js';
 import type { CaKey, CaStore } from './ca.js';
 import { certTtlSeconds, resolveAccess, type Access } from './roles.js';
 
-/** The roles extension; defined with the rest of the certificate's identity in sshcert/identity.ts. */
-export { ROLES_EXTENSION } from '../../sshcert/identity.js';
+/** The roles extension (shared/wire-names.ts), re-exported for the issuer's callers. */
+export { ROLES_EXTENSION };
 
 export interface IssuerDeps {
   config: ServerConfig;

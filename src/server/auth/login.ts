@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { formatHostPort } from '../../config/address.js';
+import { formatHostPort } from '../../shared/address.js';
 import { UserError } from '../../errors.js';
 import { fingerprintSha256, formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
 import { seal } from '../../api/envelope.js';

@@ -22,11 +22,7 @@ import type { NodeConfig, ServerConfig } from '../../config/index.js';
 import type { Certificate } from '../../sshcert/index.js';
 import { decodeIdentity, IdentityError } from '../../sshcert/identity.js';
 import { matchLabels } from '../auth/roles.js';
-
-/** The subsystem name prefix tsh and `ProxyCommand ssh -s proxy:%h:%p` use: `proxy:HOST:PORT`. */
-export const PROXY_SUBSYSTEM_PREFIX = 'proxy:';
-/** The subsystem that lists the nodes the user may reach, as JSON (tsh ls). RFC 4250 §4.6.1: local names carry @domain. */
-export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
+import { PROXY_SUBSYSTEM_PREFIX, ROLES_EXTENSION } from '../../shared/wire-names.js';
 
 /** Why a request was refused; `code` is stable (audit log, tests), `message` is for the user. */
 export interface Refusal {

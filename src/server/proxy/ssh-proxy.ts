@@ -51,15 +51,8 @@ import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
-import {
-  certificateSelectors,
-  NODES_SUBSYSTEM,
-  parseProxySubsystem,
-  PROXY_SUBSYSTEM_PREFIX,
-  reachableNodes,
-  routeToNode,
-  type Refusal,
-} from './routing.js';
+import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
+import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;

@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { API, type ApiError, type PingResponse } from '../../api/types.js';
 import { VERSION } from '../../version.js';
 import type { HostPort } from '../../config/index.js';
-import { formatHostPort } from '../../config/address.js';
+import { formatHostPort } from '../../shared/address.js';
 import { UserError } from '../../errors.js';
 import { htmlPage } from '../../util/html.js';
 import type { RunningService, ServerLog, ServerRuntime } from '../runtime.js';

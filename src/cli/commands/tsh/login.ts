@@ -10,7 +10,7 @@ import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client
 import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { claimClusterScope, droppedNotes, scopeNodeAddrs } from '../../../client/cluster-scope.js';
 import { createHttpDispatcher } from '../../../net/index.js';
-import { formatHostPort, parseHostPort } from '../../../config/address.js';
+import { formatHostPort, parseHostPort } from '../../../shared/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
 import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
 import { printable } from '../../../util/printable.js';

@@ -3,7 +3,7 @@ import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
 import type { Certificate } from '../../../sshcert/index.js';
 import { readProfileCertificate } from '../../../client/credentials.js';
-import { formatDuration } from '../../../config/duration.js';
+import { formatDuration } from '../../../shared/duration.js';
 import type { Deps } from '../../deps.js';
 import { printable } from '../../../util/printable.js';
 

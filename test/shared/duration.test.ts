@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DurationError, formatDuration, parseDuration } from '../../src/config/duration.js';
+import { DurationError, formatDuration, parseDuration } from '../../src/shared/duration.js';
 
 const valid: [string, number][] = [
   ['24h', 86_400],

@@ -6,7 +6,7 @@ import {
   isLoopbackHost,
   isUnspecifiedHost,
   parseHostPort,
-} from '../../src/config/address.js';
+} from '../../src/shared/address.js';
 
 const valid: [string, { host: string; port: number }][] = [
   ['127.0.0.1:3080', { host: '127.0.0.1', port: 3080 }],
