@@ -15,6 +15,7 @@ import { userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { startDevIdp, type DevIdp } from './dev-idp.js';
+import { parseCertificateLine } from '../src/sshcert/index.js';
 
 const repo = resolve(import.meta.dirname, '..');
 const dir = resolve(process.env['QUICKSTART_DIR'] ?? join(repo, '.quickstart'));
@@ -96,6 +97,16 @@ nodes:
   say(`wrote ${config}`);
 }
 
+/** Whether a host certificate file exists, lists `principal` and is valid for another day. */
+function hostCertCurrent(file: string, principal: string): boolean {
+  try {
+    const { cert } = parseCertificateLine(readFileSync(file, 'utf8'));
+    return cert.principals.includes(principal) && Number(cert.validBefore) * 1000 > Date.now() + 24 * 3600 * 1000;
+  } catch {
+    return false;
+  }
+}
+
 async function startNode(): Promise<boolean> {
   const sshd = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd'].find((p) => existsSync(p));
   if (!sshd) {
@@ -105,10 +116,10 @@ async function startNode(): Promise<boolean> {
   const userCa = join(dir, 'node1_user_ca.pub');
   writeFileSync(userCa, tctl(['auth', 'export', '--type=user']));
   const hostKey = join(dir, 'node1_host_key');
-  // Signed at every start, so a directory from an older version (or after a
-  // host CA rotation) gets a current certificate: tctl adds node1.quickstart.test
-  // (the long name the ssh_config block routes) to the names given here.
-  tctl(['auth', 'sign', '--host=node1,127.0.0.1,localhost', `--out=${hostKey}`]);
+  // tctl adds node1.quickstart.test (the long name the ssh_config block
+  // routes) to the names given here. A certificate from an older version
+  // lacks it, and one may have expired: then it is signed again.
+  if (!hostCertCurrent(`${hostKey}-cert.pub`, 'node1.quickstart.test')) tctl(['auth', 'sign', '--host=node1,127.0.0.1,localhost', `--out=${hostKey}`]);
   if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true });
   const sshdConfig = join(dir, 'node1_sshd_config');
   writeFileSync(
