@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
-import { isClusterName, isClusterPattern, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
+import { isClusterName, isClusterPattern, isDnsName, isPlainHostName, isUnderCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -81,7 +81,7 @@ function isScopedPattern(p: string, clusterName: string, proxyHost: string | und
   // known_hosts names a host on another port than 22 as [host]:port (sshd(8) SSH_KNOWN_HOSTS FILE FORMAT).
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(p);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || !isPlainHostName(m[1]!)) return false;
-  return isProxy(m[1]!) || (isDnsName(m[1]!) && isWithinCluster(m[1]!, clusterName));
+  return isProxy(m[1]!) || (isDnsName(m[1]!) && isUnderCluster(m[1]!, clusterName));
 }
 
 function unsafeValue(what: string, value: string): UserError {

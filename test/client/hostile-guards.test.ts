@@ -71,6 +71,7 @@ describe('the ssh_config renderer refuses unsafe values itself', () => {
     ['a proxy address with a space', { webProxyAddr: 'jump.example.org:3080 x' }],
     ['an SSH proxy outside the profile host and the cluster', { sshProxyAddr: 'github.com:22' }],
     ['an SSH proxy address with a wildcard', { sshProxyAddr: '*:22' }],
+    ['an SSH proxy on the cluster name itself (a cluster claiming github.com)', { clusterName: 'github.com', sshProxyAddr: 'github.com:22' }],
   ];
   for (const [what, change] of cases) {
     test(`refuses ${what}`, () => refuses(() => renderSshConfigBlock({ ...input, ...change }), 'SSH_CONFIG_UNSAFE_VALUE'));
@@ -85,7 +86,7 @@ describe('the known_hosts writer refuses unsafe patterns itself', () => {
     formatHostCaLines('example.org', ['[ssh.example.org]:3023'], [key]);
     formatHostCaLines('example.org', ['jump.other.test'], [key], 'jump.other.test');
   });
-  for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '!node1', 'a b', 'node1\n@cert-authority *', '10.0.0.1', '[jump.example.org]:0', '']) {
+  for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '[example.org]:22', 'example.org', '!node1', 'a b', 'node1\n@cert-authority *', '10.0.0.1', '[jump.example.org]:0', '']) {
     test(`refuses the pattern ${JSON.stringify(bad)}`, () => refuses(() => formatHostCaLines('example.org', ['node1', bad], [key], 'jump.example.org'), 'KNOWN_HOSTS_UNSAFE_VALUE'));
   }
   test('refuses a cluster name that is not one (com, a Match line), and an empty pattern list', () => {
@@ -143,7 +144,7 @@ describe('claimClusterScope: which names a login may claim', () => {
   test('refuses a cluster that contains another profile\'s cluster (test around x.test)', () => {
     refuses(() => claimClusterScope({ ...req, clusterName: 'b.test' }, [profile({ clusterName: 'y.b.test' })]), 'LOGIN_SCOPE_CONFLICT');
   });
-  for (const ssh of ['github.com:22', 'jump.a.test:3023', '10.0.0.9:3023', 'bad']) {
+  for (const ssh of ['github.com:22', 'jump.a.test:3023', '10.0.0.9:3023', 'bad', 'b.test:22']) {
     test(`refuses the SSH proxy address ${ssh}`, () => refuses(() => claimClusterScope({ ...req, sshProxyAddr: ssh }, []), 'LOGIN_BAD_ANSWER'));
   }
   test('accepts an SSH proxy inside the cluster', () => {

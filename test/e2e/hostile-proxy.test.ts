@@ -209,7 +209,7 @@ describe('tsh login against a hostile proxy', () => {
     const before = snapshot(home);
     const r = await driveLogin(proxyOf(evil), env);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /SSH service is at "github\.com:22", which is neither 127\.0\.0\.1 nor a name in example\.test/);
+    assert.match(r.stderr, /SSH service is at "github\.com:22", which is neither 127\.0\.0\.1 nor a name under example\.test/);
     assert.deepEqual(snapshot(home), before);
   });
 
