@@ -199,6 +199,7 @@ describe('tsh login against a hostile proxy', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /the cluster a\.test of the profile localhost: both would route the same host names/);
       assert.match(r.stderr, /tsh logout --proxy=localhost/);
+      assert.match(r.page, /Login failed/, 'the browser is told too');
       assert.deepEqual(snapshot(home), before, `${cluster}: nothing changed`);
     }
   });

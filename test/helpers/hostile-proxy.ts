@@ -139,7 +139,7 @@ export async function driveLogin(proxy: string, env: NodeJS.ProcessEnv, args: st
     const first = await plainGet(url);
     if (first.location) page = (await plainGet(first.location)).body;
   }
-  const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+  const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
   if (code === null && child.exitCode === null) child.kill('SIGKILL');
   return { code, stderr, page };
 }

@@ -2,6 +2,7 @@ import { AuthError, UsageError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
 import { openKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, ping } from '../../../client/login.js';
+import type { LoginResult } from '../../../api/types.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
@@ -57,6 +58,14 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
   if (info.auth.type !== 'oidc') {
     throw new AuthError('LOGIN_NOT_CONFIGURED', `the cluster ${printable(info.cluster_name)} has no single sign-on configured`, { hint: 'ask an admin to set auth.oidc' });
   }
+  const scopeOf = (r: LoginResult) => {
+    if (r.cluster_name !== info.cluster_name) {
+      throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${r.cluster_name}, but the proxy said it is ${info.cluster_name}`, {
+        hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy)',
+      });
+    }
+    return claimClusterScope({ profileName: proxy.host, proxyHost: proxy.host, clusterName: r.cluster_name, sshProxyAddr: r.ssh_public_addr, nodeNames: r.nodes }, store.list());
+  };
   const login = await browserLogin({
     proxyAddr: proxy.addr,
     dispatcher,
@@ -65,13 +74,10 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     ...(opts.browser === 'none' ? {} : { openBrowser: (url: string) => hooks.openBrowser(url, deps) }),
     say,
     waiting: (text) => waitingIndicator(text, deps),
+    // Checked here first so the browser page tells the truth; checked again under the lock below.
+    checkResult: (r) => void scopeOf(r),
   });
   const r = login.result;
-  if (r.cluster_name !== info.cluster_name) {
-    throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${r.cluster_name}, but the proxy said it is ${info.cluster_name}`, {
-      hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy)',
-    });
-  }
   const profile: Profile = {
     version: 1,
     name: proxy.host,
@@ -88,10 +94,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
   };
   const notes = await store.locked(async () => {
     // Decided under the lock, against every other profile, before anything is saved.
-    const scope = claimClusterScope(
-      { profileName: profile.name, proxyHost: proxy.host, clusterName: r.cluster_name, sshProxyAddr: r.ssh_public_addr, nodeNames: r.nodes },
-      store.list(),
-    );
+    const scope = scopeOf(r);
     profile.nodeNames = scope.nodeNames;
     const hostCa = {
       clusterName: r.cluster_name,
