@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../config/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
-import { isClusterName, isClusterPattern, isDnsName, isPlainHostName, isUnderCluster, sameHost } from '../api/names.js';
+import { isBareName, isClusterName, isClusterPattern, isDnsName, isPlainHostName, isUnderCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -62,14 +62,20 @@ function splitHostPort(addr: string): { host: string; port: number } | undefined
  * a cluster name (api/names.ts), and every pattern must stay within the
  * cluster's own names (isClusterPattern: node names, names under the cluster,
  * `*.<cluster>`) or be the proxy's own address: `proxyHost` or
- * `[proxyHost]:port`, or `[name]:port` for a name in the cluster. Never `*`,
+ * `[proxyHost]:port`, or `[name]:port` for a name under the cluster. With
+ * `nodeNames`, a bare name (`node1`) must be one of them (or the proxy host):
+ * a bare name is the cluster's only when it is its node. Never `*`,
  * never a broader pattern, never an unsafe character.
  * @throws UserError KNOWN_HOSTS_UNSAFE_VALUE naming the value (escaped)
  */
-export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[], proxyHost?: string): string[] {
+export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[], scope: HostCaScope = {}): string[] {
   if (!isClusterName(clusterName)) throw unsafeValue('cluster name', clusterName);
   if (patterns.length === 0) throw unsafeValue('pattern list', '');
-  for (const p of patterns) if (!isScopedPattern(p, clusterName, proxyHost)) throw unsafeValue(`pattern for ${clusterName}`, p);
+  const nodes = scope.nodeNames && new Set(scope.nodeNames.map((n) => n.toLowerCase()));
+  for (const p of patterns) {
+    const bareOk = !nodes || !isBareName(p) || nodes.has(p.toLowerCase()) || (scope.proxyHost !== undefined && sameHost(p, scope.proxyHost));
+    if (!bareOk || !isScopedPattern(p, clusterName, scope.proxyHost)) throw unsafeValue(`pattern for ${clusterName}`, p);
+  }
   return caKeys.map((k) => `@cert-authority ${patterns.join(',')} ${formatPublicKeyLine(k, `${TAG}${clusterName}`)}`);
 }
 
@@ -117,11 +123,17 @@ export function replaceClusterLines(existing: string, clusterName: string, lines
   return out.length === 0 ? '' : out.join('\n') + '\n';
 }
 
-export interface HostCaEntry {
-  clusterName: string;
-  patterns: string[];
+/** What the known_hosts guard checks patterns against (formatHostCaLines). */
+export interface HostCaScope {
   /** The proxy's host (the profile name): the only host outside the cluster a pattern may name. */
   proxyHost?: string;
+  /** The cluster's node names: the only bare names a pattern may be. */
+  nodeNames?: readonly string[];
+}
+
+export interface HostCaEntry extends HostCaScope {
+  clusterName: string;
+  patterns: string[];
   /** Every host CA key the cluster trusts now (during a rotation: new and old). */
   caKeys: PublicKey[];
 }
@@ -134,7 +146,7 @@ export interface HostCaEntry {
 export function writeClusterHostCAs(file: string, entry: HostCaEntry, write: typeof writeFileAtomic = writeFileAtomic): void {
   ensurePrivateDir(dirname(file));
   const existing = readIfExists(file);
-  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys, entry.proxyHost)), 0o600);
+  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys, entry)), 0o600);
 }
 
 /** The host CA keys recorded for a cluster (empty when none). */

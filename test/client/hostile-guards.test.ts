@@ -81,13 +81,13 @@ describe('the ssh_config renderer refuses unsafe values itself', () => {
 describe('the known_hosts writer refuses unsafe patterns itself', () => {
   const key = generateKeyPair('ed25519').publicKey;
   test('scoped patterns and the proxy address are written', () => {
-    const [line] = formatHostCaLines('example.org', ['node1', 'web.example.org', '*.example.org', '[jump.example.org]:3023'], [key], 'jump.example.org');
+    const [line] = formatHostCaLines('example.org', ['node1', 'web.example.org', '*.example.org', '[jump.example.org]:3023'], [key], { proxyHost: 'jump.example.org', nodeNames: ['node1'] });
     assert.match(line!, /^@cert-authority node1,web\.example\.org,\*\.example\.org,\[jump\.example\.org\]:3023 ssh-ed25519 \S+ jumpgate-cluster=example\.org$/);
     formatHostCaLines('example.org', ['[ssh.example.org]:3023'], [key]);
-    formatHostCaLines('example.org', ['jump.other.test'], [key], 'jump.other.test');
+    formatHostCaLines('example.org', ['jump.other.test'], [key], { proxyHost: 'jump.other.test' });
   });
   for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '[example.org]:22', 'example.org', '!node1', 'a b', 'node1\n@cert-authority *', '10.0.0.1', '[jump.example.org]:0', '']) {
-    test(`refuses the pattern ${JSON.stringify(bad)}`, () => refuses(() => formatHostCaLines('example.org', ['node1', bad], [key], 'jump.example.org'), 'KNOWN_HOSTS_UNSAFE_VALUE'));
+    test(`refuses the pattern ${JSON.stringify(bad)}`, () => refuses(() => formatHostCaLines('example.org', ['node1', bad], [key], { proxyHost: 'jump.example.org', nodeNames: ['node1'] }), 'KNOWN_HOSTS_UNSAFE_VALUE'));
   }
   test('refuses a cluster name that is not one (com, a Match line), and an empty pattern list', () => {
     refuses(() => formatHostCaLines('com', ['*.com'], [key]), 'KNOWN_HOSTS_UNSAFE_VALUE');
@@ -96,7 +96,11 @@ describe('the known_hosts writer refuses unsafe patterns itself', () => {
   });
   test('the proxy host is allowed only when it is the given proxy host', () => {
     refuses(() => formatHostCaLines('example.org', ['[jump.other.test]:3023'], [key]), 'KNOWN_HOSTS_UNSAFE_VALUE');
-    refuses(() => formatHostCaLines('example.org', ['jump.other.test'], [key], 'jump.example.org'), 'KNOWN_HOSTS_UNSAFE_VALUE');
+    refuses(() => formatHostCaLines('example.org', ['jump.other.test'], [key], { proxyHost: 'jump.example.org' }), 'KNOWN_HOSTS_UNSAFE_VALUE');
+  });
+  test('with the node names given, a bare pattern must be one of them (an SSH proxy "gateway:22" is not a node)', () => {
+    refuses(() => formatHostCaLines('example.org', ['node1', 'gateway'], [key], { proxyHost: 'jump.example.org', nodeNames: ['node1'] }), 'KNOWN_HOSTS_UNSAFE_VALUE');
+    formatHostCaLines('example.org', ['NODE1', 'jump'], [key], { proxyHost: 'jump', nodeNames: ['node1'] });
   });
 });
 

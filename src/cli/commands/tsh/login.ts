@@ -99,11 +99,12 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     const hostCa = {
       clusterName: r.cluster_name,
       proxyHost: proxy.host,
+      nodeNames: scope.nodeNames,
       patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: r.ssh_public_addr }),
       caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
     };
     // The renderers' own guards run before the first write, so a value they refuse leaves nothing behind.
-    formatHostCaLines(hostCa.clusterName, hostCa.patterns, hostCa.caKeys, hostCa.proxyHost);
+    formatHostCaLines(hostCa.clusterName, hostCa.patterns, hostCa.caKeys, hostCa);
     if (opts.sshConfig && hooks.checkSshConfig) hooks.checkSshConfig(profile, paths, deps);
     await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate);
     store.save(profile);
