@@ -121,6 +121,11 @@ export function isWithinCluster(name: string, cluster: string): boolean {
   return n === c || n.endsWith(`.${c}`);
 }
 
+/** True when `name` is strictly under `cluster` (`x.cluster`, not `cluster` itself), ignoring case: what `*.<cluster>` matches. */
+export function isUnderCluster(name: string, cluster: string): boolean {
+  return name.toLowerCase().endsWith(`.${cluster.toLowerCase()}`);
+}
+
 /** True for a single DNS label (`node1`): a bare node name. */
 export function isBareName(name: string): boolean {
   return isDnsName(name) && !name.includes('.');

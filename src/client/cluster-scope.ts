@@ -13,11 +13,13 @@
  * addresses, names equal to the proxy's own host. Refused: a cluster name
  * another profile already uses, or one that contains or sits inside another
  * profile's cluster name (either `*.` pattern would take the other's names).
- * The SSH proxy's host must be the host given to --proxy or a name in the
- * cluster: its port becomes a known_hosts pattern for the cluster's CA.
+ * The SSH proxy's host must be the host given to --proxy or a name under the
+ * cluster (not the cluster name itself: `github.com` claiming to be the
+ * cluster `github.com` would get the CA trusted for github.com): its address
+ * becomes a known_hosts pattern for the cluster's CA.
  */
 import { UserError } from '../errors.js';
-import { isBareName, isClusterName, isIpLiteral, isPlainHostName, isRoutableNodeAddressHost, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isBareName, isClusterName, isIpLiteral, isPlainHostName, isRoutableNodeAddressHost, isUnderCluster, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { printable } from '../util/printable.js';
 import type { Profile } from './profile.js';
 
@@ -60,8 +62,8 @@ export function claimClusterScope(req: ScopeRequest, others: Profile[]): Cluster
     });
   }
   const ssh = splitPlainHostPort(req.sshProxyAddr);
-  if (!ssh || !(sameHost(ssh.host, req.proxyHost) || isWithinCluster(ssh.host, cluster))) {
-    throw new UserError('LOGIN_BAD_ANSWER', `the proxy says its SSH service is at "${printable(req.sshProxyAddr, 80)}", which is neither ${printable(req.proxyHost)} nor a name in ${cluster}`, {
+  if (!ssh || !(sameHost(ssh.host, req.proxyHost) || isUnderCluster(ssh.host, cluster))) {
+    throw new UserError('LOGIN_BAD_ANSWER', `the proxy says its SSH service is at "${printable(req.sshProxyAddr, 80)}", which is neither ${printable(req.proxyHost)} nor a name under ${cluster}`, {
       hint: 'nothing was saved: tsh would have trusted the cluster\'s host CA for that address; ask the admin to fix proxy.ssh_public_addr, or check --proxy',
     });
   }
@@ -114,7 +116,9 @@ export function scopeNodeAddrs(addrs: string[], clusterName: string, scope: Clus
   const dropped = new Set(scope.dropped.map((d) => d.name.toLowerCase()));
   return addrs.filter((a) => {
     const host = hostOf(a);
-    return host !== undefined && isRoutableNodeAddressHost(host, clusterName) && !dropped.has(host) && !taken.has(host);
+    if (host === undefined || !isRoutableNodeAddressHost(host, clusterName) || dropped.has(host) || taken.has(host)) return false;
+    // A bare name is routed only as one of this login's node names.
+    return !isBareName(host) || scope.nodeNames.some((n) => n.toLowerCase() === host);
   });
 }
 

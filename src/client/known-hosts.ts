@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../shared/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
-import { isClusterName, isClusterPattern, isPrivateIpLiteral, isRoutableNodeAddressHost, isDnsName, isPlainHostName, isWithinCluster, sameHost } from '../api/names.js';
+import { isBareName, isClusterName, isClusterPattern, isDnsName, isPlainHostName, isPrivateIpLiteral, isRoutableNodeAddressHost, isUnderCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -55,6 +55,7 @@ export function knownHostsPatterns(scope: KnownHostsScope): string[] {
     // Only an address host that is one of the cluster's own names or a private IP
     // address: a proxy must not get its CA trusted for hosts on the Internet.
     if (!hp || !isRoutableNodeAddressHost(hp.host, scope.clusterName)) continue;
+    if (isBareName(hp.host) && !scope.nodeNames.some((n) => sameHost(n, hp.host))) continue;
     add(hp.host);
     if (hp.port !== 22) add(`[${hp.host}]:${hp.port}`);
   }
@@ -77,26 +78,34 @@ function splitHostPort(addr: string): { host: string; port: number } | undefined
  * a cluster name (api/names.ts), and every pattern must stay within the
  * cluster's own names (isClusterPattern: node names, names under the cluster,
  * `*.<cluster>`) or be the proxy's own address: `proxyHost` or
- * `[proxyHost]:port`, or `[name]:port` for a name in the cluster. Never `*`,
+ * `[proxyHost]:port`, or `[name]:port` for a name under the cluster. With
+ * `nodeNames`, a bare name (`node1`) must be one of them (or the proxy host):
+ * a bare name is the cluster's only when it is its node. Never `*`,
  * never a broader pattern, never an unsafe character.
  * @throws UserError KNOWN_HOSTS_UNSAFE_VALUE naming the value (escaped)
  */
-export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[], proxyHost?: string): string[] {
+export function formatHostCaLines(clusterName: string, patterns: string[], caKeys: PublicKey[], scope: HostCaScope = {}): string[] {
   if (!isClusterName(clusterName)) throw unsafeValue('cluster name', clusterName);
   if (patterns.length === 0) throw unsafeValue('pattern list', '');
-  for (const p of patterns) if (!isScopedPattern(p, clusterName, proxyHost)) throw unsafeValue(`pattern for ${clusterName}`, p);
+  const nodes = scope.nodeNames && new Set(scope.nodeNames.map((n) => n.toLowerCase()));
+  for (const p of patterns) {
+    const bareOk = !nodes || !isBareName(p) || nodes.has(p.toLowerCase()) || (scope.proxyHost !== undefined && sameHost(p, scope.proxyHost));
+    if (!bareOk || !isScopedPattern(p, clusterName, scope.proxyHost, nodes)) throw unsafeValue(`pattern for ${clusterName}`, p);
+  }
   return caKeys.map((k) => `@cert-authority ${patterns.join(',')} ${formatPublicKeyLine(k, `${TAG}${clusterName}`)}`);
 }
 
-function isScopedPattern(p: string, clusterName: string, proxyHost: string | undefined): boolean {
+function isScopedPattern(p: string, clusterName: string, proxyHost: string | undefined, nodes: Set<string> | undefined): boolean {
   if (p.startsWith('!')) return false;
+  // A bare node name on another port (a node address form): only a node of this cluster's scope.
+  const isNode = (h: string) => isBareName(h) && (nodes === undefined || nodes.has(h.toLowerCase()));
   if (isClusterPattern(p, clusterName)) return true;
   const isProxy = (h: string) => proxyHost !== undefined && isPlainHostName(proxyHost) && sameHost(h, proxyHost);
   if (isPlainHostName(p)) return isProxy(p) || isPrivateIpLiteral(p);
   // known_hosts names a host on another port than 22 as [host]:port (sshd(8) SSH_KNOWN_HOSTS FILE FORMAT).
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(p);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || !isPlainHostName(m[1]!)) return false;
-  return isProxy(m[1]!) || isRoutableNodeAddressHost(m[1]!, clusterName);
+  return isProxy(m[1]!) || (isDnsName(m[1]!) && isUnderCluster(m[1]!, clusterName)) || isPrivateIpLiteral(m[1]!) || isNode(m[1]!);
 }
 
 function unsafeValue(what: string, value: string): UserError {
@@ -132,11 +141,17 @@ export function replaceClusterLines(existing: string, clusterName: string, lines
   return out.length === 0 ? '' : out.join('\n') + '\n';
 }
 
-export interface HostCaEntry {
-  clusterName: string;
-  patterns: string[];
+/** What the known_hosts guard checks patterns against (formatHostCaLines). */
+export interface HostCaScope {
   /** The proxy's host (the profile name): the only host outside the cluster a pattern may name. */
   proxyHost?: string;
+  /** The cluster's node names: the only bare names a pattern may be. */
+  nodeNames?: readonly string[];
+}
+
+export interface HostCaEntry extends HostCaScope {
+  clusterName: string;
+  patterns: string[];
   /** Every host CA key the cluster trusts now (during a rotation: new and old). */
   caKeys: PublicKey[];
 }
@@ -149,7 +164,7 @@ export interface HostCaEntry {
 export function writeClusterHostCAs(file: string, entry: HostCaEntry, write: typeof writeFileAtomic = writeFileAtomic): void {
   ensurePrivateDir(dirname(file));
   const existing = readIfExists(file);
-  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys, entry.proxyHost)), 0o600);
+  write(file, replaceClusterLines(existing, entry.clusterName, formatHostCaLines(entry.clusterName, entry.patterns, entry.caKeys, entry)), 0o600);
 }
 
 /** The host CA keys recorded for a cluster (empty when none). */

@@ -46,6 +46,8 @@ export interface BrowserLoginOptions {
   /** Shows progress while waiting; returns a stop function. */
   waiting: (text: string) => () => void;
   waitMs?: number;
+  /** The caller's own checks of a well-formed answer (cluster scope), run before the browser is told how it went; throws UserError. */
+  checkResult?: (result: LoginResult) => void;
 }
 
 export interface BrowserLoginResult {
@@ -86,7 +88,15 @@ export async function browserLogin(opts: BrowserLoginOptions): Promise<BrowserLo
     } finally {
       stop();
     }
-    const outcome = readCallback(callback, start.request_id, envelope.privateKey, clientNonce, publicKey);
+    let outcome = readCallback(callback, start.request_id, envelope.privateKey, clientNonce, publicKey);
+    if (!(outcome instanceof Error) && opts.checkResult) {
+      try {
+        opts.checkResult(outcome.result);
+      } catch (err) {
+        if (!(err instanceof UserError)) throw err;
+        outcome = err;
+      }
+    }
     listener.finish(outcome);
     if (outcome instanceof Error) throw outcome;
     return { result: outcome.result, cert: outcome.cert, privateKey, publicKey, privateKeyPem: encodeOpenSSHPrivateKey(privateKey, outcome.result.username) };

@@ -54,7 +54,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { isClusterName, isClusterPattern, isPlainHostName, isRoutableNodeAddressHost, isPlainHostPort, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isClusterName, isClusterPattern, isPlainHostName, isPlainHostPort, isRoutableNodeAddressHost, isUnderCluster, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { printable } from '../util/printable.js';
 import type { TshPaths } from './paths.js';
@@ -132,7 +132,7 @@ export function renderSshConfigBlock(input: SshConfigBlockInput): string {
  * Refuses a block input with any value that is not plain: the profile name
  * (the markers), the cluster name (comment and `*.<cluster>`), both proxy
  * addresses, and an SSH proxy host that is neither the profile's host nor a
- * name in the cluster. Node names are checked by clusterHostPatterns.
+ * name under the cluster. Node names are checked by clusterHostPatterns.
  * @throws UserError SSH_CONFIG_UNSAFE_VALUE naming the value (escaped) and the fix
  */
 export function checkBlockInput(input: Pick<SshConfigBlockInput, 'profileName' | 'clusterName' | 'webProxyAddr' | 'sshProxyAddr'>): void {
@@ -140,7 +140,7 @@ export function checkBlockInput(input: Pick<SshConfigBlockInput, 'profileName' |
   if (!isClusterName(input.clusterName)) throw unsafeValue('cluster name', input.clusterName);
   if (!isPlainHostPort(input.webProxyAddr)) throw unsafeValue('proxy address', input.webProxyAddr);
   const ssh = splitPlainHostPort(input.sshProxyAddr);
-  if (!ssh || !(sameHost(ssh.host, input.profileName) || isWithinCluster(ssh.host, input.clusterName))) throw unsafeValue('SSH proxy address', input.sshProxyAddr);
+  if (!ssh || !(sameHost(ssh.host, input.profileName) || isUnderCluster(ssh.host, input.clusterName))) throw unsafeValue('SSH proxy address', input.sshProxyAddr);
 }
 
 /**
@@ -184,7 +184,9 @@ export function nodeHostPatterns(nodeNames: string[], clusterName: string, nodeA
   const names = clusterHostPatterns(clusterName, nodeNames);
   const hosts = nodeAddrs
     .map(addrHost)
-    .filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()) && isRoutableNodeAddressHost(h, clusterName));
+    .filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()) && isRoutableNodeAddressHost(h, clusterName))
+    // A bare name is routed only as one of the node names.
+    .filter((h) => h.includes('.') || h.includes(':') || names.some((n) => n.toLowerCase() === h.toLowerCase()));
   return [...new Set([...names, ...hosts].map((n) => n.toLowerCase()))];
 }
 

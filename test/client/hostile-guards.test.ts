@@ -73,6 +73,7 @@ describe('the ssh_config renderer refuses unsafe values itself', () => {
     ['a proxy address with a space', { webProxyAddr: 'jump.example.org:3080 x' }],
     ['an SSH proxy outside the profile host and the cluster', { sshProxyAddr: 'github.com:22' }],
     ['an SSH proxy address with a wildcard', { sshProxyAddr: '*:22' }],
+    ['an SSH proxy on the cluster name itself (a cluster claiming github.com)', { clusterName: 'github.com', sshProxyAddr: 'github.com:22' }],
   ];
   for (const [what, change] of cases) {
     test(`refuses ${what}`, () => refuses(() => renderSshConfigBlock({ ...input, ...change }), 'SSH_CONFIG_UNSAFE_VALUE'));
@@ -82,13 +83,13 @@ describe('the ssh_config renderer refuses unsafe values itself', () => {
 describe('the known_hosts writer refuses unsafe patterns itself', () => {
   const key = generateKeyPair('ed25519').publicKey;
   test('scoped patterns and the proxy address are written', () => {
-    const [line] = formatHostCaLines('example.org', ['node1', 'web.example.org', '*.example.org', '[jump.example.org]:3023'], [key], 'jump.example.org');
+    const [line] = formatHostCaLines('example.org', ['node1', 'web.example.org', '*.example.org', '[jump.example.org]:3023'], [key], { proxyHost: 'jump.example.org', nodeNames: ['node1'] });
     assert.match(line!, /^@cert-authority node1,web\.example\.org,\*\.example\.org,\[jump\.example\.org\]:3023 ssh-ed25519 \S+ jumpgate-cluster=example\.org$/);
     formatHostCaLines('example.org', ['[ssh.example.org]:3023'], [key]);
-    formatHostCaLines('example.org', ['jump.other.test'], [key], 'jump.other.test');
+    formatHostCaLines('example.org', ['jump.other.test'], [key], { proxyHost: 'jump.other.test' });
   });
-  for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '!node1', 'a b', 'node1\n@cert-authority *', '140.82.112.3', '[140.82.112.3]:22', '2001:db8::1', '[jump.example.org]:0', '']) {
-    test(`refuses the pattern ${JSON.stringify(bad)}`, () => refuses(() => formatHostCaLines('example.org', ['node1', bad], [key], 'jump.example.org'), 'KNOWN_HOSTS_UNSAFE_VALUE'));
+  for (const bad of ['*', '*.com', '*.org', 'github.com', '[github.com]:22', '[example.org]:22', 'example.org', '!node1', 'a b', 'node1\n@cert-authority *', '140.82.112.3', '[140.82.112.3]:22', '2001:db8::1', '[jump.example.org]:0', '']) {
+    test(`refuses the pattern ${JSON.stringify(bad)}`, () => refuses(() => formatHostCaLines('example.org', ['node1', bad], [key], { proxyHost: 'jump.example.org', nodeNames: ['node1'] }), 'KNOWN_HOSTS_UNSAFE_VALUE'));
   }
   test('refuses a cluster name that is not one (com, a Match line), and an empty pattern list', () => {
     refuses(() => formatHostCaLines('com', ['*.com'], [key]), 'KNOWN_HOSTS_UNSAFE_VALUE');
@@ -97,7 +98,11 @@ describe('the known_hosts writer refuses unsafe patterns itself', () => {
   });
   test('the proxy host is allowed only when it is the given proxy host', () => {
     refuses(() => formatHostCaLines('example.org', ['[jump.other.test]:3023'], [key]), 'KNOWN_HOSTS_UNSAFE_VALUE');
-    refuses(() => formatHostCaLines('example.org', ['jump.other.test'], [key], 'jump.example.org'), 'KNOWN_HOSTS_UNSAFE_VALUE');
+    refuses(() => formatHostCaLines('example.org', ['jump.other.test'], [key], { proxyHost: 'jump.example.org' }), 'KNOWN_HOSTS_UNSAFE_VALUE');
+  });
+  test('with the node names given, a bare pattern must be one of them (an SSH proxy "gateway:22" is not a node)', () => {
+    refuses(() => formatHostCaLines('example.org', ['node1', 'gateway'], [key], { proxyHost: 'jump.example.org', nodeNames: ['node1'] }), 'KNOWN_HOSTS_UNSAFE_VALUE');
+    formatHostCaLines('example.org', ['NODE1', 'jump'], [key], { proxyHost: 'jump', nodeNames: ['node1'] });
   });
 });
 
@@ -145,7 +150,7 @@ describe('claimClusterScope: which names a login may claim', () => {
   test('refuses a cluster that contains another profile\'s cluster (test around x.test)', () => {
     refuses(() => claimClusterScope({ ...req, clusterName: 'b.test' }, [profile({ clusterName: 'y.b.test' })]), 'LOGIN_SCOPE_CONFLICT');
   });
-  for (const ssh of ['github.com:22', 'jump.a.test:3023', '10.0.0.9:3023', 'bad']) {
+  for (const ssh of ['github.com:22', 'jump.a.test:3023', '10.0.0.9:3023', 'bad', 'b.test:22']) {
     test(`refuses the SSH proxy address ${ssh}`, () => refuses(() => claimClusterScope({ ...req, sshProxyAddr: ssh }, []), 'LOGIN_BAD_ANSWER'));
   }
   test('accepts an SSH proxy inside the cluster', () => {

@@ -13,29 +13,35 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { driveLogin, startHostileProxy, type HostileProxy } from '../helpers/hostile-proxy.js';
+import { driveLogin, makeTls, startHostileProxy, type HostileCraft, type HostileProxy } from '../helpers/hostile-proxy.js';
 import { builtProgram, requireTool, run, tempDir } from '../helpers/tools.js';
 
 const USER_CONFIG = 'Host github.com\n    User git\n\nHost *\n    ServerAliveInterval 30\n';
 
-describe('tsh login against a hostile proxy', () => {
+// Each test has its own proxies and HOME, so they run a few at a time.
+describe('tsh login against a hostile proxy', { concurrency: 3 }, () => {
   const tmp = tempDir('hostile-e2e');
-  let evil: HostileProxy;
-  let other: HostileProxy;
+  let tls: { key: string; cert: string };
+  const proxies: HostileProxy[] = [];
   let homes = 0;
   const pwned = join(tmp.dir, 'pwned');
 
   before(async () => {
     requireTool('ssh', 'apt-get install -y openssh-client');
-    mkdirSync(join(tmp.dir, 'evil'));
-    mkdirSync(join(tmp.dir, 'other'));
-    [evil, other] = await Promise.all([startHostileProxy(join(tmp.dir, 'evil')), startHostileProxy(join(tmp.dir, 'other'), 'a.test', ['node1', 'web'])]);
+    tls = await makeTls(tmp.dir);
   });
 
   after(async () => {
-    await Promise.all([evil?.close(), other?.close()]);
+    await Promise.all(proxies.map((p) => p.close()));
     tmp.cleanup();
   });
+
+  /** A hostile proxy answering with `craft` (default: honest-looking, cluster example.test, node node1). */
+  async function hostile(craft: HostileCraft = {}, cluster = 'example.test', nodes = ['node1']): Promise<HostileProxy> {
+    const p = await startHostileProxy(tls, cluster, nodes, craft);
+    proxies.push(p);
+    return p;
+  }
 
   /** A fresh HOME with a user's own ~/.ssh/config, and the environment tsh and ssh run with. */
   function freshHome(): { home: string; env: NodeJS.ProcessEnv } {
@@ -91,7 +97,7 @@ describe('tsh login against a hostile proxy', () => {
   const proxyOf = (p: HostileProxy, host = '127.0.0.1') => `${host}:${p.port}`;
 
   test('an honest-looking answer logs in; ssh reaches only the cluster through the proxy', async () => {
-    evil.craft = {};
+    const evil = await hostile();
     const { home, env } = freshHome();
     const r = await driveLogin(proxyOf(evil), env);
     assert.equal(r.code, 0, r.stderr);
@@ -101,9 +107,10 @@ describe('tsh login against a hostile proxy', () => {
     assert.deepEqual(caPatterns(home).sort(), ['*.example.test', '[127.0.0.1]:3023', 'node1'].sort());
   });
 
-  for (const bad of ['*', '!x', 'a b', '*.com', '-oProxyCommand=sh', 'node1\nHost *', 'x'.repeat(300)]) {
+  // More shapes (node?, *.com, quotes, line breaks, 300 characters...) in test/api/names.test.ts and test/client/hostile-guards.test.ts.
+  for (const bad of ['*', '!x', 'a b', '-oProxyCommand=sh']) {
     test(`node name ${JSON.stringify(bad.slice(0, 30))} from the proxy: login refused, nothing saved`, async () => {
-      evil.craft = { result: (r) => ({ ...r, nodes: ['node1', bad] }) };
+      const evil = await hostile({ result: (r) => ({ ...r, nodes: ['node1', bad] }) });
       const { home, env } = freshHome();
       const before = snapshot(home);
       const r = await driveLogin(proxyOf(evil), env);
@@ -116,7 +123,7 @@ describe('tsh login against a hostile proxy', () => {
   }
 
   test('node names outside the cluster (github.com, an IP, the proxy itself) are left out with a note; the login works', async () => {
-    evil.craft = { result: (r) => ({ ...r, nodes: ['node1', 'github.com', 'example.test', '10.0.0.5', '127.0.0.1', 'web.example.test'] }) };
+    const evil = await hostile({ result: (r) => ({ ...r, nodes: ['node1', 'github.com', 'example.test', '10.0.0.5', '127.0.0.1', 'web.example.test'] }) });
     const { home, env } = freshHome();
     const r = await driveLogin(proxyOf(evil), env);
     assert.equal(r.code, 0, r.stderr);
@@ -131,10 +138,10 @@ describe('tsh login against a hostile proxy', () => {
 
   test("another profile's node1 is not taken over: tsh names the profile that keeps it and the long form", async () => {
     const { home, env } = freshHome();
-    other.craft = {};
+    const other = await hostile({}, 'a.test', ['node1', 'web']);
     const a = await driveLogin(proxyOf(other, 'localhost'), env);
     assert.equal(a.code, 0, a.stderr);
-    evil.craft = { result: (r) => ({ ...r, nodes: ['node1', 'web', 'db'] }) };
+    const evil = await hostile({ result: (r) => ({ ...r, nodes: ['node1', 'web', 'db'] }) });
     const b = await driveLogin(proxyOf(evil), env);
     assert.equal(b.code, 0, b.stderr);
     assert.match(b.stderr, /node "node1" of example\.test is not added .*the profile localhost already routes it; reach this one as node1\.example\.test/);
@@ -153,14 +160,12 @@ describe('tsh login against a hostile proxy', () => {
 
   const refusedClusters: [string, string, RegExp][] = [
     ['com', 'a single label', /cluster_name: not a cluster name/],
-    ['10.0.0.1', 'an IP address', /cluster_name: not a cluster name/],
-    ['*.com', 'a wildcard', /cluster_name: not a cluster name/],
     ['example.test\nMatch exec "touch PWNED"', 'a line break and Match exec', /cluster_name: not a cluster name/],
   ];
   for (const [name, what, message] of refusedClusters) {
     const crafted = name.replace('PWNED', pwned);
     test(`a cluster name with ${what} in the ping answer is refused before the login starts; nothing saved`, async () => {
-      evil.craft = { ping: (p) => ({ ...p, cluster_name: crafted }), result: (r) => ({ ...r, cluster_name: crafted }) };
+      const evil = await hostile({ ping: (p) => ({ ...p, cluster_name: crafted }), result: (r) => ({ ...r, cluster_name: crafted }) });
       const { home, env } = freshHome();
       const before = snapshot(home);
       const starts = evil.starts;
@@ -172,7 +177,7 @@ describe('tsh login against a hostile proxy', () => {
       assert.deepEqual(snapshot(home), before);
     });
     test(`a cluster name with ${what} only in the sealed answer is refused; nothing saved, tsh config has nothing to print`, async () => {
-      evil.craft = { result: (r) => ({ ...r, cluster_name: crafted }) };
+      const evil = await hostile({ result: (r) => ({ ...r, cluster_name: crafted }) });
       const { home, env } = freshHome();
       const before = snapshot(home);
       const r = await driveLogin(proxyOf(evil), env);
@@ -190,43 +195,39 @@ describe('tsh login against a hostile proxy', () => {
 
   test('a cluster name another profile uses, or one inside or around it, is refused; the first login is kept', async () => {
     const { home, env } = freshHome();
-    other.craft = {};
+    const other = await hostile({}, 'a.test', ['node1', 'web']);
     assert.equal((await driveLogin(proxyOf(other, 'localhost'), env)).code, 0);
     const before = snapshot(home);
     for (const cluster of ['a.test', 'x.a.test', 'A.TEST']) {
-      evil.craft = { ping: (p) => ({ ...p, cluster_name: cluster }), result: (r) => ({ ...r, cluster_name: cluster }) };
+      const evil = await hostile({ ping: (p) => ({ ...p, cluster_name: cluster }), result: (r) => ({ ...r, cluster_name: cluster }) });
       const r = await driveLogin(proxyOf(evil), env);
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /the cluster a\.test of the profile localhost: both would route the same host names/);
       assert.match(r.stderr, /tsh logout --proxy=localhost/);
+      assert.match(r.page, /Login failed/, 'the browser is told too');
       assert.deepEqual(snapshot(home), before, `${cluster}: nothing changed`);
     }
   });
 
   test('an SSH proxy address outside the proxy host and the cluster (github.com:22) is refused: the CA would be trusted there', async () => {
-    evil.craft = { result: (r) => ({ ...r, ssh_public_addr: 'github.com:22' }) };
+    const evil = await hostile({ result: (r) => ({ ...r, ssh_public_addr: 'github.com:22' }) });
     const { home, env } = freshHome();
     const before = snapshot(home);
     const r = await driveLogin(proxyOf(evil), env);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /SSH service is at "github\.com:22", which is neither 127\.0\.0\.1 nor a name in example\.test/);
+    assert.match(r.stderr, /SSH service is at "github\.com:22", which is neither 127\.0\.0\.1 nor a name under example\.test/);
     assert.deepEqual(snapshot(home), before);
   });
 
   const badFields: [string, (r: Record<string, unknown>) => Record<string, unknown>, RegExp][] = [
     ['a user name with a line break', (r) => ({ ...r, username: 'alice\nHost *' }), /username: not a plain name/],
-    ['a login starting with "-"', (r) => ({ ...r, logins: ['-oProxyCommand=x'] }), /logins\[0\]: not a plain name/],
-    ['a role with a space', (r) => ({ ...r, roles: ['a b'] }), /roles\[0\]: not a plain name/],
     ['a host CA that is not a key', (r) => ({ ...r, host_ca: ['ssh-ed25519 AAAA'] }), /host_ca\[0\]: not an OpenSSH public key/],
-    ['no host CA', (r) => ({ ...r, host_ca: [] }), /host_ca: is empty/],
     ['a host CA line with a second line', (r) => ({ ...r, host_ca: [`${String((r['host_ca'] as string[])[0])}\n@cert-authority * ssh-ed25519 AAAA`] }), /host_ca\[0\]: not one OpenSSH key line/],
-    ['an SSH address that is not host:port', (r) => ({ ...r, ssh_public_addr: '127.0.0.1' }), /ssh_public_addr: not host:port/],
     ['a certificate for another key', (r) => ({ ...r, certificate: String((r['host_ca'] as string[])[0]) }), /certificate tsh cannot read|not a user certificate/],
-    ['a validity that is not a time', (r) => ({ ...r, valid_before: 'soon' }), /valid_before: not an ISO 8601 time/],
   ];
   for (const [what, craft, message] of badFields) {
     test(`a sealed answer with ${what} is refused; nothing saved`, async () => {
-      evil.craft = { result: (r) => craft(r as unknown as Record<string, unknown>) };
+      const evil = await hostile({ result: (r) => craft(r as unknown as Record<string, unknown>) });
       const { home, env } = freshHome();
       const before = snapshot(home);
       const r = await driveLogin(proxyOf(evil), env);
@@ -237,7 +238,7 @@ describe('tsh login against a hostile proxy', () => {
   }
 
   test('an API error with terminal escape sequences is printed escaped', async () => {
-    evil.craft = { pingStatus: 500, ping: () => ({ error: { code: 'E_BOOM', message: 'boom \x1b]0;owned\x07 \r\nfake: Logged in' } }) };
+    const evil = await hostile({ pingStatus: 500, ping: () => ({ error: { code: 'E_BOOM', message: 'boom \x1b]0;owned\x07 \r\nfake: Logged in' } }) });
     const { env } = freshHome();
     const r = await driveLogin(proxyOf(evil), env);
     assert.equal(r.code, 1, r.stderr);

@@ -241,7 +241,7 @@ export const loginAnswerTarget: SyncTarget = {
       const owned = new Set(r.nodes.map((n) => n.toLowerCase()));
       const block = refusedOr(() => renderSshConfigBlock(blockInput(r.cluster, r.ssh, r.nodes, r.nodes.map((n) => `${n}:22`))));
       if (!(block instanceof Refused)) checkBlock(block, r.cluster, owned);
-      const lines = refusedOr(() => formatHostCaLines(r.cluster, knownHostsPatterns({ clusterName: r.cluster, nodeNames: r.nodes, sshProxyAddr: r.ssh }), [ca.publicKey], PROXY_HOST));
+      const lines = refusedOr(() => formatHostCaLines(r.cluster, knownHostsPatterns({ clusterName: r.cluster, nodeNames: r.nodes, sshProxyAddr: r.ssh }), [ca.publicKey], { proxyHost: PROXY_HOST, nodeNames: r.nodes }));
       if (!(lines instanceof Refused)) checkKnownHosts(lines, r.cluster, owned);
     }
     // 2. What tsh login does before it saves anything.
@@ -254,7 +254,7 @@ export const loginAnswerTarget: SyncTarget = {
     for (const n of owned) if (OTHER.nodeNames.includes(n)) throw new LoginAnswerViolation(`took ${n} from another profile`);
     const block = renderSshConfigBlock(blockInput(res.cluster_name, res.ssh_public_addr, scope.nodeNames));
     checkBlock(block, res.cluster_name, owned);
-    const caLines = formatHostCaLines(res.cluster_name, knownHostsPatterns({ clusterName: res.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: res.ssh_public_addr }), res.host_ca.map((l) => parsePublicKeyLine(l).key), PROXY_HOST);
+    const caLines = formatHostCaLines(res.cluster_name, knownHostsPatterns({ clusterName: res.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: res.ssh_public_addr }), res.host_ca.map((l) => parsePublicKeyLine(l).key), { proxyHost: PROXY_HOST, nodeNames: scope.nodeNames });
     checkKnownHosts(caLines, res.cluster_name, owned);
   },
   expected: (err) => err instanceof Refused,

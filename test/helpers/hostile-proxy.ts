@@ -41,15 +41,26 @@ export interface HostileProxy {
   close(): Promise<void>;
 }
 
-/** Starts the hostile HTTPS proxy; `clusterName` is its honest-looking default. */
-export async function startHostileProxy(dir: string, clusterName = 'example.test', nodes: string[] = ['node1']): Promise<HostileProxy> {
+/** A self-signed TLS key and certificate (openssl) in `dir`, for startHostileProxy; made once per suite. */
+export async function makeTls(dir: string): Promise<{ key: string; cert: string }> {
   const key = join(dir, 'tls.key');
   const cert = join(dir, 'tls.crt');
   const r = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
   if (r.code !== 0) throw new Error(`openssl: ${r.stderr}`);
+  return { key, cert };
+}
+
+/** Starts the hostile HTTPS proxy; `clusterName` is its honest-looking default. */
+export async function startHostileProxy(
+  tls: { key: string; cert: string },
+  clusterName = 'example.test',
+  nodes: string[] = ['node1'],
+  craft: HostileCraft = {},
+): Promise<HostileProxy> {
+  const { key, cert } = tls;
   const ca = generateKeyPair('ed25519');
   const hostCaLine = formatPublicKeyLine(ca.publicKey, 'hostile host CA');
-  const self: HostileProxy = { port: 0, hostCaLine, starts: 0, craft: {}, close: async () => {} };
+  const self: HostileProxy = { port: 0, hostCaLine, starts: 0, craft, close: async () => {} };
   const honestPing = (host: string): PingResponse => ({
     cluster_name: clusterName,
     server_version: '0.1.0',
@@ -139,7 +150,7 @@ export async function driveLogin(proxy: string, env: NodeJS.ProcessEnv, args: st
     const first = await plainGet(url);
     if (first.location) page = (await plainGet(first.location)).body;
   }
-  const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+  const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
   if (code === null && child.exitCode === null) child.kill('SIGKILL');
   return { code, stderr, page };
 }

@@ -105,6 +105,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: profile.clusterName,
       proxyHost: profile.name,
+      nodeNames: profile.nodeNames,
       patterns: knownHostsPatterns({ clusterName: profile.clusterName, nodeNames: profile.nodeNames, sshProxyAddr, nodeAddrs: profile.nodeAddrs ?? [] }),
       caKeys: ca.get('host').trusted.map((k) => k.publicKey),
     });

@@ -4,6 +4,7 @@ import { AgentClient, AgentError } from '../../../client/agent.js';
 import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
 import { openKeyStore, openProfileKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, ping } from '../../../client/login.js';
+import type { LoginResult } from '../../../api/types.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
@@ -88,6 +89,14 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
   if (info.auth.type !== 'oidc') {
     throw new AuthError('LOGIN_NOT_CONFIGURED', `the cluster ${printable(info.cluster_name)} has no single sign-on configured`, { hint: 'ask an admin to set auth.oidc' });
   }
+  const scopeOf = (r: LoginResult) => {
+    if (r.cluster_name !== info.cluster_name) {
+      throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${r.cluster_name}, but the proxy said it is ${info.cluster_name}`, {
+        hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy)',
+      });
+    }
+    return claimClusterScope({ profileName: proxy.host, proxyHost: proxy.host, clusterName: r.cluster_name, sshProxyAddr: r.ssh_public_addr, nodeNames: r.nodes }, store.list());
+  };
   const login = await browserLogin({
     proxyAddr: proxy.addr,
     dispatcher,
@@ -96,13 +105,10 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     ...(opts.browser === 'none' ? {} : { openBrowser: (url: string) => hooks.openBrowser(url, deps) }),
     say,
     waiting: (text) => waitingIndicator(text, deps),
+    // Checked here first so the browser page tells the truth; checked again under the lock below.
+    checkResult: (r) => void scopeOf(r),
   });
   const r = login.result;
-  if (r.cluster_name !== info.cluster_name) {
-    throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${r.cluster_name}, but the proxy said it is ${info.cluster_name}`, {
-      hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy)',
-    });
-  }
   const profile: Profile = {
     version: 1,
     name: proxy.host,
@@ -124,20 +130,18 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     // Read before saveKeys overwrites them: the earlier login's keys, so its agent entries can be found.
     const earlierKeys = profileKeys(paths, profile.name, earlier ? [earlier.username] : []);
     // Decided under the lock, against every other profile, before anything is saved.
-    const scope = claimClusterScope(
-      { profileName: profile.name, proxyHost: proxy.host, clusterName: r.cluster_name, sshProxyAddr: r.ssh_public_addr, nodeNames: r.nodes },
-      store.list(),
-    );
+    const scope = scopeOf(r);
     profile.nodeNames = scope.nodeNames;
     profile.nodeAddrs = scopeNodeAddrs(profile.nodeAddrs ?? [], r.cluster_name, scope, store.list().filter((p) => p.name !== profile.name));
     const hostCa = {
       clusterName: r.cluster_name,
       proxyHost: proxy.host,
+      nodeNames: scope.nodeNames,
       patterns: knownHostsPatterns({ clusterName: r.cluster_name, nodeNames: scope.nodeNames, sshProxyAddr: r.ssh_public_addr, nodeAddrs: profile.nodeAddrs ?? [] }),
       caKeys: r.host_ca.map((l) => parsePublicKeyLine(l).key),
     };
     // The renderers' own guards run before the first write, so a value they refuse leaves nothing behind.
-    formatHostCaLines(hostCa.clusterName, hostCa.patterns, hostCa.caKeys, hostCa.proxyHost);
+    formatHostCaLines(hostCa.clusterName, hostCa.patterns, hostCa.caKeys, hostCa);
     if (opts.sshConfig && hooks.checkSshConfig) hooks.checkSshConfig(profile, paths, deps);
     await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate);
     recordKey(paths, profile.name, login.publicKey.blob);
