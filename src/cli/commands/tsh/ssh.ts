@@ -66,11 +66,16 @@ export function parseSshArgs(args: string[]): SshOptions | undefined {
       break;
     }
     if (a === '-h' || a === '--help') return undefined;
-    if (a.startsWith('--proxy')) {
+    if (a === '--proxy' || a.startsWith('--proxy=')) {
       o.proxy = a.startsWith('--proxy=') ? a.slice('--proxy='.length) : value('--proxy', '');
       continue;
     }
     if (a === '--debug') continue; // the program's own flag, already seen by execute()
+    if (a.startsWith('--')) {
+      const name = a.split('=')[0]!;
+      const near = ['--proxy', '--help', '--debug'].find((known) => editDistance(name, known) <= 2);
+      throw new UsageError('USAGE_UNKNOWN_OPTION', `unknown option ${name} for tsh ssh${near ? ` (did you mean ${near}?)` : ''}`, { hint: 'see tsh ssh --help' });
+    }
     if (!a.startsWith('-') || a === '-') break;
     // A cluster of single-letter flags, the last of which may take a value (-tA, -p2222).
     for (let j = 1; j < a.length; j++) {
@@ -98,6 +103,17 @@ export function parseSshArgs(args: string[]): SshOptions | undefined {
   o.destination = dest;
   o.command = args.slice(i + 1);
   return o;
+}
+
+/** Levenshtein distance, for "did you mean" on tsh ssh's hand-parsed long options. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 /** `tsh ssh`: a shell or a command on a node; throws ExitStatus with the remote exit status when it is not 0. */
