@@ -28,8 +28,10 @@ export interface Profile {
   /** ISO time the certificate expires. */
   validBefore: string;
   keystore: KeystoreKind;
-  /** TLS verification of the proxy was skipped at login (--insecure). */
+  /** TLS verification of the proxy was skipped at login (--insecure); the next `tsh login` reuses it. */
   insecure: boolean;
+  /** The --user given at login (the identity provider's login hint); the next `tsh login` reuses it. */
+  user?: string;
   /** Nodes the user could reach at login, for the ssh_config Host patterns. */
   nodeNames: string[];
 }

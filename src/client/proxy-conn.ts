@@ -38,9 +38,13 @@ export const CLIENT_CIPHERS: string[] = ssh2Crypto.bindingAvailable
 /** How long connecting, key exchange and authentication may take per hop. */
 export const SSH_READY_TIMEOUT_MS = 20_000;
 
-/** Loads the user's credentials for a profile (AuthError naming `tsh login` when missing or expired). */
-export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date): Promise<Credentials> {
-  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}) });
+/**
+ * Loads the user's credentials for a profile (AuthError naming the exact
+ * `tsh login` when missing or expired, the clock when not valid yet).
+ * `how`: how hints run tsh, and the clock leeway (credentials.ts).
+ */
+export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date, how: { program?: string; leewaySeconds?: number } = {}): Promise<Credentials> {
+  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...how });
 }
 
 /**
@@ -81,7 +85,7 @@ export function clusterHostCAs(paths: TshPaths, creds: Credentials) {
   const keys = readClusterHostCAs(paths.knownHosts(), creds.profile.clusterName);
   if (keys.length === 0) {
     throw new AuthError('HOST_CA_MISSING', `${paths.knownHosts()} has no host CA for cluster ${creds.profile.clusterName}`, {
-      hint: `run \`tsh login --proxy=${creds.profile.webProxyAddr}\` to fetch it`,
+      hint: `run \`${creds.relogin}\` to fetch it`,
     });
   }
   return keys;
@@ -91,7 +95,7 @@ export function clusterHostCAs(paths: TshPaths, creds: Credentials) {
 export async function connectProxy(opts: ProxyConnectOptions): Promise<ssh2.Client> {
   const { profile } = opts.creds;
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(profile.sshProxyAddr) ?? /^([^:]+):(\d+)$/.exec(profile.sshProxyAddr);
-  if (!m) throw new UserError('PROFILE_CORRUPT', `the profile ${profile.name} has no usable SSH proxy address ("${profile.sshProxyAddr}")`, { hint: `run \`tsh login --proxy=${profile.webProxyAddr}\`` });
+  if (!m) throw new UserError('PROFILE_CORRUPT', `the profile ${profile.name} has no usable SSH proxy address ("${profile.sshProxyAddr}")`, { hint: `run \`${opts.creds.relogin}\`` });
   const host = m[1]!;
   const port = Number(m[2]);
   const cas = clusterHostCAs(opts.paths, opts.creds);
@@ -104,6 +108,8 @@ export async function connectProxy(opts: ProxyConnectOptions): Promise<ssh2.Clie
     cas: () => cas,
     now: opts.now,
     webProxyAddr: profile.webProxyAddr,
+    relogin: opts.creds.relogin,
+    clockLeewaySeconds: opts.creds.clockLeewaySeconds,
     ...(opts.log ? { log: opts.log } : {}),
   });
 }
@@ -118,13 +124,17 @@ export interface SshOverOptions {
   cas: () => ReturnType<typeof readClusterHostCAs>;
   now: () => Date;
   webProxyAddr: string;
+  /** The `tsh login` command for hints (Credentials.relogin); default `tsh login --proxy=<webProxyAddr>`. */
+  relogin?: string;
+  /** How far a host certificate may start in this machine's future (Credentials.clockLeewaySeconds). Default 0. */
+  clockLeewaySeconds?: number;
   agent?: string;
   log?: (line: string) => void;
 }
 
 /** Runs an ssh2 Client over an open stream (a socket, or a channel through the proxy) with host-certificate verification. */
 export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promise<ssh2.Client> {
-  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname, now: o.now });
+  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname, now: o.now, notBeforeLeewaySeconds: o.clockLeewaySeconds ?? 0 });
   const client = new ssh2.Client();
   // An explicit list: only the certificate, never the agent's other keys.
   const auth: PublicKeyAuthMethod = { type: 'publickey', username: o.login, key: o.identity };
@@ -147,7 +157,7 @@ export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promis
         return reject(
           new AuthError('SSH_AUTH_REFUSED', `${o.what} refused your certificate for the login "${o.login}"`, {
             cause: err,
-            hint: `run \`tsh login --proxy=${o.webProxyAddr}\` to get a fresh certificate`,
+            hint: `run \`${o.relogin ?? `tsh login --proxy=${o.webProxyAddr}`}\` to get a fresh certificate`,
           }),
         );
       }

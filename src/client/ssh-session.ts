@@ -130,6 +130,8 @@ export async function runSshSession(o: SshSessionOptions): Promise<number> {
       cas: () => cas,
       now: o.now,
       webProxyAddr: o.creds.profile.webProxyAddr,
+      relogin: o.creds.relogin,
+      clockLeewaySeconds: o.creds.clockLeewaySeconds,
       ...(agent ? { agent } : {}),
       ...(o.log ? { log: o.log } : {}),
     });

@@ -3,6 +3,7 @@ import { TshPaths } from '../../../client/paths.js';
 import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
 import { profileNameFor } from '../../../client/proxy-addr.js';
 import type { Deps } from '../../deps.js';
+import { credentialOptions } from './client-context.js';
 
 export interface ProxySshOptions {
   /** `[user@]host[:port]`, as ssh's `%r@%h:%p` gives it. */
@@ -44,7 +45,7 @@ export async function run(opts: ProxySshOptions, deps: Deps): Promise<void> {
 async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const target = parseProxyTarget(opts.target);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock());
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
   const login = target.user ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;

@@ -5,6 +5,7 @@ import { profileNameFor } from '../../../client/proxy-addr.js';
 import { parseDestination, parseForwardSpec, runSshSession, type ForwardSpec } from '../../../client/ssh-session.js';
 import { ExitStatus } from '../../errors.js';
 import type { Deps } from '../../deps.js';
+import { credentialOptions } from './client-context.js';
 
 export interface SshOptions {
   destination: string;
@@ -120,7 +121,7 @@ function editDistance(a: string, b: string): number {
 export async function run(opts: SshOptions, deps: Deps): Promise<void> {
   const { user, host } = parseDestination(opts.destination);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock());
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
   const login = user ?? opts.login ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const status = await runSshSession({
