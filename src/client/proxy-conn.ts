@@ -54,7 +54,7 @@ export function credentialsFor(paths: TshPaths, profile: string | undefined, now
 export function checkLogin(creds: Credentials, login: string): void {
   if (creds.cert.principals.includes(login)) return;
   throw new AuthError('LOGIN_NOT_ALLOWED', `your roles do not grant the login "${login}" (your logins: ${creds.cert.principals.join(', ')})`, {
-    hint: 'use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run `tsh login` again',
+    hint: `use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run \`${creds.relogin}\` again`,
   });
 }
 
@@ -186,7 +186,7 @@ export class ProxyRefusal extends UserError {}
  * banner) arrive, so a refusal becomes an error carrying the proxy's reason
  * instead of a stream that just ends. Later stderr from the proxy goes to `stderr`.
  */
-export function openNodeChannel(client: ssh2.Client, host: string, port: number, stderr: (text: string) => void): Promise<ClientChannel> {
+export function openNodeChannel(client: ssh2.Client, host: string, port: number, stderr: (text: string) => void, relogin = 'tsh login'): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     client.subsys(PROXY_SUBSYSTEM(host, port), (err, ch) => {
       if (err) return reject(new UserError('PROXY_SUBSYSTEM_REFUSED', `the proxy refused to open a channel to ${host}: ${err.message}`, { cause: err }));
@@ -212,7 +212,7 @@ export function openNodeChannel(client: ssh2.Client, host: string, port: number,
         cleanup();
         const reason = printable(errText.trim().replace(/^jumpgate proxy: /, ''), 1000) || `the proxy closed the channel to ${host}`;
         const Kind = code === 4 ? AuthError : ProxyRefusal;
-        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: 'run `tsh login` again if your roles changed' } : {}));
+        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: `run \`${relogin}\` again if your roles changed` } : {}));
       };
       const cleanup = () => {
         ch.removeListener('data', onData);

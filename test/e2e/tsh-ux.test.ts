@@ -220,6 +220,15 @@ describe('tsh for people: hints that work as printed, clear errors, clocks, pipe
     const bit = await tsh(f.env, ['status'], [faketime, '-f', '-3m']);
     assert.equal(bit.code, 0, bit.stderr);
     assert.match(bit.stdout, /valid for \S+; this machine's clock is at least \d+m?\d*s? behind/);
+    assert.doesNotMatch(bit.stdout, /\x1b\[/, 'no colour when piped');
+    const green = await tsh({ ...f.env, FORCE_COLOR: '1' }, ['status']);
+    assert.match(green.stdout, /\[\x1b\[32mvalid for \S+\x1b\[39m\]/, 'FORCE_COLOR: validity in green');
+    const red = await tsh({ ...f.env, FORCE_COLOR: '1' }, ['status'], [faketime, '-f', '+25h']);
+    assert.equal(red.code, 4);
+    assert.match(red.stdout, /\[\x1b\[31mEXPIRED\x1b\[39m\]/, 'expired in red');
+    assert.match(red.stderr, /^\x1b\[31merror:\x1b\[39m /m, 'errors in red');
+    const none = await tsh({ ...f.env, FORCE_COLOR: '1', NO_COLOR: '1' }, ['status']);
+    assert.match(none.stdout, /\x1b\[32m/, 'FORCE_COLOR wins over NO_COLOR, as in Node');
 
     const { env } = freshEnv();
     const r = await runPrintedLogin(`${faketime} -f -3m ${builtProgram('tsh')} login --proxy=localhost:${cluster.webPort} --insecure --browser=none`, env);

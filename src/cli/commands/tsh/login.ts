@@ -95,13 +95,14 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
   }
   const proxy = parseProxyFlag(proxyText, opts.proxy === undefined && deps.env['TSH_PROXY'] === undefined ? 'the current profile\'s proxy' : proxyFlag);
   const bindAddr = opts.bindAddr !== undefined ? parseBindAddr(opts.bindAddr) : undefined;
-  // What the last login to this proxy remembers; an explicit flag wins.
-  const remembered = loadOrNone(proxy.host);
+  // What the last login to this proxy (same host and port) remembers; an explicit flag wins.
+  const last = loadOrNone(proxy.host);
+  const remembered = last?.webProxyAddr === proxy.addr ? last : undefined;
   const insecure = opts.insecure ?? remembered?.insecure ?? false;
   const user = opts.user ?? remembered?.user;
   const reused = [
     ...(opts.insecure === undefined && insecure ? ['--insecure'] : []),
-    ...(opts.user === undefined && user !== undefined ? [`--user=${shellWord(user)}`] : []),
+    ...(opts.user === undefined && user !== undefined ? [`--user=${printable(shellWord(user))}`] : []),
   ];
   if (reused.length > 0) say(`Using ${reused.join(' ')} from the last login to ${proxy.host}${insecure && opts.insecure === undefined ? ' (--no-insecure to check the certificate again)' : ''}.`);
   const command = { webProxyAddr: proxy.addr, insecure, ...(user !== undefined ? { user } : {}) };

@@ -51,7 +51,7 @@ async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
   const proxy = await connectProxy({ creds, paths, env: deps.env, login, now: deps.clock, ...(log ? { log } : {}) });
   try {
-    const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t));
+    const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t), creds.relogin);
     await new Promise<void>((resolve) => {
       // ssh closed its end of our stdout (it exited): nothing left to relay.
       deps.io.stdout.on('error', () => ch.close());
