@@ -1,6 +1,7 @@
 import { homedir, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { isSea } from 'node:sea';
+import { makeColors, type Colors } from './color.js';
 
 /** Where a command writes: stdout for data only, stderr for people. */
 export interface Io {
@@ -9,6 +10,8 @@ export interface Io {
   stdin: NodeJS.ReadableStream;
   /** Whether stderr is a terminal (spinners and colour only then). */
   stderrIsTTY: boolean;
+  /** Whether stdout is a terminal (colour in data output only then). */
+  stdoutIsTTY: boolean;
 }
 
 /**
@@ -28,6 +31,8 @@ export interface Deps {
    */
   accountHome?: string;
   cwd: string;
+  /** chalk for stdout and stderr at the level NO_COLOR, FORCE_COLOR and the terminals allow (color.ts). */
+  colors: Colors;
   /** True when --debug was given: stack traces and protocol details to stderr. */
   debug: boolean;
   /**
@@ -48,8 +53,10 @@ export function realDeps(): Deps {
       stderr: process.stderr,
       stdin: process.stdin,
       stderrIsTTY: Boolean(process.stderr.isTTY),
+      stdoutIsTTY: Boolean(process.stdout.isTTY),
     },
     env: process.env,
+    colors: makeColors(process.env, { stdout: Boolean(process.stdout.isTTY), stderr: Boolean(process.stderr.isTTY) }),
     clock: () => new Date(),
     platform: process.platform,
     homedir: homedir(),

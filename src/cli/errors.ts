@@ -1,3 +1,4 @@
+import type { ChalkInstance } from 'chalk';
 import { AuthError, UsageError, UserError } from '../errors.js';
 
 /** Exit codes fixed by the contract. */
@@ -23,16 +24,18 @@ export function exitCodeFor(err: unknown): number {
 
 /**
  * Renders an error for stderr: `error: message`, the hint on its own line, and
- * with --debug the code, the stack and the chain of causes.
+ * with --debug the code, the stack and the chain of causes. `color` (the
+ * stderr chalk, level 0 when piped or NO_COLOR) paints `error:` red and `hint:` yellow.
  */
-export function formatError(err: unknown, debug: boolean): string {
+export function formatError(err: unknown, debug: boolean, color?: ChalkInstance): string {
   const lines: string[] = [];
+  const error = color ? color.red('error:') : 'error:';
   if (err instanceof UserError) {
-    lines.push(`error: ${err.message}`);
-    if (err.hint) lines.push(`hint: ${err.hint}`);
+    lines.push(`${error} ${err.message}`);
+    if (err.hint) lines.push(`${color ? color.yellow('hint:') : 'hint:'} ${err.hint}`);
     if (debug) lines.push(`code: ${err.code}`);
   } else {
-    lines.push(`error: ${err instanceof Error ? err.message : String(err)}`);
+    lines.push(`${error} ${err instanceof Error ? err.message : String(err)}`);
     if (!debug) lines.push('hint: this looks like a bug; run again with --debug and report the output');
   }
   if (debug) {

@@ -22,17 +22,20 @@ export const buildTsh: ProgramBuilder = (deps) => {
   program
     .command('login')
     .description('log in through single sign-on in a browser; loads a certificate into ssh-agent and writes ~/.ssh/config')
-    .option('--proxy <host[:port]>', 'the Jumpgate proxy (default: $TSH_PROXY, or the current profile); port 3080 if omitted')
-    .option('--user <name>', 'the user name to log in as (a hint for the identity provider)')
+    .option('--proxy <address>', 'the Jumpgate proxy: host, host:port (3080 if omitted) or https://host[:port] (default: $TSH_PROXY, or the current profile)')
+    .option('--user <name>', 'the user name to log in as (a hint for the identity provider; remembered for the next login)')
     .option('--ttl <duration>', 'certificate validity wanted, e.g. 8h (capped by your roles; default: the cluster\'s, usually 24h)')
     .addOption(new Option('--browser <browser>', '"none" to only print the URL').choices(['default', 'none']).default('default'))
-    .option('--insecure', 'do not verify the proxy\'s HTTPS certificate (development clusters with a self-signed one)', false)
+    .option('--insecure', 'do not verify the proxy\'s HTTPS certificate (development clusters with a self-signed one; remembered for the next login)')
+    .option('--no-insecure', 'verify the proxy\'s HTTPS certificate again (forgets a remembered --insecure)')
+    .option('--bind-addr <host:port>', 'a fixed loopback address for the login\'s browser callback, e.g. 127.0.0.1:8765 (for ssh -L or a container on the host network)')
     .addOption(new Option('--keystore <where>', 'where the private key is kept').choices(['auto', 'keychain', 'file']).default('auto'))
     .option('--no-ssh-config', 'do not write the Jumpgate block into ~/.ssh/config')
     .addOption(
       new Option('--add-keys-to-agent <when>', 'load key and certificate into the ssh-agent: auto (when one answers), yes (a failure is an error), no (ssh reads the key file; needs the file keystore); remembered for the next login').choices(['auto', 'yes', 'no']),
     )
-    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no' }) => {
+    .addHelpText('after', '\nWith no flags, logs in again to the current profile with the --insecure and --user it remembers.\nTSH_CLOCK_LEEWAY (default 5m): how far behind this machine\'s clock may be before a certificate is "not valid yet".\n')
+    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure?: boolean; bindAddr?: string; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no' }) => {
       const [login, ui, sshConfig] = await Promise.all([import('./commands/tsh/login.js'), import('./ui.js'), import('../client/ssh-config.js')]);
       await login.run(
         {
@@ -40,7 +43,8 @@ export const buildTsh: ProgramBuilder = (deps) => {
           ...(o.user !== undefined ? { user: o.user } : {}),
           ...(o.ttl !== undefined ? { ttlSeconds: flagDuration('--ttl', o.ttl) } : {}),
           browser: o.browser,
-          insecure: o.insecure,
+          ...(o.insecure !== undefined ? { insecure: o.insecure } : {}),
+          ...(o.bindAddr !== undefined ? { bindAddr: o.bindAddr } : {}),
           keystore: o.keystore,
           sshConfig: o.sshConfig,
           ...(o.addKeysToAgent !== undefined ? { addKeysToAgent: o.addKeysToAgent } : {}),

@@ -3,9 +3,31 @@
  * opening the browser. Heavy modules load only when used.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { shellWord } from '../client/proxy-addr.js';
 import type { Deps } from './deps.js';
+
+/**
+ * How a hint tells people to run tsh so the command works as printed: `tsh`
+ * when the `tsh` found on PATH is this very program, else this program's
+ * absolute path (the script or the single executable; e.g. the quickstart's
+ * bin/tsh, which is not on PATH).
+ */
+export function tshProgram(deps: Pick<Deps, 'selfCommand' | 'env' | 'platform'>): string {
+  const self = deps.selfCommand[deps.selfCommand.length - 1];
+  if (!self) return 'tsh';
+  const found = onPath(deps.platform === 'win32' ? 'tsh.exe' : 'tsh', deps.env);
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  if (found && real(found) === real(self)) return 'tsh';
+  return shellWord(self);
+}
 
 /** Shows `text` with a spinner on a terminal, or as one plain line otherwise; returns the stop function. */
 export function waitingIndicator(text: string, deps: Deps): () => void {

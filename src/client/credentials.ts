@@ -8,8 +8,56 @@ import { readFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { AuthError } from '../errors.js';
 import { parseCertificateLine, parseOpenSSHPrivateKey, type Certificate } from '../sshcert/index.js';
+import { formatDuration } from '../shared/duration.js';
 import type { KeystoreKind, Profile, ProfileStore } from './profile.js';
 import type { TshPaths } from './paths.js';
+import { EXAMPLE_PROXY, loginCommand } from './proxy-addr.js';
+
+/**
+ * How far in this machine's future a certificate's start (valid_after) may
+ * be and tsh still uses it: a clock that is behind makes a fresh certificate
+ * look "not valid yet" here while the proxy and the nodes, whose clocks are
+ * right, accept it. 5 minutes, Kerberos' default skew; TSH_CLOCK_LEEWAY
+ * changes it. The proxy also back-dates valid_after by 60 s (sshcert CLOCK_SKEW_SECONDS).
+ */
+export const DEFAULT_CLOCK_LEEWAY_SECONDS = 5 * 60;
+
+/** A certificate's validity as seen from this machine's clock. */
+export type CertValidity =
+  | { state: 'valid'; /** Seconds this clock is at least behind (valid_after is in its future, within the leeway); 0 when not seen. */ behindSeconds: number }
+  | { state: 'expired'; at: Date }
+  | { state: 'not-yet-valid'; from: Date; /** This clock is at least this many seconds behind the signer's. */ behindSeconds: number };
+
+/**
+ * Valid, expired (valid_before <= now) or not valid yet (valid_after later
+ * than now + leeway: this machine's clock is behind). Times in whole seconds
+ * as in the certificate (PROTOCOL.certkeys).
+ */
+export function certValidity(cert: Pick<Certificate, 'validAfter' | 'validBefore'>, now: Date, leewaySeconds = DEFAULT_CLOCK_LEEWAY_SECONDS): CertValidity {
+  const nowSec = Math.floor(now.getTime() / 1000);
+  if (cert.validBefore <= BigInt(nowSec)) return { state: 'expired', at: new Date(Number(cert.validBefore) * 1000) };
+  const ahead = Number(cert.validAfter) - nowSec;
+  if (ahead > leewaySeconds) return { state: 'not-yet-valid', from: new Date(Number(cert.validAfter) * 1000), behindSeconds: ahead };
+  return { state: 'valid', behindSeconds: Math.max(0, ahead) };
+}
+
+/** "this machine's clock is at least 3m behind" and the fix, for messages about a certificate that starts in the future. */
+export function clockBehindText(behindSeconds: number): { message: string; hint: string } {
+  return {
+    message: `this machine's clock is at least ${formatDuration(behindSeconds)} behind the proxy's`,
+    hint: 'set the clock right (e.g. `sudo timedatectl set-ntp true`, or the date settings of your OS), or allow more skew with TSH_CLOCK_LEEWAY=10m',
+  };
+}
+
+/**
+ * The hint when there is no profile to use: the proxy asked for when there
+ * is one, else an example that is clearly an example.
+ */
+export function notLoggedInHint(proxy: string | undefined, program = 'tsh'): string {
+  return proxy
+    ? `run \`${loginCommand({ webProxyAddr: proxy }, program)}\` first`
+    : `run \`${program} login --proxy=PROXY\` first, where PROXY is your Jumpgate proxy's address (e.g. ${EXAMPLE_PROXY})`;
+}
 
 /** The part of a keystore credentials need (keystore.ts implements it). */
 export interface PrivateKeyStore {
@@ -22,6 +70,10 @@ export interface Credentials {
   /** The certificate as one OpenSSH line, and parsed. */
   certLine: string;
   cert: Certificate;
+  /** The `tsh login` command that renews this profile, as printed in hints (loginCommand). */
+  relogin: string;
+  /** The leeway the certificate was checked with; host certificates get the same (hostCertVerifier). */
+  clockLeewaySeconds: number;
 }
 
 export interface LoadCredentialsOptions {
@@ -31,6 +83,10 @@ export interface LoadCredentialsOptions {
   now: Date;
   /** A profile name (proxy host); default: the current profile. */
   profile?: string;
+  /** How to run tsh in hints (cli/ui.ts tshProgram). Default `tsh`. */
+  program?: string;
+  /** See DEFAULT_CLOCK_LEEWAY_SECONDS (TSH_CLOCK_LEEWAY). */
+  leewaySeconds?: number;
 }
 
 /** A profile's stored certificate, or undefined when the file is missing or unreadable (no keystore access). */
@@ -43,39 +99,50 @@ export function readProfileCertificate(paths: TshPaths, profile: Profile): { lin
   }
 }
 
-/** Loads the user's key and certificate; AuthError (exit 4) when missing or expired, naming `tsh login`. */
+/**
+ * Loads the user's key and certificate; AuthError (exit 4) when missing,
+ * expired or not valid yet (a clock behind by more than the leeway), each
+ * hint naming the exact `tsh login` command that renews the profile.
+ */
 export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Credentials> {
+  const program = opts.program ?? 'tsh';
   const profile = opts.store.load(opts.profile);
   if (!profile) {
     const which = opts.profile ? ` for ${opts.profile}` : '';
-    throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: 'run `tsh login --proxy=HOST` first' });
+    throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: notLoggedInHint(opts.profile, program) });
   }
+  const relogin = loginCommand({ webProxyAddr: profile.webProxyAddr, insecure: profile.insecure, ...(profile.user ? { user: profile.user } : {}) }, program);
   const stored = readProfileCertificate(opts.store.paths, profile);
   if (!stored) {
     const certPath = opts.store.paths.certificate(profile.name, profile.username);
     throw new AuthError('CERT_MISSING', `the certificate for ${profile.username}@${profile.name} is missing or unreadable (${certPath})`, {
-      hint: `run \`tsh login --proxy=${profile.webProxyAddr}\``,
+      hint: `run \`${relogin}\``,
     });
   }
   const { line: certLine, cert } = stored;
-  const nowSec = BigInt(Math.floor(opts.now.getTime() / 1000));
-  if (cert.validBefore <= nowSec) {
-    const at = new Date(Number(cert.validBefore) * 1000).toISOString();
-    throw new AuthError('CERT_EXPIRED', `your certificate for ${profile.name} expired at ${at}`, {
-      hint: `run \`tsh login --proxy=${profile.webProxyAddr}\` to get a new one`,
+  const v = certValidity(cert, opts.now, opts.leewaySeconds);
+  if (v.state === 'expired') {
+    throw new AuthError('CERT_EXPIRED', `your certificate for ${profile.name} expired at ${v.at.toISOString()}`, {
+      hint: `run \`${relogin}\` to get a new one`,
+    });
+  }
+  if (v.state === 'not-yet-valid') {
+    const clock = clockBehindText(v.behindSeconds);
+    throw new AuthError('CERT_NOT_YET_VALID', `your certificate for ${profile.name} is not valid yet (from ${v.from.toISOString()}): ${clock.message}`, {
+      hint: clock.hint,
     });
   }
   const pem = await (await opts.keystore(profile.keystore)).load(profile.name, profile.username);
   if (!pem) {
     throw new AuthError('KEY_MISSING', `the private key for ${profile.username}@${profile.name} is not in the ${profile.keystore} keystore`, {
-      hint: `run \`tsh login --proxy=${profile.webProxyAddr}\``,
+      hint: `run \`${relogin}\``,
     });
   }
   const { privateKey, publicKey } = parseOpenSSHPrivateKey(pem);
   if (!publicKey.blob.equals(cert.key.blob)) {
     throw new AuthError('CERT_KEY_MISMATCH', `the stored certificate for ${profile.name} is for a different key than the stored private key`, {
-      hint: `run \`tsh login --proxy=${profile.webProxyAddr}\``,
+      hint: `run \`${relogin}\``,
     });
   }
-  return { profile, privateKey, certLine, cert };
+  return { profile, privateKey, certLine, cert, relogin, clockLeewaySeconds: opts.leewaySeconds ?? DEFAULT_CLOCK_LEEWAY_SECONDS };
 }

@@ -318,6 +318,8 @@ export interface OpenKeyStoreDeps {
   probeTimeoutMs?: number;
   /** Default: import('@napi-rs/keyring'); a single-executable build can pass its own loader. */
   loadKeyring?: () => Promise<KeyringModule>;
+  /** --debug: the fallback notice carries the probe's raw reason (D-Bus and addon errors); otherwise it stays one plain line. */
+  debug?: boolean;
 }
 
 /** TSH_HOME/keys written with ~ when it is under the home directory, as users think of it. */
@@ -350,7 +352,12 @@ export async function openKeyStore(mode: 'auto' | 'keychain' | 'file', deps: Ope
     });
   }
   const dir = tildePath(deps.paths, join(deps.paths.home, 'keys'));
-  deps.notice(`no OS keychain available (${probe.reason}); keeping the private key in ${join(dir, '…')} (0600)`);
+  const keys = `${join(dir, '…')} (0600)`;
+  deps.notice(
+    deps.debug
+      ? `no OS keychain available (${probe.reason}); keeping the private key in ${keys}`
+      : `no OS keychain available (${platform === 'linux' ? 'no Secret Service' : keychainName(platform)}); keeping the private key in ${keys}; --debug says why`,
+  );
   return new FileStore(deps.paths);
 }
 

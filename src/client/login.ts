@@ -22,6 +22,7 @@ import type * as v from 'valibot';
 import { newEnvelopeKey, open as openEnvelope } from '../api/envelope.js';
 import { httpRequest, type HttpResponse } from '../net/index.js';
 import { printable } from '../util/printable.js';
+import { formatHostPort } from '../shared/address.js';
 import { htmlPage } from '../util/html.js';
 import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, parsePublicKeyLine, type Certificate, type PublicKey } from '../sshcert/index.js';
 
@@ -29,8 +30,18 @@ import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCer
 export const LOGIN_WAIT_MS = 3 * 60 * 1000;
 /** GET /v1/ping. */
 export async function ping(proxyAddr: string, dispatcher: Dispatcher): Promise<PingResponse> {
+  return (await pingProxy(proxyAddr, dispatcher)).info;
+}
+
+/**
+ * GET /v1/ping, with the proxy's clock: its HTTP Date header (RFC 9110
+ * §6.6.1, whole seconds), for telling a user whose clock is off.
+ */
+export async function pingProxy(proxyAddr: string, dispatcher: Dispatcher): Promise<{ info: PingResponse; serverDate: Date | undefined }> {
   const res = await httpRequest(`https://${proxyAddr}${API.ping}`, { dispatcher, headers: { accept: 'application/json' } });
-  return expectJson(PingResponseSchema, res, `the proxy at ${proxyAddr}`);
+  const info = await expectJson(PingResponseSchema, res, `the proxy at ${proxyAddr}`);
+  const date = typeof res.headers['date'] === 'string' ? new Date(res.headers['date']) : undefined;
+  return { info, serverDate: date && !Number.isNaN(date.getTime()) ? date : undefined };
 }
 
 export interface BrowserLoginOptions {
@@ -48,6 +59,14 @@ export interface BrowserLoginOptions {
   waitMs?: number;
   /** The caller's own checks of a well-formed answer (cluster scope), run before the browser is told how it went; throws UserError. */
   checkResult?: (result: LoginResult) => void;
+  /**
+   * Where the loopback listener binds (--bind-addr): a loopback host as
+   * given (127.0.0.1, localhost, ::1) and a port; the callback URL uses
+   * exactly this host and port. Default 127.0.0.1 at a random port.
+   */
+  bindAddr?: { host: string; port: number };
+  /** The command that starts a new login, for hints (default `tsh login`). */
+  retry?: string;
 }
 
 export interface BrowserLoginResult {
@@ -64,7 +83,8 @@ export async function browserLogin(opts: BrowserLoginOptions): Promise<BrowserLo
   const envelope = newEnvelopeKey();
   const clientNonce = randomBytes(32).toString('base64url');
   const secretPath = `/${randomBytes(16).toString('hex')}`;
-  const listener = await LoopbackListener.start(secretPath);
+  const retry = opts.retry ?? 'tsh login';
+  const listener = await LoopbackListener.start(secretPath, opts.bindAddr ?? { host: '127.0.0.1', port: 0 }, retry);
   try {
     const start = await startLogin(opts, {
       public_key: formatPublicKeyLine(publicKey),
@@ -88,7 +108,7 @@ export async function browserLogin(opts: BrowserLoginOptions): Promise<BrowserLo
     } finally {
       stop();
     }
-    let outcome = readCallback(callback, start.request_id, envelope.privateKey, clientNonce, publicKey);
+    let outcome = readCallback(callback, start.request_id, envelope.privateKey, clientNonce, publicKey, retry);
     if (!(outcome instanceof Error) && opts.checkResult) {
       try {
         opts.checkResult(outcome.result);
@@ -116,7 +136,7 @@ async function startLogin(opts: BrowserLoginOptions, body: Record<string, unknow
 }
 
 /** Checks the callback: an error from the server, or a sealed result for this request, this nonce and this key. */
-function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clientNonce: string, publicKey: PublicKey): UserError | { result: LoginResult; cert: Certificate } {
+function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clientNonce: string, publicKey: PublicKey, retry: string): UserError | { result: LoginResult; cert: Certificate } {
   const error = url.searchParams.get('error');
   if (error) {
     const description = printable(url.searchParams.get('error_description') ?? '', 400);
@@ -125,7 +145,7 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
   const response = url.searchParams.get('response');
   if (url.searchParams.get('request_id') !== requestId || !response) {
     return new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response that reached tsh belongs to another login or is incomplete', {
-      hint: 'run `tsh login` again',
+      hint: `run \`${retry}\` again`,
     });
   }
   let body: unknown;
@@ -134,7 +154,7 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
   } catch (err) {
     return err instanceof UserError ? err : new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response is not valid JSON', { cause: err });
   }
-  return checkLoginResult(body, clientNonce, publicKey);
+  return checkLoginResult(body, clientNonce, publicKey, retry);
 }
 
 /**
@@ -146,7 +166,7 @@ function readCallback(url: URL, requestId: string, envelopeKey: KeyObject, clien
  * @returns the result and its parsed certificate, or the AuthError to show (LOGIN_BAD_ANSWER,
  *          LOGIN_RESPONSE_TAMPERED, LOGIN_BAD_CERTIFICATE), its text escaped
  */
-export function checkLoginResult(body: unknown, clientNonce: string, publicKey: PublicKey): UserError | { result: LoginResult; cert: Certificate } {
+export function checkLoginResult(body: unknown, clientNonce: string, publicKey: PublicKey, retry = 'tsh login'): UserError | { result: LoginResult; cert: Certificate } {
   const shape = parseShape(LoginResultSchema, body);
   if (!shape.ok) return badAnswer(`${shape.field}: ${shape.reason}`);
   const result = shape.value;
@@ -155,7 +175,7 @@ export function checkLoginResult(body: unknown, clientNonce: string, publicKey: 
     result.client_nonce.length === clientNonce.length &&
     timingSafeEqual(Buffer.from(result.client_nonce), Buffer.from(clientNonce));
   if (result.v !== 1 || !nonceOk) {
-    return new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response was not made for this login (nonce mismatch)', { hint: 'run `tsh login` again' });
+    return new AuthError('LOGIN_RESPONSE_TAMPERED', 'the login response was not made for this login (nonce mismatch)', { hint: `run \`${retry}\` again` });
   }
   let cert: Certificate;
   try {
@@ -198,19 +218,29 @@ class LoopbackListener {
     private readonly server: Server,
     readonly origin: string,
     private readonly secretPath: string,
+    private readonly retry: string,
   ) {}
 
-  static async start(secretPath: string): Promise<LoopbackListener> {
+  static async start(secretPath: string, bind: { host: string; port: number }, retry: string): Promise<LoopbackListener> {
     let self: LoopbackListener | undefined;
     const server = createServer((req, res) => self!.handle(req, res));
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
+    const where = formatHostPort(bind);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new UserError('LOGIN_LISTEN_FAILED', `cannot listen on 127.0.0.1 for the browser login: ${err.message}`, { cause: err })));
-      server.listen(0, '127.0.0.1', () => resolve());
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const inUse = err.code === 'EADDRINUSE';
+        reject(
+          new UserError('LOGIN_LISTEN_FAILED', `cannot listen on ${where} for the browser login: ${inUse ? 'the address is in use' : err.message}`, {
+            cause: err,
+            hint: bind.port !== 0 ? `pick a free port with --bind-addr=${formatHostPort({ host: bind.host, port: bind.port + 1 })}, or leave --bind-addr out for a random one` : 'check that this machine has a loopback interface (127.0.0.1)',
+          }),
+        );
+      });
+      server.listen(bind.port, bind.host, () => resolve());
     });
     const port = (server.address() as AddressInfo).port;
-    self = new LoopbackListener(server, `http://127.0.0.1:${port}`, secretPath);
+    self = new LoopbackListener(server, `http://${formatHostPort({ host: bind.host, port })}`, secretPath, retry);
     return self;
   }
 
@@ -223,7 +253,7 @@ class LoopbackListener {
       const timer = setTimeout(() => {
         reject(
           new AuthError('LOGIN_TIMEOUT', `no browser login completed within ${Math.round(timeoutMs / 60000) || 1} minutes`, {
-            hint: 'run `tsh login` again and open the URL it prints in a browser on this machine',
+            hint: `run \`${this.retry}\` again and open the URL it prints in a browser on this machine`,
           }),
         );
       }, timeoutMs);

@@ -48,6 +48,8 @@ export const ProfileSchema = v.object({
   keystore: v.picklist(['keychain', 'file'], 'expected "keychain" or "file"'),
   /** TLS verification of the proxy was skipped at login (--insecure). */
   insecure: v.boolean('expected true or false'),
+  /** The --user given at login (the identity provider's login hint); the next `tsh login` reuses it. */
+  user: v.optional(check(isPlainToken, 'a plain user name')),
   /** Nodes this profile routes (the names it claimed at login), for the ssh_config Host patterns. */
   nodeNames: v.pipe(v.array(check(isDnsName, 'a plain node name')), v.maxLength(MAX_NODE_NAMES)),
   /** Their inventory addresses, host:port (absent in older profiles): known_hosts and Match host address forms. */

@@ -35,9 +35,13 @@ export const CLIENT_CIPHERS: string[] = ssh2Crypto.bindingAvailable
 /** How long connecting, key exchange and authentication may take per hop. */
 export const SSH_READY_TIMEOUT_MS = 20_000;
 
-/** Loads the user's credentials for a profile (AuthError naming `tsh login` when missing or expired). */
-export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date): Promise<Credentials> {
-  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}) });
+/**
+ * Loads the user's credentials for a profile (AuthError naming the exact
+ * `tsh login` when missing or expired, the clock when not valid yet).
+ * `how`: how hints run tsh, and the clock leeway (credentials.ts).
+ */
+export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date, how: { program?: string; leewaySeconds?: number } = {}): Promise<Credentials> {
+  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...how });
 }
 
 /**
@@ -47,7 +51,7 @@ export function credentialsFor(paths: TshPaths, profile: string | undefined, now
 export function checkLogin(creds: Credentials, login: string): void {
   if (creds.cert.principals.includes(login)) return;
   throw new AuthError('LOGIN_NOT_ALLOWED', `your roles do not grant the login "${login}" (your logins: ${creds.cert.principals.join(', ')})`, {
-    hint: 'use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run `tsh login` again',
+    hint: `use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run \`${creds.relogin}\` again`,
   });
 }
 
@@ -78,7 +82,7 @@ export function clusterHostCAs(paths: TshPaths, creds: Credentials) {
   const keys = readClusterHostCAs(paths.knownHosts(), creds.profile.clusterName);
   if (keys.length === 0) {
     throw new AuthError('HOST_CA_MISSING', `${paths.knownHosts()} has no host CA for cluster ${creds.profile.clusterName}`, {
-      hint: `run \`tsh login --proxy=${creds.profile.webProxyAddr}\` to fetch it`,
+      hint: `run \`${creds.relogin}\` to fetch it`,
     });
   }
   return keys;
@@ -88,7 +92,7 @@ export function clusterHostCAs(paths: TshPaths, creds: Credentials) {
 export async function connectProxy(opts: ProxyConnectOptions): Promise<ssh2.Client> {
   const { profile } = opts.creds;
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(profile.sshProxyAddr) ?? /^([^:]+):(\d+)$/.exec(profile.sshProxyAddr);
-  if (!m) throw new UserError('PROFILE_CORRUPT', `the profile ${profile.name} has no usable SSH proxy address ("${profile.sshProxyAddr}")`, { hint: `run \`tsh login --proxy=${profile.webProxyAddr}\`` });
+  if (!m) throw new UserError('PROFILE_CORRUPT', `the profile ${profile.name} has no usable SSH proxy address ("${profile.sshProxyAddr}")`, { hint: `run \`${opts.creds.relogin}\`` });
   const host = m[1]!;
   const port = Number(m[2]);
   const cas = clusterHostCAs(opts.paths, opts.creds);
@@ -101,6 +105,8 @@ export async function connectProxy(opts: ProxyConnectOptions): Promise<ssh2.Clie
     cas: () => cas,
     now: opts.now,
     webProxyAddr: profile.webProxyAddr,
+    relogin: opts.creds.relogin,
+    clockLeewaySeconds: opts.creds.clockLeewaySeconds,
     ...(opts.log ? { log: opts.log } : {}),
   });
 }
@@ -115,6 +121,10 @@ export interface SshOverOptions {
   cas: () => ReturnType<typeof readClusterHostCAs>;
   now: () => Date;
   webProxyAddr: string;
+  /** The `tsh login` command for hints (Credentials.relogin); default `tsh login --proxy=<webProxyAddr>`. */
+  relogin?: string;
+  /** How far a host certificate may start in this machine's future (Credentials.clockLeewaySeconds). Default 0. */
+  clockLeewaySeconds?: number;
   agent?: string;
   log?: (line: string) => void;
 }
@@ -124,7 +134,7 @@ export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promis
   // As ssh does: the name is lower-cased before it is checked against the
   // certificate's principals (which tctl signs lower-case), so every spelling
   // of a node name that routes also verifies.
-  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname.toLowerCase().replace(/\.$/, ''), now: o.now });
+  const verifier = hostCertVerifier({ trustedHostCAs: o.cas, hostname: o.hostname.toLowerCase().replace(/\.$/, ''), now: o.now, notBeforeLeewaySeconds: o.clockLeewaySeconds ?? 0 });
   const client = new ssh2.Client();
   // An explicit list: only the certificate, never the agent's other keys.
   const auth: PublicKeyAuthMethod = { type: 'publickey', username: o.login, key: o.identity };
@@ -147,7 +157,7 @@ export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promis
         return reject(
           new AuthError('SSH_AUTH_REFUSED', `${o.what} refused your certificate for the login "${o.login}"`, {
             cause: err,
-            hint: `run \`tsh login --proxy=${o.webProxyAddr}\` to get a fresh certificate`,
+            hint: `run \`${o.relogin ?? `tsh login --proxy=${o.webProxyAddr}`}\` to get a fresh certificate`,
           }),
         );
       }
@@ -176,7 +186,7 @@ export class ProxyRefusal extends UserError {}
  * banner) arrive, so a refusal becomes an error carrying the proxy's reason
  * instead of a stream that just ends. Later stderr from the proxy goes to `stderr`.
  */
-export function openNodeChannel(client: ssh2.Client, host: string, port: number, stderr: (text: string) => void): Promise<ClientChannel> {
+export function openNodeChannel(client: ssh2.Client, host: string, port: number, stderr: (text: string) => void, relogin = 'tsh login'): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     client.subsys(PROXY_SUBSYSTEM(host, port), (err, ch) => {
       if (err) return reject(new UserError('PROXY_SUBSYSTEM_REFUSED', `the proxy refused to open a channel to ${host}: ${err.message}`, { cause: err }));
@@ -202,7 +212,7 @@ export function openNodeChannel(client: ssh2.Client, host: string, port: number,
         cleanup();
         const reason = printable(errText.trim().replace(/^jumpgate proxy: /, ''), 1000) || `the proxy closed the channel to ${host}`;
         const Kind = code === 4 ? AuthError : ProxyRefusal;
-        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: 'run `tsh login` again if your roles changed' } : {}));
+        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: `run \`${relogin}\` again if your roles changed` } : {}));
       };
       const cleanup = () => {
         ch.removeListener('data', onData);

@@ -120,7 +120,7 @@ export async function runSshSession(o: SshSessionOptions): Promise<number> {
   const servers: Server[] = [];
   let node: ssh2.Client | undefined;
   try {
-    const channel = await openNodeChannel(proxy, o.host, o.port, (t) => o.io.stderr.write(t));
+    const channel = await openNodeChannel(proxy, o.host, o.port, (t) => o.io.stderr.write(t), o.creds.relogin);
     const cas = clusterHostCAs(o.paths, o.creds);
     node = await sshOver(channel, {
       what: o.host,
@@ -130,6 +130,8 @@ export async function runSshSession(o: SshSessionOptions): Promise<number> {
       cas: () => cas,
       now: o.now,
       webProxyAddr: o.creds.profile.webProxyAddr,
+      relogin: o.creds.relogin,
+      clockLeewaySeconds: o.creds.clockLeewaySeconds,
       ...(agent ? { agent } : {}),
       ...(o.log ? { log: o.log } : {}),
     });

@@ -18,6 +18,12 @@ export interface HostCertVerifierOptions {
   /** The name the user connects to: it must be among the certificate's principals (wildcards allowed, as in OpenSSH). */
   hostname: string;
   now: () => Date;
+  /**
+   * Seconds a certificate may start in this machine's future and still be
+   * accepted (a client clock that is behind; tsh's TSH_CLOCK_LEEWAY). Expiry
+   * is never stretched. Default 0.
+   */
+  notBeforeLeewaySeconds?: number;
 }
 
 /**
@@ -59,7 +65,12 @@ export function hostCertVerifier(opts: HostCertVerifierOptions): HostCertVerifie
       }
       throw err;
     }
-    verifyCertificate(cert, { trustedCAs: opts.trustedHostCAs(), now: opts.now(), type: 'host', principal: opts.hostname });
+    const now = opts.now();
+    const nowSec = BigInt(Math.floor(now.getTime() / 1000));
+    const leeway = BigInt(opts.notBeforeLeewaySeconds ?? 0);
+    // Within the leeway a certificate that starts "later" is checked as of its start; its end is checked as usual.
+    const at = cert.validAfter > nowSec && cert.validAfter <= nowSec + leeway && cert.validAfter < cert.validBefore ? new Date(Number(cert.validAfter) * 1000) : now;
+    verifyCertificate(cert, { trustedCAs: opts.trustedHostCAs(), now: at, type: 'host', principal: opts.hostname });
     if (certificate && !certificate.key.blob.equals(cert.key.blob)) {
       throw new CertError('CERT_UNTRUSTED_CA', `${opts.hostname} changed its host key during re-keying; the connection is not trusted`);
     }

@@ -88,17 +88,28 @@ describe('without a usable Secret Service', () => {
     const paths = pathsWith({ DBUS_SESSION_BUS_ADDRESS: bus });
     const notices: string[] = [];
     const t0 = Date.now();
-    const store = await openKeyStore('auto', { paths, notice: (l) => notices.push(l) });
+    const store = await openKeyStore('auto', { paths, notice: (l) => notices.push(l), debug: true });
     assert.ok(Date.now() - t0 < 10_000, 'the probe is bounded');
     assert.equal(store.kind, 'file');
     assert.equal(notices.length, 1, notices.join('\n'));
     assert.match(notices[0]!, /^no OS keychain available \(no D-Bus session bus at .*no-such-bus \(ENOENT\)\); keeping the private key in ~\/\.tsh\/keys\/… \(0600\)$/);
   });
 
+  test('without --debug the fallback notice is one plain line with no D-Bus or addon error text', async () => {
+    for (const env of [{ DBUS_SESSION_BUS_ADDRESS: `unix:path=${join(tmp.dir, 'no-such-bus')}` }, {}]) {
+      if (env.DBUS_SESSION_BUS_ADDRESS) process.env['DBUS_SESSION_BUS_ADDRESS'] = env.DBUS_SESSION_BUS_ADDRESS;
+      else delete process.env['DBUS_SESSION_BUS_ADDRESS'];
+      const notices: string[] = [];
+      const store = await openKeyStore('auto', { paths: pathsWith(env), notice: (l) => notices.push(l) });
+      assert.equal(store.kind, 'file');
+      assert.deepEqual(notices, ['no OS keychain available (no Secret Service); keeping the private key in ~/.tsh/keys/… (0600); --debug says why']);
+    }
+  });
+
   test('auto falls back when the addon itself finds no Secret Service (no bus address at all)', async () => {
     delete process.env['DBUS_SESSION_BUS_ADDRESS'];
     const notices: string[] = [];
-    const store = await openKeyStore('auto', { paths: pathsWith({}), notice: (l) => notices.push(l) });
+    const store = await openKeyStore('auto', { paths: pathsWith({}), notice: (l) => notices.push(l), debug: true });
     assert.equal(store.kind, 'file');
     assert.equal(notices.length, 1);
     // What @napi-rs/keyring says here (headless Linux without D-Bus): see FACTS.md.
@@ -129,7 +140,7 @@ describe('without a usable Secret Service', () => {
       process.env['DBUS_SESSION_BUS_ADDRESS'] = bus;
       const notices: string[] = [];
       const t0 = Date.now();
-      const store = await openKeyStore('auto', { paths: pathsWith({ DBUS_SESSION_BUS_ADDRESS: bus }), notice: (l) => notices.push(l), probeTimeoutMs: 400 });
+      const store = await openKeyStore('auto', { paths: pathsWith({ DBUS_SESSION_BUS_ADDRESS: bus }), notice: (l) => notices.push(l), probeTimeoutMs: 400, debug: true });
       const took = Date.now() - t0;
       assert.equal(store.kind, 'file');
       assert.ok(took >= 350 && took < 10_000, `took ${took} ms`);

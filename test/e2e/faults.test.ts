@@ -198,7 +198,7 @@ describe('faults: kill -9, concurrent logins, a full disk (real jumpgate, dev Id
     const down = tshLogin(home, webPort);
     const r = await down.done;
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`cannot connect to 127\\.0\\.0\\.1:${webPort}: connection refused`));
+    assert.match(r.stderr, new RegExp(`nothing is listening at 127\\.0\\.0\\.1:${webPort} \\(connection refused\\)`));
     await restart();
     assert.deepEqual(caFingerprints(cluster.dataDir), before);
     const after = await headlessLogin(webPort, insecure);

@@ -91,11 +91,30 @@ describe('single executables (npm run build:bin): the linux-x64 programs without
 
   test('the executables print their versions, and no Node warning', async () => {
     for (const program of ['tsh', 'tctl', 'jumpgate'] as const) {
-      const r = await run(exe(program), ['version']);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, `${program} ${VERSION}\n`);
-      assert.equal(r.stderr, '', 'nothing on stderr (no experimental-feature or require() warnings)');
+      for (const args of [['version'], ['--version']]) {
+        const r = await run(exe(program), args);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, `${program} ${VERSION}\n`);
+        assert.equal(r.stderr, '', 'nothing on stderr (no experimental-feature or require() warnings)');
+      }
     }
+  });
+
+  test('a closed stdout ends the executables quietly (141, as git and gh), not with an EPIPE stack trace', async () => {
+    for (const [program, args] of [['tsh', ['--help']], ['tsh', ['version']], ['tctl', ['--help']], ['jumpgate', ['configure']]] as const) {
+      const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(exe(program), [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        child.stdout.destroy(); // the reader (head -1) is gone
+        let stderr = '';
+        child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+      assert.equal(r.code, 141, `${program} ${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr, '', `${program} ${args.join(' ')}`);
+    }
+    const piped = await run('sh', ['-c', `'${exe('tsh')}' --help | head -1`]);
+    assert.equal(piped.stdout, 'Usage: tsh [options] [command]\n');
+    assert.equal(piped.stderr, '');
   });
 
   test('every target has a tsh whose headers, SEA fuse, script and keychain addon are its own; SHA256SUMS matches', () => {

@@ -253,7 +253,7 @@ describe('the SSH proxy end to end (jumpgate start + sshd + ssh/scp/rsync/tmux +
     assert.equal(r.code, 255);
     const lines = r.stderr.split(/\r?\n/).filter((l) => l.startsWith('error:'));
     assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0]!, /^error: your certificate for localhost expired at \S+; run `tsh login --proxy=localhost:\d+` to get a new one$/);
+    assert.match(lines[0]!, /^error: your certificate for localhost expired at \S+; run `\S*tsh login --proxy=localhost:\d+ --insecure` to get a new one$/);
     const t = await tsh(expired, ['ssh', 'node1', 'true']);
     assert.equal(t.code, 4);
     assert.match(t.stderr, /expired/);

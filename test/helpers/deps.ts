@@ -1,6 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { join } from 'node:path';
 import type { Deps } from '../../src/cli/deps.js';
+import { makeColors } from '../../src/cli/color.js';
 import { REPO } from './tools.js';
 
 class Capture extends Writable {
@@ -16,7 +17,8 @@ export function testDeps(over: Partial<Omit<Deps, 'io'>> = {}): Deps & { out: ()
   const stdout = new Capture();
   const stderr = new Capture();
   return {
-    io: { stdout, stderr, stdin: Readable.from([]), stderrIsTTY: false },
+    io: { stdout, stderr, stdin: Readable.from([]), stderrIsTTY: false, stdoutIsTTY: false },
+    colors: makeColors({}, { stdout: false, stderr: false }),
     env: {},
     clock: () => new Date(),
     platform: 'linux',

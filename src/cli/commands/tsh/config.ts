@@ -3,7 +3,9 @@ import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore } from '../../../client/profile.js';
 import { profileNameFor } from '../../../client/proxy-addr.js';
 import { renderSshConfigBlock, sshConfigInput } from '../../../client/ssh-config.js';
+import { notLoggedInHint } from '../../../client/credentials.js';
 import type { Deps } from '../../deps.js';
+import { tshProgram } from '../../ui.js';
 
 export interface ConfigOptions {
   /** The profile's proxy (HOST[:PORT]); default $TSH_PROXY, then the current profile. */
@@ -22,7 +24,7 @@ export function run(opts: ConfigOptions, deps: Deps): void {
   const profile = store.load(name);
   if (!profile) {
     throw new AuthError('NOT_LOGGED_IN', name ? `no profile for ${name}` : 'not logged in', {
-      hint: `run \`tsh login --proxy=${opts.proxy ?? deps.env['TSH_PROXY'] ?? 'HOST'}\` first: the block names the cluster's nodes and your key`,
+      hint: `${notLoggedInHint(opts.proxy ?? deps.env['TSH_PROXY'], tshProgram(deps))}: the block names the cluster's nodes and your key`,
     });
   }
   deps.io.stdout.write(renderSshConfigBlock(sshConfigInput(profile, paths, deps.selfCommand)));

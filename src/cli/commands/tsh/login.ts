@@ -3,20 +3,25 @@ import { AuthError, UsageError, UserError } from '../../../errors.js';
 import { AgentClient, AgentError } from '../../../client/agent.js';
 import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
 import { openKeyStore, openProfileKeyStore, type KeyStore } from '../../../client/keystore.js';
-import { browserLogin, ping } from '../../../client/login.js';
+import { browserLogin, pingProxy } from '../../../client/login.js';
 import type { LoginResult } from '../../../api/types.js';
-import { parseProxyFlag } from '../../../client/proxy-addr.js';
+import { EXAMPLE_PROXY, loginCommand, parseProxyFlag, shellWord } from '../../../client/proxy-addr.js';
+import { diagnoseProxyError } from '../../../client/proxy-diagnose.js';
+import { certValidity, clockBehindText, DEFAULT_CLOCK_LEEWAY_SECONDS } from '../../../client/credentials.js';
+import { formatHostPort, isLoopbackHost, parseHostPort, AddressError } from '../../../shared/address.js';
+import { formatDuration } from '../../../shared/duration.js';
+import { CLOCK_SKEW_SECONDS } from '../../../sshcert/sign.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
 import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { claimClusterScope, droppedNotes, scopeNodeAddrs } from '../../../client/cluster-scope.js';
 import { createHttpDispatcher } from '../../../net/index.js';
-import { formatHostPort, parseHostPort } from '../../../shared/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine } from '../../../sshcert/index.js';
 import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
-import { waitingIndicator } from '../../ui.js';
+import { clockLeewaySeconds } from '../../flags.js';
+import { tshProgram, waitingIndicator } from '../../ui.js';
 
 export interface LoginOptions {
   proxy?: string;
@@ -24,7 +29,10 @@ export interface LoginOptions {
   user?: string;
   ttlSeconds?: number;
   browser: 'default' | 'none';
-  insecure: boolean;
+  /** --insecure / --no-insecure; undefined: the profile's remembered setting (false for a new profile). */
+  insecure?: boolean;
+  /** --bind-addr=HOST:PORT for the loopback listener (parseBindAddr). */
+  bindAddr?: string;
   keystore: 'auto' | 'keychain' | 'file';
   /** Write the managed block into ~/.ssh/config (off with --no-ssh-config). */
   sshConfig: boolean;
@@ -66,32 +74,96 @@ export interface LoginHooks {
   openBrowser: (url: string, deps: Deps) => Promise<void>;
 }
 
-/** `tsh login`: browser SSO, then key + certificate stored, loaded into the agent, ssh config written. */
+/**
+ * --bind-addr: a loopback HOST:PORT for the login's listener. Anything else
+ * is refused: the proxy sends the login back only to 127.0.0.1, localhost or
+ * [::1] (a callback elsewhere would be refused there), and a listener on
+ * another interface would let the network reach the login's callback.
+ */
+export function parseBindAddr(text: string): { host: string; port: number } {
+  let hp: { host: string; port: number };
+  try {
+    hp = parseHostPort(text.trim());
+  } catch (err) {
+    if (!(err instanceof AddressError)) throw err;
+    throw new UsageError('USAGE_BAD_BIND_ADDR', `--bind-addr: ${err.message}`, { cause: err, hint: 'e.g. --bind-addr=127.0.0.1:8765' });
+  }
+  if (!isLoopbackHost(hp.host)) {
+    throw new UsageError('USAGE_BAD_BIND_ADDR', `--bind-addr: ${formatHostPort(hp)} is not a loopback address; the login listener binds only to 127.0.0.1, localhost or [::1]`, {
+      hint:
+        'the proxy sends the browser back only to a loopback address, and a listener on another interface would expose the login to the network; ' +
+        `in a container use --network=host, from another machine forward the port: ssh -L ${hp.port}:127.0.0.1:${hp.port} HOST, then --bind-addr=127.0.0.1:${hp.port}`,
+    });
+  }
+  return hp;
+}
+
+/**
+ * `tsh login`: browser SSO, then key + certificate stored, loaded into the
+ * agent, ssh config written. With no flags it logs in again to the current
+ * profile (or TSH_PROXY) with the settings that profile remembers
+ * (`--insecure`, `--user`); a flag given wins over the remembered value.
+ */
 export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Promise<void> {
   const say = (line: string) => deps.io.stderr.write(`${line}\n`);
   const paths = new TshPaths(deps);
   const store = new ProfileStore(paths);
-  const proxyText = opts.proxy ?? deps.env['TSH_PROXY'] ?? store.load()?.webProxyAddr;
+  const program = tshProgram(deps);
+  const leeway = clockLeewaySeconds(deps.env, DEFAULT_CLOCK_LEEWAY_SECONDS);
+  const proxyFlag = opts.proxy !== undefined ? '--proxy' : 'TSH_PROXY';
+  // A damaged profile must not stop the login that replaces it.
+  const loadOrNone = (name?: string): Profile | undefined => {
+    try {
+      return store.load(name);
+    } catch {
+      return undefined;
+    }
+  };
+  const proxyText = opts.proxy ?? deps.env['TSH_PROXY'] ?? loadOrNone()?.webProxyAddr;
   if (!proxyText) {
-    throw new UsageError('USAGE_NO_PROXY', 'tsh login needs the proxy address', { hint: 'give --proxy=HOST[:PORT] or set TSH_PROXY' });
+    throw new UsageError('USAGE_NO_PROXY', 'tsh login needs the proxy address: there is no profile to log in to again', {
+      hint: `run \`${program} login --proxy=PROXY\`, where PROXY is your Jumpgate proxy's address (e.g. ${EXAMPLE_PROXY}), or set TSH_PROXY`,
+    });
   }
-  const proxy = parseProxyFlag(proxyText);
-  const choice = agentAndKeystore(opts.addKeysToAgent, store.load(proxy.host)?.addKeysToAgent, opts.keystore);
+  const proxy = parseProxyFlag(proxyText, opts.proxy === undefined && deps.env['TSH_PROXY'] === undefined ? 'the current profile\'s proxy' : proxyFlag);
+  const bindAddr = opts.bindAddr !== undefined ? parseBindAddr(opts.bindAddr) : undefined;
+  // What the last login to this proxy (same host and port) remembers; an explicit flag wins.
+  const last = loadOrNone(proxy.host);
+  const remembered = last?.webProxyAddr === proxy.addr ? last : undefined;
+  const insecure = opts.insecure ?? remembered?.insecure ?? false;
+  const user = opts.user ?? remembered?.user;
+  const reused = [
+    ...(opts.insecure === undefined && insecure ? ['--insecure'] : []),
+    ...(opts.user === undefined && user !== undefined ? [`--user=${printable(shellWord(user))}`] : []),
+  ];
+  if (reused.length > 0) say(`Using ${reused.join(' ')} from the last login to ${proxy.host}${insecure && opts.insecure === undefined ? ' (--no-insecure to check the certificate again)' : ''}.`);
+  const command = { webProxyAddr: proxy.addr, insecure, ...(user !== undefined ? { user } : {}) };
+  const retry = loginCommand(command, program);
+  const choice = agentAndKeystore(opts.addKeysToAgent, remembered?.addKeysToAgent, opts.keystore);
   const dispatcher = createHttpDispatcher({
     env: deps.env,
-    insecureSkipVerify: opts.insecure,
+    insecureSkipVerify: insecure,
     log: deps.debug ? (l) => say(l) : undefined,
     warn: say,
   });
-  if (choice.note) say(choice.note);
-  const keystore = await openKeyStore(choice.keystore, { paths, notice: say });
-  const info = await ping(proxy.addr, dispatcher);
+  let pinged: Awaited<ReturnType<typeof pingProxy>>;
+  const asked = deps.clock();
+  try {
+    pinged = await pingProxy(proxy.addr, dispatcher);
+  } catch (err) {
+    throw await diagnoseProxyError(err, { proxy, env: deps.env, login: command, program });
+  }
+  const info = pinged.info;
   if (info.auth.type !== 'oidc') {
     throw new AuthError('LOGIN_NOT_CONFIGURED', `the cluster ${printable(info.cluster_name)} has no single sign-on configured`, { hint: 'ask an admin to set auth.oidc' });
   }
+  if (choice.note) say(choice.note);
+  const keystore = await openKeyStore(choice.keystore, { paths, notice: say, debug: deps.debug });
+  const clockNote = clockWarning(pinged.serverDate, asked, deps.clock(), leeway);
+  if (clockNote) say(deps.colors.err.yellow(clockNote));
   const scopeOf = (r: LoginResult) => {
     if (r.cluster_name !== info.cluster_name) {
-      throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${r.cluster_name}, but the proxy said it is ${info.cluster_name}`, {
+      throw new AuthError('LOGIN_BAD_ANSWER', `the proxy's login answer names the cluster ${printable(r.cluster_name)}, but the proxy said it is ${printable(info.cluster_name)}`, {
         hint: 'nothing was saved; the proxy is misconfigured or not the one you meant (check --proxy)',
       });
     }
@@ -101,8 +173,10 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     proxyAddr: proxy.addr,
     dispatcher,
     ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
-    ...(opts.user !== undefined ? { user: opts.user } : {}),
+    ...(user !== undefined ? { user } : {}),
     ...(opts.browser === 'none' ? {} : { openBrowser: (url: string) => hooks.openBrowser(url, deps) }),
+    ...(bindAddr ? { bindAddr } : {}),
+    retry,
     say,
     waiting: (text) => waitingIndicator(text, deps),
     // Checked here first so the browser page tells the truth; checked again under the lock below.
@@ -120,7 +194,8 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     roles: r.roles,
     validBefore: r.valid_before,
     keystore: keystore.kind,
-    insecure: opts.insecure,
+    insecure,
+    ...(user !== undefined ? { user } : {}),
     nodeNames: [],
     nodeAddrs: nodeAddrsOf(r.node_addrs),
     addKeysToAgent: choice.addKeysToAgent,
@@ -153,10 +228,15 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     const written = opts.sshConfig && hooks.installSshConfig ? hooks.installSshConfig(profile, paths, deps) : [];
     return { notes: [...droppedNotes(r.cluster_name, scope.dropped), ...written], earlierKeys };
   });
-  const agent = choice.addKeysToAgent === 'no' ? { notes: [], failed: false } : await loadIntoAgent(login, profile, paths, deps, earlierKeys);
+  const agent = choice.addKeysToAgent === 'no' ? { notes: [], failed: false } : await loadIntoAgent(login, profile, paths, deps, earlierKeys, opts.sshConfig && hooks.installSshConfig !== undefined);
   const until = new Date(r.valid_before);
   say(`Logged in to ${printable(r.cluster_name)} as ${printable(r.username)} (roles: ${r.roles.map((x) => printable(x)).join(', ')}).`);
   say(`Logins: ${r.logins.map((x) => printable(x)).join(', ')}. Valid until ${until.toISOString()}.`);
+  const v = certValidity(login.cert, deps.clock(), leeway);
+  if (v.state === 'not-yet-valid') {
+    const clock = clockBehindText(v.behindSeconds);
+    say(deps.colors.err.yellow(`warning: the new certificate starts at ${v.from.toISOString()}: ${clock.message}, so tsh ssh, tsh ls and plain ssh through tsh refuse it until then; ${clock.hint}`));
+  }
   if (agent.failed && choice.addKeysToAgent === 'yes') {
     for (const n of notes) say(n);
     throw new UserError('AGENT_ADD_FAILED', `logged in, but the certificate is not in the ssh-agent (--add-keys-to-agent=yes): ${agent.notes.join(' ')}`, {
@@ -184,6 +264,31 @@ export function nodeAddrsOf(addrs: unknown): string[] {
     }
   }
   return out;
+}
+
+/**
+ * A warning when this machine's clock is off from the proxy's (its Date
+ * header, whole seconds, read between `asked` and `answered`) by more than
+ * the proxy's back-dating of certificates (CLOCK_SKEW_SECONDS): behind, a
+ * fresh certificate starts in this machine's future; ahead, it looks expired
+ * early. Undefined when the clock is close enough or the proxy sent no Date.
+ */
+export function clockWarning(serverDate: Date | undefined, asked: Date, answered: Date, leewaySeconds: number): string | undefined {
+  if (!serverDate) return undefined;
+  // The Date header is truncated to the second: the server's clock was in [date, date + 1 s).
+  const behind = serverDate.getTime() - answered.getTime();
+  const ahead = asked.getTime() - (serverDate.getTime() + 1000);
+  if (behind / 1000 > CLOCK_SKEW_SECONDS) {
+    const by = formatDuration(Math.floor(behind / 1000));
+    const fix = clockBehindText(0).hint;
+    return behind / 1000 - CLOCK_SKEW_SECONDS > leewaySeconds
+      ? `warning: this machine's clock is about ${by} behind the proxy's; the certificate will look not valid yet here and tsh will refuse it for a while: ${fix}`
+      : `warning: this machine's clock is about ${by} behind the proxy's (within TSH_CLOCK_LEEWAY=${formatDuration(leewaySeconds)}, so tsh still uses the certificate); set the clock right (e.g. \`sudo timedatectl set-ntp true\`)`;
+  }
+  if (ahead / 1000 > CLOCK_SKEW_SECONDS) {
+    return `warning: this machine's clock is about ${formatDuration(Math.floor(ahead / 1000))} ahead of the proxy's: tsh will call the certificate expired that much early; set the clock right (e.g. \`sudo timedatectl set-ntp true\`)`;
+  }
+  return undefined;
 }
 
 /**
@@ -245,6 +350,7 @@ async function loadIntoAgent(
   paths: TshPaths,
   deps: Deps,
   earlierKeys: Buffer[],
+  sshConfigWritten: boolean,
 ): Promise<{ notes: string[]; failed: boolean }> {
   const lifetime = Math.floor((Date.parse(profile.validBefore) - deps.clock().getTime()) / 1000);
   let agent: AgentClient;
@@ -269,14 +375,37 @@ async function loadIntoAgent(
         ? { files: { key: paths.privateKey(profile.name, profile.username), cert: paths.certificate(profile.name, profile.username) } }
         : {}),
     });
-    const notes = res.warning ? [`warning: ${res.warning}`] : [];
+    const notes = res.status === 'listed' ? [] : [agentWarning(res, profile, paths, sshConfigWritten)];
     const old = await removeProfileEntries(agent, { profile: profile.name, keys: earlierKeys }, [login.cert.blob, login.publicKey.blob]);
     if (old.warning) notes.push(`warning: the earlier login's entries are still in the agent: ${old.warning}`);
-    return { notes, failed: res.warning !== undefined };
+    return { notes, failed: res.status !== 'listed' };
   } catch (err) {
     if (err instanceof AgentError) return { notes: [`warning: could not add the certificate to the ssh-agent: ${err.message}`], failed: true };
     throw err;
   } finally {
     agent.close();
   }
+}
+
+/**
+ * What a certificate the agent refused or dropped means for plain ssh, true
+ * for each keystore: with the file keystore the managed block names the key
+ * and certificate files (IdentityFile/CertificateFile), so plain ssh still
+ * works; with the keychain the block relies on the agent, so it does not.
+ */
+export function agentWarning(
+  res: { status: 'refused' | 'dropped' | 'listed'; agentName: string },
+  profile: Pick<Profile, 'keystore' | 'name' | 'username'>,
+  paths: Pick<TshPaths, 'privateKey' | 'certificate'>,
+  sshConfigWritten: boolean,
+): string {
+  const what = res.status === 'refused' ? `${res.agentName} refused the certificate` : `${res.agentName} accepted the certificate but does not list it (it drops OpenSSH certificates)`;
+  if (profile.keystore === 'file' && sshConfigWritten) {
+    return `note: ${what}; plain ssh still works: the Jumpgate block in ~/.ssh/config names the key and certificate files (${paths.privateKey(profile.name, profile.username)}).`;
+  }
+  const fixes = ['start OpenSSH\'s agent with `eval "$(ssh-agent)"` and log in again', 'or use `tsh ssh`, which does not need the agent'];
+  if (profile.keystore === 'file') {
+    fixes.push(`or add \`IdentityFile ${paths.privateKey(profile.name, profile.username)}\` and \`CertificateFile ${paths.certificate(profile.name, profile.username)}\` to the Host block in ~/.ssh/config (or log in without --no-ssh-config)`);
+  }
+  return `warning: ${what}, so plain ssh cannot use it. To fix: ${fixes.join('; ')}.`;
 }

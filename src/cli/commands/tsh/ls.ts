@@ -4,6 +4,7 @@ import { connectProxy, credentialsFor, defaultLogin, listNodes, type NodeEntry }
 import { profileNameFor } from '../../../client/proxy-addr.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
+import { credentialOptions } from './client-context.js';
 
 export interface LsOptions {
   format: 'text' | 'json';
@@ -30,7 +31,7 @@ export function parseLabelFilters(args: string[]): [string, string][] {
 export async function run(opts: LsOptions, deps: Deps): Promise<void> {
   const filters = parseLabelFilters(opts.labels);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock());
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
   const proxy = await connectProxy({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
   let nodes: NodeEntry[];
@@ -46,6 +47,9 @@ export async function run(opts: LsOptions, deps: Deps): Promise<void> {
   }
   const rows = [['Node', 'Address', 'Labels'], ...nodes.map((n) => [n.name, n.addr, Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')].map((c) => printable(c, 500)))];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) deps.io.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  rows.forEach((r, n) => {
+    const line = r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+    deps.io.stdout.write((n === 0 ? deps.colors.out.bold(line) : line) + '\n');
+  });
   if (nodes.length === 0) deps.io.stderr.write(filters.length > 0 ? 'no node you may reach matches those labels\n' : 'your roles reach no node in this cluster\n');
 }

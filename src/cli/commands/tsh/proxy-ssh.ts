@@ -3,6 +3,7 @@ import { TshPaths } from '../../../client/paths.js';
 import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
 import { profileNameFor } from '../../../client/proxy-addr.js';
 import type { Deps } from '../../deps.js';
+import { credentialOptions } from './client-context.js';
 
 export interface ProxySshOptions {
   /** `[user@]host[:port]`, as ssh's `%r@%h:%p` gives it. */
@@ -44,13 +45,13 @@ export async function run(opts: ProxySshOptions, deps: Deps): Promise<void> {
 async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const target = parseProxyTarget(opts.target);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock());
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
   const login = target.user ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
   const proxy = await connectProxy({ creds, paths, env: deps.env, login, now: deps.clock, ...(log ? { log } : {}) });
   try {
-    const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t));
+    const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t), creds.relogin);
     await new Promise<void>((resolve) => {
       // ssh closed its end of our stdout (it exited): nothing left to relay.
       deps.io.stdout.on('error', () => ch.close());

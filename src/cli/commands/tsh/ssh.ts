@@ -5,6 +5,7 @@ import { profileNameFor } from '../../../client/proxy-addr.js';
 import { parseDestination, parseForwardSpec, runSshSession, type ForwardSpec } from '../../../client/ssh-session.js';
 import { ExitStatus } from '../../errors.js';
 import type { Deps } from '../../deps.js';
+import { credentialOptions } from './client-context.js';
 
 export interface SshOptions {
   destination: string;
@@ -66,11 +67,16 @@ export function parseSshArgs(args: string[]): SshOptions | undefined {
       break;
     }
     if (a === '-h' || a === '--help') return undefined;
-    if (a.startsWith('--proxy')) {
+    if (a === '--proxy' || a.startsWith('--proxy=')) {
       o.proxy = a.startsWith('--proxy=') ? a.slice('--proxy='.length) : value('--proxy', '');
       continue;
     }
     if (a === '--debug') continue; // the program's own flag, already seen by execute()
+    if (a.startsWith('--')) {
+      const name = a.split('=')[0]!;
+      const near = ['--proxy', '--help', '--debug'].find((known) => editDistance(name, known) <= 2);
+      throw new UsageError('USAGE_UNKNOWN_OPTION', `unknown option ${name} for tsh ssh${near ? ` (did you mean ${near}?)` : ''}`, { hint: 'see tsh ssh --help' });
+    }
     if (!a.startsWith('-') || a === '-') break;
     // A cluster of single-letter flags, the last of which may take a value (-tA, -p2222).
     for (let j = 1; j < a.length; j++) {
@@ -100,11 +106,22 @@ export function parseSshArgs(args: string[]): SshOptions | undefined {
   return o;
 }
 
+/** Levenshtein distance, for "did you mean" on tsh ssh's hand-parsed long options. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
 /** `tsh ssh`: a shell or a command on a node; throws ExitStatus with the remote exit status when it is not 0. */
 export async function run(opts: SshOptions, deps: Deps): Promise<void> {
   const { user, host } = parseDestination(opts.destination);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock());
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
   const login = user ?? opts.login ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const status = await runSshSession({

@@ -2,10 +2,12 @@ import { AuthError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
 import type { Certificate } from '../../../sshcert/index.js';
-import { readProfileCertificate } from '../../../client/credentials.js';
+import { certValidity, clockBehindText, notLoggedInHint, readProfileCertificate, type CertValidity } from '../../../client/credentials.js';
+import { loginCommand } from '../../../client/proxy-addr.js';
 import { formatDuration } from '../../../shared/duration.js';
 import type { Deps } from '../../deps.js';
 import { printable } from '../../../util/printable.js';
+import { credentialOptions } from './client-context.js';
 
 export interface StatusOptions {
   format: 'text' | 'json';
@@ -14,6 +16,7 @@ export interface StatusOptions {
 interface ProfileStatus {
   profile: Profile;
   cert: Certificate | undefined;
+  validity: CertValidity | undefined;
   valid: boolean;
   current: boolean;
 }
@@ -21,36 +24,50 @@ interface ProfileStatus {
 /**
  * `tsh status`: for every profile, the proxy, user, logins, roles and expiry,
  * read from the certificate itself. Exit 4 when the current profile has no
- * valid certificate.
+ * valid certificate. A certificate that starts in this machine's future
+ * (its clock is behind) is "not valid yet" with the clock named, never
+ * "EXPIRED"; within TSH_CLOCK_LEEWAY it is valid, with a note about the clock.
  */
 export function run(opts: StatusOptions, deps: Deps): void {
   const paths = new TshPaths(deps);
   const store = new ProfileStore(paths);
+  const how = credentialOptions(deps);
   const current = store.currentName();
-  const now = BigInt(Math.floor(deps.clock().getTime() / 1000));
+  const nowDate = deps.clock();
+  const now = BigInt(Math.floor(nowDate.getTime() / 1000));
   const all: ProfileStatus[] = store.list().map((profile) => {
     const cert = readProfileCertificate(paths, profile)?.cert;
-    return { profile, cert, valid: cert !== undefined && cert.validBefore > now && cert.validAfter <= now, current: profile.name === current };
+    const validity = cert ? certValidity(cert, nowDate, how.leewaySeconds) : undefined;
+    return { profile, cert, validity, valid: validity?.state === 'valid', current: profile.name === current };
   });
   if (opts.format === 'json') {
     deps.io.stdout.write(JSON.stringify({ current: current ?? null, profiles: all.map((s) => toJson(s, now)) }, null, 2) + '\n');
   } else {
-    for (const s of all.sort((a, b) => Number(b.current) - Number(a.current))) deps.io.stdout.write(toText(s, now) + '\n');
+    for (const s of all.sort((a, b) => Number(b.current) - Number(a.current))) deps.io.stdout.write(toText(s, now, deps) + '\n');
   }
   const cur = all.find((s) => s.current);
-  if (!cur) throw new AuthError('NOT_LOGGED_IN', 'not logged in', { hint: 'run `tsh login --proxy=HOST`' });
+  if (!cur) throw new AuthError('NOT_LOGGED_IN', 'not logged in', { hint: notLoggedInHint(deps.env['TSH_PROXY'], how.program) });
+  const relogin = loginCommand({ webProxyAddr: cur.profile.webProxyAddr, insecure: cur.profile.insecure, ...(cur.profile.user ? { user: cur.profile.user } : {}) }, how.program);
+  const v = cur.validity;
+  if (v?.state === 'not-yet-valid') {
+    const clock = clockBehindText(v.behindSeconds);
+    throw new AuthError('CERT_NOT_YET_VALID', `the certificate for ${cur.profile.name} is not valid yet (from ${v.from.toISOString()}): ${clock.message}`, { hint: clock.hint });
+  }
   if (!cur.valid) {
     throw new AuthError('CERT_EXPIRED', `the certificate for ${printable(cur.profile.name)} is ${cur.cert ? 'expired' : 'missing'}`, {
-      hint: `run \`tsh login --proxy=${cur.profile.webProxyAddr}\``,
+      hint: `run \`${relogin}\``,
     });
   }
 }
 
 function validity(s: ProfileStatus, now: bigint): { until: string | null; remaining: string } {
-  if (!s.cert) return { until: null, remaining: 'no certificate' };
+  if (!s.cert || !s.validity) return { until: null, remaining: 'no certificate' };
   const until = new Date(Number(s.cert.validBefore) * 1000).toISOString();
-  if (!s.valid) return { until, remaining: 'EXPIRED' };
-  return { until, remaining: `valid for ${formatDuration(Number(s.cert.validBefore - now))}` };
+  const v = s.validity;
+  if (v.state === 'expired') return { until, remaining: 'EXPIRED' };
+  if (v.state === 'not-yet-valid') return { until, remaining: `not valid yet: this machine's clock is at least ${formatDuration(v.behindSeconds)} behind` };
+  const left = `valid for ${formatDuration(Number(s.cert.validBefore - now))}`;
+  return { until, remaining: v.behindSeconds > 0 ? `${left}; this machine's clock is at least ${formatDuration(v.behindSeconds)} behind` : left };
 }
 
 function toJson(s: ProfileStatus, now: bigint) {
@@ -65,26 +82,31 @@ function toJson(s: ProfileStatus, now: bigint) {
     logins: s.cert?.principals ?? s.profile.logins,
     roles: s.profile.roles,
     valid: s.valid,
+    /** valid, expired, not_yet_valid (this machine's clock is behind) or missing. */
+    state: s.validity ? s.validity.state.replace(/-/g, '_') : 'missing',
     valid_until: v.until,
+    clock_behind_seconds: s.validity && s.validity.state !== 'expired' ? s.validity.behindSeconds : 0,
     extensions: s.cert ? [...s.cert.extensions.keys()].filter((k) => !k.includes('@')) : [],
     keystore: s.profile.keystore,
   };
 }
 
-function toText(s: ProfileStatus, now: bigint): string {
+function toText(s: ProfileStatus, now: bigint, deps: Deps): string {
   const j = toJson(s, now);
   const v = validity(s, now);
+  const c = deps.colors.out;
+  const remaining = s.valid ? c.green(v.remaining) : c.red(v.remaining);
   const rows: [string, string][] = [
     ['Proxy', `https://${j.proxy}`],
     ['Cluster', j.cluster],
     ['Logged in as', j.user],
     ['Roles', j.roles.join(', ')],
     ['Logins', j.logins.join(', ')],
-    ['Valid until', v.until ? `${v.until} [${v.remaining}]` : v.remaining],
+    ['Valid until', v.until ? `${v.until} [${remaining}]` : remaining],
     ['Extensions', j.extensions.join(', ')],
     ['Key', s.profile.keystore === 'keychain' ? 'OS keychain' : 'file under TSH_HOME'],
   ];
   // The profile is parsed with its schema when read, but what it holds came from a server: escaped all the same.
-  const head = `${s.current ? '> ' : '  '}Profile ${printable(j.profile)}`;
+  const head = `${s.current ? '> ' : '  '}Profile ${c.bold(printable(j.profile))}`;
   return [head, ...rows.map(([k, val]) => `  ${(k + ':').padEnd(14)}${printable(val, 2000)}`)].join('\n');
 }
