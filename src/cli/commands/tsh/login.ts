@@ -1,5 +1,5 @@
 import { AuthError, UsageError } from '../../../errors.js';
-import { AgentClient, AgentError } from '../../../client/agent.js';
+import { AgentClient, AgentError, startAgentHint } from '../../../client/agent.js';
 import { openKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, ping } from '../../../client/login.js';
 import { parseProxyFlag } from '../../../client/proxy-addr.js';
@@ -131,9 +131,7 @@ async function loadIntoAgent(
   try {
     agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
   } catch (err) {
-    if (err instanceof AgentError) {
-      return [`note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${profile.keystore === 'file' ? 'uses the key file named in ~/.ssh/config instead' : 'needs an agent: start one with `eval "$(ssh-agent)"` and log in again'}.`];
-    }
+    if (err instanceof AgentError) return [agentMissingNote(err, profile.keystore, paths)];
     throw err;
   }
   try {
@@ -143,7 +141,13 @@ async function loadIntoAgent(
       comment: `jumpgate ${profile.username}@${profile.name}`,
       lifetimeSeconds: Math.max(1, lifetime),
       ...(profile.keystore === 'file'
-        ? { files: { key: paths.privateKey(profile.name, profile.username), cert: paths.certificate(profile.name, profile.username) } }
+        ? {
+            files: {
+              key: paths.privateKey(profile.name, profile.username),
+              cert: paths.certificate(profile.name, profile.username),
+              sshConfig: paths.shown(paths.sshConfig()),
+            },
+          }
         : {}),
     });
     return res.warning ? [`warning: ${res.warning}`] : [];
@@ -153,4 +157,17 @@ async function loadIntoAgent(
   } finally {
     agent.close();
   }
+}
+
+/**
+ * The note when no agent could be reached: plain ssh then uses the key file
+ * the ssh config names (file keystore) or needs an agent, started the
+ * platform's way (startAgentHint); paths as the platform's users write them.
+ */
+export function agentMissingNote(err: AgentError, keystore: Profile['keystore'], paths: TshPaths): string {
+  const then =
+    keystore === 'file'
+      ? `uses the key file named in ${paths.shown(paths.sshConfig())} instead`
+      : `needs an agent: ${startAgentHint(paths.penv.platform)} and log in again`;
+  return `note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${then}.`;
 }
