@@ -14,6 +14,10 @@
  *           ├── <user>.pub                     public key (OpenSSH line)
  *           └── <user>-cert.pub                user certificate (OpenSSH line)
  *
+ * The modes apply on Linux and macOS; Windows has none (Node's mode only sets
+ * the read-only flag): there the files are protected by the ACL they inherit,
+ * which under %USERPROFILE% admits the user, SYSTEM and Administrators.
+ *
  * <profile> is the proxy's public host name (e.g. `jump.example.org`), so one
  * laptop can hold logins to several clusters. With the keychain keystore the
  * private key lives in the OS keychain under service `jumpgate`, account

@@ -103,10 +103,15 @@ export async function openWine(opts: { scratch: string; cacheRoot?: string }): P
   if (!existsSync(marker)) {
     rmSync(prefix, { recursive: true, force: true });
     mkdirSync(join(prefix, '..'), { recursive: true });
+    mkdirSync(opts.scratch, { recursive: true });
     for (const args of [['wineboot', '-i'], ['winecfg', '/v', 'win10']]) {
-      const r = spawnSync(wine64, args, { env, encoding: 'utf8', timeout: 600_000 });
-      if (r.status !== 0) throw new Error(`making the Wine prefix ${prefix}: wine64 ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
-      spawnSync(wineserver, ['-w'], { env, timeout: 600_000 });
+      // Output to a file: the wineserver Wine starts inherits stdio, and a pipe would stay open as long as it lives.
+      const log = join(opts.scratch, `prefix-${args[0]}.log`);
+      const fd = openSync(log, 'w');
+      const r = spawnSync(wine64, args, { env, stdio: ['ignore', fd, fd], timeout: 600_000 });
+      closeSync(fd);
+      if (r.status !== 0) throw new Error(`making the Wine prefix ${prefix}: wine64 ${args.join(' ')} exited ${r.status ?? r.signal}:\n${readFileSync(log, 'utf8')}`);
+      spawnSync(wineserver, ['-w'], { env, stdio: 'ignore', timeout: 600_000 });
     }
     const reg = readFileSync(join(prefix, 'system.reg'), 'latin1');
     if (!/"ProductName"="Microsoft Windows 10"/.test(reg)) throw new Error(`the Wine prefix ${prefix} does not say Windows 10 after winecfg /v win10`);
@@ -114,7 +119,8 @@ export async function openWine(opts: { scratch: string; cacheRoot?: string }): P
     prefixCreated = true;
   }
   const prefixSeconds = (Date.now() - t0) / 1000;
-  spawnSync(wineserver, ['-p'], { env, timeout: 60_000 });
+  // It forks into the background: with stdio ignored, nothing here waits for it.
+  spawnSync(wineserver, ['-p'], { env, stdio: 'ignore', timeout: 60_000 });
   const profileDir = join(prefix, 'drive_c', 'users', userInfo().username);
   mkdirSync(opts.scratch, { recursive: true });
   let n = 0;
@@ -186,7 +192,7 @@ export async function openWine(opts: { scratch: string; cacheRoot?: string }): P
       return { ok: false, error: r.trim() || 'cscript printed nothing' };
     },
     stop: async () => {
-      spawnSync(wineserver, ['-k'], { env, timeout: 30_000 });
+      spawnSync(wineserver, ['-k'], { env, stdio: 'ignore', timeout: 30_000 });
     },
   };
 }
