@@ -210,7 +210,10 @@ export class KeychainStore implements KeyStore {
     } catch (err) {
       throw new UserError('KEYCHAIN_UNAVAILABLE', `cannot ${what} ${this.where(profile, user)}: ${reasonOf(err)}`, {
         cause: err,
-        hint: 'unlock the keychain (or start its service) and run the command again, or log in again with the file key store',
+        hint:
+          this.platform === 'win32'
+            ? 'run the command again in your own interactive Windows session (the Credential Manager is per logon session), or log in again with --keystore=file'
+            : 'unlock the keychain (or start its service) and run the command again, or log in again with the file key store',
       });
     }
   }

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient, AgentError, startAgentHint } from '../../src/client/agent.js';
-import { fileKeyProtection, FileStore, openKeyStore, type KeyringModule } from '../../src/client/keystore.js';
+import { fileKeyProtection, FileStore, openKeyStore, openProfileKeyStore, type KeyringModule } from '../../src/client/keystore.js';
 import { isUnderUserHome, shownPath, TshPaths, type PathEnv } from '../../src/client/paths.js';
 import { agentMissingNote } from '../../src/cli/commands/tsh/login.js';
 import { UserError } from '../../src/errors.js';
@@ -74,6 +74,30 @@ describe('errors about the key store', () => {
       assert.match(e.message, /the Windows Credential Manager: the keychain library did not load/);
       assert.match(e.hint ?? '', /Windows session.*--keystore=file/);
       assert.doesNotMatch(e.hint ?? '', /D-Bus|gnome|Secret Service/);
+      return true;
+    });
+  });
+
+  test('Windows: a Credential Manager call that fails says to use your own Windows session, not to unlock a keychain', async () => {
+    const failing: KeyringModule = {
+      AsyncEntry: class {
+        async setPassword(): Promise<void> {
+          throw new Error('Platform secure storage failure: A specified logon session does not exist.');
+        }
+        async getPassword(): Promise<string | null> {
+          throw new Error('Platform secure storage failure: A specified logon session does not exist.');
+        }
+        async deletePassword(): Promise<boolean> {
+          return false;
+        }
+      },
+    };
+    const store = await openProfileKeyStore('keychain', { paths: new TshPaths(windows()), loadKeyring: async () => failing });
+    await assert.rejects(store.load('p', 'alice'), (e: unknown) => {
+      assert.ok(e instanceof UserError && e.code === 'KEYCHAIN_UNAVAILABLE');
+      assert.match(e.message, /^cannot read the private key from the Windows Credential Manager \(service "jumpgate", account "p\/alice"\): Platform secure storage failure/);
+      assert.match(e.hint ?? '', /your own interactive Windows session.*--keystore=file/);
+      assert.doesNotMatch(e.hint ?? '', /unlock|D-Bus/);
       return true;
     });
   });
