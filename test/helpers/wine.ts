@@ -22,9 +22,9 @@ export const WINE_INSTALL = 'apt-get install -y wine64';
 const WINE64_CANDIDATES = ['/usr/lib/wine/wine64', '/usr/bin/wine64', '/usr/local/bin/wine64', '/opt/wine-stable/bin/wine64'];
 
 /** The wine64 loader and wineserver, or an Error that says how to install them (tests fail, never skip). */
-export function requireWine(): { wine64: string; wineserver: string; version: string } {
-  const fromPath = (process.env['PATH'] ?? '').split(':').filter(Boolean).map((d) => join(d, 'wine64'));
-  const wine64 = [...WINE64_CANDIDATES, ...fromPath].find((p) => existsSync(p));
+export function requireWine(where: { candidates?: string[]; path?: string } = {}): { wine64: string; wineserver: string; version: string } {
+  const fromPath = (where.path ?? process.env['PATH'] ?? '').split(':').filter(Boolean).map((d) => join(d, 'wine64'));
+  const wine64 = [...(where.candidates ?? WINE64_CANDIDATES), ...fromPath].find((p) => existsSync(p));
   if (!wine64) throw new Error(`wine64 is not installed; install it with: ${WINE_INSTALL}`);
   const wineserver = [join(wine64, '..', 'wineserver'), '/usr/lib/wine/wineserver', '/usr/bin/wineserver'].find((p) => existsSync(p));
   if (!wineserver) throw new Error(`wine64 is at ${wine64} but wineserver is missing; reinstall with: ${WINE_INSTALL}`);

@@ -24,7 +24,7 @@ import { launchBrowser, loginInBrowser } from '../helpers/browser.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { freePort, startSshd, type SshdNode } from '../helpers/sshd.js';
 import { REPO, run, runProgram, tempDir } from '../helpers/tools.js';
-import { openWine, win32OpenSshProxyCommandLine, type Wine } from '../helpers/wine.js';
+import { openWine, requireWine, win32OpenSshProxyCommandLine, WINE_INSTALL, type Wine } from '../helpers/wine.js';
 
 const INSTALL_DIR = 'C:/Program Files/Jumpgate';
 const TSH = `${INSTALL_DIR}/tsh.exe`;
@@ -45,6 +45,13 @@ async function waitFor(text: () => string, re: RegExp, what: string, timeoutMs =
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+test('without wine64 this suite fails with the command that installs it (it never skips)', () => {
+  assert.throws(() => requireWine({ candidates: [join(REPO, 'no-such-dir', 'wine64')], path: join(REPO, 'no-such-dir') }), {
+    message: `wine64 is not installed; install it with: ${WINE_INSTALL}`,
+  });
+  assert.equal(WINE_INSTALL, 'apt-get install -y wine64');
+});
 
 describe('the win-x64 tsh.exe and tctl.exe under Wine, against a real cluster on loopback', { timeout: 900_000 }, () => {
   const tmp = tempDir('wine-e2e');
@@ -137,7 +144,7 @@ describe('the win-x64 tsh.exe and tctl.exe under Wine, against a real cluster on
   test('tsh.exe login: browser sign-in through the IdP; the file key store under %USERPROFILE% with a notice that is true on Windows', async () => {
     const t0 = Date.now();
     const p = wine.start(TSH, ['login', `--proxy=127.0.0.1:${webPort}`, '--insecure', '--browser=none']);
-    const url = await waitFor(p.stderr, /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})\r?$/m, 'the login URL from tsh.exe login');
+    const url = await waitFor(p.stderr, /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})\r?$/m, 'the login URL from tsh.exe login', 180_000);
     const page = await loginInBrowser(browser!, { url: url[1]!, login: 'alice' });
     assert.match(page, /You are logged in/);
     let timer: NodeJS.Timeout | undefined;
