@@ -673,7 +673,7 @@ function unreachable(path: string, err: NodeJS.ErrnoException, platform: NodeJS.
           : err.message;
   const hint =
     platform === 'win32' && path === WINDOWS_AGENT_PIPE
-      ? 'start the agent service: `Get-Service ssh-agent | Set-Service -StartupType Automatic; Start-Service ssh-agent`'
+      ? `${startAgentHint('win32')} and run the command again`
       : `SSH_AUTH_SOCK points at an agent that is not running; ${startAgentHint(platform)} and run the command again`;
   return new AgentError('AGENT_UNREACHABLE', `cannot reach the SSH agent at ${path} (${why})`, { cause: err, hint });
 }

@@ -127,6 +127,15 @@ describe('agent hints', () => {
     for (const p of ['linux', 'darwin'] as const) assert.match(startAgentHint(p), /eval "\$\(ssh-agent\)"/);
   });
 
+  test("Windows without SSH_AUTH_SOCK: the agent service's pipe, and when it is not there the way to start the service", async () => {
+    await assert.rejects(AgentClient.connect({ env: {}, platform: 'win32', timeoutMs: 2_000 }), (e: unknown) => {
+      assert.ok(e instanceof AgentError && e.code === 'AGENT_UNREACHABLE');
+      assert.match(e.message, /openssh-ssh-agent/);
+      assert.equal(e.hint, `${startAgentHint('win32')} and run the command again`);
+      return true;
+    });
+  });
+
   test('Windows: SSH_AUTH_SOCK naming a dead agent gets the Windows hint', async () => {
     await assert.rejects(AgentClient.connect({ env: { SSH_AUTH_SOCK: join(tmp.dir, 'dead.sock') }, platform: 'win32', timeoutMs: 2_000 }), (e: unknown) => {
       assert.ok(e instanceof AgentError && e.code === 'AGENT_UNREACHABLE');
