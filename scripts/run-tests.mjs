@@ -1,6 +1,8 @@
 // Runs the test suites with Node's own runner (TAP on stdout).
 // Node 20 cannot discover .ts files itself, so the files are listed here.
-// Usage: node scripts/run-tests.mjs [unit|e2e|all] [extra node --test flags]
+// Usage: node scripts/run-tests.mjs [unit|e2e|all|wine] [extra node --test flags]
+// test/wine/ (the win-x64 executables under Wine: builds them, so slow) runs
+// only when asked for: `npm run test:wine`, which .ci/run calls after npm test.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -24,6 +26,8 @@ function collect(dir) {
 
 const all = collect('test').sort();
 const files = all.filter((f) => {
+  const isWine = f.startsWith(join('test', 'wine'));
+  if (which === 'wine' || isWine) return which === 'wine' && isWine;
   const isE2e = f.startsWith(join('test', 'e2e'));
   return which === 'all' || (which === 'e2e' ? isE2e : !isE2e);
 });

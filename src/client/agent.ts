@@ -43,6 +43,17 @@ export const SSH_AGENT_RSA_SHA2_512 = 4;
 export const MAX_AGENT_REPLY = 256 * 1024;
 /** Where Windows' OpenSSH agent service listens when SSH_AUTH_SOCK is unset. */
 export const WINDOWS_AGENT_PIPE = '\\\\.\\pipe\\openssh-ssh-agent';
+
+/**
+ * How to start an SSH agent, for hints: on Windows the OpenSSH agent service
+ * (disabled by default; enabling it needs an administrator's PowerShell),
+ * elsewhere OpenSSH's ssh-agent in the current shell.
+ */
+export function startAgentHint(platform: NodeJS.Platform): string {
+  return platform === 'win32'
+    ? 'start the OpenSSH agent service (in PowerShell as administrator: `Get-Service ssh-agent | Set-Service -StartupType Automatic; Start-Service ssh-agent`)'
+    : 'start one with `eval "$(ssh-agent)"`';
+}
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 export type AgentErrorCode =
@@ -439,6 +450,8 @@ export class AgentClient {
     /** The socket or pipe path in use. */
     readonly socketPath: string,
     private readonly timeoutMs: number,
+    /** For hints that differ per OS (how to start an agent). */
+    private readonly platform: NodeJS.Platform,
   ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.fail(new AgentError('AGENT_CLOSED', `the SSH agent at ${socketPath} failed: ${err.message}`, { cause: err })));
@@ -451,7 +464,7 @@ export class AgentClient {
     if (p) return p;
     if (opts.platform === 'win32') return WINDOWS_AGENT_PIPE;
     throw new AgentError('AGENT_NOT_RUNNING', 'no SSH agent is running (SSH_AUTH_SOCK is not set)', {
-      hint: 'start one with `eval "$(ssh-agent)"` and run the command again',
+      hint: `${startAgentHint(opts.platform)} and run the command again`,
     });
   }
 
@@ -473,7 +486,7 @@ export class AgentClient {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new AgentClient(socket, path, timeoutMs));
+        resolve(new AgentClient(socket, path, timeoutMs, opts.platform));
       });
     });
   }
@@ -608,8 +621,11 @@ export class AgentClient {
     comment: string;
     lifetimeSeconds?: number;
     confirm?: boolean;
-    /** Where the key and certificate files are, for the IdentityFile/CertificateFile advice (file keystore only). */
-    files?: { key: string; cert: string };
+    /**
+     * Where the key and certificate files are, for the IdentityFile/CertificateFile
+     * advice (file keystore only), and the ssh config as the user writes its path.
+     */
+    files?: { key: string; cert: string; sshConfig?: string };
   }): Promise<AddCertificateResult> {
     const agentName = describeAgent(this.socketPath);
     let status: AddCertificateStatus = 'listed';
@@ -629,10 +645,14 @@ export class AgentClient {
         ? `${agentName} (${this.socketPath}) refused the certificate`
         : `${agentName} (${this.socketPath}) accepted the certificate but does not list it (it drops OpenSSH certificates)`;
     const fixes = [
-      'start OpenSSH\'s agent with `eval "$(ssh-agent)"` and log in again',
+      this.platform === 'win32'
+        ? `${startAgentHint('win32')}, clear SSH_AUTH_SOCK so that tsh and ssh use it, and log in again`
+        : 'start OpenSSH\'s agent with `eval "$(ssh-agent)"` and log in again',
       'or use `tsh ssh`, which does not need the agent',
     ];
-    if (opts.files) fixes.push(`or add \`IdentityFile ${opts.files.key}\` and \`CertificateFile ${opts.files.cert}\` to the Host block in ~/.ssh/config`);
+    if (opts.files) {
+      fixes.push(`or add \`IdentityFile ${opts.files.key}\` and \`CertificateFile ${opts.files.cert}\` to the Host block in ${opts.files.sshConfig ?? (this.platform === 'win32' ? '%USERPROFILE%\\.ssh\\config' : '~/.ssh/config')}`);
+    }
     return { status, agentName, warning: `${what}, so plain ssh cannot use it. To fix: ${fixes.join('; ')}.` };
   }
 
@@ -653,7 +673,7 @@ function unreachable(path: string, err: NodeJS.ErrnoException, platform: NodeJS.
           : err.message;
   const hint =
     platform === 'win32' && path === WINDOWS_AGENT_PIPE
-      ? 'start the agent service: `Get-Service ssh-agent | Set-Service -StartupType Automatic; Start-Service ssh-agent`'
-      : 'SSH_AUTH_SOCK points at an agent that is not running; start one with `eval "$(ssh-agent)"` and run the command again';
+      ? `${startAgentHint('win32')} and run the command again`
+      : `SSH_AUTH_SOCK points at an agent that is not running; ${startAgentHint(platform)} and run the command again`;
   return new AgentError('AGENT_UNREACHABLE', `cannot reach the SSH agent at ${path} (${why})`, { cause: err, hint });
 }

@@ -1,7 +1,10 @@
 /**
  * Where the user's private key lives between logins: the OS keychain (macOS
  * Keychain, Windows Credential Manager, the Secret Service on Linux) through
- * `@napi-rs/keyring`, or a 0600 file under TSH_HOME.
+ * `@napi-rs/keyring`, or a file under TSH_HOME: mode 0600 where the OS has
+ * modes; on Windows (no modes: Node's mode only sets the read-only flag) the
+ * file is protected by the ACL it inherits, which under %USERPROFILE% admits
+ * the user, SYSTEM and Administrators. Messages say which (`fileKeyProtection`).
  *
  * `openKeyStore('auto')` probes the keychain (write, read back, delete a probe
  * entry) under a deadline and falls back to the file store with one notice:
@@ -24,10 +27,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { readFileSync, rmSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { keychainAccount, type TshPaths } from './paths.js';
+import { isUnderUserHome, keychainAccount, type TshPaths } from './paths.js';
 import { ProfileStore, type KeystoreKind } from './profile.js';
 
 /** Where a profile's private key (OpenSSH PEM text) is kept. */
@@ -207,7 +210,10 @@ export class KeychainStore implements KeyStore {
     } catch (err) {
       throw new UserError('KEYCHAIN_UNAVAILABLE', `cannot ${what} ${this.where(profile, user)}: ${reasonOf(err)}`, {
         cause: err,
-        hint: 'unlock the keychain (or start its service) and run the command again, or log in again with the file key store',
+        hint:
+          this.platform === 'win32'
+            ? 'run the command again in your own interactive Windows session (the Credential Manager is per logon session), or log in again with --keystore=file'
+            : 'unlock the keychain (or start its service) and run the command again, or log in again with the file key store',
       });
     }
   }
@@ -249,7 +255,10 @@ export class FileStore implements KeyStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new UserError('KEY_UNREADABLE', `cannot read the private key ${file}: ${(err as Error).message}`, {
         cause: err,
-        hint: `check the owner and permissions of ${file}, or run \`tsh login\` again`,
+        hint:
+          this.paths.penv.platform === 'win32'
+            ? `check that your account may read ${file} (\`icacls "${file}"\` lists who may), or run \`tsh login\` again`
+            : `check the owner and permissions of ${file}, or run \`tsh login\` again`,
       });
     }
   }
@@ -322,10 +331,37 @@ export interface OpenKeyStoreDeps {
   debug?: boolean;
 }
 
-/** TSH_HOME/keys written with ~ when it is under the home directory, as users think of it. */
-function tildePath(paths: TshPaths, p: string): string {
-  const home = paths.penv.platform === 'win32' ? (paths.penv.env['USERPROFILE'] ?? paths.penv.homedir) : paths.penv.homedir;
-  return home && p.startsWith(home + sep) ? '~' + p.slice(home.length) : p;
+/**
+ * What keeps others from reading the file store's key, true for the
+ * platform: the mode `0600` on Linux and macOS; on Windows, which has no
+ * modes, the ACL the file inherits: under %USERPROFILE% the profile's
+ * (the user, SYSTEM and Administrators); elsewhere whatever that directory
+ * allows, which tsh does not change.
+ */
+export function fileKeyProtection(paths: TshPaths): string {
+  if (paths.penv.platform !== 'win32') return '0600';
+  if (isUnderUserHome(paths.penv, paths.home)) return 'readable by your account, SYSTEM and Administrators: the ACL of your user profile directory';
+  return `protected only by the ACL of ${paths.shown(paths.home)}, which tsh does not change; keep TSH_HOME inside %USERPROFILE%`;
+}
+
+/** Why a keychain mode failed, and how to get on: per OS, since each keychain fails its own way. */
+function keychainHint(platform: NodeJS.Platform): string {
+  if (platform === 'linux') return 'start a Secret Service (e.g. gnome-keyring-daemon) in a D-Bus session, or use --keystore=file';
+  if (platform === 'win32') return 'run tsh in your own interactive Windows session (the Credential Manager is per logon session), or use --keystore=file';
+  return 'unlock the keychain, or use --keystore=file';
+}
+
+/**
+ * The one line `auto` prints when it falls back to the file store: which
+ * keychain was not usable and why, where the key goes (as the platform's
+ * users write paths: ~/.tsh/keys/… or %USERPROFILE%\.tsh\keys\…), and what
+ * protects it (fileKeyProtection: 0600, or on Windows the ACL).
+ */
+export function fileStoreNotice(paths: TshPaths, reason: string): string {
+  const platform = paths.penv.platform;
+  const dir = paths.shown(join(paths.home, 'keys', '…'));
+  const what = platform === 'linux' ? 'no OS keychain available' : `no OS keychain available: ${keychainName(platform)} is not usable`;
+  return `${what} (${reason}); keeping the private key in ${dir} (${fileKeyProtection(paths)})`;
 }
 
 /**
@@ -345,19 +381,11 @@ export async function openKeyStore(mode: 'auto' | 'keychain' | 'file', deps: Ope
   if (probe.ok) return new KeychainStore(probe.module, platform, deps.paths.penv.env);
   if (mode === 'keychain') {
     throw new UserError('KEYCHAIN_UNAVAILABLE', `the OS keychain is not usable: ${keychainName(platform)}: ${probe.reason}`, {
-      hint:
-        platform === 'linux'
-          ? 'start a Secret Service (e.g. gnome-keyring-daemon) in a D-Bus session, or use --keystore=file'
-          : 'unlock the keychain, or use --keystore=file',
+      hint: keychainHint(platform),
     });
   }
-  const dir = tildePath(deps.paths, join(deps.paths.home, 'keys'));
-  const keys = `${join(dir, '…')} (0600)`;
-  deps.notice(
-    deps.debug
-      ? `no OS keychain available (${probe.reason}); keeping the private key in ${keys}`
-      : `no OS keychain available (${platform === 'linux' ? 'no Secret Service' : keychainName(platform)}); keeping the private key in ${keys}; --debug says why`,
-  );
+  const reason = deps.debug ? probe.reason : `${platform === 'linux' ? 'no Secret Service' : keychainName(platform)}; --debug says why`;
+  deps.notice(fileStoreNotice(deps.paths, reason));
   return new FileStore(deps.paths);
 }
 

@@ -18,6 +18,10 @@
  *           └── +agent-keys              0600  public keys this profile loaded into ssh-agent (logout removes them);
  *                                              ("+" is not allowed in user names: no <user> file collides)
  *
+ * The modes apply on Linux and macOS; Windows has none (Node's mode only sets
+ * the read-only flag): there the files are protected by the ACL they inherit,
+ * which under %USERPROFILE% admits the user, SYSTEM and Administrators.
+ *
  * <profile> is the proxy's public host name (e.g. `jump.example.org`), so one
  * laptop can hold logins to several clusters. With the keychain keystore the
  * private key lives in the OS keychain under service `jumpgate`, account
@@ -39,12 +43,49 @@ export interface PathEnv {
   platform: NodeJS.Platform;
 }
 
+/** The user's home: %USERPROFILE% on Windows (not HOME, which Git Bash and MSYS set), else the home directory. */
+export function userHome(p: PathEnv): string {
+  return p.platform === 'win32' ? (p.env['USERPROFILE'] ?? p.homedir) : p.homedir;
+}
+
 /** TSH_HOME, or the per-OS default. */
 export function tshHome(p: PathEnv): string {
   const fromEnv = p.env['TSH_HOME'];
   if (fromEnv) return fromEnv;
-  const home = p.platform === 'win32' ? (p.env['USERPROFILE'] ?? p.homedir) : p.homedir;
-  return join(home, '.tsh');
+  return join(userHome(p), '.tsh');
+}
+
+/** Separators as the platform writes them: backslashes on Windows. */
+function nativeSeparators(p: PathEnv, path: string): string {
+  return p.platform === 'win32' ? path.replace(/\//g, '\\') : path;
+}
+
+/** The part of `path` after the user's home (starting with a separator), or undefined when it is elsewhere. */
+function homeRelative(p: PathEnv, path: string): string | undefined {
+  const win = p.platform === 'win32';
+  const home = nativeSeparators(p, userHome(p)).replace(/[\\/]+$/, '');
+  const full = nativeSeparators(p, path);
+  const prefix = home + (win ? '\\' : '/');
+  // Windows paths compare without case (NTFS, as Explorer does).
+  const inside = home !== '' && (win ? full.toLowerCase().startsWith(prefix.toLowerCase()) : full.startsWith(prefix));
+  return inside ? full.slice(home.length) : undefined;
+}
+
+/**
+ * A path written the way the platform's users write it, for messages (never
+ * for files): under the home directory `~/.tsh/keys` on Linux and macOS,
+ * `%USERPROFILE%\.tsh\keys` on Windows (backslashes, as Explorer and cmd
+ * show them); anything else as it is.
+ */
+export function shownPath(p: PathEnv, path: string): string {
+  const rest = homeRelative(p, path);
+  if (rest === undefined) return nativeSeparators(p, path);
+  return (p.platform === 'win32' ? '%USERPROFILE%' : '~') + rest;
+}
+
+/** Whether `path` is inside the user's home (%USERPROFILE% on Windows, compared without case there). */
+export function isUnderUserHome(p: PathEnv, path: string): boolean {
+  return homeRelative(p, path) !== undefined;
 }
 
 /** The paths of one TSH_HOME. */
@@ -89,11 +130,15 @@ export class TshPaths {
 
   /** The user's OpenSSH client config (where the managed block goes). */
   sshConfig(): string {
-    const home = this.penv.platform === 'win32' ? (this.penv.env['USERPROFILE'] ?? this.penv.homedir) : this.penv.homedir;
-    return join(home, '.ssh', 'config');
+    return join(userHome(this.penv), '.ssh', 'config');
   }
   sshConfigBackup(): string {
     return `${this.sshConfig()}.jumpgate-backup`;
+  }
+
+  /** `path` as people write it on this platform (shownPath): for messages only. */
+  shown(path: string): string {
+    return shownPath(this.penv, path);
   }
 }
 

@@ -18,6 +18,7 @@ import type { ClientChannel, PseudoTtyOptions } from 'ssh2';
 import { UsageError, UserError } from '../errors.js';
 import type { Env } from '../net/index.js';
 import { EXT_PERMIT_AGENT_FORWARDING, EXT_PERMIT_PORT_FORWARDING, EXT_PERMIT_PTY } from '../sshcert/index.js';
+import { AgentClient, startAgentHint } from './agent.js';
 import type { Credentials } from './credentials.js';
 import { clusterHostCAs, connectProxy, identityOf, openNodeChannel, sshOver } from './proxy-conn.js';
 import type { TshPaths } from './paths.js';
@@ -103,8 +104,12 @@ export async function runSshSession(o: SshSessionOptions): Promise<number> {
     if (!ext.has(EXT_PERMIT_AGENT_FORWARDING)) {
       throw new UserError('AGENT_FORWARDING_DENIED', 'your roles do not allow agent forwarding (-A)', { hint: 'drop -A, or ask for a role with forward_agent: true and log in again' });
     }
-    agent = o.env['SSH_AUTH_SOCK'];
-    if (!agent) throw new UserError('AGENT_MISSING', '-A needs an ssh-agent, and SSH_AUTH_SOCK is not set', { hint: 'start one with `eval "$(ssh-agent)"`' });
+    // The agent tsh itself uses: SSH_AUTH_SOCK, else on Windows the OpenSSH agent service's pipe.
+    try {
+      agent = AgentClient.resolveSocketPath({ env: o.env, platform: o.paths.penv.platform });
+    } catch (err) {
+      throw new UserError('AGENT_MISSING', '-A needs an ssh-agent, and SSH_AUTH_SOCK is not set', { cause: err, hint: startAgentHint(o.paths.penv.platform) });
+    }
   }
   if ((o.localForwards.length > 0 || o.remoteForwards.length > 0) && !ext.has(EXT_PERMIT_PORT_FORWARDING)) {
     throw new UserError('PORT_FORWARDING_DENIED', 'your roles do not allow port forwarding (-L/-R)', { hint: 'ask for a role with port_forwarding: true and log in again' });

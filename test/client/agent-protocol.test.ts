@@ -120,6 +120,28 @@ describe('agents that lose certificates', () => {
     }
   });
 
+  test("on Windows the warning says how to start Windows' OpenSSH agent service and names %USERPROFILE%\\.ssh\\config, never eval \"$(ssh-agent)\"", async () => {
+    const agent = await fakeAgent('pageant.sock', (msg) => (msg[0] === SSH_AGENTC_REQUEST_IDENTITIES ? identities([]) : failure()));
+    const client = await AgentClient.connect({ env: { SSH_AUTH_SOCK: agent.sock }, platform: 'win32' });
+    try {
+      const r = await client.addCertificateAndVerify({
+        privateKey: kp.privateKey,
+        certBlob: cert.blob,
+        comment: 'jumpgate',
+        files: { key: 'C:\\Users\\al\\.tsh\\keys\\p\\alice', cert: 'C:\\Users\\al\\.tsh\\keys\\p\\alice-cert.pub', sshConfig: '%USERPROFILE%\\.ssh\\config' },
+      });
+      const w = r.warning ?? '';
+      assert.match(w, /^PuTTY's Pageant \(.*\) refused the certificate/);
+      assert.match(w, /Start-Service ssh-agent/);
+      assert.match(w, /clear SSH_AUTH_SOCK/);
+      assert.match(w, /to the Host block in %USERPROFILE%\\\.ssh\\config/);
+      assert.doesNotMatch(w, /eval|~\//);
+    } finally {
+      client.close();
+      await agent.stop();
+    }
+  });
+
   test('an agent that refuses the certificate gets a warning, not an exception', async () => {
     const agent = await fakeAgent('.1password/agent.sock', (msg) => (msg[0] === SSH_AGENTC_REQUEST_IDENTITIES ? identities([]) : failure()));
     const client = await connectTo(agent.sock);

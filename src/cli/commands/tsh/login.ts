@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { AuthError, UsageError, UserError } from '../../../errors.js';
-import { AgentClient, AgentError } from '../../../client/agent.js';
+import { AgentClient, AgentError, startAgentHint } from '../../../client/agent.js';
 import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
 import { openKeyStore, openProfileKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, pingProxy } from '../../../client/login.js';
@@ -357,12 +357,7 @@ async function loadIntoAgent(
   try {
     agent = await AgentClient.connect({ env: deps.env, platform: deps.platform });
   } catch (err) {
-    if (err instanceof AgentError) {
-      return {
-        failed: true,
-        notes: [`note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${profile.keystore === 'file' ? 'uses the key file named in ~/.ssh/config instead' : 'needs an agent: start one with `eval "$(ssh-agent)"` and log in again'}.`],
-      };
-    }
+    if (err instanceof AgentError) return { notes: [agentMissingNote(err, profile.keystore, paths)], failed: true };
     throw err;
   }
   try {
@@ -372,10 +367,16 @@ async function loadIntoAgent(
       comment: agentComment(profile.name, profile.username, profile.clusterName),
       lifetimeSeconds: Math.max(1, lifetime),
       ...(profile.keystore === 'file'
-        ? { files: { key: paths.privateKey(profile.name, profile.username), cert: paths.certificate(profile.name, profile.username) } }
+        ? {
+            files: {
+              key: paths.privateKey(profile.name, profile.username),
+              cert: paths.certificate(profile.name, profile.username),
+              sshConfig: paths.shown(paths.sshConfig()),
+            },
+          }
         : {}),
     });
-    const notes = res.status === 'listed' ? [] : [agentWarning(res, profile, paths, sshConfigWritten)];
+    const notes = res.status === 'listed' ? [] : [agentWarning(res, profile, paths, sshConfigWritten, paths.penv.platform)];
     const old = await removeProfileEntries(agent, { profile: profile.name, keys: earlierKeys }, [login.cert.blob, login.publicKey.blob]);
     if (old.warning) notes.push(`warning: the earlier login's entries are still in the agent: ${old.warning}`);
     return { notes, failed: res.status !== 'listed' };
@@ -398,14 +399,28 @@ export function agentWarning(
   profile: Pick<Profile, 'keystore' | 'name' | 'username'>,
   paths: Pick<TshPaths, 'privateKey' | 'certificate'>,
   sshConfigWritten: boolean,
+  platform: NodeJS.Platform = 'linux',
 ): string {
   const what = res.status === 'refused' ? `${res.agentName} refused the certificate` : `${res.agentName} accepted the certificate but does not list it (it drops OpenSSH certificates)`;
   if (profile.keystore === 'file' && sshConfigWritten) {
     return `note: ${what}; plain ssh still works: the Jumpgate block in ~/.ssh/config names the key and certificate files (${paths.privateKey(profile.name, profile.username)}).`;
   }
-  const fixes = ['start OpenSSH\'s agent with `eval "$(ssh-agent)"` and log in again', 'or use `tsh ssh`, which does not need the agent'];
+  const fixes = [`${startAgentHint(platform)} and log in again`, 'or use `tsh ssh`, which does not need the agent'];
   if (profile.keystore === 'file') {
     fixes.push(`or add \`IdentityFile ${paths.privateKey(profile.name, profile.username)}\` and \`CertificateFile ${paths.certificate(profile.name, profile.username)}\` to the Host block in ~/.ssh/config (or log in without --no-ssh-config)`);
   }
   return `warning: ${what}, so plain ssh cannot use it. To fix: ${fixes.join('; ')}.`;
+}
+
+/**
+ * The note when no agent could be reached: plain ssh then uses the key file
+ * the ssh config names (file keystore) or needs an agent, started the
+ * platform's way (startAgentHint); paths as the platform's users write them.
+ */
+export function agentMissingNote(err: AgentError, keystore: Profile['keystore'], paths: TshPaths): string {
+  const then =
+    keystore === 'file'
+      ? `uses the key file named in ${paths.shown(paths.sshConfig())} instead`
+      : `needs an agent: ${startAgentHint(paths.penv.platform)} and log in again`;
+  return `note: the certificate is not in an ssh-agent (${err.message}); plain ssh ${then}.`;
 }
