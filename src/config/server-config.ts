@@ -62,6 +62,27 @@ export interface ProxyConfig {
   /** Absolute; both or neither. Without them the server generates a self-signed certificate. */
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /** What one user may make the SSH proxy and the nodes hold (`proxy.limits`). */
+  limits: ProxyLimits;
+}
+
+/**
+ * `proxy.limits`: caps on what one authenticated user can make the proxy and
+ * the nodes hold; see server/proxy/session-limits.ts for how each is counted.
+ */
+export interface ProxyLimits {
+  /** Authenticated SSH connections to the proxy per user (`max_connections_per_user`). */
+  maxConnectionsPerUser: number;
+  /** Open channels (session and direct-tcpip, used or not) on one SSH connection (`max_channels_per_connection`). */
+  maxChannelsPerConnection: number;
+  /** Node sessions (relays, and dials on their way) per user, over all connections (`max_sessions_per_user`). */
+  maxSessionsPerUser: number;
+  /** One user's node connections that may still be authenticating at one node (`max_concurrent_node_dials_per_user`). */
+  maxNodeDialsPerUser: number;
+  /** All users' node connections that may still be authenticating at one node (`max_concurrent_node_dials_per_node`). */
+  maxNodeDialsPerNode: number;
+  /** How long a node connection counts as possibly unauthenticated: the nodes' sshd LoginGraceTime (`node_login_grace_time`). */
+  nodeLoginGraceSeconds: number;
 }
 
 export interface AuthConfig {
@@ -135,6 +156,13 @@ export const CONFIG_DEFAULTS = {
   forwardAgent: false,
   x11Forwarding: false,
   permitUserRc: false,
+  // proxy.limits: below sshd's MaxStartups 10 for one user at one node; MaxSessions 10 per connection.
+  maxConnectionsPerUser: 32,
+  maxChannelsPerConnection: 10,
+  maxSessionsPerUser: 64,
+  maxNodeDialsPerUser: 8,
+  maxNodeDialsPerNode: 32,
+  nodeLoginGraceTime: '2m',
 } as const;
 
 /** One problem in a config file, located by key path and, when known, line. */
@@ -239,7 +267,15 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
 // placeholder) for what it could not read, and carries on, so one run finds all.
 
 const TOP_KEYS = ['cluster_name', 'data_dir', 'proxy', 'auth', 'roles', 'nodes'] as const;
-const PROXY_KEYS = ['web_listen_addr', 'public_addr', 'ssh_listen_addr', 'ssh_public_addr', 'tls_cert_file', 'tls_key_file'] as const;
+const PROXY_KEYS = ['web_listen_addr', 'public_addr', 'ssh_listen_addr', 'ssh_public_addr', 'tls_cert_file', 'tls_key_file', 'limits'] as const;
+const LIMIT_KEYS = [
+  'max_connections_per_user',
+  'max_channels_per_connection',
+  'max_sessions_per_user',
+  'max_concurrent_node_dials_per_user',
+  'max_concurrent_node_dials_per_node',
+  'node_login_grace_time',
+] as const;
 const AUTH_KEYS = ['cert_ttl', 'login_timeout', 'oidc'] as const;
 const OIDC_KEYS = ['issuer', 'client_id', 'client_secret', 'client_secret_file', 'scopes', 'username_claim', 'claims_to_roles'] as const;
 const RULE_KEYS = ['claim', 'value', 'roles'] as const;
@@ -331,6 +367,7 @@ function readProxy(c: Checker, slot: Slot | undefined, baseDir: string): ProxyCo
     publicAddr: publicOf('public_addr', 'web_listen_addr', webListenAddr),
     sshListenAddr,
     sshPublicAddr: publicOf('ssh_public_addr', 'ssh_listen_addr', sshListenAddr),
+    limits: readLimits(c, get('limits')),
   };
   const cert = get('tls_cert_file');
   const key = get('tls_key_file');
@@ -341,6 +378,38 @@ function readProxy(c: Checker, slot: Slot | undefined, baseDir: string): ProxyCo
   if (certPath !== undefined) proxy.tlsCertFile = resolve(baseDir, certPath);
   if (keyPath !== undefined) proxy.tlsKeyFile = resolve(baseDir, keyPath);
   return proxy;
+}
+
+/** sshd's default MaxStartups begins dropping unauthenticated connections at 10. */
+const SSHD_MAX_STARTUPS = 10;
+/** Upper bound of every proxy.limits count: a typo of extra zeros is refused, not obeyed. */
+const MAX_LIMIT = 1_000_000;
+
+function readLimits(c: Checker, slot: Slot | undefined): ProxyLimits {
+  const fields = slot && !c.isEmpty(slot.node) ? c.map(slot, LIMIT_KEYS) : undefined;
+  const count = (key: string, fallback: number): number => {
+    const s = fields?.get(key);
+    return (s ? c.count(s, MAX_LIMIT) : undefined) ?? fallback;
+  };
+  const limits: ProxyLimits = {
+    maxConnectionsPerUser: count('max_connections_per_user', CONFIG_DEFAULTS.maxConnectionsPerUser),
+    maxChannelsPerConnection: count('max_channels_per_connection', CONFIG_DEFAULTS.maxChannelsPerConnection),
+    maxSessionsPerUser: count('max_sessions_per_user', CONFIG_DEFAULTS.maxSessionsPerUser),
+    maxNodeDialsPerUser: count('max_concurrent_node_dials_per_user', CONFIG_DEFAULTS.maxNodeDialsPerUser),
+    maxNodeDialsPerNode: count('max_concurrent_node_dials_per_node', CONFIG_DEFAULTS.maxNodeDialsPerNode),
+    nodeLoginGraceSeconds: parseDuration(CONFIG_DEFAULTS.nodeLoginGraceTime, 'proxy.limits.node_login_grace_time'),
+  };
+  const dials = fields?.get('max_concurrent_node_dials_per_user');
+  if (dials && limits.maxNodeDialsPerUser >= SSHD_MAX_STARTUPS) {
+    c.warn(dials, `${limits.maxNodeDialsPerUser} lets one user fill a node's sshd MaxStartups (default 10:30:100), which then drops other users' connections; keep it below the nodes' MaxStartups`);
+  }
+  const grace = fields?.get('node_login_grace_time');
+  const seconds = grace ? c.duration(grace) : undefined;
+  if (grace && seconds !== undefined) {
+    if (seconds < 1 || seconds > 3600) c.report(grace, 'must be from 1s to 1h: set it to the nodes\' sshd LoginGraceTime (default 2m)');
+    else limits.nodeLoginGraceSeconds = seconds;
+  }
+  return limits;
 }
 
 function readAuthTtl(c: Checker, slot: Slot | undefined): number {
@@ -841,6 +910,14 @@ class Checker {
     const n = this.deref(slot.node);
     if (isScalar(n) && typeof n.value === 'boolean') return n.value;
     this.report(slot, `must be true or false, not ${this.describe(n)}`);
+    return undefined;
+  }
+
+  /** A whole number from 1 to `max`. */
+  count(slot: Slot, max: number): number | undefined {
+    const n = this.deref(slot.node);
+    if (isScalar(n) && typeof n.value === 'number' && Number.isInteger(n.value) && n.value >= 1 && n.value <= max) return n.value;
+    this.report(slot, `must be a whole number from 1 to ${max}, not ${this.describe(n)}`);
     return undefined;
   }
 

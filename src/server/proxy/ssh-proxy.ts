@@ -41,8 +41,8 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import { formatHostPort, type HostPort, type NodeConfig } from '../../config/index.js';
-import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
-import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
+import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
+import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import {
@@ -54,6 +54,7 @@ import {
   routeToNode,
   type Refusal,
 } from './routing.js';
+import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -126,6 +127,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
+  const limiter = new SessionLimiter(() => rt.config.proxy.limits, (e) => rt.audit.emit(e));
 
   // Names clients connect to the proxy by; ssh checks the certificate's principals against them.
   const principals = () =>
@@ -154,7 +156,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         algorithms: { cipher: CIPHERS as ssh2.CipherAlgorithm[] },
         ident: 'Jumpgate',
       },
-      (conn, info) => handleConnection(rt, conn, info, limits),
+      (conn, info) => handleConnection(rt, conn, info, limits, limiter),
     );
     if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${signer.id})`);
     identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
@@ -230,6 +232,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       new Promise<void>((resolve) => {
         net.close(() => resolve());
         for (const s of sockets) s.destroy();
+        limiter.close();
       }),
   };
 }
@@ -250,7 +253,7 @@ interface Denial {
   login: string;
 }
 
-function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits): void {
+function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits, limiter: SessionLimiter): void {
   const clientAddr = formatHostPort({ host: info.ip ?? 'unknown', port: info.port ?? 0 });
   const socket = (conn as unknown as { _sock: Socket })._sock;
   let cert: Certificate | undefined;
@@ -259,6 +262,15 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   let selectors: Record<string, string | string[]>[] = [];
   let requests = 0;
   let failures = 0;
+  let connectionSlot: Slot | undefined;
+  const bannersSent = new Set<string>();
+  /** Tells the client why (OpenSSH prints the banner; a bare "Permission denied" says nothing), once per reason. */
+  const banner = (text: string) => {
+    if (bannersSent.has(text) || bannersSent.size >= 3) return;
+    bannersSent.add(text);
+    sendAuthBanner(conn, `jumpgate proxy: ${text}`);
+  };
+  const loginCommand = `tsh login --proxy=${formatHostPort(rt.config.proxy.publicAddr)}`;
 
   conn.on('error', (err) => rt.log.debug(`ssh proxy: ${clientAddr}: ${err.message}`));
 
@@ -283,13 +295,28 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   const authenticate = (ctx: AuthContext, reject: () => void) => {
     if (ctx.method !== 'publickey') return reject();
     try {
-      const c = verifyUserCertAuth(ctx, { trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey), now: rt.clock() });
+      // Nodes see only the proxy's address: source-address is checked here, against the real client.
+      const c = verifyUserCertAuth(ctx, {
+        trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey),
+        now: rt.clock(),
+        clientAddress: info.ip ?? '',
+        loginCommand,
+      });
       const sel = certificateSelectors(rt.config, c);
       if ('ok' in sel) {
         denial = { code: sel.code, message: sel.message, user: c.keyId, login: ctx.username };
+        banner(sel.message);
         return reject();
       }
       if (ctx.signature !== undefined) {
+        const slot = limiter.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
+        if (isRefusal(slot)) {
+          // Audited by the limiter (aggregated); the connection has nothing else to offer.
+          banner(slot.message);
+          ctx.reject(['publickey']);
+          return conn.end();
+        }
+        connectionSlot = slot;
         cert = c;
         login = ctx.username;
         selectors = sel.selectors;
@@ -302,11 +329,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
       }
       // A plain key offered before the certificate (ssh tries the agent's keys) is not worth reporting over a real reason.
       if (!denial || err.code !== 'CERT_MALFORMED') denial = { code: err.code, message: err.message, user: keyIdOf(ctx.key.data), login: ctx.username };
+      if (/-cert-v01@openssh\.com$/.test(ctx.key.algo)) banner(err.message);
       return reject();
     }
   };
 
   conn.on('close', () => {
+    connectionSlot?.release();
     if (!cert && denial) {
       rt.audit.emit({ event: 'access.denied', stage: 'authentication', user: denial.user, login: denial.login, client_addr: clientAddr, code: denial.code, reason: denial.message });
     }
@@ -316,9 +345,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     if (socket) handshakes.get(socket)?.();
     const who: Who = { user: cert!.keyId, login, clientAddr };
     rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
+    const channels = limiter.channels(who);
 
-    conn.on('session', (accept) => {
+    conn.on('session', (accept, reject) => {
+      const chSlot = channels.admit();
+      if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
       const session = accept();
+      session.once('close', () => chSlot.release());
       session.on('pty', (acc) => acc?.());
       session.on('env', (acc) => acc?.());
       session.on('window-change', (acc) => acc?.());
@@ -335,6 +368,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (req.name === NODES_SUBSYSTEM) {
           const ch = acc();
           if (!ch) return;
+          if (cert!.criticalOptions.has(OPT_FORCE_COMMAND)) {
+            // The node's sshd runs the forced command; at the proxy such a certificate only reaches nodes.
+            ch.stderr.write(`jumpgate proxy: this certificate is limited to one command (${OPT_FORCE_COMMAND}), so it cannot list nodes\n`);
+            ch.exit(1);
+            ch.end();
+            return;
+          }
           const nodes = reachableNodes(rt.config, selectors).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
           // exit-status must go before end(): ssh2 sends nothing on a channel that finished writing.
           ch.write(JSON.stringify({ cluster: rt.config.clusterName, nodes }) + '\n');
@@ -345,6 +385,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (!req.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) return rej?.();
         const ch = acc();
         if (!ch) return;
+        ch.once('close', () => chSlot.release());
         const target = parseProxySubsystem(req.name);
         const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port);
         if (!route.ok) {
@@ -354,9 +395,17 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           ch.end();
           return;
         }
+        const slot = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
+        if (isRefusal(slot)) {
+          ch.stderr.write(`jumpgate proxy: ${slot.message}\n`);
+          ch.exit(1);
+          ch.end();
+          return;
+        }
         dialNode(route.node)
-          .then((sock) => relay(rt, who, route.node, 'subsystem', ch, sock))
+          .then((sock) => relay(rt, who, route.node, 'subsystem', ch, sock, slot))
           .catch((err: Error) => {
+            slot.release();
             rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
             ch.stderr.write(`jumpgate proxy: cannot reach ${route.node.name}: ${err.message}\n`);
             ch.exit(1);
@@ -366,18 +415,36 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     });
 
     conn.on('tcpip', (accept, reject, req) => {
+      const chSlot = channels.admit();
+      if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
       const route = routeToNode(rt.config, selectors, req.destIP, req.destPort);
       if (!route.ok) {
+        chSlot.release();
         deny(rt, who, req.destIP, route);
         return rejectWithReason(conn, reject, route.message);
       }
+      const admitted = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
+      if (isRefusal(admitted)) {
+        chSlot.release();
+        return rejectWithReason(conn, reject, admitted.message);
+      }
+      const slot: Slot = {
+        release: () => {
+          admitted.release();
+          chSlot.release();
+        },
+      };
       dialNode(route.node)
         .then((sock) => {
           const ch = accept();
-          if (!ch) return void sock.destroy();
-          relay(rt, who, route.node, 'direct-tcpip', ch, sock);
+          if (!ch) {
+            slot.release();
+            return void sock.destroy();
+          }
+          relay(rt, who, route.node, 'direct-tcpip', ch, sock, slot);
         })
         .catch((err: Error) => {
+          slot.release();
           rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
           rejectWithReason(conn, reject, `cannot reach ${route.node.name}: ${err.message}`);
         });
@@ -460,9 +527,10 @@ function dialNode(node: NodeConfig): Promise<Socket> {
 /**
  * Joins an SSH channel and a node socket with back-pressure both ways
  * (pipe: a full socket pauses the channel, which withholds the SSH window),
- * counts the bytes, and audits the session from start to end.
+ * counts the bytes, audits the session from start to end, and releases the
+ * session's limit slot (session-limits.ts) when it ends.
  */
-function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket): void {
+function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket, slot: Slot): void {
   const sessionId = randomUUID();
   const started = Date.now();
   let toNode = 0;
@@ -489,6 +557,7 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
   const end = () => {
     if (ended) return;
     ended = true;
+    slot.release();
     rt.audit.emit({
       event: 'session.end',
       session_id: sessionId,
