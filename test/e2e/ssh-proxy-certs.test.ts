@@ -104,6 +104,10 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
     assert.match(r.stderr, /jumpgate proxy: this certificate may only be used from 10\.9\.9\.9\/32 \(its source-address\), and this connection comes from 127\.0\.0\.1/, r.stderr);
     assert.equal(denied('CERT_SOURCE_ADDRESS').length, before + 1);
     assert.doesNotMatch(cluster.node.log(), /Accepted publickey/, 'the node was never reached');
+    // tsh shows the proxy's reason too (exit 4), not just "refused your certificate".
+    const t = await run(process.execPath, [builtProgram('tsh'), 'ssh', 'node1', 'true'], { env: user.env, timeoutMs: 30_000 });
+    assert.equal(t.code, 4, t.stderr);
+    assert.match(t.stderr, /refused the login "root": jumpgate proxy: this certificate may only be used from 10\.9\.9\.9\/32/, t.stderr);
   });
 
   test('an IPv6-only list, or an IPv4-mapped IPv6 range, does not admit an IPv4 client', async () => {
