@@ -15,6 +15,8 @@
  * - Relays bytes to the node's sshd with back-pressure; the node checks the
  *   certificate again (TrustedUserCAKeys), so both hops authenticate the user.
  * - Audits session.start / session.end / access.denied.
+ * - Caps what one authenticated user can hold (connections, channels, node
+ *   sessions, node connections still logging in): session-limits.ts.
  *
  * Limits on connections that have not authenticated yet (hostile or broken
  * clients; every number is also in README.md "SSH proxy limits"):
