@@ -399,6 +399,9 @@ async function coordinator(o: Opts): Promise<void> {
       `  public_addr: localhost:${webPort}`,
       `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
       `  ssh_public_addr: localhost:${sshPort}`,
+      // One user holds every session: lift the per-user caps (the nodes' MaxStartups is raised too, NODE_SSHD_SETTINGS).
+      '  limits:',
+      ...['max_connections_per_user', 'max_channels_per_connection', 'max_sessions_per_user', 'max_concurrent_node_dials_per_user', 'max_concurrent_node_dials_per_node'].map((k) => `    ${k}: 1000000`),
       'roles:',
       '  user:',
       '    logins: ["{{username}}"]',

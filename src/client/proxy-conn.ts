@@ -148,12 +148,23 @@ export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promis
     // ("Connection lost before handshake"), and an error with no listener
     // would crash tsh. Only the first one decides the outcome.
     let failed = false;
+    // The proxy says in an authentication banner why it refused (expired, source-address, a limit): keep it for the error.
+    let banner = '';
+    client.on('banner', (message: string) => {
+      if (banner.length < 4096) banner += message;
+    });
     client.on('error', (err: Error & { level?: string }) => {
       if (failed) return;
       failed = true;
       client.end();
       if (verifier.error) return reject(verifier.error);
       if (err.level === 'client-authentication') {
+        const said = banner
+          .split(/\r?\n/)
+          .map((l) => printable(l.trim(), 1000))
+          .filter((l) => l !== '')
+          .join('; ');
+        if (said) return reject(new AuthError('SSH_AUTH_REFUSED', `${o.what} refused the login "${o.login}": ${said}`, { cause: err }));
         return reject(
           new AuthError('SSH_AUTH_REFUSED', `${o.what} refused your certificate for the login "${o.login}"`, {
             cause: err,

@@ -26,6 +26,19 @@ proxy:
   # once and kept in data_dir.
   # tls_cert_file: /etc/jumpgate/tls/cert.pem
   # tls_key_file: /etc/jumpgate/tls/key.pem
+  # What one signed-in user may make the SSH proxy and the nodes hold (defaults
+  # shown). A node connection counts as "still authenticating" from the dial
+  # until it closes or node_login_grace_time passes (the proxy cannot see inside
+  # the user's encrypted session): keep max_concurrent_node_dials_per_user below
+  # the nodes' sshd MaxStartups (default 10) and node_login_grace_time at their
+  # LoginGraceTime (default 2m).
+  limits:
+    max_connections_per_user: 32
+    max_channels_per_connection: 10
+    max_sessions_per_user: 64
+    max_concurrent_node_dials_per_user: 8
+    max_concurrent_node_dials_per_node: 32
+    node_login_grace_time: 2m
 
 auth:
   # Default lifetime of user certificates (tsh login --ttl can ask for less). Default: 24h

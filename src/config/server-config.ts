@@ -66,6 +66,27 @@ export interface ProxyConfig {
   /** Absolute; both or neither. Without them the server generates a self-signed certificate. */
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /** What one user may make the SSH proxy hold (`proxy.limits`). */
+  limits: ProxyLimits;
+}
+
+/**
+ * `proxy.limits`: caps on what one authenticated user may make the proxy and
+ * the nodes hold (README "SSH proxy limits"; server/proxy/session-limits.ts).
+ */
+export interface ProxyLimits {
+  /** Signed-in SSH connections of one user (`max_connections_per_user`). */
+  maxConnectionsPerUser: number;
+  /** Open channels on one connection, unused session channels included (`max_channels_per_connection`). */
+  maxChannelsPerConnection: number;
+  /** One user's node sessions over all connections (`max_sessions_per_user`). */
+  maxSessionsPerUser: number;
+  /** One user's node connections still logging in at one node (`max_concurrent_node_dials_per_user`); below sshd's MaxStartups 10. */
+  maxNodeDialsPerUser: number;
+  /** Every user's node connections still logging in at one node (`max_concurrent_node_dials_per_node`). */
+  maxNodeDialsPerNode: number;
+  /** How long a node connection counts as still logging in, seconds (`node_login_grace_time`, sshd's LoginGraceTime). */
+  nodeLoginGraceSeconds: number;
 }
 
 export interface AuthConfig {
@@ -139,6 +160,12 @@ export const CONFIG_DEFAULTS = {
   forwardAgent: false,
   x11Forwarding: false,
   permitUserRc: false,
+  maxConnectionsPerUser: 32,
+  maxChannelsPerConnection: 10,
+  maxSessionsPerUser: 64,
+  maxNodeDialsPerUser: 8,
+  maxNodeDialsPerNode: 32,
+  nodeLoginGraceTime: '2m',
 } as const;
 
 /** One problem in a config file, located by key path and, when known, line. */
@@ -400,9 +427,57 @@ const isHostPort = (x: unknown): x is HostPort => isObject(x) && 'port' in x && 
 /** A path item for an issue about one key of the object being checked. */
 const at = (input: unknown, key: string): [v.ObjectPathItem] => [{ type: 'object', origin: 'value', input: input as Record<string, unknown>, key, value: undefined }];
 
+/** sshd's default MaxStartups begins dropping unauthenticated connections at 10. */
+const SSHD_MAX_STARTUPS = 10;
+/** Upper bound of every proxy.limits count: a typo of extra zeros is refused, not obeyed. */
+const MAX_LIMIT = 1_000_000;
+
+/** A count from 1 to MAX_LIMIT. */
+const count = () =>
+  v.pipe(
+    v.instance(YamlNumber, not('a whole number')),
+    v.transform((n) => n.value),
+    v.integer('must be a whole number'),
+    v.minValue(1, 'must be at least 1'),
+    v.maxValue(MAX_LIMIT, `must be at most ${MAX_LIMIT.toLocaleString('en')}`),
+  );
+
+function limitsSchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      max_connections_per_user: v.optional(count()),
+      max_channels_per_connection: v.optional(count()),
+      max_sessions_per_user: v.optional(count()),
+      max_concurrent_node_dials_per_user: v.optional(count()),
+      max_concurrent_node_dials_per_node: v.optional(count()),
+      node_login_grace_time: v.optional(
+        v.pipe(duration(), v.check((s) => s >= 1 && s <= 3600, "must be from 1s to 1h: set it to the nodes' sshd LoginGraceTime (default 2m)")),
+      ),
+    }),
+    v.transform((l): ProxyLimits => {
+      const limits: ProxyLimits = {
+        maxConnectionsPerUser: l.max_connections_per_user ?? CONFIG_DEFAULTS.maxConnectionsPerUser,
+        maxChannelsPerConnection: l.max_channels_per_connection ?? CONFIG_DEFAULTS.maxChannelsPerConnection,
+        maxSessionsPerUser: l.max_sessions_per_user ?? CONFIG_DEFAULTS.maxSessionsPerUser,
+        maxNodeDialsPerUser: l.max_concurrent_node_dials_per_user ?? CONFIG_DEFAULTS.maxNodeDialsPerUser,
+        maxNodeDialsPerNode: l.max_concurrent_node_dials_per_node ?? CONFIG_DEFAULTS.maxNodeDialsPerNode,
+        nodeLoginGraceSeconds: l.node_login_grace_time ?? parseDuration(CONFIG_DEFAULTS.nodeLoginGraceTime, 'proxy.limits.node_login_grace_time'),
+      };
+      if (limits.maxNodeDialsPerUser >= SSHD_MAX_STARTUPS) {
+        ctx.warn(
+          ['proxy', 'limits', 'max_concurrent_node_dials_per_user'],
+          `${limits.maxNodeDialsPerUser} lets one user fill a node's sshd MaxStartups (default 10:30:100), which then drops other users' connections; keep it below the nodes' MaxStartups`,
+        );
+      }
+      return limits;
+    }),
+  );
+}
+
 function proxySchema(ctx: SchemaContext) {
   return v.pipe(
     section({
+      limits: v.optional(limitsSchema(ctx), {}),
       web_listen_addr: v.optional(listenAddress(), CONFIG_DEFAULTS.webListenAddr),
       public_addr: v.optional(publicAddress()),
       ssh_listen_addr: v.optional(listenAddress(), CONFIG_DEFAULTS.sshListenAddr),
@@ -446,6 +521,7 @@ function proxySchema(ctx: SchemaContext) {
         publicAddr: p.public_addr ?? p.web_listen_addr,
         sshListenAddr: p.ssh_listen_addr,
         sshPublicAddr: p.ssh_public_addr ?? p.ssh_listen_addr,
+        limits: p.limits,
       };
       if (p.tls_cert_file !== undefined) proxy.tlsCertFile = p.tls_cert_file;
       if (p.tls_key_file !== undefined) proxy.tlsKeyFile = p.tls_key_file;

@@ -23,8 +23,16 @@ export const OPT_FORCE_COMMAND = 'force-command';
 export const OPT_SOURCE_ADDRESS = 'source-address';
 export const OPT_VERIFY_REQUIRED = 'verify-required';
 
-/** Critical options sshd understands for user certificates; it refuses any other (auth-options.c). */
-export const DEFAULT_KNOWN_CRITICAL_OPTIONS: readonly string[] = [OPT_FORCE_COMMAND, OPT_SOURCE_ADDRESS, OPT_VERIFY_REQUIRED];
+/**
+ * Critical options a user certificate may carry by default (verifyCertificate):
+ * source-address, checked against `clientAddress`, and force-command, which
+ * the node's sshd enforces (the proxy runs no command of its own). sshd also
+ * knows verify-required, but it needs a FIDO (sk-*) key, which Jumpgate does
+ * not support: sshd refuses it on any other key ("user verification
+ * requirement not met"), and so does verifyCertificate. Any other name is
+ * refused, as sshd does (auth-options.c).
+ */
+export const DEFAULT_KNOWN_CRITICAL_OPTIONS: readonly string[] = [OPT_FORCE_COMMAND, OPT_SOURCE_ADDRESS];
 
 /**
  * How OpenSSH's auth-options.c reads each option it knows: flags must carry

@@ -12,3 +12,4 @@ export * from './certificate.js';
 export * from './request.js';
 export * from './sign.js';
 export * from './verify.js';
+export * from './source-address.js';

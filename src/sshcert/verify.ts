@@ -1,7 +1,8 @@
 import type { Certificate, CertType } from './certificate.js';
 import { FOREVER } from './certificate.js';
 import { CertError } from './errors.js';
-import { DEFAULT_KNOWN_CRITICAL_OPTIONS } from './extensions.js';
+import { DEFAULT_KNOWN_CRITICAL_OPTIONS, OPT_SOURCE_ADDRESS, OPT_VERIFY_REQUIRED } from './extensions.js';
+import { checkSourceAddress } from './source-address.js';
 import { fingerprintSha256, type PublicKey } from './keys.js';
 import { signatureAlgorithmFits, verifySignature } from './signature.js';
 
@@ -15,11 +16,20 @@ export interface VerifyOptions {
   principal?: string;
   /**
    * Critical options the caller enforces; any other is refused. Default for
-   * user certificates: force-command, source-address, verify-required (what
-   * sshd knows). Default for host certificates: none, because ssh refuses a
+   * user certificates: DEFAULT_KNOWN_CRITICAL_OPTIONS (force-command,
+   * source-address). Default for host certificates: none, because ssh refuses a
    * host certificate with any critical option.
    */
-  knownCriticalOptions?: string[];
+  knownCriticalOptions?: readonly string[];
+  /**
+   * The IP address the certificate is presented from (the TCP peer; an
+   * IPv4-mapped IPv6 address counts as IPv4). A certificate with
+   * source-address is checked against it, and refused when it is not given:
+   * an option that cannot be checked is never silently ignored.
+   */
+  clientAddress?: string;
+  /** How a user gets a new certificate, quoted in messages; default `tsh login` (a proxy names its own address). */
+  loginCommand?: string;
 }
 
 /** A PROTOCOL.certkeys validity time (seconds since the epoch) as "2026-11-21T10:00:00Z"; "forever" for the maximum. */
@@ -30,9 +40,9 @@ export function formatCertTime(seconds: bigint): string {
   return new Date(Number(seconds) * 1000).toISOString().replace('.000Z', 'Z');
 }
 
-function renewHint(type: CertType): string {
+function renewHint(type: CertType, loginCommand = 'tsh login'): string {
   return type === 'user'
-    ? 'run `tsh login` to get a new one'
+    ? `run \`${loginCommand}\` to get a new one`
     : 'have the administrator re-issue it with `tctl auth sign --host=...`';
 }
 
@@ -53,7 +63,8 @@ function matchPattern(name: string, pattern: string): boolean {
  * Checks a parsed certificate (PROTOCOL.certkeys; sshkey.c
  * sshkey_cert_check_authority and auth-options.c) and throws the first
  * failure as a CertError, in this order: type, trusted CA, signature,
- * validity, critical options, principal.
+ * validity, critical options (unknown ones refused; source-address against
+ * `clientAddress`), principal.
  *
  * Principals: a user login must be listed exactly; a host name may match a
  * wildcard principal. A certificate with no principals is refused, like
@@ -77,7 +88,7 @@ export function verifyCertificate(cert: Certificate, opts: VerifyOptions): void 
       'CERT_UNTRUSTED_CA',
       `the ${cert.type} certificate is signed by CA ${fingerprintSha256(caBlob)}, which is not trusted here (trusted: ${trusted}); ` +
         (cert.type === 'user'
-          ? 'if the cluster CA was rotated, run `tsh login` again'
+          ? `if the cluster CA was rotated, run \`${opts.loginCommand ?? 'tsh login'}\` again`
           : 'check the host CA with `tctl auth export --type=host`'),
     );
   }
@@ -94,7 +105,7 @@ export function verifyCertificate(cert: Certificate, opts: VerifyOptions): void 
   if (!verifySignature(cert.signatureKey, cert.signedBytes, cert.signature)) {
     throw new CertError(
       'CERT_BAD_SIGNATURE',
-      `the ${cert.type} certificate's signature does not verify (it was altered after signing, or is corrupt); ${renewHint(cert.type)}`,
+      `the ${cert.type} certificate's signature does not verify (it was altered after signing, or is corrupt); ${renewHint(cert.type, opts.loginCommand)}`,
     );
   }
 
@@ -112,12 +123,18 @@ export function verifyCertificate(cert: Certificate, opts: VerifyOptions): void 
   if (now >= cert.validBefore) {
     throw new CertError(
       'CERT_EXPIRED',
-      `certificate expired at ${formatCertTime(cert.validBefore)} (now ${nowText}); ${renewHint(cert.type)}`,
+      `certificate expired at ${formatCertTime(cert.validBefore)} (now ${nowText}); ${renewHint(cert.type, opts.loginCommand)}`,
     );
   }
 
   const known = opts.knownCriticalOptions ?? (cert.type === 'user' ? DEFAULT_KNOWN_CRITICAL_OPTIONS : []);
   for (const name of cert.criticalOptions.keys()) {
+    if (name === OPT_VERIFY_REQUIRED && !known.includes(name)) {
+      throw new CertError(
+        'CERT_UNKNOWN_CRITICAL_OPTION',
+        `the ${cert.type} certificate has critical option "${name}" (FIDO user verification), which needs a security key (sk-*) that Jumpgate does not support, so it cannot be used; get a certificate without it`,
+      );
+    }
     if (!known.includes(name)) {
       throw new CertError(
         'CERT_UNKNOWN_CRITICAL_OPTION',
@@ -126,10 +143,18 @@ export function verifyCertificate(cert: Certificate, opts: VerifyOptions): void 
     }
   }
 
+  const sources = cert.criticalOptions.get(OPT_SOURCE_ADDRESS);
+  if (sources !== undefined) {
+    if (opts.clientAddress === undefined) {
+      throw new CertError('CERT_UNKNOWN_CRITICAL_OPTION', `the ${cert.type} certificate has critical option "${OPT_SOURCE_ADDRESS}", which cannot be checked here, so it cannot be used; get a certificate without it`);
+    }
+    checkSourceAddress(sources, opts.clientAddress);
+  }
+
   if (cert.principals.length === 0) {
     throw new CertError(
       'CERT_PRINCIPAL_MISMATCH',
-      `the ${cert.type} certificate lists no principals, which is refused (OpenSSH refuses it too); ${renewHint(cert.type)}`,
+      `the ${cert.type} certificate lists no principals, which is refused (OpenSSH refuses it too); ${renewHint(cert.type, opts.loginCommand)}`,
     );
   }
   if (opts.principal !== undefined) {
@@ -139,7 +164,7 @@ export function verifyCertificate(cert: Certificate, opts: VerifyOptions): void 
       const what = cert.type === 'user' ? 'login' : 'host name';
       const fix =
         cert.type === 'user'
-          ? 'ask an administrator for a role that grants this login, then run `tsh login` again'
+          ? `ask an administrator for a role that grants this login, then run \`${opts.loginCommand ?? 'tsh login'}\` again`
           : 'connect with one of those names, or re-issue the host certificate with this name';
       throw new CertError(
         'CERT_PRINCIPAL_MISMATCH',

@@ -20,3 +20,9 @@ declare module 'ssh2/lib/protocol/crypto.js' {
   const crypto: { bindingAvailable: boolean };
   export default crypto;
 }
+
+/** ssh2's packet sender (server-messages.ts writes USERAUTH_BANNER, which ssh2's Server sends only once, before authentication). */
+declare module 'ssh2/lib/protocol/utils.js' {
+  const utils: { sendPacket(proto: unknown, packet: Buffer, bypass?: boolean): boolean };
+  export default utils;
+}

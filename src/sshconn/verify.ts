@@ -112,12 +112,22 @@ export interface UserCertAuthOptions {
    * person and leaves the login to the node. Loud on purpose.
    */
   allowAnyPrincipal?: boolean;
+  /**
+   * The client's IP address (the TCP peer, as the server sees it): a
+   * certificate's source-address is checked against it; without it such a
+   * certificate is refused.
+   */
+  clientAddress?: string;
+  /** How the user gets a new certificate, quoted in messages (e.g. `tsh login --proxy=jump.example.com:3080`). */
+  loginCommand?: string;
 }
 
 /**
  * Checks a `publickey` authentication attempt on an ssh2 Server carrying a
  * user certificate: the key must be a certificate (PROTOCOL.certkeys) from a
- * trusted user CA, valid now, listing the login; with a signature present,
+ * trusted user CA, valid now, listing the login, with only critical options
+ * that are enforced (source-address against `clientAddress`, force-command
+ * left to the node's sshd; anything else refused); with a signature present,
  * the signature must verify over `ctx.blob` with the certified key
  * (RFC 4252 §7; RFC 8332 for RSA, SHA-1 refused). Returns the certificate,
  * or throws a CertError whose `code` says why (CERT_UNTRUSTED_CA,
@@ -140,6 +150,8 @@ export function verifyUserCertAuth(ctx: Pick<PublicKeyAuthContext, 'key' | 'sign
     now: opts.now,
     type: 'user',
     ...(opts.allowAnyPrincipal ? {} : { principal: opts.principal ?? ctx.username }),
+    ...(opts.clientAddress === undefined ? {} : { clientAddress: opts.clientAddress }),
+    ...(opts.loginCommand === undefined ? {} : { loginCommand: opts.loginCommand }),
   });
   if (ctx.signature === undefined) return cert;
   if (ctx.blob === undefined || !signatureVerifies(cert.key, ctx.blob, ctx.signature, ctx.hashAlgo)) {

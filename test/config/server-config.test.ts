@@ -79,6 +79,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
       sshPublicAddr: { host: 'localhost', port: 3023 },
       tlsCertFile: '/path/cert.pem',
       tlsKeyFile: '/path/key.pem',
+      limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
     },
     auth: {
       certTtlSeconds: 86_400,
@@ -135,6 +136,7 @@ test('a minimal config gets every default', () => {
       publicAddr: { host: '127.0.0.1', port: 3080 },
       sshListenAddr: { host: '127.0.0.1', port: 3023 },
       sshPublicAddr: { host: '127.0.0.1', port: 3023 },
+      limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
     },
     auth: { certTtlSeconds: 86_400, loginTimeoutSeconds: 600 },
     roles: new Map(),
@@ -542,4 +544,36 @@ test('control characters from the file are escaped in messages (keys and values 
       return true;
     },
   );
+});
+describe('proxy.limits', () => {
+  const base = 'cluster_name: a.test\nroles:\n  user:\n    logins: [x]\n';
+  test('defaults keep one user below sshd MaxStartups 10 at one node and MaxSessions 10 per connection', () => {
+    const l = parseServerConfig(base, '/etc/j.yaml').proxy.limits;
+    assert.ok(l.maxNodeDialsPerUser < 10);
+    assert.ok(l.maxChannelsPerConnection <= 10);
+    assert.equal(l.nodeLoginGraceSeconds, 120);
+  });
+  test('reads every key', () => {
+    const text = `${base}proxy:\n  limits:\n    max_connections_per_user: 3\n    max_channels_per_connection: 4\n    max_sessions_per_user: 5\n    max_concurrent_node_dials_per_user: 2\n    max_concurrent_node_dials_per_node: 6\n    node_login_grace_time: 30s\n`;
+    assert.deepEqual(parseServerConfig(text, '/etc/j.yaml').proxy.limits, {
+      maxConnectionsPerUser: 3,
+      maxChannelsPerConnection: 4,
+      maxSessionsPerUser: 5,
+      maxNodeDialsPerUser: 2,
+      maxNodeDialsPerNode: 6,
+      nodeLoginGraceSeconds: 30,
+    });
+  });
+  test('refuses zero, fractions, text, unknown keys and a grace time beyond an hour, each with its line', () => {
+    const text = `${base}proxy:\n  limits:\n    max_connections_per_user: 0\n    max_channels_per_connection: 2.5\n    max_sessions_per_user: lots\n    max_chanels: 3\n    node_login_grace_time: 2h\n`;
+    assertProblem(text, 7, 'proxy.limits.max_connections_per_user', /must be a whole number from 1 to 1000000, not the number 0/);
+    assertProblem(text, 8, 'proxy.limits.max_channels_per_connection', /whole number/);
+    assertProblem(text, 9, 'proxy.limits.max_sessions_per_user', /whole number.*the text "lots"/);
+    assertProblem(text, 10, 'proxy.limits.max_chanels', /unknown key; the keys here are max_connections_per_user, max_channels_per_connection/);
+    assertProblem(text, 11, 'proxy.limits.node_login_grace_time', /from 1s to 1h/);
+  });
+  test('warns when one user may fill a default MaxStartups', () => {
+    const c = parseServerConfig(`${base}proxy:\n  limits:\n    max_concurrent_node_dials_per_user: 12\n`, '/etc/j.yaml');
+    assert.match(c.warnings?.map((w) => w.message).join('\n') ?? '', /max_concurrent_node_dials_per_user: 12 lets one user fill a node's sshd MaxStartups/);
+  });
 });

@@ -70,7 +70,7 @@ for (const caKind of KINDS) {
       assert.deepEqual([...back.extensions], [...cert.extensions]);
       assert.equal(back.validAfter, NOW_S - 60n);
       assert.equal(back.validBefore, NOW_S + 24n * 3600n);
-      verifyCertificate(back, { trustedCAs: [ca.publicKey], now: NOW, type, principal: req.principals[1]! });
+      verifyCertificate(back, { trustedCAs: [ca.publicKey], now: NOW, type, principal: req.principals[1]!, clientAddress: '10.1.2.3' });
     });
   }
 }
@@ -199,11 +199,25 @@ test('rejects a user certificate with an unknown critical option, naming it', ()
   verifyCertificate(cert, verifyOpts({ knownCriticalOptions: ['no-such-option@example.test'] }));
 });
 
-test('accepts the critical options sshd knows on a user certificate', () => {
-  const cert = parseCertificate(rawCert({ critical: [['force-command', 'ls'], ['source-address', '10.0.0.1'], ['verify-required', undefined]] }));
-  verifyCertificate(cert, verifyOpts());
+test('accepts force-command and a source-address the client address matches on a user certificate', () => {
+  const cert = parseCertificate(rawCert({ critical: [['force-command', 'ls'], ['source-address', '10.0.0.1']] }));
+  verifyCertificate(cert, verifyOpts({ clientAddress: '10.0.0.1' }));
+  verifyCertificate(cert, verifyOpts({ clientAddress: '::ffff:10.0.0.1' }));
   assert.equal(cert.criticalOptions.get('force-command'), 'ls');
+});
+
+test('refuses a source-address the client address does not match, or that cannot be checked (no client address)', () => {
+  const cert = parseCertificate(rawCert({ critical: [['source-address', '10.9.9.9/32']] }));
+  assert.equal(codeOf(() => verifyCertificate(cert, verifyOpts({ clientAddress: '127.0.0.1' }))), 'CERT_SOURCE_ADDRESS');
+  assert.equal(codeOf(() => verifyCertificate(cert, verifyOpts())), 'CERT_UNKNOWN_CRITICAL_OPTION');
+  const bad = parseCertificate(rawCert({ critical: [['source-address', '10.0.0.0/33']] }));
+  assert.equal(codeOf(() => verifyCertificate(bad, verifyOpts({ clientAddress: '10.0.0.1' }))), 'CERT_MALFORMED');
+});
+
+test('refuses verify-required: it needs a FIDO key, which sshd also demands', () => {
+  const cert = parseCertificate(rawCert({ critical: [['verify-required', undefined]] }));
   assert.equal(cert.criticalOptions.get('verify-required'), '');
+  assert.throws(() => verifyCertificate(cert, verifyOpts()), /verify-required.*security key/);
 });
 
 test('rejects a host certificate with any critical option by default, as ssh does', () => {

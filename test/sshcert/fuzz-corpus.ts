@@ -14,10 +14,22 @@ export function certCorpus(): Buffer[] {
   return CORPUS_LINES.map((l) => parseCertificateLine(l).cert.blob);
 }
 
-/** The fuzz target: parse, then put whatever still parses through verification against its own CA. */
+/**
+ * The fuzz target: parse, then put whatever still parses through verification
+ * against its own CA, every critical option sshd knows allowed and a client
+ * address inside the corpus's source-address, so mutations reach the
+ * source-address parser.
+ */
 export function certFuzzTarget(input: Buffer): void {
   const cert = parseCertificate(input);
-  verifyCertificate(cert, { trustedCAs: [cert.signatureKey], now: CORPUS_NOW, type: cert.type, principal: cert.principals[0] ?? 'x' });
+  verifyCertificate(cert, {
+    trustedCAs: [cert.signatureKey],
+    now: CORPUS_NOW,
+    type: cert.type,
+    principal: cert.principals[0] ?? 'x',
+    ...(cert.type === 'user' ? { knownCriticalOptions: ['force-command', 'source-address', 'verify-required'] } : {}),
+    clientAddress: '10.1.2.3',
+  });
 }
 
 /** The only errors the target may throw. */

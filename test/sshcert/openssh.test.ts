@@ -186,7 +186,8 @@ for (const src of caSources) {
         assert.equal(cert.criticalOptions.size, 0);
         assert.equal(cert.extensions.size, 0);
       }
-      verifyCertificate(cert, { trustedCAs: [caPub], now: new Date(), type, principal: 'b' });
+      // The user certificates carry source-address=10.1.0.0/16: a client inside it.
+      verifyCertificate(cert, { trustedCAs: [caPub], now: new Date(), type, principal: 'b', clientAddress: '10.1.2.3' });
     });
   }
 }

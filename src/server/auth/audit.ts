@@ -119,7 +119,8 @@ export interface SessionEndEvent {
  */
 export interface AccessDeniedEvent {
   event: 'access.denied';
-  stage: 'authentication' | 'routing';
+  /** authentication, routing, or `limit` (proxy.limits: server/proxy/session-limits.ts). */
+  stage: 'authentication' | 'routing' | 'limit';
   user?: string;
   claimed_user?: string;
   untrusted?: true;
@@ -128,6 +129,8 @@ export interface AccessDeniedEvent {
   client_addr: string;
   code: string;
   reason: string;
+  /** stage `limit`: how many refusals this event stands for (aggregated per user, limit and node, at most one event a minute). */
+  refused?: number;
 }
 
 /** `failures.summary`: `count` more unauthenticated failures of `of`/`stage` from `source` (a prefix) than were written in full. */

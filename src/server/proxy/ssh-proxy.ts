@@ -15,6 +15,8 @@
  * - Relays bytes to the node's sshd with back-pressure; the node checks the
  *   certificate again (TrustedUserCAKeys), so both hops authenticate the user.
  * - Audits session.start / session.end / access.denied.
+ * - Caps what one authenticated user can hold (connections, channels, node
+ *   sessions, node connections still logging in): session-limits.ts.
  *
  * Limits on connections that have not authenticated yet (hostile or broken
  * clients; every number is also in README.md "SSH proxy limits"):
@@ -45,14 +47,15 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import { formatHostPort, type HostPort, type NodeConfig } from '../../config/index.js';
-import { CertError, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
-import { hostCertKey, verifyUserCertAuth } from '../../sshconn/index.js';
+import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
+import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
+import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -137,6 +140,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
+  const limiter = new SessionLimiter(() => rt.config.proxy.limits, (e) => rt.audit.emit(e));
 
   // Names clients connect to the proxy by; ssh checks the certificate's principals against them.
   const principals = () =>
@@ -165,7 +169,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         algorithms: { cipher: CIPHERS as ssh2.CipherAlgorithm[] },
         ident: 'Jumpgate',
       },
-      (conn, info) => handleConnection(rt, conn, info, limits),
+      (conn, info) => handleConnection(rt, conn, info, limits, limiter),
     );
     if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${signer.id})`);
     identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
@@ -244,6 +248,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       new Promise<void>((resolve) => {
         net.close(() => resolve());
         for (const s of sockets) s.destroy();
+        limiter.close();
       }),
   };
 }
@@ -270,7 +275,7 @@ interface Denial {
   login: string;
 }
 
-function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits): void {
+function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits, limiter: SessionLimiter): void {
   const clientAddr = formatHostPort({ host: info.ip ?? 'unknown', port: info.port ?? 0 });
   const socket = (conn as unknown as { _sock: Socket })._sock;
   let cert: Certificate | undefined;
@@ -279,6 +284,15 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   let selectors: Record<string, string | string[]>[] = [];
   let requests = 0;
   let failures = 0;
+  let connectionSlot: Slot | undefined;
+  const bannersSent = new Set<string>();
+  /** Tells the client why (OpenSSH prints the banner; a bare "Permission denied" says nothing), once per reason. */
+  const banner = (text: string) => {
+    if (bannersSent.has(text) || bannersSent.size >= 3) return;
+    bannersSent.add(text);
+    sendAuthBanner(conn, `jumpgate proxy: ${text}`);
+  };
+  const loginCommand = `tsh login --proxy=${formatHostPort(rt.config.proxy.publicAddr)}`;
 
   conn.on('error', (err) => rt.log.debug(`ssh proxy: ${clientAddr}: ${err.message}`));
 
@@ -303,13 +317,28 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   const authenticate = (ctx: AuthContext, reject: () => void) => {
     if (ctx.method !== 'publickey') return reject();
     try {
-      const c = verifyUserCertAuth(ctx, { trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey), now: rt.clock() });
+      // Nodes see only the proxy's address: source-address is checked here, against the real client.
+      const c = verifyUserCertAuth(ctx, {
+        trustedUserCAs: rt.ca.get('user').trusted.map((k) => k.publicKey),
+        now: rt.clock(),
+        clientAddress: info.ip ?? '',
+        loginCommand,
+      });
       const sel = certificateSelectors(rt.config, c);
       if ('ok' in sel) {
         denial = { code: sel.code, message: sel.message, user: c.keyId, login: ctx.username };
+        banner(sel.message);
         return reject();
       }
       if (ctx.signature !== undefined) {
+        const slot = limiter.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
+        if (isRefusal(slot)) {
+          // Audited by the limiter (aggregated); the connection has nothing else to offer.
+          banner(slot.message);
+          ctx.reject(['publickey']);
+          return conn.end();
+        }
+        connectionSlot = slot;
         cert = c;
         login = ctx.username;
         selectors = sel.selectors;
@@ -328,11 +357,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           ? { code: err.code, message: err.message, ...(keyId !== undefined ? { claimedUser: keyId } : {}), login: ctx.username }
           : { code: err.code, message: err.message, ...(keyId !== undefined ? { user: keyId } : {}), login: ctx.username };
       }
+      if (/-cert-v01@openssh\.com$/.test(ctx.key.algo)) banner(err.message);
       return reject();
     }
   };
 
   conn.on('close', () => {
+    connectionSlot?.release();
     if (!cert && denial) {
       const who = denial.user !== undefined ? { user: denial.user } : denial.claimedUser !== undefined ? { claimed_user: claimedIdentity(denial.claimedUser), untrusted: true as const } : {};
       rt.audit.unauthenticated(
@@ -346,9 +377,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     if (socket) handshakes.get(socket)?.();
     const who: Who = { user: cert!.keyId, login, clientAddr };
     rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
+    const channels = limiter.channels(who);
 
-    conn.on('session', (accept) => {
+    conn.on('session', (accept, reject) => {
+      const chSlot = channels.admit();
+      if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
       const session = accept();
+      session.once('close', () => chSlot.release());
       session.on('pty', (acc) => acc?.());
       session.on('env', (acc) => acc?.());
       session.on('window-change', (acc) => acc?.());
@@ -365,6 +400,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (req.name === NODES_SUBSYSTEM) {
           const ch = acc();
           if (!ch) return;
+          if (cert!.criticalOptions.has(OPT_FORCE_COMMAND)) {
+            // The node's sshd runs the forced command; at the proxy such a certificate only reaches nodes.
+            ch.stderr.write(`jumpgate proxy: this certificate is limited to one command (${OPT_FORCE_COMMAND}), so it cannot list nodes\n`);
+            ch.exit(1);
+            ch.end();
+            return;
+          }
           const nodes = reachableNodes(rt.config, selectors).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
           // exit-status must go before end(): ssh2 sends nothing on a channel that finished writing.
           ch.write(JSON.stringify({ cluster: rt.config.clusterName, nodes }) + '\n');
@@ -375,6 +417,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (!req.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) return rej?.();
         const ch = acc();
         if (!ch) return;
+        ch.once('close', () => chSlot.release());
         const target = parseProxySubsystem(req.name);
         const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port);
         if (!route.ok) {
@@ -384,9 +427,17 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           ch.end();
           return;
         }
+        const slot = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
+        if (isRefusal(slot)) {
+          ch.stderr.write(`jumpgate proxy: ${slot.message}\n`);
+          ch.exit(1);
+          ch.end();
+          return;
+        }
         dialNode(route.node)
-          .then((sock) => relay(rt, who, route.node, 'subsystem', ch, sock))
+          .then((sock) => relay(rt, who, route.node, 'subsystem', ch, sock, slot))
           .catch((err: Error) => {
+            slot.release();
             rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
             ch.stderr.write(`jumpgate proxy: cannot reach ${route.node.name}: ${err.message}\n`);
             ch.exit(1);
@@ -396,18 +447,36 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     });
 
     conn.on('tcpip', (accept, reject, req) => {
+      const chSlot = channels.admit();
+      if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
       const route = routeToNode(rt.config, selectors, req.destIP, req.destPort);
       if (!route.ok) {
+        chSlot.release();
         deny(rt, who, req.destIP, route);
         return rejectWithReason(conn, reject, route.message);
       }
+      const admitted = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
+      if (isRefusal(admitted)) {
+        chSlot.release();
+        return rejectWithReason(conn, reject, admitted.message);
+      }
+      const slot: Slot = {
+        release: () => {
+          admitted.release();
+          chSlot.release();
+        },
+      };
       dialNode(route.node)
         .then((sock) => {
           const ch = accept();
-          if (!ch) return void sock.destroy();
-          relay(rt, who, route.node, 'direct-tcpip', ch, sock);
+          if (!ch) {
+            slot.release();
+            return void sock.destroy();
+          }
+          relay(rt, who, route.node, 'direct-tcpip', ch, sock, slot);
         })
         .catch((err: Error) => {
+          slot.release();
           rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
           rejectWithReason(conn, reject, `cannot reach ${route.node.name}: ${err.message}`);
         });
@@ -499,9 +568,10 @@ function dialNode(node: NodeConfig): Promise<Socket> {
 /**
  * Joins an SSH channel and a node socket with back-pressure both ways
  * (pipe: a full socket pauses the channel, which withholds the SSH window),
- * counts the bytes, and audits the session from start to end.
+ * counts the bytes, audits the session from start to end, and releases the
+ * session's limit slot (session-limits.ts) when it ends.
  */
-function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket): void {
+function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket, slot: Slot): void {
   const sessionId = randomUUID();
   const started = Date.now();
   let toNode = 0;
@@ -540,6 +610,7 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
   const end = () => {
     if (ended) return;
     ended = true;
+    slot.release();
     auditOrWarn(rt, {
       event: 'session.end',
       session_id: sessionId,
