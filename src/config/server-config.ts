@@ -433,14 +433,11 @@ const SSHD_MAX_STARTUPS = 10;
 const MAX_LIMIT = 1_000_000;
 
 /** A count from 1 to MAX_LIMIT. */
-const count = () =>
-  v.pipe(
-    v.instance(YamlNumber, not('a whole number')),
-    v.transform((n) => n.value),
-    v.integer('must be a whole number'),
-    v.minValue(1, 'must be at least 1'),
-    v.maxValue(MAX_LIMIT, `must be at most ${MAX_LIMIT.toLocaleString('en')}`),
-  );
+const count = () => {
+  const what = `a whole number from 1 to ${MAX_LIMIT}`;
+  const bad = (issue: v.BaseIssue<unknown>) => `must be ${what}, not the number ${String(issue.input)}`;
+  return v.pipe(v.instance(YamlNumber, not(what)), v.transform((n) => n.value), v.integer(bad), v.minValue(1, bad), v.maxValue(MAX_LIMIT, bad));
+};
 
 function limitsSchema(ctx: SchemaContext) {
   return v.pipe(
