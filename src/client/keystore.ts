@@ -357,11 +357,12 @@ function keychainHint(platform: NodeJS.Platform): string {
  * users write paths: ~/.tsh/keys/… or %USERPROFILE%\.tsh\keys\…), and what
  * protects it (fileKeyProtection: 0600, or on Windows the ACL).
  */
-export function fileStoreNotice(paths: TshPaths, reason: string): string {
+export function fileStoreNotice(paths: TshPaths, reason: string | undefined): string {
   const platform = paths.penv.platform;
   const dir = paths.shown(join(paths.home, 'keys', '…'));
   const what = platform === 'linux' ? 'no OS keychain available' : `no OS keychain available: ${keychainName(platform)} is not usable`;
-  return `${what} (${reason}); keeping the private key in ${dir} (${fileKeyProtection(paths)})`;
+  const why = reason === undefined ? '' : ` (${reason})`;
+  return `${what}${why}; keeping the private key in ${dir} (${fileKeyProtection(paths)})`;
 }
 
 /**
@@ -384,8 +385,9 @@ export async function openKeyStore(mode: 'auto' | 'keychain' | 'file', deps: Ope
       hint: keychainHint(platform),
     });
   }
-  const reason = deps.debug ? probe.reason : `${platform === 'linux' ? 'no Secret Service' : keychainName(platform)}; --debug says why`;
-  deps.notice(fileStoreNotice(deps.paths, reason));
+  // One plain line: the probe's raw reason (D-Bus, addon errors) only with --debug.
+  if (deps.debug) deps.notice(fileStoreNotice(deps.paths, probe.reason.replace(/\s+/g, ' ')));
+  else deps.notice(`${fileStoreNotice(deps.paths, platform === 'linux' ? 'no Secret Service' : undefined)}; --debug says why`);
   return new FileStore(deps.paths);
 }
 

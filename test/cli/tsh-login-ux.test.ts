@@ -44,7 +44,7 @@ test('the agent warning is true for each keystore: the file keystore\'s block st
   assert.match(file, /^note: GnuPG's gpg-agent accepted the certificate but does not list it .*; plain ssh still works: the Jumpgate block in ~\/\.ssh\/config names the key and certificate files/);
   assert.doesNotMatch(file, /cannot/);
   const keychain = agentWarning(gpg, { keystore: 'keychain', name: 'p', username: 'u' }, paths, true);
-  assert.match(keychain, /^warning: .*so plain ssh cannot use it\. To fix: start OpenSSH's agent/);
+  assert.match(keychain, /^warning: .*so plain ssh cannot use it\. To fix: start one with `eval "\$\(ssh-agent\)"` and log in again/);
   assert.doesNotMatch(keychain, /IdentityFile/);
   const noBlock = agentWarning({ status: 'refused', agentName: 'X' }, { keystore: 'file', name: 'p', username: 'u' }, paths, false);
   assert.match(noBlock, /^warning: X refused the certificate, so plain ssh cannot use it\..*IdentityFile \/h\/\.tsh\/keys\/p\/u/);

@@ -31,7 +31,7 @@ const windows = (env: Record<string, string> = {}): PathEnv => ({ platform: 'win
 describe('the notice when auto falls back to the file key store', () => {
   test('Windows: names the Credential Manager, %USERPROFILE%\\.tsh\\keys\\…, and the profile ACL instead of a mode', async () => {
     const notices: string[] = [];
-    const store = await openKeyStore('auto', { paths: new TshPaths(windows()), notice: (l) => notices.push(l), loadKeyring: wineLoadFailure });
+    const store = await openKeyStore('auto', { paths: new TshPaths(windows()), notice: (l) => notices.push(l), loadKeyring: wineLoadFailure, debug: true });
     assert.equal(store.kind, 'file');
     assert.equal(notices.length, 1);
     const n = notices[0]!;
@@ -47,7 +47,8 @@ describe('the notice when auto falls back to the file key store', () => {
   test('Windows: a TSH_HOME outside the profile is said to be protected only by its own ACL, with the fix', async () => {
     const notices: string[] = [];
     await openKeyStore('auto', { paths: new TshPaths(windows({ TSH_HOME: 'D:\\tsh' })), notice: (l) => notices.push(l), loadKeyring: wineLoadFailure });
-    assert.ok(notices[0]!.endsWith('keeping the private key in D:\\tsh\\keys\\… (protected only by the ACL of D:\\tsh, which tsh does not change; keep TSH_HOME inside %USERPROFILE%)'), notices[0]);
+    assert.ok(notices[0]!.endsWith('keeping the private key in D:\\tsh\\keys\\… (protected only by the ACL of D:\\tsh, which tsh does not change; keep TSH_HOME inside %USERPROFILE%); --debug says why'), notices[0]);
+    assert.match(notices[0]!, /^no OS keychain available: the Windows Credential Manager is not usable; keeping/, 'without --debug: no raw addon error');
   });
 
   test('Windows: the profile is recognised with forward slashes and another case (MSYS, Wine, typed by hand)', () => {
@@ -58,10 +59,10 @@ describe('the notice when auto falls back to the file key store', () => {
 
   test('macOS: names the Keychain and keeps the mode; Linux: unchanged', async () => {
     const mac: string[] = [];
-    await openKeyStore('auto', { paths: new TshPaths({ platform: 'darwin', homedir: '/Users/al', env: {} }), notice: (l) => mac.push(l), loadKeyring: wineLoadFailure });
+    await openKeyStore('auto', { paths: new TshPaths({ platform: 'darwin', homedir: '/Users/al', env: {} }), notice: (l) => mac.push(l), loadKeyring: wineLoadFailure, debug: true });
     assert.match(mac[0]!, /^no OS keychain available: the macOS Keychain is not usable \(.*\); keeping the private key in ~\/\.tsh\/keys\/… \(0600\)$/);
     const linux: string[] = [];
-    await openKeyStore('auto', { paths: new TshPaths({ platform: 'linux', homedir: '/home/al', env: {} }), notice: (l) => linux.push(l), loadKeyring: wineLoadFailure });
+    await openKeyStore('auto', { paths: new TshPaths({ platform: 'linux', homedir: '/home/al', env: {} }), notice: (l) => linux.push(l), loadKeyring: wineLoadFailure, debug: true });
     assert.match(linux[0]!, /^no OS keychain available \(the keychain library did not load: .*\); keeping the private key in ~\/\.tsh\/keys\/… \(0600\)$/);
   });
 });

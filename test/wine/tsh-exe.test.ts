@@ -157,7 +157,7 @@ describe('the win-x64 tsh.exe and tctl.exe under Wine, against a real cluster on
     // Wine 8 cannot load the keychain addon (no bcryptprimitives.dll): the file store, and a notice that says what protects it on Windows.
     assert.match(
       out.stderr,
-      /^no OS keychain available: the Windows Credential Manager is not usable \(.+\); keeping the private key in %USERPROFILE%\\\.tsh\\keys\\… \(readable by your account, SYSTEM and Administrators: the ACL of your user profile directory\)\r?$/m,
+      /^no OS keychain available: the Windows Credential Manager is not usable; keeping the private key in %USERPROFILE%\\\.tsh\\keys\\… \(readable by your account, SYSTEM and Administrators: the ACL of your user profile directory\); --debug says why\r?$/m,
       shown(out),
     );
     // No agent pipe under Wine: the note names the Windows ssh config path, not ~/.ssh/config or eval "$(ssh-agent)".
