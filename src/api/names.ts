@@ -37,14 +37,41 @@ export function isIpLiteral(text: string): boolean {
 }
 
 // Addresses a node of a cluster may have and a host on the Internet may not:
-// RFC 1918, shared address space (RFC 6598), loopback, link-local, IPv6 unique
-// local (RFC 4193) and link-local.
+// RFC 1918, shared address space (RFC 6598), link-local, IPv6 unique local
+// (RFC 4193) and link-local. Loopback is this machine (isThisMachine), never a node's.
 const PRIVATE = new BlockList();
-for (const [net, bits] of [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10], ['169.254.0.0', 16]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
 for (const [net, bits] of [['fc00::', 7], ['fe80::', 10]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
 
+// This machine: all of loopback and the unspecified address, in IPv4, IPv6 and
+// IPv4-mapped IPv6 spellings (BlockList parses every spelling of an IPv6 literal).
+const LOCAL = new BlockList();
+LOCAL.addSubnet('127.0.0.0', 8, 'ipv4');
+LOCAL.addAddress('0.0.0.0', 'ipv4');
+LOCAL.addAddress('::1', 'ipv6');
+LOCAL.addAddress('::', 'ipv6');
+LOCAL.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+LOCAL.addAddress('::ffff:0.0.0.0', 'ipv6');
+const LOCAL_NAMES = new Set(['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback']);
+
 /**
- * An IP literal in a private, loopback or link-local range: a node address
+ * A name or address of the machine tsh runs on: `localhost` (and any name
+ * under `.localhost`, RFC 6761 §6.3), `localhost.localdomain`,
+ * `ip6-localhost`/`ip6-loopback`, 127.0.0.0/8, 0.0.0.0, `::1`, `::` and their
+ * IPv4-mapped forms, in any case or spelling, with or without a trailing dot.
+ * No login may route such a name through a proxy or trust a cluster's host CA
+ * for it (a proxy's own address excepted: the profile was made with it).
+ */
+export function isThisMachine(host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (LOCAL_NAMES.has(h) || h.endsWith('.localhost')) return true;
+  if (isIPv4(h)) return LOCAL.check(h, 'ipv4');
+  if (isIPv6(h)) return LOCAL.check(h.replace(/%.*$/, ''), 'ipv6');
+  return false;
+}
+
+/**
+ * An IP literal in a private or link-local range: a node address
  * tsh may route through a cluster's proxy (and trust its host CA for). A
  * public address is never routed: a proxy could otherwise take over the
  * address of a host on the Internet (a Git server, another bastion).
@@ -58,10 +85,11 @@ export function isPrivateIpLiteral(text: string): boolean {
 
 /**
  * A node address host tsh may route and trust the cluster's host CA for:
- * one of the cluster's own names (isClusterPattern) or a private IP literal.
+ * one of the cluster's own names (isClusterPattern) or a private IP literal,
+ * and never a name or address of this machine (isThisMachine).
  */
 export function isRoutableNodeAddressHost(host: string, cluster: string): boolean {
-  return isClusterPattern(host, cluster) || isPrivateIpLiteral(host);
+  return !isThisMachine(host) && (isClusterPattern(host, cluster) || isPrivateIpLiteral(host));
 }
 
 /** A plain host name from a server: a DNS name or an IP literal. */

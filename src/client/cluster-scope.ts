@@ -19,7 +19,7 @@
  * becomes a known_hosts pattern for the cluster's CA.
  */
 import { UserError } from '../errors.js';
-import { isBareName, isClusterName, isIpLiteral, isPlainHostName, isRoutableNodeAddressHost, isUnderCluster, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isBareName, isClusterName, isIpLiteral, isPlainHostName, isRoutableNodeAddressHost, isThisMachine, isUnderCluster, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { printable } from '../util/printable.js';
 import type { Profile } from './profile.js';
 
@@ -76,6 +76,16 @@ export function claimClusterScope(req: ScopeRequest, others: Profile[]): Cluster
       });
     }
   }
+  // Another profile's proxy (its profile name, web and SSH hosts) is that profile's: no
+  // later login may route it, trust its CA for it, or pick a cluster name whose `*.` covers it.
+  const proxies = otherProxyHosts(other);
+  for (const [host, owner] of proxies) {
+    if (isWithinCluster(host, cluster) && !sameHost(host, req.proxyHost)) {
+      throw new UserError('LOGIN_SCOPE_CONFLICT', `the cluster name ${cluster} would route ${printable(host)}, the proxy of the profile ${printable(owner)}`, {
+        hint: `nothing was saved; if this is meant to replace that login, run \`tsh logout --proxy=${printable(owner)}\` first`,
+      });
+    }
+  }
   const owner = new Map<string, string>();
   for (const p of other) for (const n of p.nodeNames) if (isBareName(n) && !owner.has(n.toLowerCase())) owner.set(n.toLowerCase(), p.name);
   const nodeNames: string[] = [];
@@ -85,7 +95,7 @@ export function claimClusterScope(req: ScopeRequest, others: Profile[]): Cluster
     const key = name.toLowerCase();
     if (seen.has(key)) continue;
     seen.add(key);
-    const why = dropReason(name, cluster, req.proxyHost, ssh.host, owner.get(key));
+    const why = proxies.has(key) ? `it is the proxy of the profile ${proxies.get(key)}` : dropReason(name, cluster, req.proxyHost, ssh.host, owner.get(key));
     if (why) dropped.push({ name, reason: why });
     else nodeNames.push(name);
   }
@@ -95,6 +105,7 @@ export function claimClusterScope(req: ScopeRequest, others: Profile[]): Cluster
 function dropReason(name: string, cluster: string, proxyHost: string, sshHost: string, owner: string | undefined): string | undefined {
   if (!isPlainHostName(name)) return 'not a plain host name';
   if (sameHost(name, proxyHost) || sameHost(name, sshHost)) return "it is the proxy's own host";
+  if (isThisMachine(name)) return "it is a name of this machine (ssh to it must stay local)";
   if (isIpLiteral(name)) return 'an IP address is not a name of the cluster';
   if (sameHost(name, cluster)) return 'it is the cluster name itself';
   if (!isBareName(name) && !isWithinCluster(name, cluster)) return `it is outside ${cluster}`;
@@ -111,7 +122,7 @@ function dropReason(name: string, cluster: string, proxyHost: string, sshHost: s
  */
 export function scopeNodeAddrs(addrs: string[], clusterName: string, scope: ClusterScope, others: Profile[]): string[] {
   const hostOf = (a: string) => splitPlainHostPort(a)?.host.toLowerCase();
-  const taken = new Set<string>();
+  const taken = new Set<string>(otherProxyHosts(others).keys());
   for (const p of others) for (const a of p.nodeAddrs ?? []) taken.add(hostOf(a) ?? '');
   const dropped = new Set(scope.dropped.map((d) => d.name.toLowerCase()));
   return addrs.filter((a) => {
@@ -120,6 +131,17 @@ export function scopeNodeAddrs(addrs: string[], clusterName: string, scope: Clus
     // A bare name is routed only as one of this login's node names.
     return !isBareName(host) || scope.nodeNames.some((n) => n.toLowerCase() === host);
   });
+}
+
+/** Lower-case proxy hosts of other profiles (profile name, web and SSH hosts) → the profile. */
+function otherProxyHosts(others: Profile[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of others) {
+    for (const h of [p.name, splitPlainHostPort(p.webProxyAddr)?.host, splitPlainHostPort(p.sshProxyAddr)?.host]) {
+      if (h !== undefined && !out.has(h.toLowerCase())) out.set(h.toLowerCase(), p.name);
+    }
+  }
+  return out;
 }
 
 /** One line per dropped name, escaped, for the user (stderr). */

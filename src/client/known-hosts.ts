@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
 import { parseHostPort } from '../shared/address.js';
 import { formatPublicKeyLine, parsePublicKeyLine, type PublicKey } from '../sshcert/index.js';
-import { isBareName, isClusterName, isClusterPattern, isDnsName, isPlainHostName, isPrivateIpLiteral, isRoutableNodeAddressHost, isUnderCluster, sameHost } from '../api/names.js';
+import { isBareName, isClusterName, isClusterPattern, isDnsName, isPlainHostName, isPrivateIpLiteral, isRoutableNodeAddressHost, isThisMachine, isUnderCluster, sameHost } from '../api/names.js';
 import { printable } from '../util/printable.js';
 
 const TAG = 'jumpgate-cluster=';
@@ -48,7 +48,7 @@ export function knownHostsPatterns(scope: KnownHostsScope): string[] {
     const p = raw.toLowerCase();
     if (p !== '' && !/[\s,]/.test(p) && !out.includes(p)) out.push(p);
   };
-  for (const n of scope.nodeNames) add(n);
+  for (const n of scope.nodeNames) if (!isThisMachine(n)) add(n);
   add(`*.${scope.clusterName}`);
   for (const a of scope.nodeAddrs ?? []) {
     const hp = splitHostPort(a);
@@ -97,6 +97,9 @@ export function formatHostCaLines(clusterName: string, patterns: string[], caKey
 
 function isScopedPattern(p: string, clusterName: string, proxyHost: string | undefined, nodes: Set<string> | undefined): boolean {
   if (p.startsWith('!')) return false;
+  // This machine's names and addresses only as the profile's own proxy (the login was made with it).
+  const host = /^\[([^\]]+)\]:\d+$/.exec(p)?.[1] ?? p;
+  if (isThisMachine(host) && !(proxyHost !== undefined && sameHost(host, proxyHost))) return false;
   // A bare node name on another port (a node address form): only a node of this cluster's scope.
   const isNode = (h: string) => isBareName(h) && (nodes === undefined || nodes.has(h.toLowerCase()));
   if (isClusterPattern(p, clusterName)) return true;

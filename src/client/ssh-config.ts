@@ -54,7 +54,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { isClusterName, isClusterPattern, isPlainHostName, isPlainHostPort, isRoutableNodeAddressHost, isUnderCluster, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
+import { isClusterName, isClusterPattern, isPlainHostName, isPlainHostPort, isRoutableNodeAddressHost, isThisMachine, isUnderCluster, isWithinCluster, sameHost, splitPlainHostPort } from '../api/names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { printable } from '../util/printable.js';
 import type { TshPaths } from './paths.js';
@@ -154,7 +154,7 @@ export function clusterHostPatterns(clusterName: string, nodeNames: readonly str
   const out: string[] = [];
   const seen = new Set<string>();
   for (const p of [...nodeNames, `*.${clusterName}`]) {
-    if (p.startsWith('!') || !isClusterPattern(p, clusterName)) throw unsafeValue(`Host pattern for ${printable(clusterName)}`, p);
+    if (p.startsWith('!') || !isClusterPattern(p, clusterName) || isThisMachine(p)) throw unsafeValue(`Host pattern for ${printable(clusterName)}`, p);
     if (seen.has(p.toLowerCase())) continue;
     seen.add(p.toLowerCase());
     out.push(p);
@@ -184,13 +184,12 @@ export function nodeHostPatterns(nodeNames: string[], clusterName: string, nodeA
   const names = clusterHostPatterns(clusterName, nodeNames);
   const hosts = nodeAddrs
     .map(addrHost)
-    .filter((h): h is string => h !== undefined && !LOCAL_NAMES.has(h.toLowerCase()) && isRoutableNodeAddressHost(h, clusterName))
+    .filter((h): h is string => h !== undefined && isRoutableNodeAddressHost(h, clusterName))
     // A bare name is routed only as one of the node names.
     .filter((h) => h.includes('.') || h.includes(':') || names.some((n) => n.toLowerCase() === h.toLowerCase()));
   return [...new Set([...names, ...hosts].map((n) => n.toLowerCase()))];
 }
 
-const LOCAL_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
 
 /** The host of `host:port` or `[v6]:port`. */
 function addrHost(addr: string): string | undefined {

@@ -19,11 +19,6 @@ export interface ServerLog {
   debug(line: string): void;
 }
 
-/** Unicode line and paragraph separators and bidi overrides (which can reorder what a terminal shows) as `\u{XXXX}`. */
-function escapeUnicodeControls(text: string): string {
-  return text.replace(/[\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
-}
-
 /** Longest server log line (characters after escaping); the rest is cut with "…". */
 export const MAX_LOG_LINE_CHARS = 4_096;
 
@@ -31,12 +26,12 @@ export const MAX_LOG_LINE_CHARS = 4_096;
  * The server's text log: `<ISO time> <LEVEL> <line>\n` through `write`.
  * Every line is escaped here, the one place, so no caller can forget: control
  * characters (newline, carriage return, ESC of an ANSI sequence, C1 codes)
- * become `\xNN`, Unicode line separators and bidi overrides `\u{XXXX}`, so a key id or claim with a newline cannot forge a second
+ * become `\xNN`, Unicode line separators, bidi controls and zero-width characters `\u{XXXX}` (util/printable), so a key id or claim with a newline cannot forge a second
  * log line or recolour a terminal; a multi-line text (a stack trace) stays
  * one line. Lines are cut at MAX_LOG_LINE_CHARS.
  */
 export function textLog(opts: { write: (text: string) => void; clock: () => Date; debug: boolean }): ServerLog {
-  const line = (level: string) => (text: string) => opts.write(`${opts.clock().toISOString()} ${level} ${escapeUnicodeControls(printable(String(text), MAX_LOG_LINE_CHARS))}\n`);
+  const line = (level: string) => (text: string) => opts.write(`${opts.clock().toISOString()} ${level} ${printable(String(text), MAX_LOG_LINE_CHARS)}\n`);
   return { info: line('INFO'), warn: line('WARN'), debug: opts.debug ? line('DEBUG') : () => {} };
 }
 

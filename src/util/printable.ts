@@ -1,9 +1,20 @@
 /**
- * Makes text that came from the network or an IdP safe for a terminal: control
- * characters escaped, length capped.
+ * Makes text that came from the network or an IdP safe for a terminal: C0/C1
+ * control characters become `\xNN`; Unicode line and paragraph separators,
+ * bidirectional marks, embeddings, overrides and isolates (which reorder what
+ * a reader sees: "Trojan Source", CVE-2021-42574), zero-width characters, the
+ * BOM and lone surrogates become `\u{XXXX}`; the length is capped at `max`
+ * characters (after escaping) with "…".
  */
 export function printable(text: string, max = 200): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const clean = text
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    .replace(UNICODE_CONTROLS, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
+
+// Line/paragraph separators, bidi marks (LRM, RLM, ALM), embeddings and overrides,
+// isolates, zero-width space/joiners, word joiner and invisible operators, the BOM,
+// and surrogates that are not part of a pair.
+const UNICODE_CONTROLS = /[\u2028\u2029\u200b-\u200f\u061c\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { UserError } from '../../src/errors.js';
 import { TshPaths } from '../../src/client/paths.js';
 import { ProfileStore, type Profile } from '../../src/client/profile.js';
-import { claimClusterScope, droppedNotes } from '../../src/client/cluster-scope.js';
-import { clusterHostPatterns, renderSshConfigBlock, type SshConfigBlockInput } from '../../src/client/ssh-config.js';
-import { formatHostCaLines, writeClusterHostCAs } from '../../src/client/known-hosts.js';
+import { claimClusterScope, droppedNotes, scopeNodeAddrs } from '../../src/client/cluster-scope.js';
+import { clusterHostPatterns, nodeHostPatterns, renderSshConfigBlock, type SshConfigBlockInput } from '../../src/client/ssh-config.js';
+import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../src/client/known-hosts.js';
 import { run as configRun } from '../../src/cli/commands/tsh/config.js';
 import { run as logoutRun } from '../../src/cli/commands/tsh/logout.js';
 import { generateKeyPair } from '../../src/sshcert/index.js';
@@ -220,5 +220,44 @@ describe('a profile on disk is parsed with its schema', () => {
     const before = readFileSync(paths.knownHosts(), 'utf8');
     refuses(() => writeClusterHostCAs(paths.knownHosts(), { clusterName: 'b.test', patterns: ['*'], caKeys: [key] }), 'KNOWN_HOSTS_UNSAFE_VALUE');
     assert.equal(readFileSync(paths.knownHosts(), 'utf8'), before);
+  });
+});
+
+describe("this machine's names and other profiles' proxies are never taken (found in review)", () => {
+  const req = { profileName: 'jump.b.test', proxyHost: 'jump.b.test', clusterName: 'b.test', sshProxyAddr: 'jump.b.test:3023', nodeNames: ['node1'] };
+  const local = ['localhost', 'LOCALHOST.', 'ip6-localhost', 'ip6-loopback', 'localhost.localdomain', 'x.localhost'];
+  const localAddrs = ['127.0.0.1:22', '127.0.0.2:22', '[::1]:22', '[0:0:0:0:0:0:0:1]:2222', '[::ffff:127.0.0.1]:22', '[::ffff:7f00:2]:22', '0.0.0.0:22'];
+
+  test('a node named like this machine is dropped, saying why', () => {
+    const s = claimClusterScope({ ...req, nodeNames: ['node1', ...local] }, []);
+    assert.deepEqual(s.nodeNames, ['node1']);
+    for (const d of s.dropped) assert.match(d.reason, /this machine|outside b\.test|not a plain host name/, d.name);
+  });
+
+  test('a loopback or unspecified node address is never routed or trusted, in any spelling', () => {
+    const s = claimClusterScope(req, []);
+    assert.deepEqual(scopeNodeAddrs([...localAddrs, '10.0.0.5:22'], 'b.test', s, []), ['10.0.0.5:22']);
+    assert.deepEqual(nodeHostPatterns(['node1'], 'b.test', localAddrs), ['node1', '*.b.test']);
+    assert.deepEqual(knownHostsPatterns({ clusterName: 'b.test', nodeNames: ['node1'], sshProxyAddr: 'jump.b.test:3023', nodeAddrs: localAddrs }), ['node1', '*.b.test', '[jump.b.test]:3023']);
+  });
+
+  test("the writers refuse this machine's names themselves, except the profile's own proxy", () => {
+    const key = generateKeyPair('ed25519').publicKey;
+    for (const bad of ['localhost', '127.0.0.2', '::1', '[localhost]:22', '[127.0.0.1]:2222']) {
+      refuses(() => formatHostCaLines('b.test', ['node1', bad], [key], { proxyHost: 'jump.b.test', nodeNames: ['node1'] }), 'KNOWN_HOSTS_UNSAFE_VALUE');
+    }
+    assert.equal(formatHostCaLines('b.test', ['node1', '[localhost]:3023'], [key], { proxyHost: 'localhost', nodeNames: ['node1'] }).length, 1);
+    for (const bad of ['localhost', 'ip6-localhost']) refuses(() => clusterHostPatterns('b.test', ['node1', bad]), 'SSH_CONFIG_UNSAFE_VALUE');
+  });
+
+  test("another profile's proxy host is not routed as a node or an address, and no cluster name may cover it", () => {
+    const a = profile({ name: 'bastion.corp.com', webProxyAddr: 'bastion.corp.com:443', sshProxyAddr: '10.0.0.9:3023', clusterName: 'a.test', nodeNames: [] });
+    const s = claimClusterScope({ ...req, nodeNames: ['node1', 'bastion.corp.com'] }, [a]);
+    assert.deepEqual(s.nodeNames, ['node1']);
+    assert.match(s.dropped[0]!.reason, /proxy of the profile bastion\.corp\.com|outside/);
+    const bare = profile({ name: 'localhost', webProxyAddr: 'localhost:3080', sshProxyAddr: 'localhost:3023', clusterName: 'a.test', nodeNames: [] });
+    assert.deepEqual(claimClusterScope({ ...req, nodeNames: ['node1', 'localhost'] }, [bare]).nodeNames, ['node1']);
+    assert.deepEqual(scopeNodeAddrs(['10.0.0.9:22', '10.0.0.5:22'], 'b.test', s, [a]), ['10.0.0.5:22']);
+    refuses(() => claimClusterScope({ ...req, profileName: 'jump.corp.com', proxyHost: 'jump.corp.com', clusterName: 'corp.com', sshProxyAddr: 'jump.corp.com:3023' }, [a]), 'LOGIN_SCOPE_CONFLICT');
   });
 });

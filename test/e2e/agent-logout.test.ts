@@ -2,8 +2,9 @@
  * tsh logout and relogin against a real OpenSSH ssh-agent, with real logins
  * (the real oidc-provider, jumpgate start, tsh login --browser=none with the
  * browser's part walked over HTTP) and real ssh through the proxy to an
- * OpenSSH node. Two profiles share the agent: 127.0.0.1 and localhost name
- * the same proxy, so they are two profiles of one cluster.
+ * OpenSSH node. Two profiles share the agent: localhost (the cluster e2e.test)
+ * and 127.0.0.1 (a second cluster, other.test: one cluster per profile, as
+ * tsh's scope rules require).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +27,7 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
   const insecure = loopbackDispatcher(32);
   let idp: DevIdp;
   let cluster: ProxyCluster;
+  let other: ProxyCluster;
   let agent: SshAgent;
   let home: string;
   let env: NodeJS.ProcessEnv;
@@ -35,14 +37,23 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
     requireTool('ssh-add', 'apt-get install -y openssh-client');
     builtProgram('tsh');
     const webPort = await freePort();
+    const otherWebPort = await freePort();
     idp = await startDevIdp({
       clientId: 'jumpgate',
       clientSecret: SECRET,
-      redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`],
+      redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`, `https://127.0.0.1:${otherWebPort}/v1/login/oidc/callback`],
       accounts: [...DEMO_ACCOUNTS, { login: LOGIN, claims: { preferred_username: LOGIN, email_verified: true } }],
     });
     mkdirSync(join(tmp.dir, 'cluster'));
     cluster = await startProxyCluster(join(tmp.dir, 'cluster'), { webPort, oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: SECRET } });
+    mkdirSync(join(tmp.dir, 'other'));
+    other = await startProxyCluster(join(tmp.dir, 'other'), {
+      clusterName: 'other.test',
+      publicHost: '127.0.0.1',
+      webPort: otherWebPort,
+      nodes: [{ name: 'node2', env: 'test' }],
+      oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: SECRET },
+    });
     agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
     home = join(tmp.dir, 'home');
     mkdirSync(home);
@@ -51,13 +62,14 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
   });
 
   after(async () => {
-    await Promise.all([cluster?.stop(), idp?.close(), agent?.stop(), insecure.close()]);
+    await Promise.all([cluster?.stop(), other?.stop(), idp?.close(), agent?.stop(), insecure.close()]);
     tmp.cleanup();
   });
 
   /** `tsh login --browser=none --proxy=HOST:PORT`, the browser's part walked over HTTP. */
   async function tshLogin(host: string, account = LOGIN): Promise<void> {
-    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=${host}:${cluster.webPort}`, '--insecure', '--browser=none', '--keystore=file', '--no-ssh-config'], {
+    const port = host === '127.0.0.1' ? other.webPort : cluster.webPort;
+    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=${host}:${port}`, '--insecure', '--browser=none', '--keystore=file', '--no-ssh-config'], {
       env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -109,7 +121,7 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
 
   test("a second login replaces the first one's agent entries; logout removes every entry of the profile and ssh no longer gets through; the other profile stays", async () => {
     await tshLogin('127.0.0.1'); // the other profile
-    const other = certBlob('127.0.0.1');
+    const otherCert = certBlob('127.0.0.1');
     await tshLogin('localhost');
     const first = certBlob('localhost');
     assert.ok((await agentList()).includes(first));
@@ -120,7 +132,7 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
     let listed = await agentList();
     assert.ok(!listed.includes(first), `the first login's certificate left the agent at the second login:\n${listed}`);
     assert.ok(listed.includes(second));
-    assert.ok(listed.includes(other), "the other profile's certificate stays");
+    assert.ok(listed.includes(otherCert), "the other profile's certificate stays");
 
     // The key file added by hand, as `ssh-add` users do: the key and certificate under a foreign comment.
     const added = await run('ssh-add', [keyFile('localhost')], { env });
@@ -137,13 +149,13 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
     const small = (await run('ssh-add', ['-l'], { env })).stdout;
     assert.doesNotMatch(small, /jumpgate:localhost|\.tsh\/keys\/localhost/, small);
     assert.equal(small.trim().split('\n').length, 1, `only the other profile's entry is left:\n${small}`);
-    assert.ok(listed.includes(other), "the other profile's certificate stays");
+    assert.ok(listed.includes(otherCert), "the other profile's certificate stays");
     assert.ok(!existsSync(keyFile('localhost')), 'the key file is gone');
 
-    // Now take the other profile's certificate out too (same user, same cluster: it would get through).
-    const otherCert = join(tmp.dir, 'other-cert.pub');
-    writeFileSync(otherCert, `ssh-ed25519-cert-v01@openssh.com ${other}\n`);
-    const del = await run('ssh-add', ['-d', otherCert], { env });
+    // Now take the other profile's certificate out too, so the agent holds nothing at all for the check below.
+    const otherCertFile = join(tmp.dir, 'other-cert.pub');
+    writeFileSync(otherCertFile, `ssh-ed25519-cert-v01@openssh.com ${otherCert}\n`);
+    const del = await run('ssh-add', ['-d', otherCertFile], { env });
     assert.equal(del.code, 0, del.stderr);
     assert.equal((await agentList()).trim(), 'The agent has no identities.');
     const after = await sshWithAgent();

@@ -40,11 +40,14 @@ export interface ProxyClusterOptions {
   nodes?: Array<{ name: string; env: string }>;
   /** The node sshd's loopback address (default 127.0.0.1; 127.0.0.2 is an address the ssh_config block routes). */
   nodeHost?: string;
+  /** The host of both public addresses (default localhost): a second cluster on one machine needs another profile name. */
+  publicHost?: string;
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
   const clusterName = opts.clusterName ?? 'e2e.test';
   const nodeHost = opts.nodeHost ?? '127.0.0.1';
+  const publicHost = opts.publicHost ?? 'localhost';
   const inventory = opts.nodes ?? [
     { name: 'node1', env: 'test' },
     { name: 'secret1', env: 'prod' },
@@ -68,9 +71,9 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       `data_dir: ${dataDir}`,
       'proxy:',
       `  web_listen_addr: 127.0.0.1:${webPort}`,
-      `  public_addr: localhost:${webPort}`,
+      `  public_addr: ${publicHost}:${webPort}`,
       `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
-      `  ssh_public_addr: localhost:${sshPort}`,
+      `  ssh_public_addr: ${publicHost}:${sshPort}`,
       ...oidc,
       'roles:',
       '  user:',
