@@ -83,6 +83,8 @@ export interface LoadCredentialsOptions {
   now: Date;
   /** A profile name (proxy host); default: the current profile. */
   profile?: string;
+  /** The web address (host:port) the profile was asked for (--proxy, TSH_PROXY): the not-logged-in hint names it, port included. */
+  proxyAddr?: string;
   /** How to run tsh in hints (cli/ui.ts tshProgram). Default `tsh`. */
   program?: string;
   /** See DEFAULT_CLOCK_LEEWAY_SECONDS (TSH_CLOCK_LEEWAY). */
@@ -109,7 +111,7 @@ export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Cre
   const profile = opts.store.load(opts.profile);
   if (!profile) {
     const which = opts.profile ? ` for ${opts.profile}` : '';
-    throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: notLoggedInHint(opts.profile, program) });
+    throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: notLoggedInHint(opts.proxyAddr ?? opts.profile, program) });
   }
   const relogin = loginCommand({ webProxyAddr: profile.webProxyAddr, insecure: profile.insecure, ...(profile.user ? { user: profile.user } : {}) }, program);
   const stored = readProfileCertificate(opts.store.paths, profile);

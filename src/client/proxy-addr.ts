@@ -64,8 +64,17 @@ export function parseProxyFlag(text: string, flag = '--proxy'): { host: string; 
  * name is the proxy's host; undefined means the current profile.
  */
 export function profileNameFor(proxyFlag: string | undefined, env: Record<string, string | undefined>): string | undefined {
+  return proxyOf(proxyFlag, env)?.host;
+}
+
+/** host:port of `--proxy` (else TSH_PROXY) as given, for hints that must name the exact web address; undefined when neither is set. */
+export function proxyAddrFor(proxyFlag: string | undefined, env: Record<string, string | undefined>): string | undefined {
+  return proxyOf(proxyFlag, env)?.addr;
+}
+
+function proxyOf(proxyFlag: string | undefined, env: Record<string, string | undefined>): { host: string; addr: string } | undefined {
   const proxy = proxyFlag ?? env['TSH_PROXY'];
-  return proxy ? parseProxyFlag(proxy, proxyFlag !== undefined ? '--proxy' : 'TSH_PROXY').host : undefined;
+  return proxy ? parseProxyFlag(proxy, proxyFlag !== undefined ? '--proxy' : 'TSH_PROXY') : undefined;
 }
 
 /** One word for a POSIX shell (and PowerShell/cmd for the characters a host name or user name holds): quoted only when needed. */

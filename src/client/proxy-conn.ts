@@ -40,8 +40,14 @@ export const SSH_READY_TIMEOUT_MS = 20_000;
  * `tsh login` when missing or expired, the clock when not valid yet).
  * `how`: how hints run tsh, and the clock leeway (credentials.ts).
  */
-export function credentialsFor(paths: TshPaths, profile: string | undefined, now: Date, how: { program?: string; leewaySeconds?: number } = {}): Promise<Credentials> {
-  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...how });
+export function credentialsFor(
+  paths: TshPaths,
+  profile: string | undefined,
+  now: Date,
+  how: { program?: string; leewaySeconds?: number; proxyAddr?: string | undefined } = {},
+): Promise<Credentials> {
+  const { proxyAddr, ...rest } = how;
+  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...(proxyAddr ? { proxyAddr } : {}), ...rest });
 }
 
 /**

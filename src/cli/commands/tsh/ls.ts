@@ -1,7 +1,7 @@
 import { UsageError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
 import { connectProxy, credentialsFor, defaultLogin, listNodes, type NodeEntry } from '../../../client/proxy-conn.js';
-import { profileNameFor } from '../../../client/proxy-addr.js';
+import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { credentialOptions } from './client-context.js';
@@ -31,7 +31,7 @@ export function parseLabelFilters(args: string[]): [string, string][] {
 export async function run(opts: LsOptions, deps: Deps): Promise<void> {
   const filters = parseLabelFilters(opts.labels);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
   const proxy = await connectProxy({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
   let nodes: NodeEntry[];

@@ -1,7 +1,7 @@
 import { UsageError, UserError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
 import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
-import { profileNameFor } from '../../../client/proxy-addr.js';
+import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
 import type { Deps } from '../../deps.js';
 import { credentialOptions } from './client-context.js';
 
@@ -45,7 +45,7 @@ export async function run(opts: ProxySshOptions, deps: Deps): Promise<void> {
 async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const target = parseProxyTarget(opts.target);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
   const login = target.user ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;

@@ -1,7 +1,7 @@
 import { UsageError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
 import { checkLogin, credentialsFor, defaultLogin } from '../../../client/proxy-conn.js';
-import { profileNameFor } from '../../../client/proxy-addr.js';
+import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
 import { parseDestination, parseForwardSpec, runSshSession, type ForwardSpec } from '../../../client/ssh-session.js';
 import { ExitStatus } from '../../errors.js';
 import type { Deps } from '../../deps.js';
@@ -121,7 +121,7 @@ function editDistance(a: string, b: string): number {
 export async function run(opts: SshOptions, deps: Deps): Promise<void> {
   const { user, host } = parseDestination(opts.destination);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), credentialOptions(deps));
+  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
   const login = user ?? opts.login ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const status = await runSshSession({
