@@ -18,6 +18,8 @@ export interface ProxyDiagnosis {
   /** The login being tried, for commands in hints. */
   login: LoginCommandInput;
   program: string;
+  /** The web address a stored profile of this host has (profile.webProxyAddr): a better guess than the default port. */
+  knownWebAddr?: string;
 }
 
 const errnoOf = (err: unknown): string | undefined => {
@@ -32,8 +34,13 @@ const errnoOf = (err: unknown): string | undefined => {
 export async function diagnoseProxyError(err: unknown, d: ProxyDiagnosis): Promise<unknown> {
   const where = d.proxy.addr;
   const cmd = (over: Partial<LoginCommandInput>) => loginCommand({ ...d.login, ...over }, d.program);
-  const webGuess = d.proxy.port === DEFAULT_WEB_PORT ? undefined : `${d.proxy.host.includes(':') ? `[${d.proxy.host}]` : d.proxy.host}:${DEFAULT_WEB_PORT}`;
-  const tryWeb = webGuess ? `; the web address is usually port ${DEFAULT_WEB_PORT}: \`${cmd({ webProxyAddr: webGuess })}\`` : '';
+  const known = d.knownWebAddr !== undefined && d.knownWebAddr !== d.proxy.addr ? d.knownWebAddr : undefined;
+  const webGuess = known ?? (d.proxy.port === DEFAULT_WEB_PORT ? undefined : `${d.proxy.host.includes(':') ? `[${d.proxy.host}]` : d.proxy.host}:${DEFAULT_WEB_PORT}`);
+  const tryWeb = known
+    ? `; your profile for ${d.proxy.host} uses the web address ${known}: \`${cmd({ webProxyAddr: known })}\``
+    : webGuess
+      ? `; the web address is usually port ${DEFAULT_WEB_PORT}: \`${cmd({ webProxyAddr: webGuess })}\``
+      : '';
   if (err instanceof NetError) {
     if (err.code === 'NET_TLS_FAILED' || err.code === 'NET_HTTP_PROTOCOL' || err.code === 'NET_TIMEOUT') {
       const service = await probeService(d.proxy, { env: d.env });

@@ -72,3 +72,22 @@ test('an unknown proxy host name is named with the fix, not as a raw getaddrinfo
   const other = new Error('something else');
   assert.equal(await diagnoseProxyError(other, d), other, 'anything else passes through');
 });
+
+test('--proxy at the SSH port: the hint names the web address a profile of that host already has, else the default port', async () => {
+  const { createServer } = await import('node:net');
+  const server = createServer((s) => s.end('SSH-2.0-OpenSSH_9.2p1\r\n'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const addr = `127.0.0.1:${port}`;
+    const base = { proxy: { host: '127.0.0.1', port, addr }, env: {}, login: { webProxyAddr: addr, insecure: true }, program: 'tsh' };
+    const tls = () => new NetError('NET_TLS_FAILED', `TLS to ${addr} failed: wrong version number`);
+    const known = (await diagnoseProxyError(tls(), { ...base, knownWebAddr: '127.0.0.1:13080' })) as UserError;
+    assert.equal(known.code, 'PROXY_IS_SSH_PORT');
+    assert.match(known.hint ?? '', /your profile for 127\.0\.0\.1 uses the web address 127\.0\.0\.1:13080: `tsh login --proxy=127\.0\.0\.1:13080 --insecure`/);
+    const guess = (await diagnoseProxyError(tls(), base)) as UserError;
+    assert.match(guess.hint ?? '', /usually port 3080: `tsh login --proxy=127\.0\.0\.1:3080 --insecure`/);
+  } finally {
+    server.close();
+  }
+});

@@ -151,7 +151,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
   try {
     pinged = await pingProxy(proxy.addr, dispatcher);
   } catch (err) {
-    throw await diagnoseProxyError(err, { proxy, env: deps.env, login: command, program });
+    throw await diagnoseProxyError(err, { proxy, env: deps.env, login: command, program, ...(last?.webProxyAddr ? { knownWebAddr: last.webProxyAddr } : {}) });
   }
   const info = pinged.info;
   if (info.auth.type !== 'oidc') {
