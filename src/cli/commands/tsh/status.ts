@@ -95,18 +95,20 @@ function toText(s: ProfileStatus, now: bigint, deps: Deps): string {
   const j = toJson(s, now);
   const v = validity(s, now);
   const c = deps.colors.out;
-  const remaining = s.valid ? c.green(v.remaining) : c.red(v.remaining);
+  // What the profile holds came from a server (parsed with its schema when read, but
+  // escaped all the same); the colours are added after escaping, so they survive it.
+  const p = (text: string) => printable(text, 2000);
+  const remaining = s.valid ? c.green(p(v.remaining)) : c.red(p(v.remaining));
   const rows: [string, string][] = [
-    ['Proxy', `https://${j.proxy}`],
-    ['Cluster', j.cluster],
-    ['Logged in as', j.user],
-    ['Roles', j.roles.join(', ')],
-    ['Logins', j.logins.join(', ')],
-    ['Valid until', v.until ? `${v.until} [${remaining}]` : remaining],
-    ['Extensions', j.extensions.join(', ')],
+    ['Proxy', p(`https://${j.proxy}`)],
+    ['Cluster', p(j.cluster)],
+    ['Logged in as', p(j.user)],
+    ['Roles', p(j.roles.join(', '))],
+    ['Logins', p(j.logins.join(', '))],
+    ['Valid until', v.until ? `${p(v.until)} [${remaining}]` : remaining],
+    ['Extensions', p(j.extensions.join(', '))],
     ['Key', s.profile.keystore === 'keychain' ? 'OS keychain' : 'file under TSH_HOME'],
   ];
-  // The profile is parsed with its schema when read, but what it holds came from a server: escaped all the same.
   const head = `${s.current ? '> ' : '  '}Profile ${c.bold(printable(j.profile))}`;
-  return [head, ...rows.map(([k, val]) => `  ${(k + ':').padEnd(14)}${printable(val, 2000)}`)].join('\n');
+  return [head, ...rows.map(([k, val]) => `  ${(k + ':').padEnd(14)}${val}`)].join('\n');
 }
