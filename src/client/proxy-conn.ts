@@ -174,7 +174,12 @@ export function sshOver(sock: NodeJS.ReadWriteStream, o: SshOverOptions): Promis
         return reject(
           new AuthError('SSH_AUTH_REFUSED', `${o.what} refused your certificate for the login "${o.login}"`, {
             cause: err,
-            hint: `run \`${o.relogin ?? `tsh login --proxy=${o.webProxyAddr}`}\` to get a fresh certificate`,
+            // The certificate was checked here before (credentials.ts): a refusal without a reason
+            // is the far sshd's, and logging in again rarely helps; say what to check there.
+            hint:
+              `the certificate is valid here, so check on ${o.what} that the account "${o.login}" exists and that its sshd trusts ` +
+              `the cluster's user CA (TrustedUserCAKeys; with LogLevel VERBOSE its log says why); after a CA rotation, ` +
+              `\`${o.relogin ?? `tsh login --proxy=${o.webProxyAddr}`}\` gets a fresh certificate`,
           }),
         );
       }

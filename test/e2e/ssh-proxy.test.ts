@@ -231,6 +231,14 @@ describe('the SSH proxy end to end (jumpgate start + sshd + ssh/scp/rsync/tmux +
     await waitForEvent(() => events('access.denied').some((e) => e['code'] === 'CERT_PRINCIPAL_MISMATCH'));
   });
 
+  test('a login the node has no account for: tsh says to check the account on the node, not to log in again (exit 4)', async () => {
+    const ghost = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home-ghost'), username: 'nosuchuser-jg', roles: ['user'], sshConfig: false });
+    const t = await tsh(ghost, ['ssh', 'nosuchuser-jg@node1', 'true']);
+    assert.equal(t.code, 4, t.stderr);
+    assert.match(t.stderr, /node1 refused your certificate for the login "nosuchuser-jg"/);
+    assert.match(t.stderr, /check on node1 that the account "nosuchuser-jg" exists and that its sshd trusts the cluster's user CA/);
+  });
+
   test('an unknown host and a node the roles do not select are refused with the same reason', async () => {
     for (const host of ['node9.e2e.test', 'secret1.e2e.test']) {
       const r = await sshWith(user, [host, 'true']);
