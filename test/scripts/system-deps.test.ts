@@ -97,3 +97,20 @@ describe('scripts/system-deps.sh: what a fresh machine lacks is named with its i
     }
   });
 });
+
+test('.ci/run installs every package scripts/system-deps.sh lists for the tests (the two lists cannot drift)', () => {
+  const list = /LIST='\n([\s\S]*?)\n'/.exec(readFileSync(SCRIPT, 'utf8'))?.[1];
+  assert.ok(list, 'the LIST block of system-deps.sh');
+  const wanted = new Set(
+    list
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((w) => w.length >= 3 && w.slice(2).includes('tests'))
+      .map((w) => w[1]!),
+  );
+  const ci = /PACKAGES=\(([\s\S]*?)\)/.exec(readFileSync(join(REPO, '.ci', 'run'), 'utf8'))?.[1];
+  assert.ok(ci, 'the PACKAGES list of .ci/run');
+  const installed = new Set(ci.split(/\s+/).filter(Boolean));
+  assert.ok(wanted.size >= 15, [...wanted].join(' '));
+  for (const p of wanted) assert.ok(installed.has(p), `.ci/run does not install ${p}, which the tests need (scripts/system-deps.sh)`);
+});
