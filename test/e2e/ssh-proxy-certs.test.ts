@@ -16,7 +16,7 @@ import { CaStore } from '../../src/server/auth/ca.js';
 import { CertRequest, encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine, signCertificate } from '../../src/sshcert/index.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
-import { builtProgram, requireTool, run, tempDir, type RunResult } from '../helpers/tools.js';
+import { builtProgram, requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
 
 const LOGIN = 'root';
 
@@ -93,7 +93,7 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
     const r = await jump(expired);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, new RegExp(`jumpgate proxy: certificate expired at \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ \\(now [^)]+\\); run \`tsh login --proxy=localhost:${cluster.webPort}\` to get a new one`), r.stderr);
-    assert.ok(denied('CERT_EXPIRED').length > 0);
+    await waitFor(() => denied('CERT_EXPIRED').length > 0, 'the access.denied event for CERT_EXPIRED');
   });
 
   test('source-address that does not hold the client address (10.9.9.9/32 from 127.0.0.1) is refused at the proxy, with the reason', async () => {
@@ -102,7 +102,7 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
     const r = await jump(user);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /jumpgate proxy: this certificate may only be used from 10\.9\.9\.9\/32 \(its source-address\), and this connection comes from 127\.0\.0\.1/, r.stderr);
-    assert.equal(denied('CERT_SOURCE_ADDRESS').length, before + 1);
+    await waitFor(() => denied('CERT_SOURCE_ADDRESS').length === before + 1, 'the access.denied event for CERT_SOURCE_ADDRESS');
     assert.doesNotMatch(cluster.node.log(), /Accepted publickey/, 'the node was never reached');
     // tsh shows the proxy's reason too (exit 4), not just "refused your certificate".
     const t = await run(process.execPath, [builtProgram('tsh'), 'ssh', 'node1', 'true'], { env: user.env, timeoutMs: 30_000 });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { builtProgram, requireTool, run, tempDir, type RunResult } from '../helpers/tools.js';
+import { builtProgram, requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { startSshAgent } from '../helpers/ssh-agent.js';
@@ -289,10 +289,4 @@ describe('the SSH proxy end to end (jumpgate start + sshd + ssh/scp/rsync/tmux +
   });
 });
 
-async function waitForEvent(fn: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!fn()) {
-    if (Date.now() > deadline) assert.fail('the audit event never appeared');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitForEvent = (fn: () => boolean): Promise<void> => waitFor(fn, 'the audit event');

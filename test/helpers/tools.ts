@@ -78,3 +78,16 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `jumpgate-${prefix}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
+
+/**
+ * Waits until `fn` is true, polling every 50 ms, for at most `ms` (an audit
+ * event is written when the proxy sees the connection close, which can come
+ * after the client has exited); fails naming `what`.
+ */
+export async function waitFor(fn: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > deadline) throw new Error(`${what} never happened (waited ${ms} ms)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
