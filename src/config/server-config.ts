@@ -47,6 +47,8 @@ export interface ServerConfig {
   auth: AuthConfig;
   roles: Map<string, RoleConfig>;
   nodes: NodeConfig[];
+  /** Where the cluster's shared state lives (`storage`; server/storage/). */
+  storage: StorageConfig;
   /**
    * Things that are allowed but probably wrong (present only when there are any);
    * the server prints them at start. Example: a claims_to_roles rule naming a role
@@ -88,6 +90,26 @@ export interface ProxyLimits {
   /** How long a node connection counts as still logging in, seconds (`node_login_grace_time`, sshd's LoginGraceTime). */
   nodeLoginGraceSeconds: number;
 }
+
+/**
+ * `storage`: `dir` keeps everything under data_dir (one process); `postgres`
+ * shares it between several `jumpgate start` processes (server/storage/backend.ts).
+ */
+export type StorageConfig =
+  | { type: 'dir' }
+  | {
+      type: 'postgres';
+      /** Exactly one of connString and connStringFile is set (the file is read at start, not here). */
+      connString?: string;
+      /** Absolute. */
+      connStringFile?: string;
+      /** Absolute: 32 random bytes, base64; encrypts the CA private keys (and pending logins) in the database. */
+      encryptionKeyFile: string;
+      /** Absolute: keys used before a rotation of the encryption key, still read (`tctl storage rekey` rewrites with the current one). */
+      previousEncryptionKeyFiles: string[];
+      /** Pool size per process (`max_connections`, default 10). */
+      maxConnections: number;
+    };
 
 export interface AuthConfig {
   /** Default TTL of user certificates (`auth.cert_ttl`, default 24h). */
@@ -614,6 +636,58 @@ function oidcSchema(ctx: SchemaContext) {
   );
 }
 
+/** Default `storage.max_connections`: connections one process may open to the database. */
+export const DEFAULT_STORAGE_MAX_CONNECTIONS = 10;
+
+function storageSchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      type: v.optional(v.picklist(['dir', 'postgres'], not('dir or postgres')), 'dir'),
+      conn_string: v.optional(
+        v.pipe(
+          text(),
+          v.check((s) => /^postgres(ql)?:\/\//.test(s), 'must be a postgres:// URL, e.g. postgres://jumpgate@db.example.com:5432/jumpgate?sslmode=verify-full'),
+        ),
+      ),
+      conn_string_file: v.optional(path(ctx)),
+      encryption_key_file: v.optional(path(ctx)),
+      previous_encryption_key_files: v.optional(list(path(ctx)), []),
+      max_connections: v.optional(v.pipe(v.instance(YamlNumber, not('a whole number')), v.transform((n) => n.value), v.integer('must be a whole number'), v.minValue(2, 'must be at least 2 (one connection listens for changes)'), v.maxValue(1000, 'must be at most 1000'))),
+    }),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!isObject(dataset.value)) return;
+      const o = dataset.value;
+      if (o.type !== 'postgres') {
+        for (const k of ['conn_string', 'conn_string_file', 'encryption_key_file']) {
+          if (k in o) addIssue({ message: 'is used only with type: postgres', path: at(o, k) });
+        }
+        return;
+      }
+      if ('conn_string' in o && 'conn_string_file' in o) addIssue({ message: 'give conn_string or conn_string_file, not both', path: at(o, 'conn_string_file') });
+      if (!('conn_string' in o) && !('conn_string_file' in o)) {
+        addIssue({ message: 'is required with type: postgres (or conn_string_file, a file holding it), e.g. postgres://jumpgate@127.0.0.1:5432/jumpgate', path: at(o, 'conn_string') });
+      }
+      if (!('encryption_key_file' in o)) {
+        addIssue({
+          message: 'is required with type: postgres: a file holding 32 random bytes in base64, the same on every proxy (make one with: openssl rand -base64 32 > storage.key; chmod 600 storage.key)',
+          path: at(o, 'encryption_key_file'),
+        });
+      }
+    }),
+    v.transform((o): StorageConfig => {
+      if (o.type === 'dir') return { type: 'dir' };
+      return {
+        type: 'postgres',
+        ...(o.conn_string !== undefined ? { connString: o.conn_string } : {}),
+        ...(o.conn_string_file !== undefined ? { connStringFile: o.conn_string_file } : {}),
+        encryptionKeyFile: o.encryption_key_file!,
+        previousEncryptionKeyFiles: o.previous_encryption_key_files,
+        maxConnections: o.max_connections ?? DEFAULT_STORAGE_MAX_CONNECTIONS,
+      };
+    }),
+  );
+}
+
 const labelName = (allowStar: boolean) =>
   v.pipe(
     v.string(),
@@ -744,6 +818,7 @@ function configSchema(ctx: SchemaContext) {
       ),
       roles: v.optional(mapping(roleName(), roleSchema()), {}),
       nodes: v.optional(nodesSchema(ctx), []),
+      storage: v.optional(storageSchema(ctx), { type: 'dir' as const }),
     }),
     v.transform((c): Omit<ServerConfig, 'file'> => {
       const certTtlSeconds = c.auth.cert_ttl;
@@ -777,7 +852,7 @@ function configSchema(ctx: SchemaContext) {
           }),
         );
       }
-      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes };
+      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage };
     }),
   );
 }

@@ -72,6 +72,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
     file: FILE,
     clusterName: 'example.test',
     dataDir: '/etc/jumpgate/data',
+    storage: { type: 'dir' },
     proxy: {
       webListenAddr: { host: '127.0.0.1', port: 3080 },
       publicAddr: { host: 'localhost', port: 3080 },
