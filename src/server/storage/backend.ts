@@ -207,6 +207,15 @@ export interface StateBackend {
   close(): Promise<void>;
 }
 
+/** What a backend needs from the process that opens it. */
+export interface BackendOptions {
+  /** The writer's id stamped on audit events: a proxy's server_id, or tctl@<host>. */
+  serverId: string;
+  clock: () => Date;
+  /** Warnings an admin must see (server log / tctl stderr). */
+  warn: (line: string) => void;
+}
+
 /** The state store cannot be reached or refused the request: the action is refused, nothing was stored. */
 export class StoreUnavailableError extends UserError {
   constructor(location: string, what: string, cause?: unknown) {

@@ -2,16 +2,7 @@
  * The `postgres` storage backend (placeholder until it is built: see backend.ts).
  */
 import type { StorageConfig } from '../../../config/index.js';
-import type { StateBackend } from '../backend.js';
-
-/** What a backend needs from the process that opens it. */
-export interface BackendOptions {
-  /** The writer's id stamped on audit events: a proxy's server_id, or tctl@<host>. */
-  serverId: string;
-  clock: () => Date;
-  /** Warnings an admin must see (server log / tctl stderr). */
-  warn: (line: string) => void;
-}
+import type { BackendOptions, StateBackend } from '../backend.js';
 
 /**
  * Connects to the database named by `storage`, applies the schema migrations
