@@ -131,6 +131,80 @@ export const LoginResultSchema = v.object({
   node_addrs: v.optional(v.pipe(v.array(hostPort, 'expected a list of host:port'), v.maxLength(MAX_NODE_NAMES, `has more than ${MAX_NODE_NAMES} addresses`))),
 });
 
+/**
+ * Headless login (tsh login --headless, RFC 8628's device flow shape): the
+ * short code a person compares between the terminal and the approval page.
+ * Eight letters of a 20-letter alphabet with no vowels and no look-alikes
+ * (RFC 8628 §6.1: about 34.5 bits), written `WDJB-MJHT`.
+ */
+export const HEADLESS_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
+export const HEADLESS_CODE_RE = /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/;
+/** Longest poll interval a server may ask for (seconds). */
+export const MAX_POLL_INTERVAL_SECONDS = 60;
+
+const requestId = v.pipe(v.string('expected a request id'), v.regex(/^[A-Za-z0-9_-]{22}$/, 'not a request id (16 bytes, base64url)'));
+const pollInterval = v.pipe(
+  v.number('expected a poll interval in seconds'),
+  v.integer('expected a whole number of seconds'),
+  v.minValue(1, 'expected at least 1 second'),
+  v.maxValue(MAX_POLL_INTERVAL_SECONDS, `expected at most ${MAX_POLL_INTERVAL_SECONDS} seconds`),
+);
+
+/** POST /v1/login/headless/start: what tsh sends (no callback: nothing listens on tsh's side). */
+export const HeadlessStartRequestSchema = v.object(
+  {
+    public_key: LoginStartRequestSchema.entries.public_key,
+    ttl_seconds: LoginStartRequestSchema.entries.ttl_seconds,
+    client_key: LoginStartRequestSchema.entries.client_key,
+    client_nonce: LoginStartRequestSchema.entries.client_nonce,
+    /** tsh login --user: a hint for the identity provider on the approving device (the certificate is for whoever signs in). */
+    login_hint: LoginStartRequestSchema.entries.login_hint,
+  },
+  'expected a JSON object',
+);
+
+export const HeadlessStartResponseSchema = v.object({
+  request_id: requestId,
+  /** Only tsh knows it: polls must carry it (the request id travels in the URL a person opens). */
+  poll_secret: base64url32('expected the poll secret (32 bytes, base64url)'),
+  /** What the person opens on any device: https://<proxy public address>/web/headless/<request_id>. */
+  url: httpUrl,
+  /** The short code the approval page shows, to compare with the terminal's. */
+  code: v.pipe(v.string('expected a code'), v.regex(HEADLESS_CODE_RE, 'not a code like WDJB-MJHT')),
+  expires_at: isoTime,
+  /** Seconds to wait between polls. */
+  interval_seconds: pollInterval,
+});
+
+/** POST /v1/login/headless/poll */
+export const HeadlessPollRequestSchema = v.object(
+  {
+    request_id: requestId,
+    poll_secret: base64url32('expected 32 bytes, base64url without padding'),
+  },
+  'expected a JSON object',
+);
+
+/**
+ * The poll's answer: still `pending` (wait `interval_seconds`), `slow_down`
+ * (polled too early: the interval grew, RFC 8628 §3.5), `approved` with the
+ * sealed LoginResult (api/envelope.ts, additional data = the request id),
+ * `denied`, `failed` (approved but no certificate could be issued: why), or
+ * `expired` (unknown, expired or already picked up).
+ */
+export const HeadlessPollResponseSchema = v.variant(
+  'status',
+  [
+    v.object({ status: v.literal('pending'), interval_seconds: pollInterval }),
+    v.object({ status: v.literal('slow_down'), interval_seconds: pollInterval }),
+    v.object({ status: v.literal('approved'), response: v.pipe(v.string('expected a sealed response'), v.maxLength(256 * 1024, 'longer than 256 KiB'), v.regex(/^[A-Za-z0-9_-]+$/, 'not base64url')) }),
+    v.object({ status: v.literal('denied') }),
+    v.object({ status: v.literal('failed'), message: v.pipe(v.string('expected a message'), v.maxLength(2000, 'longer than 2000 characters')) }),
+    v.object({ status: v.literal('expired') }),
+  ],
+  'expected {"status": "pending" | "slow_down" | "approved" | "denied" | "failed" | "expired"}',
+);
+
 /** Errors from the API: JSON with a stable code. */
 export const ApiErrorSchema = v.object({
   error: v.object({

@@ -3,12 +3,16 @@
  * names are snake_case on the wire.
  */
 import type * as v from 'valibot';
-import type { ApiErrorSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema } from './schema.js';
+import type { ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema } from './schema.js';
 
 export const API = {
   ping: '/v1/ping',
   loginStart: '/v1/login/start',
   oidcCallback: '/v1/login/oidc/callback',
+  headlessStart: '/v1/login/headless/start',
+  headlessPoll: '/v1/login/headless/poll',
+  /** The approval page of a headless login: `${headlessPage}<request_id>` on the proxy's public address. */
+  headlessPage: '/web/headless/',
 } as const;
 
 // The shapes are declared once, as valibot schemas (api/schema.ts): both
@@ -24,6 +28,13 @@ export type LoginStartResponse = v.InferOutput<typeof LoginStartResponseSchema>;
 
 /** The sealed payload tsh receives at its loopback listener (`response=` parameter). */
 export type LoginResult = v.InferOutput<typeof LoginResultSchema>;
+
+/** POST /v1/login/headless/start */
+export type HeadlessStartRequest = v.InferOutput<typeof HeadlessStartRequestSchema>;
+export type HeadlessStartResponse = v.InferOutput<typeof HeadlessStartResponseSchema>;
+/** POST /v1/login/headless/poll */
+export type HeadlessPollRequest = v.InferOutput<typeof HeadlessPollRequestSchema>;
+export type HeadlessPollResponse = v.InferOutput<typeof HeadlessPollResponseSchema>;
 
 /** Query parameters of the loopback callback when the login failed. */
 export interface LoginCallbackError {

@@ -12,6 +12,7 @@ export const buildTsh: ProgramBuilder = (deps) => {
   const program = baseProgram('tsh', 'Jumpgate client: log in once a day through single sign-on, then use plain ssh', [
     'tsh login --proxy=jump.example.org',
     'tsh login --proxy=localhost:3080 --insecure --browser=none',
+    'tsh login --headless --proxy=jump.example.org    # from a remote shell: approve on your phone or laptop',
     'tsh status --format=json',
     'ssh alice@node1                    # after tsh login, plain OpenSSH works',
     'tsh ssh node1 uptime',
@@ -29,13 +30,14 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .option('--insecure', 'do not verify the proxy\'s HTTPS certificate (development clusters with a self-signed one; remembered for the next login)')
     .option('--no-insecure', 'verify the proxy\'s HTTPS certificate again (forgets a remembered --insecure)')
     .option('--bind-addr <host:port>', 'a fixed loopback address for the login\'s browser callback, e.g. 127.0.0.1:8765 (for ssh -L or a container on the host network)')
+    .option('--headless', 'for a machine with no browser: prints a URL on the proxy and a short code; open it on any device, sign in and approve (tsh opens no port)')
     .addOption(new Option('--keystore <where>', 'where the private key is kept').choices(['auto', 'keychain', 'file']).default('auto'))
     .option('--no-ssh-config', 'do not write the Jumpgate block into ~/.ssh/config')
     .addOption(
       new Option('--add-keys-to-agent <when>', 'load key and certificate into the ssh-agent: auto (when one answers), yes (a failure is an error), no (ssh reads the key file; needs the file keystore); remembered for the next login').choices(['auto', 'yes', 'no']),
     )
     .addHelpText('after', '\nWith no flags, logs in again to the current profile with the --insecure and --user it remembers.\nTSH_CLOCK_LEEWAY (default 5m): how far behind this machine\'s clock may be before a certificate is "not valid yet".\n')
-    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure?: boolean; bindAddr?: string; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no' }) => {
+    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure?: boolean; bindAddr?: string; headless?: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no' }) => {
       const [login, ui, sshConfig] = await Promise.all([import('./commands/tsh/login.js'), import('./ui.js'), import('../client/ssh-config.js')]);
       await login.run(
         {
@@ -45,6 +47,7 @@ export const buildTsh: ProgramBuilder = (deps) => {
           browser: o.browser,
           ...(o.insecure !== undefined ? { insecure: o.insecure } : {}),
           ...(o.bindAddr !== undefined ? { bindAddr: o.bindAddr } : {}),
+          ...(o.headless ? { headless: true } : {}),
           keystore: o.keystore,
           sshConfig: o.sshConfig,
           ...(o.addKeysToAgent !== undefined ? { addKeysToAgent: o.addKeysToAgent } : {}),

@@ -318,7 +318,7 @@ function page(res: ServerResponse, status: number, title: string, message: strin
  * the server is escaped (util/printable) before it can reach a terminal.
  * @throws UserError PROXY_BAD_ANSWER (not JSON, or not the shape), AuthError on 401/403, UserError otherwise
  */
-async function expectJson<S extends v.GenericSchema>(schema: S, res: HttpResponse, who: string): Promise<v.InferOutput<S>> {
+export async function expectJson<S extends v.GenericSchema>(schema: S, res: HttpResponse, who: string): Promise<v.InferOutput<S>> {
   let body: unknown;
   try {
     body = res.json();

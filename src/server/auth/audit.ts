@@ -55,6 +55,58 @@ export interface LoginFailureEvent {
   user?: string;
 }
 
+/**
+ * `headless.start`: `tsh login --headless` asked for a login from
+ * `client_addr` (the requesting machine, as the proxy saw it) for the key
+ * `key_fingerprint`; nobody has approved anything yet.
+ */
+export interface HeadlessStartEvent {
+  event: 'headless.start';
+  request_id: string;
+  client_addr: string;
+  key_fingerprint: string;
+  expires_at: string;
+}
+
+/** `headless.approved`: `user` (signed in at the IdP from `approver_addr`) approved the request of `client_addr`; the certificate is `user`'s. */
+export interface HeadlessApprovedEvent {
+  event: 'headless.approved';
+  request_id: string;
+  user: string;
+  client_addr: string;
+  approver_addr: string;
+  key_fingerprint: string;
+  valid_before: string;
+}
+
+/** `headless.denied`: `user` (signed in from `approver_addr`) denied the request of `client_addr`; nothing was issued. */
+export interface HeadlessDeniedEvent {
+  event: 'headless.denied';
+  request_id: string;
+  user: string;
+  client_addr: string;
+  approver_addr: string;
+}
+
+/** Where a headless login stopped (server/auth/headless-login.ts). */
+export type HeadlessStage = 'start' | 'rate_limit' | 'poll' | 'page' | 'callback' | 'roles' | 'approve' | 'expired' | 'evicted';
+
+/**
+ * `headless.failure`: a headless login refused at `stage` (a bad or guessed
+ * request id, code or poll secret, a request that expired unused, an IdP
+ * refusal, an approval page used twice). Anyone can cause most of them:
+ * they go through the aggregated, best-effort path. `client_addr` is the
+ * address that caused it (the poller, or the browser at the approval page).
+ */
+export interface HeadlessFailureEvent {
+  event: 'headless.failure';
+  stage: HeadlessStage;
+  reason: string;
+  client_addr: string;
+  request_id?: string;
+  user?: string;
+}
+
 /** `cert.issued`: a certificate was signed (before it leaves the server). */
 export interface CertIssuedEvent {
   event: 'cert.issued';
@@ -136,7 +188,7 @@ export interface AccessDeniedEvent {
 /** `failures.summary`: `count` more unauthenticated failures of `of`/`stage` from `source` (a prefix) than were written in full. */
 export interface FailuresSummaryEvent {
   event: 'failures.summary';
-  of: 'login.failure' | 'access.denied';
+  of: UnauthenticatedEvent['event'];
   stage: string;
   /** access.denied: its code (each code is counted apart). */
   code?: string;
@@ -158,12 +210,16 @@ export type AuditEvent =
   | SessionStartEvent
   | SessionEndEvent
   | AccessDeniedEvent
-  | FailuresSummaryEvent;
+  | FailuresSummaryEvent
+  | HeadlessStartEvent
+  | HeadlessApprovedEvent
+  | HeadlessDeniedEvent
+  | HeadlessFailureEvent;
 
 export type AuditEventType = AuditEvent['event'];
 
 /** The events anyone can cause without credentials (they go through `unauthenticated`). */
-export type UnauthenticatedEvent = LoginFailureEvent | AccessDeniedEvent;
+export type UnauthenticatedEvent = LoginFailureEvent | AccessDeniedEvent | HeadlessFailureEvent;
 
 /** Longest string field written; longer ones are cut with "…" and the event gets `truncated: true`. */
 export const MAX_AUDIT_FIELD_CHARS = 1_024;

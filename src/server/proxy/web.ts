@@ -1,6 +1,7 @@
 /**
- * The proxy's HTTPS API (node:https): discovery (`/v1/ping`), login start and
- * the OIDC callback. Small on purpose: bounded bodies and headers, short
+ * The proxy's HTTPS API (node:https): discovery (`/v1/ping`), login start,
+ * the OIDC callback, and headless logins (`/v1/login/headless/*`, the
+ * `/web/headless` pages: headless-web.ts). Small on purpose: bounded bodies and headers, short
  * timeouts, TLS 1.2+, security headers on every response.
  */
 import { createServer, type Server } from 'node:https';
@@ -18,6 +19,8 @@ import type { TlsMaterial } from '../tls.js';
 import { ApiRequestError, hostCaLines, type LoginService } from '../auth/login.js';
 import { AuditUnavailableError } from '../auth/audit.js';
 import { SourceCounter } from '../limits.js';
+import { HeadlessLoginService } from '../auth/headless-login.js';
+import { handleHeadlessCallback, handleHeadlessPage, isHeadlessPath } from './headless-web.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -67,6 +70,8 @@ export interface WebDeps {
   rt: ServerRuntime;
   tls: TlsMaterial;
   login: LoginService;
+  /** Headless logins (tsh login --headless): the API, the approval pages and their OIDC callbacks. */
+  headless?: HeadlessLoginService;
   /** host:port clients use for HTTPS and SSH (the real ports once bound). */
   publicAddrs: () => { web: string; ssh: string };
   /** Overrides of WEB_LIMITS (tests use short timeouts). */
@@ -205,6 +210,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
       case `GET ${API.oidcCallback}`: {
         // The redirect URI the IdP was given, with the query it sent back (code, state, iss or error).
         const callbackUrl = new URL(`https://${deps.publicAddrs().web}${API.oidcCallback}${target.search}`);
+        if (deps.headless && HeadlessLoginService.ownsState(target.searchParams.get('state'))) {
+          return handleHeadlessCallback(res, callbackUrl, deps.headless, clientAddr, deps.rt.log);
+        }
         const outcome = await deps.login.callback(callbackUrl, clientAddr);
         if (outcome.kind === 'redirect') {
           res.writeHead(302, { location: outcome.location, 'content-type': 'text/plain' });
@@ -213,12 +221,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
         }
         return sendPage(res, outcome.status, outcome.title, outcome.message);
       }
+      case `POST ${API.headlessStart}`: {
+        if (!deps.headless) break;
+        deps.headless.admit(clientAddr); // before the body is read
+        const body = await readJson(req, res);
+        return sendJson(res, 200, await deps.headless.start(body, clientAddr));
+      }
+      case `POST ${API.headlessPoll}`: {
+        if (!deps.headless) break;
+        const body = await readJson(req, res);
+        return sendJson(res, 200, await deps.headless.poll(body, clientAddr));
+      }
       default:
+        if (deps.headless && isHeadlessPath(path)) return handleHeadlessPage(req, res, path, deps.headless, clientAddr, deps.rt.log);
         if (path === API.ping || path === API.loginStart || path === API.oidcCallback) {
           return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${(req.method ?? '').slice(0, 20)} is not allowed on ${path.slice(0, 100)}` } });
         }
         return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint: ${path.slice(0, 100)}` } });
     }
+    return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint: ${path.slice(0, 100)}` } });
   } catch (err) {
     if (err instanceof ApiRequestError) {
       if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));

@@ -20,6 +20,10 @@ export const AUDIT_EVENT_TYPES = [
   'session.end',
   'access.denied',
   'failures.summary',
+  'headless.start',
+  'headless.approved',
+  'headless.denied',
+  'headless.failure',
 ] as const satisfies readonly AuditEventType[];
 // The reverse direction: a new event type in the union that is missing here fails to compile.
 type Missing = Exclude<AuditEventType, (typeof AUDIT_EVENT_TYPES)[number]>;

@@ -4,6 +4,7 @@ import { AgentClient, AgentError, startAgentHint } from '../../../client/agent.j
 import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
 import { openKeyStore, openProfileKeyStore, type KeyStore } from '../../../client/keystore.js';
 import { browserLogin, pingProxy } from '../../../client/login.js';
+import { headlessLogin } from '../../../client/headless-login.js';
 import type { LoginResult } from '../../../api/types.js';
 import { EXAMPLE_PROXY, loginCommand, parseProxyFlag, shellWord } from '../../../client/proxy-addr.js';
 import { diagnoseProxyError } from '../../../client/proxy-diagnose.js';
@@ -33,6 +34,8 @@ export interface LoginOptions {
   insecure?: boolean;
   /** --bind-addr=HOST:PORT for the loopback listener (parseBindAddr). */
   bindAddr?: string;
+  /** --headless: approve on another device (client/headless-login.ts); no listener, no browser here. */
+  headless?: boolean;
   keystore: 'auto' | 'keychain' | 'file';
   /** Write the managed block into ~/.ssh/config (off with --no-ssh-config). */
   sshConfig: boolean;
@@ -126,6 +129,9 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     });
   }
   const proxy = parseProxyFlag(proxyText, opts.proxy === undefined && deps.env['TSH_PROXY'] === undefined ? 'the current profile\'s proxy' : proxyFlag);
+  if (opts.headless && opts.bindAddr !== undefined) {
+    throw new UsageError('USAGE_HEADLESS_BIND_ADDR', '--headless cannot go with --bind-addr: a headless login opens no listener', { hint: 'leave out --bind-addr' });
+  }
   const bindAddr = opts.bindAddr !== undefined ? parseBindAddr(opts.bindAddr) : undefined;
   // What the last login to this proxy (same host and port) remembers; an explicit flag wins.
   const last = loadOrNone(proxy.host);
@@ -169,19 +175,29 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     }
     return claimClusterScope({ profileName: proxy.host, proxyHost: proxy.host, clusterName: r.cluster_name, sshProxyAddr: r.ssh_public_addr, nodeNames: r.nodes }, store.list());
   };
-  const login = await browserLogin({
+  const common = {
     proxyAddr: proxy.addr,
     dispatcher,
     ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
     ...(user !== undefined ? { user } : {}),
-    ...(opts.browser === 'none' ? {} : { openBrowser: (url: string) => hooks.openBrowser(url, deps) }),
-    ...(bindAddr ? { bindAddr } : {}),
-    retry,
     say,
-    waiting: (text) => waitingIndicator(text, deps),
-    // Checked here first so the browser page tells the truth; checked again under the lock below.
-    checkResult: (r) => void scopeOf(r),
-  });
+    waiting: (text: string) => waitingIndicator(text, deps),
+    // Checked here first so the browser page (or the wait) tells the truth; checked again under the lock below.
+    checkResult: (r: LoginResult) => void scopeOf(r),
+  };
+  if (!opts.headless) {
+    const tip = headlessTip(deps);
+    if (tip) say(deps.colors.err.yellow(tip));
+  }
+  // Both kinds end in the same checked result; everything below stores it the same way.
+  const login = opts.headless
+    ? await headlessLogin({ ...common, retry: `${retry} --headless`, now: () => deps.clock().getTime() })
+    : await browserLogin({
+        ...common,
+        ...(opts.browser === 'none' ? {} : { openBrowser: (url: string) => hooks.openBrowser(url, deps) }),
+        ...(bindAddr ? { bindAddr } : {}),
+        retry,
+      });
   const r = login.result;
   const profile: Profile = {
     version: 1,
@@ -244,6 +260,21 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     });
   }
   for (const n of [...notes, ...agent.notes]) say(n);
+}
+
+/**
+ * The hint for `tsh login` run over SSH on a machine with no display
+ * (SSH_CONNECTION or SSH_TTY set, neither DISPLAY nor WAYLAND_DISPLAY; not on
+ * macOS or Windows, whose desktops need neither): the browser would open
+ * nowhere near the person, and the loopback URL works only on this machine.
+ */
+export function headlessTip(deps: Pick<Deps, 'env' | 'platform'>): string | undefined {
+  const e = deps.env;
+  if (deps.platform === 'darwin' || deps.platform === 'win32') return undefined;
+  const overSsh = Boolean(e['SSH_CONNECTION'] || e['SSH_TTY']);
+  const display = Boolean(e['DISPLAY'] || e['WAYLAND_DISPLAY']);
+  if (!overSsh || display) return undefined;
+  return 'tip: this looks like an SSH session with no display: the login URL below works only in a browser on this machine. Use `tsh login --headless` to approve the login from any device instead.';
 }
 
 /**
