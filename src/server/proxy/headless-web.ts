@@ -80,6 +80,8 @@ function send(res: ServerResponse, outcome: HeadlessPageOutcome): void {
   const html = outcome.kind === 'html' ? outcome.html : htmlPage(outcome.title, outcome.message);
   if (outcome.kind === 'html') {
     res.setHeader('content-security-policy', FORM_CSP);
+    // With no-referrer a browser sends `Origin: null` on the form's POST; same-origin lets checkOrigin see this server.
+    res.setHeader('referrer-policy', 'same-origin');
     if (outcome.setCookie) res.setHeader('set-cookie', outcome.setCookie);
   }
   res.writeHead(outcome.status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });

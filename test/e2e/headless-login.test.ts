@@ -1,0 +1,232 @@
+/**
+ * `tsh login --headless` end to end: the real built tsh, the proxy's HTTPS
+ * API with headless logins, the real development IdP (oidc-provider), real
+ * headless Chromium as "the other device" (a browser context of its own), a
+ * real ssh-agent. Only the person's clicks are automated.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
+import { launchBrowser } from '../helpers/browser.js';
+import { freePort } from '../helpers/sshd.js';
+import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
+import { builtProgram, requireTool, run, tempDir, waitFor } from '../helpers/tools.js';
+import { startHeadlessServer, type HeadlessServer } from '../helpers/headless-server.js';
+
+/** An IdP account whose name is HTML: the approval page must show it as text. */
+const EVE = { login: 'eve', claims: { preferred_username: '<img src=x onerror=alert(1)>', email: 'eve@example.test', email_verified: true, groups: [] } };
+
+function clusterYaml(webPort: number, issuer: string, loginTimeout = '10m'): string {
+  return `cluster_name: headless.test
+data_dir: ./data
+proxy:
+  web_listen_addr: 127.0.0.1:${webPort}
+  ssh_listen_addr: 127.0.0.1:0
+auth:
+  cert_ttl: 24h
+  login_timeout: ${loginTimeout}
+  oidc:
+    issuer: ${issuer}
+    client_id: jumpgate
+    client_secret: e2e-secret
+    scopes: [openid, email, profile]
+    username_claim: preferred_username
+    claims_to_roles:
+      - { claim: groups, value: admins, roles: [admin] }
+      - { claim: email_verified, value: true, roles: [user] }
+roles:
+  admin:
+    logins: ["{{username}}", deploy]
+    node_labels: { "*": "*" }
+  user:
+    logins: [guest]
+    node_labels: { env: dev }
+nodes:
+  - { name: node1, addr: "127.0.0.1:2222", labels: { env: dev } }
+`;
+}
+
+interface Tsh {
+  child: ChildProcess;
+  home: string;
+  stderr(): string;
+  /** The URL and the code, each read from a line of its own. */
+  url: string;
+  code: string;
+  exit: Promise<number | null>;
+}
+
+/** Listening TCP sockets (IPv4 and IPv6) held by process `pid`: its socket inodes that /proc/net/tcp* lists in state 0A (LISTEN). */
+function listeningSockets(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const out: string[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && inodes.has(f[9]!)) out.push(`${table} ${f[1]}`);
+    }
+  }
+  return out;
+}
+
+describe('tsh login --headless, approved on another device', () => {
+  const tmp = tempDir('headless-e2e');
+  let idp: DevIdp;
+  let main: HeadlessServer;
+  let short: HeadlessServer;
+  let browser: Browser;
+  let agent: SshAgent;
+  let homes = 0;
+
+  before(async () => {
+    requireTool('ssh-keygen', 'apt-get install -y openssh-client');
+    const [mainPort, shortPort] = await Promise.all([freePort(), freePort()]);
+    idp = await startDevIdp({
+      clientId: 'jumpgate',
+      clientSecret: 'e2e-secret',
+      redirectUris: [mainPort, shortPort].map((p) => `https://127.0.0.1:${p}/v1/login/oidc/callback`),
+      accounts: [...DEMO_ACCOUNTS, EVE],
+    });
+    for (const d of ['main', 'short']) mkdirSync(join(tmp.dir, d));
+    [main, short] = await Promise.all([
+      startHeadlessServer(join(tmp.dir, 'main'), clusterYaml(mainPort, idp.issuer)),
+      startHeadlessServer(join(tmp.dir, 'short'), clusterYaml(shortPort, idp.issuer, '1s')),
+    ]);
+    browser = await launchBrowser();
+    agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await Promise.all([main?.stop(), short?.stop(), idp?.close(), agent?.stop()]);
+    tmp.cleanup();
+  });
+
+  /** Starts `tsh login --headless` in a fresh HOME and waits for its URL and code lines. */
+  async function startTsh(cluster: HeadlessServer, args: string[] = []): Promise<Tsh> {
+    const home = join(tmp.dir, `home${++homes}`);
+    mkdirSync(home);
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock };
+    for (const k of ['DISPLAY', 'WAYLAND_DISPLAY', 'BROWSER']) delete env[k];
+    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', '--headless', `--proxy=127.0.0.1:${cluster.webPort}`, '--insecure', '--keystore=file', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout!.resume();
+    const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    let url: RegExpExecArray | null = null;
+    let code: RegExpExecArray | null = null;
+    await waitFor(() => {
+      url = /^(https:\/\/127\.0\.0\.1:\d+\/web\/headless\/[A-Za-z0-9_-]{22})$/m.exec(stderr);
+      code = /^([B-DF-HJ-NP-TV-Z]{4}-[B-DF-HJ-NP-TV-Z]{4})$/m.exec(stderr);
+      return (url !== null && code !== null) || child.exitCode !== null;
+    }, `tsh printing its URL and code (stderr so far: ${stderr})`, 20_000);
+    assert.ok(url && code, `no URL and code lines:\n${stderr}`);
+    return { child, home, stderr: () => stderr, url: url![1]!, code: code![1]!, exit };
+  }
+
+  /** The other device: a browser context of its own opens the URL and signs in at the IdP; ends on the approval page. */
+  async function signInElsewhere(url: string, login: string): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await page.goto(url);
+    await page.fill('input[name="login"]', login);
+    await page.fill('input[name="password"]', 'any-password');
+    await Promise.all([page.waitForLoadState(), page.click('button[type="submit"]')]);
+    const consent = page.locator('button[type="submit"]:has-text("Continue")');
+    if (await consent.count()) await Promise.all([page.waitForLoadState(), consent.first().click()]);
+    await page.waitForLoadState('load');
+    return { context, page };
+  }
+
+  async function press(page: Page, button: 'Approve' | 'Deny'): Promise<string> {
+    await Promise.all([page.waitForNavigation(), page.click(`button:has-text("${button}")`)]);
+    return (await page.textContent('body')) ?? '';
+  }
+
+  const events = (c: HeadlessServer, event: string) => c.audit().filter((e) => e['event'] === event);
+
+  test('approved: the page names address, fingerprint, time, code and user; tsh (no listening socket) gets the certificate into the agent', async () => {
+    const tsh = await startTsh(main);
+    // While tsh waits it holds no listening socket (a browser login's loopback listener would show here).
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(listeningSockets(tsh.child.pid!), [], 'tsh listens on nothing');
+    const { context, page } = await signInElsewhere(tsh.url, 'alice');
+    const text = (await page.textContent('body')) ?? '';
+    assert.match(text, /Only approve if you started this login yourself, just now/);
+    assert.ok(text.includes(tsh.code), `the page shows the code ${tsh.code}:\n${text}`);
+    assert.match(text, /Requested from\s*127\.0\.0\.1/);
+    assert.match(text, /Key fingerprint\s*SHA256:[A-Za-z0-9+/]{43}/);
+    assert.match(text, /Signed in as\s*alice/);
+    assert.match(text, /Requested at\s*\d{4}-\d{2}-\d{2}T/);
+    const csrf = await page.getAttribute('input[name="csrf"]', 'value');
+    const done = await press(page, 'Approve');
+    assert.match(done, /Login approved/);
+    assert.equal(await tsh.exit, 0, tsh.stderr());
+    assert.match(tsh.stderr(), /Logged in to headless\.test as alice/);
+    // The fingerprint on the page is the key tsh saved.
+    const pub = await run('ssh-keygen', ['-l', '-f', join(tsh.home, '.tsh', 'keys', '127.0.0.1', 'alice.pub')]);
+    assert.ok(text.includes(pub.stdout.split(' ')[1]!), `page fingerprint is tsh's key (${pub.stdout})`);
+    const certLine = readFileSync(join(tsh.home, '.tsh', 'keys', '127.0.0.1', 'alice-cert.pub'), 'utf8').trim();
+    const listed = await run('ssh-add', ['-L'], { env: { ...process.env, SSH_AUTH_SOCK: agent.sock } });
+    assert.ok(listed.stdout.includes(certLine.split(' ')[1]!), `the agent holds the certificate:\n${listed.stdout}`);
+    const approved = events(main, 'headless.approved');
+    assert.equal(approved.length, 1);
+    assert.equal(approved[0]!['user'], 'alice');
+    assert.equal(approved[0]!['client_addr'], '127.0.0.1');
+    assert.equal(approved[0]!['approver_addr'], '127.0.0.1');
+    assert.ok(events(main, 'headless.start').some((e) => e['request_id'] === approved[0]!['request_id']));
+
+    // Reused: the same form again, and the URL again (a new sign-in): nothing more is issued.
+    const again = await context.request.post(new URL(tsh.url).href, { form: { csrf: csrf!, decision: 'approve' }, headers: { origin: new URL(tsh.url).origin } });
+    assert.match(await again.text(), /already used/);
+    const reopened = await context.newPage();
+    await reopened.goto(tsh.url);
+    assert.match((await reopened.textContent('body')) ?? '', /no longer valid/);
+    await context.close();
+    const issued = events(main, 'cert.issued').filter((e) => e['via'] === 'headless');
+    assert.equal(issued.length, 1, 'one certificate for one approval');
+    assert.equal(events(main, 'headless.approved').length, 1);
+  });
+
+  test('denied: tsh says the login was denied and exits 4; the IdP user name is shown as text, not HTML', async () => {
+    const tsh = await startTsh(main);
+    const { context, page } = await signInElsewhere(tsh.url, 'eve');
+    const html = await page.content();
+    assert.ok(html.includes('&lt;img src=x onerror=alert(1)&gt;'), 'the user name is escaped');
+    assert.equal(await page.locator('img').count(), 0, 'no element came from the IdP text');
+    assert.match(await press(page, 'Deny'), /Login denied/);
+    await context.close();
+    assert.equal(await tsh.exit, 4, tsh.stderr());
+    assert.match(tsh.stderr(), /the login was denied on the approval page; nothing was issued/);
+    const denied = events(main, 'headless.denied').at(-1)!;
+    assert.equal(denied['user'], EVE.claims.preferred_username);
+    assert.equal(denied['client_addr'], '127.0.0.1');
+    assert.equal(denied['approver_addr'], '127.0.0.1');
+    assert.ok(!events(main, 'cert.issued').some((e) => e['user'] === EVE.claims.preferred_username), 'nothing issued');
+  });
+
+  test('an expired request: tsh gives up with exit 1, and its URL leads nowhere', async () => {
+    const tsh = await startTsh(short);
+    assert.equal(await tsh.exit, 1, tsh.stderr());
+    assert.match(tsh.stderr(), /was not approved before it expired/);
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await page.goto(tsh.url);
+    assert.match((await page.textContent('body')) ?? '', /no longer valid/);
+    await context.close();
+    assert.ok(events(short, 'headless.failure').some((e) => e['stage'] === 'expired'), 'the expiry is audited');
+    assert.equal(events(short, 'cert.issued').length, 0);
+  });
+});
