@@ -217,6 +217,26 @@ describe('tsh login --headless, approved on another device', () => {
     assert.ok(!events(main, 'cert.issued').some((e) => e['user'] === EVE.claims.preferred_username), 'nothing issued');
   });
 
+  test('tsh login without --headless, in an SSH session with no display, suggests --headless (with a display it does not)', async () => {
+    const home = join(tmp.dir, `home${++homes}`);
+    mkdirSync(home);
+    const attempt = async (extra: NodeJS.ProcessEnv) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock, ...extra };
+      for (const k of ['DISPLAY', 'WAYLAND_DISPLAY']) if (!(k in extra)) delete env[k];
+      const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=127.0.0.1:${main.webPort}`, '--insecure', '--browser=none', '--keystore=file'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.stdout!.resume();
+      const exited = new Promise((r) => child.on('exit', r));
+      await waitFor(() => /^http:\/\/127\.0\.0\.1:\d+\//m.test(stderr) || child.exitCode !== null, 'tsh login printing its URL', 20_000);
+      child.kill('SIGTERM');
+      await exited;
+      return stderr;
+    };
+    assert.match(await attempt({ SSH_CONNECTION: '10.0.0.1 50000 10.0.0.2 22', SSH_TTY: '/dev/pts/1' }), /tip: this looks like an SSH session with no display.*`tsh login --headless`/);
+    assert.doesNotMatch(await attempt({ SSH_CONNECTION: '10.0.0.1 50000 10.0.0.2 22', DISPLAY: 'localhost:10.0' }), /--headless/);
+  });
+
   test('an expired request: tsh gives up with exit 1, and its URL leads nowhere', async () => {
     const tsh = await startTsh(short);
     assert.equal(await tsh.exit, 1, tsh.stderr());
