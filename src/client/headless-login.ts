@@ -18,10 +18,13 @@ import { AuthError, UserError } from '../errors.js';
 import { API, type HeadlessPollResponse, type HeadlessStartResponse, type LoginResult } from '../api/types.js';
 import { HeadlessPollResponseSchema, HeadlessStartResponseSchema } from '../api/schema.js';
 import { newEnvelopeKey, open as openEnvelope } from '../api/envelope.js';
-import { httpRequest } from '../net/index.js';
+import { httpRequest, NetError } from '../net/index.js';
 import { printable } from '../util/printable.js';
 import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair } from '../sshcert/index.js';
 import { checkLoginResult, expectJson, type BrowserLoginResult } from './login.js';
+
+/** Polls in a row that may fail to reach the proxy before tsh gives up. */
+export const MAX_POLL_FAILURES = 3;
 
 export interface HeadlessLoginOptions {
   proxyAddr: string;
@@ -68,12 +71,21 @@ export async function headlessLogin(opts: HeadlessLoginOptions): Promise<Browser
   showInstructions(start, opts.say);
   const expiresAt = Date.parse(start.expires_at);
   let interval = start.interval_seconds;
+  let failures = 0;
   const stop = opts.waiting(`Waiting for the login to be approved (until ${start.expires_at})...`);
   let answer: HeadlessPollResponse;
   try {
     for (;;) {
       await sleep(interval * 1000);
-      answer = await post(opts, API.headlessPoll, { request_id: start.request_id, poll_secret: start.poll_secret }).then((res) => expectJson(HeadlessPollResponseSchema, res, who));
+      try {
+        answer = await post(opts, API.headlessPoll, { request_id: start.request_id, poll_secret: start.poll_secret }).then((res) => expectJson(HeadlessPollResponseSchema, res, who));
+        failures = 0;
+      } catch (err) {
+        // A network blip (a proxy restarting, Wi-Fi) must not lose a login the person is approving: try again, a few times.
+        if (!(err instanceof NetError) || ++failures > MAX_POLL_FAILURES || now() > expiresAt) throw err;
+        opts.say(`(the proxy did not answer: ${err.message}; trying again)`);
+        continue;
+      }
       if (answer.status === 'pending' || answer.status === 'slow_down') {
         // slow_down: the server raised the interval for this and every later poll (RFC 8628 §3.5).
         interval = answer.interval_seconds;
