@@ -82,8 +82,12 @@ export async function headlessLogin(opts: HeadlessLoginOptions): Promise<Browser
         failures = 0;
       } catch (err) {
         // A network blip (a proxy restarting, Wi-Fi) must not lose a login the person is approving: try again, a few times.
-        if (!(err instanceof NetError) || ++failures > MAX_POLL_FAILURES || now() > expiresAt) throw err;
-        opts.say(`(the proxy did not answer: ${err.message}; trying again)`);
+        if (!transient(err)) throw err;
+        const why = printable((err as Error).message, 200);
+        if (++failures > MAX_POLL_FAILURES || now() > expiresAt) {
+          throw err instanceof UserError ? err : new UserError('PROXY_UNREACHABLE', `lost the connection to the proxy at ${opts.proxyAddr} while waiting for the approval: ${why}`, { cause: err, hint: `check the network, then run \`${retry}\` again` });
+        }
+        opts.say(`(the proxy did not answer: ${why}; trying again)`);
         continue;
       }
       if (answer.status === 'pending' || answer.status === 'slow_down') {
@@ -125,6 +129,13 @@ function showInstructions(start: HeadlessStartResponse, say: (line: string) => v
   say('Check that the approval page shows this code:');
   say(printable(start.code, 20));
   say(`(Or open ${printable(new URL(start.url).origin, 300)}${API.headlessPage.replace(/\/$/, '')} and type the code.) Approve only a login you started yourself.`);
+}
+
+/** A connection failure worth another poll: tsh's network errors, or undici's socket errors (a connection cut mid-answer). */
+function transient(err: unknown): boolean {
+  if (err instanceof NetError) return err.code !== 'NET_HTTP_PROTOCOL';
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && (code.startsWith('UND_ERR_') || code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'EPIPE');
 }
 
 function timeout(start: HeadlessStartResponse, retry: string): UserError {

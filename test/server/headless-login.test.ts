@@ -10,6 +10,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { connect as netConnect, createServer as netServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { newEnvelopeKey, open as openEnvelope } from '../../src/api/envelope.js';
@@ -289,5 +291,48 @@ describe("tsh's poll loop against the server's clock", () => {
     assert.ok(sleeps.length >= 8, 'it kept polling until the minute ran out');
     assert.match(said, /^https:\/\/127\.0\.0\.1:\d+\/web\/headless\/[A-Za-z0-9_-]{22}$/m, 'the URL on a line of its own');
     assert.match(said, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/m, 'the code on a line of its own');
+  });
+
+  test('a poll that cannot reach the proxy is tried again: the login goes on (here until it expires), it does not end with a network error', async () => {
+    // A TCP forwarder to the proxy that can be cut: while down it drops every connection.
+    let down = false;
+    const open = new Set<Socket>();
+    const fwd = netServer((c) => {
+      if (down) return void c.destroy();
+      const up = netConnect(srv.webPort, '127.0.0.1');
+      for (const s of [c, up]) {
+        open.add(s);
+        s.on('close', () => open.delete(s));
+        s.on('error', () => {});
+      }
+      c.pipe(up).pipe(c);
+    });
+    await new Promise<void>((r) => fwd.listen(0, '127.0.0.1', r));
+    const sleeps: number[] = [];
+    let said = '';
+    const sleep = async (ms: number) => {
+      sleeps.push(ms);
+      offset += ms;
+      if (sleeps.length === 2) {
+        down = true;
+        for (const s of open) s.destroy();
+      }
+      if (sleeps.length === 4) down = false;
+    };
+    try {
+      const err = await clientHeadlessLogin({
+        proxyAddr: `127.0.0.1:${(fwd.address() as AddressInfo).port}`,
+        dispatcher: loopbackDispatcher(12),
+        say: (l) => (said += `${l}\n`),
+        waiting: () => () => {},
+        now: () => clock().getTime(),
+        sleep,
+      }).catch((e: unknown) => e);
+      assert.ok(err instanceof UserError && err.code === 'LOGIN_TIMEOUT', String(err));
+      assert.match(said, /the proxy did not answer: .*; trying again/);
+    } finally {
+      fwd.close();
+      for (const s of open) s.destroy();
+    }
   });
 });
