@@ -44,7 +44,6 @@ import { seal } from '../../api/envelope.js';
 import { API, type HeadlessPollResponse, type HeadlessStartResponse, type LoginResult } from '../../api/types.js';
 import { HEADLESS_CODE_ALPHABET, HEADLESS_CODE_RE, HeadlessPollRequestSchema, HeadlessStartRequestSchema, parseShape } from '../../api/schema.js';
 import { UserError } from '../../errors.js';
-import { formatHostPort } from '../../shared/address.js';
 import { fingerprintSha256, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
 import { escapeHtml } from '../../util/html.js';
 import { RateLimiter } from '../limits.js';
@@ -52,10 +51,11 @@ import type { ServerRuntime } from '../runtime.js';
 import type { ItemBackend } from '../storage/backend.js';
 import { AuditUnavailableError, type HeadlessFailureEvent } from './audit.js';
 import { issueUser } from './issuer.js';
-import { ApiRequestError, hostCaLines, LOGIN_RATE_LIMIT, type IdpConnector } from './login.js';
+import { ApiRequestError, LOGIN_RATE_LIMIT, type IdpConnector } from './login.js';
+import { loginAnswer } from './login-answer.js';
 import { OidcConnector, type OidcChecks } from './oidc.js';
 import { PendingLogins, type PendingLimits } from './pending-logins.js';
-import { mapClaimsToRoles, nodeAllowed } from './roles.js';
+import { mapClaimsToRoles } from './roles.js';
 
 /** The poll interval the server asks for first (seconds; RFC 8628 §3.2 suggests 5, a person waits for this after approving). */
 export const HEADLESS_POLL_INTERVAL_SECONDS = 2;
@@ -479,29 +479,13 @@ export class HeadlessLoginService {
     return { kind: 'page', status: 200, title: 'Login approved', message: `A certificate for ${view.user} (valid until ${validBefore}) goes to tsh on ${req.client_addr}. You can close this tab.` };
   }
 
-  /** Signs for the approving user and builds the same answer a browser login seals (login.ts). */
+  /** Signs for the approving user and builds the same answer a browser login seals (login-answer.ts). */
   private async loginResult(req: StoredRequest, view: View, publicKey: PublicKey): Promise<LoginResult> {
-    const { cert, access } = await issueUser(
+    const issued = await issueUser(
       { username: view.user, roles: view.roles, claims: view.claims, publicKey, ...(req.ttl_seconds !== undefined ? { requestedTtlSeconds: req.ttl_seconds } : {}), via: 'headless' },
       this.rt,
     );
-    const addrs = this.publicAddrs();
-    const nodes = this.rt.config.nodes.filter((n) => nodeAllowed(access, n));
-    return {
-      v: 1,
-      client_nonce: req.client_nonce,
-      certificate: `${cert.algorithm} ${cert.blob.toString('base64')} ${view.user}`,
-      cluster_name: this.rt.config.clusterName,
-      username: view.user,
-      logins: cert.principals,
-      roles: access.roles,
-      valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
-      host_ca: hostCaLines(this.rt),
-      ssh_public_addr: addrs.ssh,
-      web_public_addr: addrs.web,
-      nodes: nodes.map((n) => n.name),
-      node_addrs: nodes.map((n) => formatHostPort(n.addr)),
-    };
+    return loginAnswer(this.rt, this.publicAddrs(), issued, view.user, req.client_nonce);
   }
 
   /** Evicts pending requests over HEADLESS_LIMITS for one more from `clientAddr` (pending-logins.ts decides which). */

@@ -1,0 +1,36 @@
+/**
+ * The answer a login seals to tsh (api/schema.ts LoginResultSchema), built
+ * in one place for the browser login (login.ts) and the headless login
+ * (headless-login.ts), so tsh checks and stores both the same way.
+ */
+import type { LoginResult } from '../../api/types.js';
+import { formatHostPort } from '../../shared/address.js';
+import type { Certificate } from '../../sshcert/index.js';
+import type { ServerRuntime } from '../runtime.js';
+import { hostCaLines } from './login.js';
+import { nodeAllowed, type Access } from './roles.js';
+
+/**
+ * LoginResult v1 for `username`'s certificate: its principals as the logins,
+ * the roles and nodes of the one `Access` that signed it, every trusted host
+ * CA key, the proxy's public addresses, and tsh's nonce echoed back.
+ */
+export function loginAnswer(rt: ServerRuntime, addrs: { web: string; ssh: string }, issued: { cert: Certificate; access: Access }, username: string, clientNonce: string): LoginResult {
+  const { cert, access } = issued;
+  const nodes = rt.config.nodes.filter((n) => nodeAllowed(access, n));
+  return {
+    v: 1,
+    client_nonce: clientNonce,
+    certificate: `${cert.algorithm} ${cert.blob.toString('base64')} ${username}`,
+    cluster_name: rt.config.clusterName,
+    username,
+    logins: cert.principals,
+    roles: access.roles,
+    valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    host_ca: hostCaLines(rt),
+    ssh_public_addr: addrs.ssh,
+    web_public_addr: addrs.web,
+    nodes: nodes.map((n) => n.name),
+    node_addrs: nodes.map((n) => formatHostPort(n.addr)),
+  };
+}
