@@ -169,7 +169,7 @@ describe('tsh login --headless, approved on another device', () => {
     assert.match(text, /Requested from\s*127\.0\.0\.1/);
     assert.match(text, /Key fingerprint\s*SHA256:[A-Za-z0-9+/]{43}/);
     assert.match(text, /Signed in as\s*alice/);
-    assert.match(text, /Requested at\s*\d{4}-\d{2}-\d{2}T/);
+    assert.match(text, /Requested at\s*\d{4}-\d{2}-\d{2}T\S+ \(\d+ s ago\)/);
     const csrf = await page.getAttribute('input[name="csrf"]', 'value');
     const done = await press(page, 'Approve');
     assert.match(done, /Login approved/);

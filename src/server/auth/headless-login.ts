@@ -411,7 +411,7 @@ export class HeadlessLoginService {
     return {
       kind: 'html',
       status: 200,
-      html: approvalPage(req, who.username, csrf, this.rt.config.clusterName),
+      html: approvalPage(req, who.username, csrf, this.rt.config.clusterName, this.now()),
       setCookie: `${APPROVAL_COOKIE}=${cookie}; Path=${API.headlessPage}${o.id}; Max-Age=${APPROVAL_PAGE_SECONDS}; Secure; HttpOnly; SameSite=Strict`,
     };
   }
@@ -573,7 +573,7 @@ const PAGE_STYLE =
   'td{font-family:ui-monospace,monospace}.code{font-size:1.6em;letter-spacing:.15em;font-weight:bold}button{font-size:1.1em;padding:.5em 1.4em;margin-right:1em}';
 
 /** The approval page: who asks, from where, when, for which key, and the code to compare; every text escaped. */
-function approvalPage(req: StoredRequest, user: string, csrf: string, cluster: string): string {
+function approvalPage(req: StoredRequest, user: string, csrf: string, cluster: string, now: number): string {
   const e = escapeHtml;
   let fingerprint = '(unreadable key)';
   try {
@@ -589,7 +589,7 @@ Approving gives the machine below a certificate for <strong>your</strong> accoun
 <table>
 ${row('Code', req.code, 'code')}
 ${row('Requested from', req.client_addr)}
-${row('Requested at', new Date(req.created_at).toISOString())}
+${row('Requested at', `${new Date(req.created_at).toISOString()} (${ago(now - req.created_at)})`)}
 ${row('Key fingerprint', fingerprint)}
 ${row('Signed in as', user)}
 ${row('Expires at', new Date(req.expires_at).toISOString())}
@@ -600,6 +600,12 @@ ${row('Expires at', new Date(req.expires_at).toISOString())}
 <button type="submit" name="decision" value="approve">Approve</button>
 <button type="submit" name="decision" value="deny">Deny</button>
 </form></body></html>`;
+}
+
+/** `42 s ago`, `3 min ago`: how long ago a request was made, for the "just now" check. */
+function ago(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 120 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
 }
 
 /** The page where a person types the code their terminal shows (RFC 8628's verification_uri). */
