@@ -157,8 +157,10 @@ describe('tsh login --headless, approved on another device', () => {
 
   const events = (c: HeadlessServer, event: string) => c.audit().filter((e) => e['event'] === event);
 
-  test('approved: the page names address, fingerprint, time, code and user; tsh (no listening socket) gets the certificate into the agent', async () => {
+  test('approved: the page names address, fingerprint, time, code and user; tsh (no listening socket) gets the certificate into the agent', async (ctx) => {
+    const t0 = performance.now();
     const tsh = await startTsh(main);
+    ctx.diagnostic(`tsh printed the URL and code after ${Math.round(performance.now() - t0)} ms`);
     // While tsh waits it holds no listening socket (a browser login's loopback listener would show here).
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(listeningSockets(tsh.child.pid!), [], 'tsh listens on nothing');
@@ -172,8 +174,10 @@ describe('tsh login --headless, approved on another device', () => {
     assert.match(text, /Requested at\s*\d{4}-\d{2}-\d{2}T\S+ \(\d+ s ago\)/);
     const csrf = await page.getAttribute('input[name="csrf"]', 'value');
     const done = await press(page, 'Approve');
+    const approvedAt = performance.now();
     assert.match(done, /Login approved/);
     assert.equal(await tsh.exit, 0, tsh.stderr());
+    ctx.diagnostic(`tsh finished ${Math.round(performance.now() - approvedAt)} ms after the Approve button`);
     assert.match(tsh.stderr(), /Logged in to headless\.test as alice/);
     // The fingerprint on the page is the key tsh saved.
     const pub = await run('ssh-keygen', ['-l', '-f', join(tsh.home, '.tsh', 'keys', '127.0.0.1', 'alice.pub')]);
