@@ -21,7 +21,7 @@ import { tempDir } from '../helpers/tools.js';
 const tmp = tempDir('login-service');
 let rt: ServerRuntime;
 
-before(() => {
+before(async () => {
   const config = parseServerConfig(
     `cluster_name: unit.test
 data_dir: ${tmp.dir}/data
@@ -51,10 +51,10 @@ nodes:
 `,
     `${tmp.dir}/jumpgate.yaml`,
   );
-  rt = testRuntime(config);
+  rt = await testRuntime(config);
 });
-after(() => {
-  rt.audit.close();
+after(async () => {
+  await rt.audit.close();
   tmp.cleanup();
 });
 
