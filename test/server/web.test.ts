@@ -19,7 +19,7 @@ import { MAX_BODY_BYTES, SECURITY_HEADERS, startWebApi, WEB_LIMITS, type WebLimi
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
 import { freePort } from '../helpers/sshd.js';
-import { REPO, requireTool, run, tempDir } from '../helpers/tools.js';
+import { REPO, requireTool, run, tempDir, waitFor } from '../helpers/tools.js';
 import { headersOf, rawTls, request, startTestWebApi, statusOf, untilClosed, WEB_TEST_SECRET, type TestWebApi } from '../helpers/web-api.js';
 
 const SHORT: Partial<WebLimits> = {
@@ -115,10 +115,13 @@ describe('HTTPS API under abuse (in-process, real TLS, dev IdP)', () => {
     }
   });
 
-  test('a 500 (an unreadable CA) also carries the security headers and says nothing of the cause', async () => {
-    const caJson = join(api.dataDir, 'ca', 'host', 'ca.json');
-    const original = readFileSync(caJson);
-    writeFileSync(caJson, '{ torn');
+  test('a 500 (a CA that cannot be used) also carries the security headers and says nothing of the cause', async () => {
+    // The CA snapshot is read per request (CaStore.get): make it fail as a CA_CORRUPT one would.
+    const ca = api.server.rt.ca;
+    const get = ca.get.bind(ca);
+    ca.get = () => {
+      throw new Error('the host CA in the test cannot be used: CA_CORRUPT');
+    };
     try {
       const r = await request(api.port);
       assert.equal(r.status, 500);
@@ -126,9 +129,24 @@ describe('HTTPS API under abuse (in-process, real TLS, dev IdP)', () => {
       assert.deepEqual(JSON.parse(r.body), { error: { code: 'INTERNAL', message: 'internal error; see the server log' } });
       assert.ok(api.logs.some((l) => /WARN web: GET \/v1\/ping failed: .*CA/.test(l)), 'the cause is in the server log');
     } finally {
-      writeFileSync(caJson, original);
+      ca.get = get;
     }
     assert.equal((await request(api.port)).status, 200);
+  });
+
+  test('a torn ca.json on disk while running: the server warns and keeps the CA it has (never a new one)', async () => {
+    const caJson = join(api.dataDir, 'ca', 'host', 'ca.json');
+    const original = readFileSync(caJson);
+    const before = JSON.parse((await request(api.port)).body).host_ca;
+    writeFileSync(caJson, '{ torn');
+    try {
+      await waitFor(() => api.logs.some((l) => /WARN cannot re-read the host CA: .*not valid JSON/.test(l)), 'the warning about the torn ca.json');
+      const r = await request(api.port);
+      assert.equal(r.status, 200);
+      assert.deepEqual(JSON.parse(r.body).host_ca, before);
+    } finally {
+      writeFileSync(caJson, original);
+    }
   });
 
   test('a client sending one header byte every 100 ms is cut off at the header timeout with a 408', async () => {
