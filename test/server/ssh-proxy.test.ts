@@ -147,6 +147,29 @@ nodes:
     assert.match(String(start['client_addr']), /^127\.0\.0\.1:\d+$/);
   });
 
+  test('when the node ends a session, its session.end is in the audit log by the time the client sees the channel close', async () => {
+    const { client } = await connect();
+    // A store that takes its time (a database across the network): the same file, written 300 ms late.
+    const audit = rt.store.audit;
+    const append = audit.append.bind(audit);
+    audit.append = async (line, ev) => {
+      await new Promise((r) => setTimeout(r, 300));
+      return append(line, ev);
+    };
+    try {
+      const ch = await subsystem(client, 'proxy:echo1:22');
+      const done = drain(ch);
+      ch.end(Buffer.from('ping'));
+      const r = await done; // the echo node ends its side after ours: the node ends the session
+      assert.equal(r.out.toString(), 'ping');
+      const ends = auditEvents().filter((e) => e['event'] === 'session.end' && e['bytes_to_node'] === 4 && e['bytes_from_node'] === 4);
+      assert.equal(ends.length, 1, 'session.end stored before the channel closed, with its byte counts');
+    } finally {
+      audit.append = append;
+      client.end();
+    }
+  });
+
   test('presents a host certificate from the host CA; after a rotation it keeps the old key until the grace period ends', async () => {
     const first = await connect({ hostname: 'jump.unit.test' });
     first.client.end();
