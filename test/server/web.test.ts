@@ -16,6 +16,8 @@ import { createHttpDispatcher } from '../../src/net/index.js';
 import { LOGIN_RATE_LIMIT } from '../../src/server/auth/login.js';
 import { RateLimiter, sourceKey } from '../../src/server/limits.js';
 import { MAX_BODY_BYTES, SECURITY_HEADERS, startWebApi, WEB_LIMITS, type WebLimits } from '../../src/server/proxy/web.js';
+import { StoreUnavailableError } from '../../src/server/storage/backend.js';
+import { formatPublicKeyLine, generateKeyPair } from '../../src/sshcert/index.js';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
 import { freePort } from '../helpers/sshd.js';
@@ -132,6 +134,32 @@ describe('HTTPS API under abuse (in-process, real TLS, dev IdP)', () => {
       ca.get = get;
     }
     assert.equal((await request(api.port)).status, 200);
+  });
+
+  test('the state store unreachable: login start gets a JSON 503 STORE_UNAVAILABLE, the browser callback a 503 page, both with Retry-After', async () => {
+    const pending = api.server.rt.store.pending;
+    const { add, take, sweep } = { add: pending.add.bind(pending), take: pending.take.bind(pending), sweep: pending.sweep.bind(pending) };
+    const down = async (): Promise<never> => {
+      throw new StoreUnavailableError('postgres://jumpgate@db.web.test:5432/jumpgate', 'a query', new Error('connect ECONNREFUSED'));
+    };
+    pending.add = down;
+    pending.take = down;
+    pending.sweep = down;
+    try {
+      const body = JSON.stringify({ public_key: formatPublicKeyLine(generateKeyPair('ed25519').publicKey), callback_url: 'http://127.0.0.1:9/cb', client_key: 'k'.repeat(43), client_nonce: 'n'.repeat(43) });
+      const start = await request(api.port, { method: 'POST', path: '/v1/login/start', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, body });
+      assert.equal(start.status, 503, start.body);
+      assert.equal(start.headers['retry-after'], '30');
+      assert.equal(JSON.parse(start.body).error.code, 'STORE_UNAVAILABLE');
+      const cb = await request(api.port, { path: '/v1/login/oidc/callback?state=s&code=c' });
+      assert.equal(cb.status, 503);
+      assert.equal(cb.headers['retry-after'], '30');
+      assertSecurityHeaders(cb.headers, '503 page');
+      assert.match(cb.body, /cannot reach its state store/);
+      assert.doesNotMatch(cb.body, /ECONNREFUSED|postgres:/, 'the page does not show the cause');
+    } finally {
+      Object.assign(pending, { add, take, sweep });
+    }
   });
 
   test('a torn ca.json on disk while running: the server warns and keeps the CA it has (never a new one)', async () => {
