@@ -34,6 +34,9 @@ const ItemFileSchema = v.strictObject({
 type ItemFile = v.InferOutput<typeof ItemFileSchema>;
 
 export class DirItems implements ItemBackend {
+  /** Kind directories already made (0700) by this process. */
+  private readonly made = new Set<ItemKind>();
+
   constructor(
     private readonly dataDir: string,
     private readonly clock: () => Date,
@@ -134,9 +137,12 @@ export class DirItems implements ItemBackend {
 
   private kindDir(kind: ItemKind): string {
     if (!KINDS.includes(kind)) throw new Error(`unknown item kind ${JSON.stringify(kind)}`);
-    ensurePrivateDir(join(this.dataDir, 'state'));
     const dir = join(this.dataDir, 'state', kind);
-    ensurePrivateDir(dir);
+    if (!this.made.has(kind)) {
+      ensurePrivateDir(join(this.dataDir, 'state'));
+      ensurePrivateDir(dir);
+      this.made.add(kind);
+    }
     return dir;
   }
 
