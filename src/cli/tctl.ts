@@ -21,12 +21,12 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl nodes ls --format=json',
   ]).addOption(new Option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)'));
 
-  const withContext = (cmd: { optsWithGlobals(): Record<string, unknown> }, fn: (ctx: ServerContext) => void) => {
-    const ctx = openServerContext(cmd.optsWithGlobals()['config'] as string | undefined, deps);
+  const withContext = async (cmd: { optsWithGlobals(): Record<string, unknown> }, fn: (ctx: ServerContext) => void | Promise<void>) => {
+    const ctx = await openServerContext(cmd.optsWithGlobals()['config'] as string | undefined, deps);
     try {
-      fn(ctx);
+      await fn(ctx);
     } finally {
-      ctx.close();
+      await ctx.close();
     }
   };
 
@@ -37,9 +37,9 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .description('print the CA public keys: user CA for TrustedUserCAKeys, host CA as @cert-authority lines')
     .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host']).makeOptionMandatory())
     .option('--hosts <patterns>', 'known_hosts patterns for the host CA line (comma-separated; default *)')
-    .action(function (this: typeof auth, o: { type: 'user' | 'host'; hosts?: string }) {
+    .action(async function (this: typeof auth, o: { type: 'user' | 'host'; hosts?: string }) {
       if (o.hosts !== undefined && o.type !== 'host') throw new UsageError('USAGE_HOSTS_NEEDS_HOST', '--hosts goes with --type=host');
-      withContext(this, (ctx) => authExport.run({ type: o.type, hosts: o.hosts === undefined ? undefined : parseList('--hosts', o.hosts) }, ctx, deps));
+      await withContext(this, (ctx) => authExport.run({ type: o.type, hosts: o.hosts === undefined ? undefined : parseList('--hosts', o.hosts) }, ctx, deps));
     });
 
   auth
@@ -51,7 +51,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .addOption(new Option('--format <format>', 'output format').choices(['openssh']).default('openssh'))
     .requiredOption('--out <path>', 'write the private key to PATH and the certificate to PATH-cert.pub')
     .option('--ttl <duration>', 'validity, e.g. 24h or 90m (user: capped by the roles; host default 8760h)')
-    .action(function (this: typeof auth, o: { host?: string; user?: string; roles?: string; out: string; ttl?: string }) {
+    .action(async function (this: typeof auth, o: { host?: string; user?: string; roles?: string; out: string; ttl?: string }) {
       const ttlSeconds = o.ttl === undefined ? undefined : flagDuration('--ttl', o.ttl);
       if ((o.host === undefined) === (o.user === undefined)) {
         throw new UsageError('USAGE_SIGN_KIND', 'give exactly one of --host=NAMES or --user=NAME');
@@ -65,7 +65,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
         if (o.roles === undefined) throw new UsageError('USAGE_USER_NEEDS_ROLES', '--user needs --roles=R1,R2 (the roles decide the logins)');
         opts = { kind: 'user', user: o.user!, roles: parseList('--roles', o.roles), out, ttlSeconds };
       }
-      withContext(this, (ctx) => authSign.run(opts, ctx, deps));
+      await withContext(this, (ctx) => authSign.run(opts, ctx, deps));
     });
 
   auth
@@ -73,9 +73,9 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .description('make a new CA signing key; the old one stays trusted during the grace period')
     .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host']).makeOptionMandatory())
     .option('--grace-period <duration>', 'how long the old key stays trusted (0 = not at all)', '30h')
-    .action(function (this: typeof auth, o: { type: 'user' | 'host'; gracePeriod: string }) {
+    .action(async function (this: typeof auth, o: { type: 'user' | 'host'; gracePeriod: string }) {
       const graceSeconds = o.gracePeriod === '0' ? 0 : flagDuration('--grace-period', o.gracePeriod);
-      withContext(this, (ctx) => authRotate.run({ type: o.type, graceSeconds }, ctx, deps));
+      await withContext(this, (ctx) => authRotate.run({ type: o.type, graceSeconds }, ctx, deps));
     });
 
   const nodes = program.command('nodes').description('the node inventory');
@@ -83,8 +83,8 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .command('ls')
     .description('list the nodes in the inventory')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action(function (this: typeof nodes, o: { format: 'text' | 'json' }) {
-      withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
+    .action(async function (this: typeof nodes, o: { format: 'text' | 'json' }) {
+      await withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
     });
 
   program
