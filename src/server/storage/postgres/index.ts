@@ -1,14 +1,720 @@
 /**
- * The `postgres` storage backend (placeholder until it is built: see backend.ts).
+ * The `postgres` storage backend: any number of proxies (and tctl) on one
+ * PostgreSQL database (node-postgres `pg`).
+ *
+ *   table            what                                         written by
+ *   ───────────────  ───────────────────────────────────────────  ─────────────────────────────
+ *   jumpgate_schema  applied migrations (schema.ts)                open(), under an advisory lock
+ *   ca, ca_keys      a row per CA (active key, revision), a row   create: insert-if-absent;
+ *                    per key (private key sealed, crypto.ts)      update: SELECT … FOR UPDATE
+ *   pending_logins   pending logins, sealed, capped               add under an advisory xact lock
+ *   audit_events     the cluster's one ordered audit log          INSERT (committed = resolved)
+ *   items            (kind, key) → json, expiry, revision         single statements
+ *
+ * Changes: every write other processes must see runs
+ * pg_notify('jumpgate_changes', topic) in its transaction. One dedicated
+ * client LISTENs; it reconnects with backoff and, on reconnect, reports every
+ * CA topic (what happened while it was away is unknown). NOTIFY alone is not
+ * enough: a listener whose TCP connection died silently (a NAT or a failover
+ * that drops packets instead of resetting) hears nothing and does not know
+ * it, so a poll of the CA revisions every POLL_MS bounds staleness below
+ * CHANGE_VISIBILITY_MS whatever happens to the listener; NOTIFY keeps the
+ * usual case immediate without polling fast.
+ *
+ * Failures: every query has a client-side deadline (QUERY_TIMEOUT_MS) and the
+ * server-side statement/lock timeouts, so a hung database is a
+ * StoreUnavailableError, never a hang; pool and listener 'error' events are
+ * handled (an unhandled one would crash Node); the pool makes new connections
+ * when the database returns and the listener reconnects, so the backend
+ * recovers by itself.
  */
+import { createHash } from 'node:crypto';
+import pg from 'pg';
 import type { StorageConfig } from '../../../config/index.js';
-import type { BackendOptions, StateBackend } from '../backend.js';
+import { UserError } from '../../../errors.js';
+import { prefixKey, sourceKey } from '../../limits.js';
+import { printable } from '../../../util/printable.js';
+import {
+  CA_TYPES,
+  StoreUnavailableError,
+  type AuditBackend,
+  type AuditQuery,
+  type BackendOptions,
+  type CaBackend,
+  type CaType,
+  type ChangeTopic,
+  type Item,
+  type ItemBackend,
+  type ItemKind,
+  type PendingBackend,
+  type PendingLimits,
+  type PendingRecord,
+  type StateBackend,
+  type StoredAuditEvent,
+  type StoredCa,
+  type StoredCaKey,
+} from '../backend.js';
+import { loadKeyRing, type KeyRing } from '../crypto.js';
+import { readConnTarget, scrub, type ConnTarget } from './conn-string.js';
+import { migrate, PENDING_LOCK } from './schema.js';
+
+type PostgresStorage = Extract<StorageConfig, { type: 'postgres' }>;
+
+/** Deadline of establishing a connection (and of waiting for a free pooled one). */
+export const CONNECT_TIMEOUT_MS = 5_000;
+/** Client-side deadline of one query: a database that stopped answering is an error after this. */
+export const QUERY_TIMEOUT_MS = 10_000;
+/** How often the CA revisions are polled (the safety net under LISTEN/NOTIFY). */
+export const POLL_MS = 2_000;
+/** The NOTIFY channel. */
+export const CHANNEL = 'jumpgate_changes';
+/** Largest `limit` an audit query may ask for. */
+export const MAX_AUDIT_QUERY = 100_000;
+const LISTEN_BACKOFF_MAX_MS = 5_000;
 
 /**
  * Connects to the database named by `storage`, applies the schema migrations
  * under an advisory lock and starts listening for changes.
- * @throws StoreUnavailableError naming the address when the database cannot be reached.
+ * @throws StoreUnavailableError naming the address (postgres://user@host:port/db, never the
+ *   password) when the database cannot be reached within CONNECT_TIMEOUT_MS;
+ *   EncryptionKeyError (crypto.ts) for an unusable key file; UserError STORE_SCHEMA_NEWER for a
+ *   database written by a newer Jumpgate.
  */
-export async function openPostgresBackend(_storage: Extract<StorageConfig, { type: 'postgres' }>, _opts: BackendOptions): Promise<StateBackend> {
-  throw new Error('the postgres backend is not built yet');
+export async function openPostgresBackend(storage: PostgresStorage, opts: BackendOptions): Promise<PostgresBackend> {
+  const keys = loadKeyRing(storage);
+  const target = readConnTarget(storage, opts.warn);
+  const backend = new PostgresBackend(target, keys, storage.maxConnections, opts);
+  try {
+    await backend.start();
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
+  return backend;
+}
+
+interface CaCache {
+  ca: StoredCa | undefined;
+}
+
+/** The postgres StateBackend (see the module comment); `reencryptAll` serves `tctl storage rekey`. */
+export class PostgresBackend implements StateBackend {
+  readonly kind = 'postgres' as const;
+  readonly location: string;
+  readonly ca: CaBackend;
+  readonly pending: PendingBackend;
+  readonly audit: AuditBackend;
+  readonly items: ItemBackend;
+
+  private readonly pool: pg.Pool;
+  private ok = true;
+  private closed = false;
+  private readonly watchers = new Set<(topic: ChangeTopic) => void>();
+  private readonly caCache = new Map<CaType, CaCache>();
+  /** Bumped on every change heard per CA type (a read that raced a change does not cache). */
+  private readonly caGen = new Map<CaType, number>();
+  /** Revisions last seen by the poll (or written by this process). */
+  private readonly seenRevisions = new Map<CaType, string>();
+  private listener: pg.Client | undefined;
+  private listenTimer: NodeJS.Timeout | undefined;
+  private listenBackoffMs = 250;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private polling = false;
+  private warnedDown = false;
+
+  constructor(
+    private readonly target: ConnTarget,
+    private readonly keys: KeyRing,
+    maxConnections: number,
+    private readonly opts: BackendOptions,
+  ) {
+    this.location = target.location;
+    this.pool = new pg.Pool({
+      ...this.clientConfig(),
+      // One connection of max_connections is the listener's.
+      max: Math.max(1, maxConnections - 1),
+      idleTimeoutMillis: 30_000,
+    });
+    // An idle pooled client whose connection dies emits 'error' on the pool: unhandled, Node exits.
+    this.pool.on('error', (err) => this.down('an idle connection', err));
+    this.ca = {
+      read: (type) => this.readCa(type),
+      create: (type, first) => this.createCa(type, first),
+      update: (type, change) => this.updateCa(type, change),
+    };
+    this.pending = {
+      add: (record, limits) => this.addPending(record, limits),
+      take: (key) => this.takePending(key),
+      sweep: (nowMs) => this.sweepPending(nowMs),
+      count: async () => Number((await this.query<{ n: string }>('count pending logins', 'SELECT count(*) AS n FROM pending_logins')).rows[0]!.n),
+    };
+    this.audit = {
+      append: (line, event) => this.appendAudit(line, event),
+      lowOnSpace: () => false,
+      query: (q) => this.queryAudit(q),
+    };
+    this.items = {
+      create: (kind, key, value, expiresAt) => this.createItem(kind, key, value, expiresAt),
+      put: (kind, key, value, expiresAt) => this.putItem(kind, key, value, expiresAt),
+      get: (kind, key) => this.getItem(kind, key),
+      list: (kind) => this.listItems(kind),
+      delete: (kind, key) => this.deleteItem(kind, key),
+      take: (kind, key) => this.takeItem(kind, key),
+    };
+  }
+
+  /** Migrates, then starts the listener and the poll. */
+  async start(): Promise<void> {
+    const client = await this.connect('connect');
+    try {
+      await migrate(client, this.location);
+      client.release();
+    } catch (err) {
+      client.release(true);
+      throw this.fail('apply the schema migrations', err);
+    }
+    // Read (and cache) the CAs now: a wrong encryption key fails the start, not the first login.
+    for (const t of CA_TYPES) await this.readCa(t);
+    this.ok = true;
+    await this.listen();
+    this.pollTimer = setInterval(() => void this.poll(), POLL_MS);
+    this.pollTimer.unref();
+  }
+
+  watch(onChange: (topic: ChangeTopic) => void): () => void {
+    this.watchers.add(onChange);
+    return () => this.watchers.delete(onChange);
+  }
+
+  healthy(): boolean {
+    return this.ok;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.listenTimer);
+    const l = this.listener;
+    this.listener = undefined;
+    await l?.end().catch(() => undefined);
+    await this.pool.end().catch(() => undefined);
+  }
+
+  /**
+   * Rewrites every sealed value (CA private keys, pending logins) that is not
+   * sealed with storage.encryption_key_file, in one transaction: after it the
+   * previous keys can be removed from previous_encryption_key_files.
+   * Resolves to how many rows were rewritten.
+   * @throws EncryptionKeyError when a row opens with none of the configured keys (nothing is changed).
+   */
+  async reencryptAll(): Promise<{ caKeys: number; pending: number }> {
+    const n = await this.tx('re-encrypt the state store', async (c) => {
+      let caKeys = 0;
+      let pending = 0;
+      const keys = await c.query<{ type: string; id: string; private_key: Buffer }>('SELECT type, id, private_key FROM ca_keys FOR UPDATE');
+      for (const r of keys.rows) {
+        if (this.keys.isCurrent(r.private_key)) continue;
+        const aad = `ca:${r.type}:${r.id}`;
+        await c.query('UPDATE ca_keys SET private_key = $3 WHERE type = $1 AND id = $2', [r.type, r.id, this.keys.seal(this.keys.open(r.private_key, aad), aad)]);
+        caKeys++;
+      }
+      const rows = await c.query<{ key_hash: string; data: Buffer }>('SELECT key_hash, data FROM pending_logins FOR UPDATE');
+      for (const r of rows.rows) {
+        if (this.keys.isCurrent(r.data)) continue;
+        const aad = `pending:${r.key_hash}`;
+        await c.query('UPDATE pending_logins SET data = $2 WHERE key_hash = $1', [r.key_hash, this.keys.seal(this.keys.open(r.data, aad), aad)]);
+        pending++;
+      }
+      return { caKeys, pending };
+    });
+    return n;
+  }
+
+  // ── CA ────────────────────────────────────────────────────────────────
+
+  /**
+   * The cached CA, re-read when a NOTIFY or the poll says its revision
+   * changed (the server calls read() on every signing). While the database
+   * is unreachable the last snapshot is served: running sessions and
+   * signing with an unchanged CA go on; writes fail.
+   */
+  private async readCa(type: CaType): Promise<StoredCa | undefined> {
+    const cached = this.caCache.get(type);
+    if (cached) return cached.ca;
+    const gen = this.caGen.get(type) ?? 0;
+    let ca: StoredCa | undefined;
+    try {
+      ca = await this.loadCa(this.pool, type);
+      this.up();
+    } catch (err) {
+      throw this.fail(`read the ${type} CA`, err);
+    }
+    // A change heard while reading may be newer than what was read: keep it uncached then. "No CA
+    // yet" is not cached: another process may be creating it right now, and it is read once at start.
+    if (ca && (this.caGen.get(type) ?? 0) === gen) this.remember(type, ca);
+    return ca;
+  }
+
+  private remember(type: CaType, ca: StoredCa | undefined): void {
+    this.caCache.set(type, { ca });
+    if (ca) this.seenRevisions.set(type, ca.revision);
+  }
+
+  /** One statement (one snapshot): the CA row and its keys can not come from two different commits. */
+  private async loadCa(c: pg.PoolClient | pg.Pool, type: CaType): Promise<StoredCa | undefined> {
+    const r = await c.query<{ active: string; revision: string; id: string | null; created: string; trusted_until: string | null; private_key: Buffer }>(
+      `SELECT c.active, c.revision, k.id, k.created, k.trusted_until, k.private_key
+         FROM ca c LEFT JOIN ca_keys k ON k.type = c.type WHERE c.type = $1 ORDER BY k.position`,
+      [type],
+    );
+    const head = r.rows[0];
+    if (!head) return undefined;
+    return {
+      type,
+      active: head.active,
+      revision: String(head.revision),
+      keys: r.rows
+        .filter((k) => k.id !== null)
+        .map((k) => ({
+          id: k.id!,
+          created: k.created,
+          ...(k.trusted_until !== null ? { trustedUntil: k.trusted_until } : {}),
+          privateKeyPem: this.keys.open(k.private_key, `ca:${type}:${k.id}`).toString('utf8'),
+        })),
+    };
+  }
+
+  private async writeKeys(c: pg.PoolClient, type: CaType, keys: readonly StoredCaKey[]): Promise<void> {
+    await c.query('DELETE FROM ca_keys WHERE type = $1', [type]);
+    for (const [i, k] of keys.entries()) {
+      await c.query('INSERT INTO ca_keys (type, id, position, created, trusted_until, private_key) VALUES ($1, $2, $3, $4, $5, $6)', [
+        type,
+        k.id,
+        i,
+        k.created,
+        k.trustedUntil ?? null,
+        this.keys.seal(Buffer.from(k.privateKeyPem, 'utf8'), `ca:${type}:${k.id}`),
+      ]);
+    }
+  }
+
+  private async createCa(type: CaType, first: StoredCaKey): Promise<StoredCa> {
+    const ca = await this.tx(`create the ${type} CA`, async (c) => {
+      const won = await c.query('INSERT INTO ca (type, active, revision) VALUES ($1, $2, 1) ON CONFLICT (type) DO NOTHING RETURNING type', [type, first.id]);
+      if (won.rowCount === 1) {
+        await this.writeKeys(c, type, [first]);
+        await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `ca:${type}`]);
+      }
+      // The loser's INSERT waited for the winner's commit (the primary key): the winner's CA is there.
+      return (await this.loadCa(c, type))!;
+    });
+    this.remember(type, ca);
+    return ca;
+  }
+
+  private async updateCa(type: CaType, change: (current: StoredCa) => Omit<StoredCa, 'revision'>): Promise<StoredCa> {
+    const ca = await this.tx(`update the ${type} CA`, async (c) => {
+      // Lock first, then read in a new statement: under READ COMMITTED a SELECT … FOR UPDATE that
+      // waited re-reads only the locked row, and keys joined to it would come from the old snapshot
+      // (a concurrent rotation's keys lost).
+      await c.query('SELECT 1 FROM ca WHERE type = $1 FOR UPDATE', [type]);
+      const current = await this.loadCa(c, type);
+      if (!current) throw new UserError('CA_MISSING', `the ${type} CA does not exist in the state store at ${this.location}`, { hint: 'start the server once to create it' });
+      const next = change(current);
+      if (!next.keys.some((k) => k.id === next.active)) throw new UserError('CA_INVALID', `a ${type} CA update names active key ${next.active}, which is not among its keys`);
+      const rev = await c.query<{ revision: string }>('UPDATE ca SET active = $2, revision = revision + 1 WHERE type = $1 RETURNING revision', [type, next.active]);
+      await this.writeKeys(c, type, next.keys);
+      await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `ca:${type}`]);
+      return { type, active: next.active, keys: next.keys.map((k) => ({ ...k })), revision: String(rev.rows[0]!.revision) };
+    });
+    this.remember(type, ca);
+    return ca;
+  }
+
+  // ── pending logins ────────────────────────────────────────────────────
+
+  /**
+   * The same caps and eviction order as auth/pending-logins.ts, atomic across
+   * processes: checked and applied under pg_advisory_xact_lock(PENDING_LOCK)
+   * (logins are rate-limited per source, so the lock is rarely contended).
+   * "Oldest" is insertion order (seq); a tie between sources or prefixes goes
+   * to the one holding the oldest entry, as the in-memory table's Map order does.
+   */
+  private async addPending(record: PendingRecord, limits: PendingLimits): Promise<PendingRecord[]> {
+    const source = sourceKey(record.clientAddr);
+    const prefix = prefixKey(record.clientAddr);
+    const hash = keyHash(record.key);
+    return this.tx('store a pending login', async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [PENDING_LOCK.toString()]);
+      let victim: string | undefined;
+      const count = async (sql: string, params: unknown[]) => Number((await c.query<{ n: string }>(sql, params)).rows[0]!.n);
+      const heaviestSource = async (p: string) =>
+        (await c.query<{ source: string }>('SELECT source FROM pending_logins WHERE prefix = $1 GROUP BY source ORDER BY count(*) DESC, min(seq) LIMIT 1', [p])).rows[0]?.source;
+      const oldest = async (p: string, s: string | undefined) =>
+        (await c.query<{ key_hash: string }>('SELECT key_hash FROM pending_logins WHERE prefix = $1 AND source = $2 ORDER BY seq LIMIT 1', [p, s])).rows[0]?.key_hash;
+      if ((await count('SELECT count(*) AS n FROM pending_logins WHERE prefix = $1 AND source = $2', [prefix, source])) >= limits.perSource) {
+        victim = await oldest(prefix, source);
+      } else if ((await count('SELECT count(*) AS n FROM pending_logins WHERE prefix = $1', [prefix])) >= limits.perPrefix) {
+        victim = await oldest(prefix, await heaviestSource(prefix));
+      } else if ((await count('SELECT count(*) AS n FROM pending_logins', [])) >= limits.total) {
+        const heavy = (await c.query<{ prefix: string }>('SELECT prefix FROM pending_logins GROUP BY prefix ORDER BY count(*) DESC, min(seq) LIMIT 1')).rows[0]?.prefix;
+        if (heavy !== undefined) victim = await oldest(heavy, await heaviestSource(heavy));
+      }
+      const evicted = victim === undefined ? [] : (await c.query<PendingRow>(`DELETE FROM pending_logins WHERE key_hash = $1 RETURNING ${PENDING_COLUMNS}`, [victim])).rows.map((r) => this.pendingOf(r));
+      await c.query(
+        `INSERT INTO pending_logins (key_hash, request_id, client_addr, source, prefix, expires_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (key_hash) DO UPDATE SET seq = nextval(pg_get_serial_sequence('pending_logins', 'seq')), request_id = $2, client_addr = $3, source = $4, prefix = $5, expires_at = $6, data = $7`,
+        [hash, record.requestId, record.clientAddr, source, prefix, record.expiresAt, this.sealPending(hash, record)],
+      );
+      return evicted;
+    });
+  }
+
+  private async takePending(key: string): Promise<PendingRecord | undefined> {
+    const r = await this.query<PendingRow>('take a pending login', `DELETE FROM pending_logins WHERE key_hash = $1 RETURNING ${PENDING_COLUMNS}`, [keyHash(key)]);
+    return r.rows[0] ? this.pendingOf(r.rows[0]) : undefined;
+  }
+
+  private async sweepPending(nowMs: number): Promise<PendingRecord[]> {
+    const r = await this.query<PendingRow>('sweep pending logins', `DELETE FROM pending_logins WHERE expires_at < $1 RETURNING ${PENDING_COLUMNS}`, [nowMs]);
+    return r.rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((row) => this.pendingOf(row));
+  }
+
+  /** The key and the data, sealed together: the key (the OIDC state, a secret) is not in the clear in the table. */
+  private sealPending(hash: string, record: PendingRecord): Buffer {
+    const key = Buffer.from(record.key, 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(key.length);
+    return this.keys.seal(Buffer.concat([len, key, record.data]), `pending:${hash}`);
+  }
+
+  private pendingOf(r: PendingRow): PendingRecord {
+    const plain = this.keys.open(r.data, `pending:${r.key_hash}`);
+    const n = plain.readUInt32BE(0);
+    return {
+      key: plain.subarray(4, 4 + n).toString('utf8'),
+      requestId: r.request_id,
+      clientAddr: r.client_addr,
+      expiresAt: Number(r.expires_at),
+      data: Buffer.from(plain.subarray(4 + n)),
+    };
+  }
+
+  // ── audit ─────────────────────────────────────────────────────────────
+
+  private async appendAudit(line: string, event: { time: string; server_id: string; event: string; user?: string }): Promise<void> {
+    // jsonb refuses \u0000 in strings: NUL (only ever in text that came from outside) is kept
+    // visible as \x00, the way util/printable writes control characters, instead of failing the write.
+    const data = JSON.stringify(JSON.parse(line, (_k, v: unknown) => (typeof v === 'string' ? v.replace(/\0/g, '\\x00') : v)));
+    await this.query('append an audit event', 'INSERT INTO audit_events (time, server_id, event, "user", data) VALUES ($1, $2, $3, $4, $5::jsonb)', [
+      event.time,
+      event.server_id.replace(/\0/g, '\\x00'),
+      event.event.replace(/\0/g, '\\x00'),
+      event.user?.replace(/\0/g, '\\x00') ?? null,
+      data,
+    ]);
+  }
+
+  private async queryAudit(q: AuditQuery): Promise<StoredAuditEvent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.since) where.push(`time >= $${params.push(q.since.toISOString())}`);
+    if (q.type !== undefined) where.push(`event = $${params.push(q.type)}`);
+    if (q.user !== undefined) where.push(`"user" = $${params.push(q.user)}`);
+    const limit = Math.max(0, Math.min(MAX_AUDIT_QUERY, Math.floor(q.limit ?? 1000)));
+    const r = await this.query<{ seq: string; data: Record<string, unknown> }>(
+      'query the audit log',
+      `SELECT seq, data FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}`,
+      params,
+    );
+    return r.rows.reverse().map((row) => ({ ...row.data, seq: Number(row.seq) }) as StoredAuditEvent);
+  }
+
+  // ── items ─────────────────────────────────────────────────────────────
+
+  private now(): number {
+    return this.opts.clock().getTime();
+  }
+
+  private async createItem<T>(kind: ItemKind, key: string, value: T, expiresAt?: number): Promise<boolean> {
+    // Insert, or take over an expired item of the same key (expired items do not exist).
+    const r = await this.query(
+      `create a ${kind} item`,
+      `WITH w AS (
+         INSERT INTO items (kind, key, value, expires_at, revision) VALUES ($1, $2, $3, $4, nextval('item_revision'))
+         ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, revision = EXCLUDED.revision
+           WHERE items.expires_at IS NOT NULL AND items.expires_at <= $5
+         RETURNING 1)
+       SELECT pg_notify($6, $7) FROM w`,
+      [kind, key, jsonOf(value), expiresAt ?? null, this.now(), CHANNEL, `item:${kind}`],
+    );
+    return r.rowCount === 1;
+  }
+
+  private async putItem<T>(kind: ItemKind, key: string, value: T, expiresAt?: number): Promise<void> {
+    await this.query(
+      `store a ${kind} item`,
+      `WITH w AS (
+         INSERT INTO items (kind, key, value, expires_at, revision) VALUES ($1, $2, $3, $4, nextval('item_revision'))
+         ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, revision = EXCLUDED.revision
+         RETURNING 1)
+       SELECT pg_notify($5, $6) FROM w`,
+      [kind, key, jsonOf(value), expiresAt ?? null, CHANNEL, `item:${kind}`],
+    );
+  }
+
+  private async getItem<T>(kind: ItemKind, key: string): Promise<Item<T> | undefined> {
+    const r = await this.query<ItemRow>(`read a ${kind} item`, 'SELECT kind, key, value, expires_at, revision FROM items WHERE kind = $1 AND key = $2', [kind, key]);
+    const row = r.rows[0];
+    if (!row) return undefined;
+    if (row.expires_at !== null && Number(row.expires_at) <= this.now()) {
+      await this.query(`delete an expired ${kind} item`, 'DELETE FROM items WHERE kind = $1 AND key = $2 AND revision = $3', [kind, key, row.revision]);
+      return undefined;
+    }
+    return itemOf<T>(row);
+  }
+
+  private async listItems<T>(kind: ItemKind): Promise<Item<T>[]> {
+    const now = this.now();
+    await this.query(`delete expired ${kind} items`, 'DELETE FROM items WHERE kind = $1 AND expires_at IS NOT NULL AND expires_at <= $2', [kind, now]);
+    // COLLATE "C": code-point order, the same whatever the database's locale (and the dir backend's sort).
+    const r = await this.query<ItemRow>(
+      `list ${kind} items`,
+      'SELECT kind, key, value, expires_at, revision FROM items WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY key COLLATE "C"',
+      [kind, now],
+    );
+    return r.rows.map((row) => itemOf<T>(row));
+  }
+
+  private async deleteItem(kind: ItemKind, key: string): Promise<boolean> {
+    const r = await this.query(
+      `delete a ${kind} item`,
+      `WITH w AS (DELETE FROM items WHERE kind = $1 AND key = $2 RETURNING expires_at)
+       SELECT pg_notify($3, $4) FROM w WHERE w.expires_at IS NULL OR w.expires_at > $5`,
+      [kind, key, CHANNEL, `item:${kind}`, this.now()],
+    );
+    return r.rowCount === 1;
+  }
+
+  private async takeItem<T>(kind: ItemKind, key: string): Promise<Item<T> | undefined> {
+    const r = await this.query<ItemRow>(
+      `take a ${kind} item`,
+      `WITH w AS (DELETE FROM items WHERE kind = $1 AND key = $2 RETURNING kind, key, value, expires_at, revision)
+       SELECT w.*, pg_notify($3, $4) FROM w`,
+      [kind, key, CHANNEL, `item:${kind}`],
+    );
+    const row = r.rows[0];
+    if (!row || (row.expires_at !== null && Number(row.expires_at) <= this.now())) return undefined;
+    return itemOf<T>(row);
+  }
+
+  // ── changes ───────────────────────────────────────────────────────────
+
+  private emit(topic: ChangeTopic): void {
+    if (topic.startsWith('ca:')) {
+      const type = topic.slice(3) as CaType;
+      this.caCache.delete(type);
+      this.caGen.set(type, (this.caGen.get(type) ?? 0) + 1);
+    }
+    for (const w of this.watchers) {
+      try {
+        w(topic);
+      } catch (err) {
+        this.opts.warn(`state store: a change watcher failed: ${printable(String(err))}`);
+      }
+    }
+  }
+
+  /** Connects the LISTEN client; on failure or loss, retries with backoff (and reports every CA topic when back). */
+  private async listen(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client(this.clientConfig());
+    let lost = false;
+    const onLost = (err?: unknown) => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) this.listener = undefined;
+      client.end().catch(() => undefined);
+      if (this.closed) return;
+      if (err) this.down('the change listener', err);
+      this.listenTimer = setTimeout(() => void this.listen(), this.listenBackoffMs);
+      this.listenTimer.unref();
+      this.listenBackoffMs = Math.min(LISTEN_BACKOFF_MAX_MS, this.listenBackoffMs * 2);
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost());
+    client.on('notification', (n) => {
+      if (n.channel === CHANNEL && n.payload && /^(ca:(user|host)|item:[a-z_]+)$/.test(n.payload)) this.emit(n.payload as ChangeTopic);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      onLost(err);
+      return;
+    }
+    if (this.closed || lost) {
+      client.end().catch(() => undefined);
+      return;
+    }
+    const reconnect = this.listenBackoffMs > 250;
+    this.listener = client;
+    this.listenBackoffMs = 250;
+    // Changes made while we were not listening were not heard: everyone re-reads the CAs.
+    if (reconnect) for (const t of CA_TYPES) this.emit(`ca:${t}`);
+  }
+
+  /** The safety net: compares the CA revisions with what this process last saw. */
+  private async poll(): Promise<void> {
+    if (this.polling || this.closed) return;
+    this.polling = true;
+    try {
+      const r = await this.query<{ type: CaType; revision: string }>('poll the CA revisions', 'SELECT type, revision FROM ca');
+      for (const row of r.rows) {
+        const rev = String(row.revision);
+        const prev = this.seenRevisions.get(row.type);
+        this.seenRevisions.set(row.type, rev);
+        // Report a change of what this process has seen or cached (also "absent" → created).
+        if (prev !== rev && (prev !== undefined || this.caCache.has(row.type))) this.emit(`ca:${row.type}`);
+      }
+    } catch {
+      // query() marked the store down; the next poll tries again.
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  // ── plumbing ──────────────────────────────────────────────────────────
+
+  private clientConfig(): pg.ClientConfig {
+    return {
+      connectionString: this.target.connString,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      query_timeout: QUERY_TIMEOUT_MS,
+      statement_timeout: QUERY_TIMEOUT_MS - 1_000,
+      lock_timeout: QUERY_TIMEOUT_MS - 2_000,
+      idle_in_transaction_session_timeout: 30_000,
+      keepAlive: true,
+      // A write reported done is committed and flushed, whatever the role's or database's default says.
+      options: '-c synchronous_commit=on',
+      application_name: `jumpgate ${this.opts.serverId}`.slice(0, 63),
+    };
+  }
+
+  private down(what: string, err: unknown): void {
+    this.ok = false;
+    if (!this.warnedDown) {
+      this.warnedDown = true;
+      this.opts.warn(`state store at ${this.location}: ${what} failed: ${printable(scrub(errText(err), this.target.secrets))}`);
+    }
+  }
+
+  private up(): void {
+    if (!this.ok && this.warnedDown) this.opts.warn(`state store at ${this.location}: reachable again`);
+    this.ok = true;
+    this.warnedDown = false;
+  }
+
+  /** The error a caller sees: a UserError of ours as is, anything from pg/the network as StoreUnavailableError. */
+  private fail(what: string, err: unknown): Error {
+    if (err instanceof UserError) return err;
+    this.down(what, err);
+    return new StoreUnavailableError(this.location, what, new Error(scrub(errText(err), this.target.secrets)));
+  }
+
+  private async connect(what: string): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw this.fail(what, err);
+    }
+  }
+
+  private async query<R extends pg.QueryResultRow = pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    if (this.closed) throw new StoreUnavailableError(this.location, what, new Error('the backend was closed'));
+    try {
+      const r = await this.pool.query<R>(sql, params);
+      this.up();
+      return r;
+    } catch (err) {
+      throw this.fail(what, err);
+    }
+  }
+
+  /** Runs `fn` in a transaction on one pooled client; a client that failed is discarded, not reused. */
+  private async tx<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreUnavailableError(this.location, what, new Error('the backend was closed'));
+    const c = await this.connect(what);
+    // A checked-out client has no 'error' listener of the pool's: a connection lost between two of
+    // our queries would emit an unhandled 'error' and crash the process.
+    const onError = (err: unknown) => this.down(what, err);
+    c.on('error', onError);
+    let broken: unknown;
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      this.up();
+      return out;
+    } catch (err) {
+      broken = err;
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw this.fail(what, err);
+    } finally {
+      c.removeListener('error', onError);
+      // A query error inside SQL leaves a usable connection; anything else (timeouts, lost
+      // connections) may not: discard it.
+      c.release(broken !== undefined && !(broken instanceof UserError) && !isSqlError(broken) ? true : undefined);
+    }
+  }
+}
+
+const PENDING_COLUMNS = 'key_hash, seq, request_id, client_addr, expires_at, data';
+interface PendingRow {
+  key_hash: string;
+  seq: string;
+  request_id: string;
+  client_addr: string;
+  expires_at: string;
+  data: Buffer;
+}
+interface ItemRow {
+  kind: ItemKind;
+  key: string;
+  value: unknown;
+  expires_at: string | null;
+  revision: string;
+}
+
+function itemOf<T>(r: ItemRow): Item<T> {
+  return {
+    kind: r.kind,
+    key: r.key,
+    value: r.value as T,
+    ...(r.expires_at !== null ? { expiresAt: Number(r.expires_at) } : {}),
+    revision: String(r.revision),
+  };
+}
+
+function jsonOf(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new TypeError('an item value must be JSON (got undefined or a function)');
+  return text;
+}
+
+function keyHash(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** An error PostgreSQL answered (an SQLSTATE), as opposed to a lost connection or a timeout. */
+function isSqlError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^(08|57P|53)/.test(code);
+}
+
+function errText(err: unknown): string {
+  if (err instanceof AggregateError) return err.errors.map(errText).join('; ') || err.message;
+  if (err instanceof Error) return err.message || (err as { code?: string }).code || err.name;
+  return String(err);
 }

@@ -1,0 +1,106 @@
+/**
+ * The postgres backend's schema: numbered migrations, in code, applied at open
+ * inside one transaction under an advisory lock (two proxies starting at once
+ * apply each migration once) and recorded in `jumpgate_schema`. A database
+ * written by a newer Jumpgate (a version this binary does not know) is refused:
+ * downgrading the binary must not run on a schema it cannot read.
+ *
+ * Append only: never edit a released migration; add the next number.
+ */
+import type { PoolClient } from 'pg';
+import { UserError } from '../../../errors.js';
+
+/** pg_advisory_xact_lock key of the migrations ('jgschema' as bytes, arbitrary but fixed). */
+export const MIGRATION_LOCK = 0x6a67736368656d61n;
+/** pg_advisory_xact_lock key serializing pending-login adds (the caps are checked and applied under it). */
+export const PENDING_LOCK = 0x6a6770656e64696en;
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: CAs, pending logins, audit events, items.
+  `
+  CREATE TABLE ca (
+    type text PRIMARY KEY CHECK (type IN ('user', 'host')),
+    active text NOT NULL,
+    revision bigint NOT NULL
+  );
+  -- created / trusted_until are kept as the ISO 8601 text the server wrote: they round-trip exactly.
+  CREATE TABLE ca_keys (
+    type text NOT NULL REFERENCES ca(type) ON DELETE CASCADE,
+    id text NOT NULL,
+    position integer NOT NULL,
+    created text NOT NULL,
+    trusted_until text,
+    private_key bytea NOT NULL, -- sealed (storage/crypto.ts), AAD ca:<type>:<id>
+    PRIMARY KEY (type, id)
+  );
+  -- key_hash = SHA-256 of the OIDC state (a secret): the state itself is only inside the sealed data.
+  CREATE TABLE pending_logins (
+    key_hash text PRIMARY KEY,
+    seq bigserial NOT NULL,
+    request_id text NOT NULL,
+    client_addr text NOT NULL,
+    source text NOT NULL,
+    prefix text NOT NULL,
+    expires_at bigint NOT NULL,
+    data bytea NOT NULL -- sealed, AAD pending:<key_hash>
+  );
+  CREATE INDEX pending_logins_prefix_source ON pending_logins (prefix, source, seq);
+  CREATE INDEX pending_logins_expires ON pending_logins (expires_at);
+  CREATE TABLE audit_events (
+    seq bigserial PRIMARY KEY,
+    time timestamptz NOT NULL,
+    server_id text NOT NULL,
+    event text NOT NULL,
+    "user" text,
+    data jsonb NOT NULL
+  );
+  CREATE INDEX audit_events_time ON audit_events (time);
+  CREATE INDEX audit_events_event ON audit_events (event, seq);
+  CREATE INDEX audit_events_user ON audit_events ("user", seq);
+  -- value is json, not jsonb: it round-trips exactly and may hold \\u0000, which jsonb refuses.
+  CREATE SEQUENCE item_revision;
+  CREATE TABLE items (
+    kind text NOT NULL,
+    key text NOT NULL,
+    value json NOT NULL,
+    expires_at bigint,
+    revision bigint NOT NULL,
+    PRIMARY KEY (kind, key)
+  );
+  CREATE INDEX items_expires ON items (kind, expires_at) WHERE expires_at IS NOT NULL;
+  `,
+];
+
+/** The newest schema version this binary knows. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Brings the database to SCHEMA_VERSION: one transaction, under
+ * pg_advisory_xact_lock(MIGRATION_LOCK). Resolves to the migrations it applied.
+ * @throws UserError STORE_SCHEMA_NEWER when the database is at a version above SCHEMA_VERSION.
+ */
+export async function migrate(client: PoolClient, location: string): Promise<number[]> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK.toString()]);
+    await client.query('CREATE TABLE IF NOT EXISTS jumpgate_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+    const r = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM jumpgate_schema');
+    const at = r.rows[0]?.v ?? 0;
+    if (at > SCHEMA_VERSION) {
+      throw new UserError('STORE_SCHEMA_NEWER', `the state store at ${location} has schema version ${at}, newer than this Jumpgate knows (${SCHEMA_VERSION})`, {
+        hint: 'run the Jumpgate version that wrote it (or a newer one): a downgrade cannot read a newer schema',
+      });
+    }
+    const applied: number[] = [];
+    for (let v = at + 1; v <= SCHEMA_VERSION; v++) {
+      await client.query(MIGRATIONS[v - 1]!);
+      await client.query('INSERT INTO jumpgate_schema (version) VALUES ($1)', [v]);
+      applied.push(v);
+    }
+    await client.query('COMMIT');
+    return applied;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
