@@ -30,6 +30,8 @@ export interface StorageHarness {
    * 1 s per database of WAL on this machine).
    */
   fresh(opts?: { forCrash?: boolean }): Promise<TestStore>;
+  /** Closes every backend opened so far (after each test: idle instances would keep reconnecting). */
+  closeAll(): Promise<void>;
   teardown(): Promise<void>;
 }
 
@@ -81,8 +83,11 @@ export function postgresHarness(): StorageHarness & { pg(): TestPostgres; keyFil
         },
       };
     },
+    async closeAll() {
+      await Promise.all(opened.splice(0).map((b) => b.close()));
+    },
     async teardown() {
-      await Promise.all(opened.map((b) => b.close()));
+      await Promise.all(opened.splice(0).map((b) => b.close()));
       await server?.stop();
       tmp?.cleanup();
     },

@@ -3,7 +3,7 @@
  * one suite run against every backend on real parts. Several instances of a
  * backend on one store stand for several processes (proxies, tctl).
  */
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CHANGE_VISIBILITY_MS, type ChangeTopic, type StoredCaKey, type StoreUnavailableError } from '../../../src/server/storage/backend.js';
@@ -39,6 +39,26 @@ for (const make of BACKENDS) {
   describe(`storage contract: ${h.name}`, () => {
     before(() => h.setup());
     after(() => h.teardown());
+    afterEach(() => h.closeAll());
+
+    // First: crash recovery replays (and fsyncs) every database made so far, seconds per database here.
+    test('a write that resolved before the store crashed is there after it recovers', async () => {
+      const store = await h.fresh({ forCrash: true });
+      const a = await store.open({ serverId: 'proxy-a' });
+      await a.ca.create('user', caKey('K1'));
+      const e = { time: '2026-11-30T04:00:00.000Z', server_id: 'proxy-a', event: 'session.start', user: 'alice' };
+      await a.audit.append(JSON.stringify(e), e);
+      await a.items.put('token', 't', { ok: true });
+      await a.pending.add(rec('st', '10.0.0.1'), limits);
+      await store.crashAndRecover();
+      const b = await store.open();
+      assert.equal((await b.ca.read('user'))?.active, 'K1');
+      assert.deepEqual((await b.audit.query({})).map((x) => [x.event, x.server_id]), [['session.start', 'proxy-a']]);
+      assert.deepEqual((await b.items.get('token', 't'))?.value, { ok: true });
+      assert.equal((await b.pending.take('st'))?.requestId, 'req-st');
+      // The instance from before the crash works again by itself.
+      await waitFor(async () => (await a.items.get('token', 't').catch((err: StoreUnavailableError) => (assert.equal(err.code, 'STORE_UNAVAILABLE'), undefined))) !== undefined, 'the old instance recovering', 15_000);
+    });
 
     describe('CA', () => {
       test('no CA before create; of two racing creates one wins and both see the same keys', async () => {
@@ -307,24 +327,6 @@ for (const make of BACKENDS) {
         await a.items.put('node', 'n1', { up: true });
         await waitFor(() => heard.includes('item:node'), 'item:node change', CHANGE_VISIBILITY_MS);
       });
-    });
-
-    test('a write that resolved before the store crashed is there after it recovers', async () => {
-      const store = await h.fresh({ forCrash: true });
-      const a = await store.open({ serverId: 'proxy-a' });
-      await a.ca.create('user', caKey('K1'));
-      const e = { time: '2026-11-30T04:00:00.000Z', server_id: 'proxy-a', event: 'session.start', user: 'alice' };
-      await a.audit.append(JSON.stringify(e), e);
-      await a.items.put('token', 't', { ok: true });
-      await a.pending.add(rec('st', '10.0.0.1'), limits);
-      await store.crashAndRecover();
-      const b = await store.open();
-      assert.equal((await b.ca.read('user'))?.active, 'K1');
-      assert.deepEqual((await b.audit.query({})).map((x) => [x.event, x.server_id]), [['session.start', 'proxy-a']]);
-      assert.deepEqual((await b.items.get('token', 't'))?.value, { ok: true });
-      assert.equal((await b.pending.take('st'))?.requestId, 'req-st');
-      // The instance from before the crash works again by itself.
-      await waitFor(async () => (await a.items.get('token', 't').catch((err: StoreUnavailableError) => (assert.equal(err.code, 'STORE_UNAVAILABLE'), undefined))) !== undefined, 'the old instance recovering', 15_000);
     });
   });
 }
