@@ -139,13 +139,16 @@ describe('losing the database while running', () => {
     await a.items.put('node', 'n1', { up: true });
     assert.equal(a.healthy(), true);
     await pg.stopServer();
-    await rejectsWith(a.items.get('node', 'n1'), 'STORE_UNAVAILABLE', /state store unavailable/, new RegExp(`postgres://jumpgate@127\\.0\\.0\\.1:${pg.port}/`), /retries by itself/);
-    await rejectsWith(a.pending.add({ key: 's', requestId: 'r', clientAddr: '10.0.0.1', expiresAt: Date.now() + 60_000, data: Buffer.from('x') }, { total: 10, perPrefix: 5, perSource: 3, entryBytes: 4096 }), 'STORE_UNAVAILABLE');
-    assert.equal(a.healthy(), false);
-    assert.equal((await a.ca.read('user'))?.active, 'K1', 'the cached CA still serves running sessions');
-    assert.ok(warnings.some((w) => /state store at postgres:\/\/jumpgate@/.test(w)));
-    assert.ok(!warnings.join('\n').includes(password()));
-    await pg.start();
+    try {
+      await rejectsWith(a.items.get('node', 'n1'), 'STORE_UNAVAILABLE', /state store unavailable/, new RegExp(`postgres://jumpgate@127\\.0\\.0\\.1:${pg.port}/`), /retries by itself/);
+      await rejectsWith(a.pending.add({ key: 's', requestId: 'r', clientAddr: '10.0.0.1', expiresAt: Date.now() + 60_000, data: Buffer.from('x') }, { total: 10, perPrefix: 5, perSource: 3, entryBytes: 4096 }), 'STORE_UNAVAILABLE');
+      assert.equal(a.healthy(), false);
+      assert.equal((await a.ca.read('user'))?.active, 'K1', 'the cached CA still serves running sessions');
+      assert.ok(warnings.some((w) => /state store at postgres:\/\/jumpgate@/.test(w)));
+      assert.ok(!warnings.join('\n').includes(password()));
+    } finally {
+      await pg.start();
+    }
     await waitFor(async () => (await a.items.get('node', 'n1')) !== undefined, 'a working again', 15_000);
     assert.equal(a.healthy(), true);
     // The listener came back too: b's change reaches a's watcher.

@@ -94,7 +94,9 @@ export async function openPostgresBackend(storage: PostgresStorage, opts: Backen
 }
 
 interface CaCache {
-  ca: StoredCa | undefined;
+  ca: StoredCa;
+  /** A change was heard since it was read: re-read, but serve it while the database is away. */
+  stale: boolean;
 }
 
 /** The postgres StateBackend (see the module comment); `reencryptAll` serves `tctl storage rekey`. */
@@ -241,23 +243,27 @@ export class PostgresBackend implements StateBackend {
    */
   private async readCa(type: CaType): Promise<StoredCa | undefined> {
     const cached = this.caCache.get(type);
-    if (cached) return cached.ca;
+    if (cached && !cached.stale) return cached.ca;
     const gen = this.caGen.get(type) ?? 0;
     let ca: StoredCa | undefined;
     try {
       ca = await this.loadCa(this.pool, type);
       this.up();
     } catch (err) {
-      throw this.fail(`read the ${type} CA`, err);
+      const e = this.fail(`read the ${type} CA`, err);
+      // The database is away: the last CA seen keeps serving (certificate checks of running and new
+      // SSH sessions); a key mismatch or any other refusal is not papered over.
+      if (cached && e instanceof StoreUnavailableError) return cached.ca;
+      throw e;
     }
-    // A change heard while reading may be newer than what was read: keep it uncached then. "No CA
-    // yet" is not cached: another process may be creating it right now, and it is read once at start.
-    if (ca && (this.caGen.get(type) ?? 0) === gen) this.remember(type, ca);
+    // A change heard while reading may be newer than what was read: keep the entry stale then. "No
+    // CA yet" is not cached: another process may be creating it right now.
+    if (ca) this.remember(type, ca, (this.caGen.get(type) ?? 0) !== gen);
     return ca;
   }
 
-  private remember(type: CaType, ca: StoredCa | undefined): void {
-    this.caCache.set(type, { ca });
+  private remember(type: CaType, ca: StoredCa, stale = false): void {
+    this.caCache.set(type, { ca, stale });
     if (ca) this.seenRevisions.set(type, ca.revision);
   }
 
@@ -514,7 +520,8 @@ export class PostgresBackend implements StateBackend {
   private emit(topic: ChangeTopic): void {
     if (topic.startsWith('ca:')) {
       const type = topic.slice(3) as CaType;
-      this.caCache.delete(type);
+      const cached = this.caCache.get(type);
+      if (cached) cached.stale = true;
       this.caGen.set(type, (this.caGen.get(type) ?? 0) + 1);
     }
     for (const w of this.watchers) {
@@ -576,7 +583,7 @@ export class PostgresBackend implements StateBackend {
         const prev = this.seenRevisions.get(row.type);
         this.seenRevisions.set(row.type, rev);
         // Report a change of what this process has seen or cached (also "absent" → created).
-        if (prev !== rev && (prev !== undefined || this.caCache.has(row.type))) this.emit(`ca:${row.type}`);
+        if (prev !== rev && prev !== undefined) this.emit(`ca:${row.type}`);
       }
     } catch {
       // query() marked the store down; the next poll tries again.
