@@ -205,6 +205,24 @@ describe('encryption at rest', () => {
     assert.doesNotMatch(dump, /OPENSSH PRIVATE KEY|b3BlbnNzaC1rZXkt|the-oidc-state-secret|pkce-verifier-secret/);
   });
 
+  const edits: [string, string][] = [
+    ["a rotated-out key's trust window stretched", "UPDATE ca_keys SET trusted_until = '2099-01-01T00:00:00.000Z' WHERE id = 'K1'"],
+    ['a key moved to the other CA', "UPDATE ca_keys SET private_key = (SELECT private_key FROM ca_keys WHERE id = 'K1') WHERE id = 'H1'"],
+    ["one key's ciphertext put in another key's row", "UPDATE ca_keys SET private_key = (SELECT private_key FROM ca_keys WHERE id = 'K1') WHERE id = 'K2'"],
+    ['a changed creation date', "UPDATE ca_keys SET created = '2020-01-01T00:00:00.000Z' WHERE id = 'K2'"],
+  ];
+  for (const [name, sql] of edits) {
+    test(`${name} in the database is refused with STORE_KEY_MISMATCH`, async () => {
+      const conn = await freshDb();
+      const a = await open(conn);
+      await a.ca.create('user', caKey('K1'));
+      await a.ca.update('user', (cur) => ({ type: 'user', active: 'K2', keys: [caKey('K2'), ...cur.keys.map((k) => ({ ...k, trustedUntil: '2026-12-01T00:00:00.000Z' }))] }));
+      await a.ca.create('host', caKey('H1'));
+      await pg.psql(sql, new URL(conn).pathname.slice(1));
+      await rejectsWith(open(conn), 'STORE_KEY_MISMATCH', /does not authenticate/, /storage\.encryption_key_file/);
+    });
+  }
+
   test('another encryption key fails the open clearly; never a new CA', async () => {
     const conn = await freshDb();
     const a = await open(conn);

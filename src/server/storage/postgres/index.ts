@@ -214,10 +214,10 @@ export class PostgresBackend implements StateBackend {
     const n = await this.tx('re-encrypt the state store', async (c) => {
       let caKeys = 0;
       let pending = 0;
-      const keys = await c.query<{ type: string; id: string; private_key: Buffer }>('SELECT type, id, private_key FROM ca_keys FOR UPDATE');
+      const keys = await c.query<CaKeyRow & { type: CaType }>('SELECT type, id, created, trusted_until, private_key FROM ca_keys FOR UPDATE');
       for (const r of keys.rows) {
         if (this.keys.isCurrent(r.private_key)) continue;
-        const aad = `ca:${r.type}:${r.id}`;
+        const aad = caKeyAad(r.type, r);
         await c.query('UPDATE ca_keys SET private_key = $3 WHERE type = $1 AND id = $2', [r.type, r.id, this.keys.seal(this.keys.open(r.private_key, aad), aad)]);
         caKeys++;
       }
@@ -286,7 +286,7 @@ export class PostgresBackend implements StateBackend {
           id: k.id!,
           created: k.created,
           ...(k.trusted_until !== null ? { trustedUntil: k.trusted_until } : {}),
-          privateKeyPem: this.keys.open(k.private_key, `ca:${type}:${k.id}`).toString('utf8'),
+          privateKeyPem: this.keys.open(k.private_key, caKeyAad(type, k as CaKeyRow)).toString('utf8'),
         })),
     };
   }
@@ -300,7 +300,7 @@ export class PostgresBackend implements StateBackend {
         i,
         k.created,
         k.trustedUntil ?? null,
-        this.keys.seal(Buffer.from(k.privateKeyPem, 'utf8'), `ca:${type}:${k.id}`),
+        this.keys.seal(Buffer.from(k.privateKeyPem, 'utf8'), caKeyAad(type, { id: k.id, created: k.created, trusted_until: k.trustedUntil ?? null })),
       ]);
     }
   }
@@ -675,6 +675,22 @@ export class PostgresBackend implements StateBackend {
       c.release(broken !== undefined && !(broken instanceof UserError) && !isSqlError(broken) ? true : undefined);
     }
   }
+}
+
+interface CaKeyRow {
+  id: string;
+  created: string;
+  trusted_until: string | null;
+  private_key: Buffer;
+}
+
+/**
+ * Where a CA key is stored, as the sealed key's additional data: its type and id, and also its dates,
+ * which are in the clear: whoever can write the database but lacks the encryption key cannot move a
+ * key to the other CA or stretch a rotated-out key's trust window (the key would no longer open).
+ */
+function caKeyAad(type: CaType, k: Pick<CaKeyRow, 'id' | 'created' | 'trusted_until'>): string {
+  return `ca:${type}:${k.id}:${k.created}:${k.trusted_until ?? ''}`;
 }
 
 const PENDING_COLUMNS = 'key_hash, seq, request_id, client_addr, expires_at, data';

@@ -30,7 +30,7 @@ export const MIGRATIONS: readonly string[] = [
     position integer NOT NULL,
     created text NOT NULL,
     trusted_until text,
-    private_key bytea NOT NULL, -- sealed (storage/crypto.ts), AAD ca:<type>:<id>
+    private_key bytea NOT NULL, -- sealed (storage/crypto.ts), AAD ca:<type>:<id>:<created>:<trusted_until>
     PRIMARY KEY (type, id)
   );
   -- key_hash = SHA-256 of the OIDC state (a secret): the state itself is only inside the sealed data.
