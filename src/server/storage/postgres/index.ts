@@ -56,7 +56,7 @@ import {
 } from '../backend.js';
 import { loadKeyRing, type KeyRing } from '../crypto.js';
 import { readConnTarget, scrub, type ConnTarget } from './conn-string.js';
-import { migrate, PENDING_LOCK } from './schema.js';
+import { migrate } from './schema.js';
 
 type PostgresStorage = Extract<StorageConfig, { type: 'postgres' }>;
 
@@ -342,39 +342,29 @@ export class PostgresBackend implements StateBackend {
 
   /**
    * The same caps and eviction order as auth/pending-logins.ts, atomic across
-   * processes: checked and applied under pg_advisory_xact_lock(PENDING_LOCK)
-   * (logins are rate-limited per source, so the lock is rarely contended).
-   * "Oldest" is insertion order (seq); a tie between sources or prefixes goes
-   * to the one holding the oldest entry, as the in-memory table's Map order does.
+   * processes: schema.ts jumpgate_pending_add checks and applies them under
+   * pg_advisory_xact_lock(PENDING_LOCK), in one round trip. "Oldest" is
+   * insertion order (seq).
    */
   private async addPending(record: PendingRecord, limits: PendingLimits): Promise<PendingRecord[]> {
-    const source = sourceKey(record.clientAddr);
-    const prefix = prefixKey(record.clientAddr);
     const hash = keyHash(record.key);
-    return this.tx('store a pending login', async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [PENDING_LOCK.toString()]);
-      let victim: string | undefined;
-      const count = async (sql: string, params: unknown[]) => Number((await c.query<{ n: string }>(sql, params)).rows[0]!.n);
-      const heaviestSource = async (p: string) =>
-        (await c.query<{ source: string }>('SELECT source FROM pending_logins WHERE prefix = $1 GROUP BY source ORDER BY count(*) DESC, min(seq) LIMIT 1', [p])).rows[0]?.source;
-      const oldest = async (p: string, s: string | undefined) =>
-        (await c.query<{ key_hash: string }>('SELECT key_hash FROM pending_logins WHERE prefix = $1 AND source = $2 ORDER BY seq LIMIT 1', [p, s])).rows[0]?.key_hash;
-      if ((await count('SELECT count(*) AS n FROM pending_logins WHERE prefix = $1 AND source = $2', [prefix, source])) >= limits.perSource) {
-        victim = await oldest(prefix, source);
-      } else if ((await count('SELECT count(*) AS n FROM pending_logins WHERE prefix = $1', [prefix])) >= limits.perPrefix) {
-        victim = await oldest(prefix, await heaviestSource(prefix));
-      } else if ((await count('SELECT count(*) AS n FROM pending_logins', [])) >= limits.total) {
-        const heavy = (await c.query<{ prefix: string }>('SELECT prefix FROM pending_logins GROUP BY prefix ORDER BY count(*) DESC, min(seq) LIMIT 1')).rows[0]?.prefix;
-        if (heavy !== undefined) victim = await oldest(heavy, await heaviestSource(heavy));
-      }
-      const evicted = victim === undefined ? [] : (await c.query<PendingRow>(`DELETE FROM pending_logins WHERE key_hash = $1 RETURNING ${PENDING_COLUMNS}`, [victim])).rows.map((r) => this.pendingOf(r));
-      await c.query(
-        `INSERT INTO pending_logins (key_hash, request_id, client_addr, source, prefix, expires_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (key_hash) DO UPDATE SET seq = nextval(pg_get_serial_sequence('pending_logins', 'seq')), request_id = $2, client_addr = $3, source = $4, prefix = $5, expires_at = $6, data = $7`,
-        [hash, record.requestId, record.clientAddr, source, prefix, record.expiresAt, this.sealPending(hash, record)],
-      );
-      return evicted;
-    });
+    const r = await this.query<PendingRow>(
+      'store a pending login',
+      `SELECT ${PENDING_COLUMNS} FROM jumpgate_pending_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [
+        hash,
+        record.requestId,
+        record.clientAddr,
+        sourceKey(record.clientAddr),
+        prefixKey(record.clientAddr),
+        record.expiresAt,
+        this.sealPending(hash, record),
+        limits.total,
+        limits.perPrefix,
+        limits.perSource,
+      ],
+    );
+    return r.rows.map((row) => this.pendingOf(row));
   }
 
   private async takePending(key: string): Promise<PendingRecord | undefined> {

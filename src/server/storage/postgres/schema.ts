@@ -46,6 +46,49 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX pending_logins_prefix_source ON pending_logins (prefix, source, seq);
   CREATE INDEX pending_logins_expires ON pending_logins (expires_at);
+  -- The caps of auth/pending-logins.ts, checked and applied under one advisory transaction lock, in
+  -- one round trip (the lock is held until the commit: the shorter, the more logins a second).
+  -- Evicts at most one (per source, else per prefix: the oldest of its heaviest source, else in
+  -- total: the oldest of the heaviest prefix's heaviest source; ties to the one holding the oldest
+  -- entry, like the in-memory table's Map order), then inserts; returns the evicted row.
+  CREATE FUNCTION jumpgate_pending_add(p_key_hash text, p_request_id text, p_client_addr text, p_source text, p_prefix text,
+      p_expires_at bigint, p_data bytea, p_total bigint, p_per_prefix bigint, p_per_source bigint)
+    RETURNS SETOF pending_logins LANGUAGE plpgsql AS $fn$
+  DECLARE
+    v_prefix text := p_prefix;
+    v_source text;
+    evicted pending_logins;
+  BEGIN
+    PERFORM pg_advisory_xact_lock(${PENDING_LOCK});
+    IF (SELECT count(*) FROM pending_logins WHERE prefix = p_prefix AND source = p_source) >= p_per_source THEN
+      v_source := p_source;
+    ELSIF (SELECT count(*) FROM pending_logins WHERE prefix = p_prefix) >= p_per_prefix THEN
+      v_source := NULL;
+    ELSIF (SELECT count(*) FROM pending_logins) >= p_total THEN
+      SELECT prefix INTO v_prefix FROM pending_logins GROUP BY prefix ORDER BY count(*) DESC, min(seq) LIMIT 1;
+      v_source := NULL;
+    ELSE
+      v_prefix := NULL;
+    END IF;
+    IF v_prefix IS NOT NULL THEN
+      IF v_source IS NULL THEN
+        SELECT source INTO v_source FROM pending_logins WHERE prefix = v_prefix GROUP BY source ORDER BY count(*) DESC, min(seq) LIMIT 1;
+      END IF;
+      DELETE FROM pending_logins WHERE key_hash = (
+        SELECT key_hash FROM pending_logins WHERE prefix = v_prefix AND source = v_source ORDER BY seq LIMIT 1
+      ) RETURNING * INTO evicted;
+      IF evicted.key_hash IS NOT NULL THEN
+        RETURN NEXT evicted;
+      END IF;
+    END IF;
+    INSERT INTO pending_logins (key_hash, request_id, client_addr, source, prefix, expires_at, data)
+      VALUES (p_key_hash, p_request_id, p_client_addr, p_source, p_prefix, p_expires_at, p_data)
+      ON CONFLICT (key_hash) DO UPDATE SET seq = nextval(pg_get_serial_sequence('pending_logins', 'seq')),
+        request_id = EXCLUDED.request_id, client_addr = EXCLUDED.client_addr, source = EXCLUDED.source,
+        prefix = EXCLUDED.prefix, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data;
+    RETURN;
+  END
+  $fn$;
   CREATE TABLE audit_events (
     seq bigserial PRIMARY KEY,
     time timestamptz NOT NULL,
