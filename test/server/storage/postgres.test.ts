@@ -250,3 +250,24 @@ describe('encryption at rest', () => {
     assert.equal((await c.pending.take('s1'))?.requestId, 'r1');
   });
 });
+
+describe('rows read back are checked', () => {
+  const cases: [string, string, (b: PostgresBackend) => Promise<unknown>][] = [
+    ['a CA naming an active key it does not hold', "UPDATE ca SET active = 'nope'", (b) => b.ca.read('user')],
+    ['an audit event that is not an object', `INSERT INTO audit_events (time, server_id, event, data) VALUES (now(), 'x', 'e', '"a string"')`, (b) => b.audit.query({})],
+    ['an audit event without its event field', `INSERT INTO audit_events (time, server_id, event, data) VALUES (now(), 'x', 'e', '{"time": "t", "server_id": "x"}')`, (b) => b.audit.query({})],
+  ];
+  for (const [name, sql, read] of cases) {
+    test(`${name} is STORE_CORRUPT naming the table or the CA`, async () => {
+      const conn = await freshDb();
+      const a = await open(conn);
+      await a.ca.create('user', caKey('K1'));
+      await pg.psql(sql, new URL(conn).pathname.slice(1));
+      const b = await open(conn).catch((err: unknown) => err);
+      const err = b instanceof UserError ? b : await read(b as PostgresBackend).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof UserError, `expected a UserError, got ${String(err)}`);
+      assert.equal(err.code, 'STORE_CORRUPT');
+      assert.match(err.message, /audit_events|user CA/);
+    });
+  }
+});

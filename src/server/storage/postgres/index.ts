@@ -57,6 +57,8 @@ import {
 import { loadKeyRing, type KeyRing } from '../crypto.js';
 import { readConnTarget, scrub, type ConnTarget } from './conn-string.js';
 import { migrate } from './schema.js';
+import * as R from './rows.js';
+import type * as v from 'valibot';
 
 type PostgresStorage = Extract<StorageConfig, { type: 'postgres' }>;
 
@@ -148,7 +150,7 @@ export class PostgresBackend implements StateBackend {
       add: (record, limits) => this.addPending(record, limits),
       take: (key) => this.takePending(key),
       sweep: (nowMs) => this.sweepPending(nowMs),
-      count: async () => Number((await this.query<{ n: string }>('count pending logins', 'SELECT count(*) AS n FROM pending_logins')).rows[0]!.n),
+      count: async () => Number(this.rows(R.CountRow, await this.query('count pending logins', 'SELECT count(*) AS n FROM pending_logins'), 'pending_logins')[0]!.n),
     };
     this.audit = {
       append: (line, event) => this.appendAudit(line, event),
@@ -214,15 +216,15 @@ export class PostgresBackend implements StateBackend {
     const n = await this.tx('re-encrypt the state store', async (c) => {
       let caKeys = 0;
       let pending = 0;
-      const keys = await c.query<CaKeyRow & { type: CaType }>('SELECT type, id, created, trusted_until, private_key FROM ca_keys FOR UPDATE');
-      for (const r of keys.rows) {
+      const keys = this.rows(R.CaKeyRow, await c.query('SELECT type, id, created, trusted_until, private_key FROM ca_keys FOR UPDATE'), 'ca_keys');
+      for (const r of keys) {
         if (this.keys.isCurrent(r.private_key)) continue;
         const aad = caKeyAad(r.type, r);
         await c.query('UPDATE ca_keys SET private_key = $3 WHERE type = $1 AND id = $2', [r.type, r.id, this.keys.seal(this.keys.open(r.private_key, aad), aad)]);
         caKeys++;
       }
-      const rows = await c.query<{ key_hash: string; data: Buffer }>('SELECT key_hash, data FROM pending_logins FOR UPDATE');
-      for (const r of rows.rows) {
+      const rows = this.rows(R.PendingRow, await c.query(`SELECT ${PENDING_COLUMNS} FROM pending_logins FOR UPDATE`), 'pending_logins');
+      for (const r of rows) {
         if (this.keys.isCurrent(r.data)) continue;
         const aad = `pending:${r.key_hash}`;
         await c.query('UPDATE pending_logins SET data = $2 WHERE key_hash = $1', [r.key_hash, this.keys.seal(this.keys.open(r.data, aad), aad)]);
@@ -269,25 +271,30 @@ export class PostgresBackend implements StateBackend {
 
   /** One statement (one snapshot): the CA row and its keys can not come from two different commits. */
   private async loadCa(c: pg.PoolClient | pg.Pool, type: CaType): Promise<StoredCa | undefined> {
-    const r = await c.query<{ active: string; revision: string; id: string | null; created: string; trusted_until: string | null; private_key: Buffer }>(
+    const r = await c.query(
       `SELECT c.active, c.revision, k.id, k.created, k.trusted_until, k.private_key
          FROM ca c LEFT JOIN ca_keys k ON k.type = c.type WHERE c.type = $1 ORDER BY k.position`,
       [type],
     );
-    const head = r.rows[0];
+    const rows = this.rows(R.CaRow, r, 'ca');
+    const head = rows[0];
     if (!head) return undefined;
+    const keys = rows.flatMap((k) => (k.id !== null && k.created !== null && k.private_key !== null ? [{ ...k, id: k.id, created: k.created, private_key: k.private_key }] : []));
+    if (!keys.some((k) => k.id === head.active)) {
+      throw new UserError('STORE_CORRUPT', `the ${type} CA in the state store at ${this.location} names active key ${head.active}, which it does not hold`, {
+        hint: 'restore the ca and ca_keys tables from a backup; the server will not create a new CA over a broken one',
+      });
+    }
     return {
       type,
       active: head.active,
-      revision: String(head.revision),
-      keys: r.rows
-        .filter((k) => k.id !== null)
-        .map((k) => ({
-          id: k.id!,
-          created: k.created,
-          ...(k.trusted_until !== null ? { trustedUntil: k.trusted_until } : {}),
-          privateKeyPem: this.keys.open(k.private_key, caKeyAad(type, k as CaKeyRow)).toString('utf8'),
-        })),
+      revision: head.revision,
+      keys: keys.map((k) => ({
+        id: k.id,
+        created: k.created,
+        ...(k.trusted_until !== null ? { trustedUntil: k.trusted_until } : {}),
+        privateKeyPem: this.keys.open(k.private_key, caKeyAad(type, k)).toString('utf8'),
+      })),
     };
   }
 
@@ -348,7 +355,7 @@ export class PostgresBackend implements StateBackend {
    */
   private async addPending(record: PendingRecord, limits: PendingLimits): Promise<PendingRecord[]> {
     const hash = keyHash(record.key);
-    const r = await this.query<PendingRow>(
+    const r = await this.query(
       'store a pending login',
       `SELECT ${PENDING_COLUMNS} FROM jumpgate_pending_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [
@@ -364,17 +371,20 @@ export class PostgresBackend implements StateBackend {
         limits.perSource,
       ],
     );
-    return r.rows.map((row) => this.pendingOf(row));
+    return this.rows(R.PendingRow, r, 'pending_logins').map((row) => this.pendingOf(row));
   }
 
   private async takePending(key: string): Promise<PendingRecord | undefined> {
-    const r = await this.query<PendingRow>('take a pending login', `DELETE FROM pending_logins WHERE key_hash = $1 RETURNING ${PENDING_COLUMNS}`, [keyHash(key)]);
-    return r.rows[0] ? this.pendingOf(r.rows[0]) : undefined;
+    const r = await this.query('take a pending login', `DELETE FROM pending_logins WHERE key_hash = $1 RETURNING ${PENDING_COLUMNS}`, [keyHash(key)]);
+    const [row] = this.rows(R.PendingRow, r, 'pending_logins');
+    return row ? this.pendingOf(row) : undefined;
   }
 
   private async sweepPending(nowMs: number): Promise<PendingRecord[]> {
-    const r = await this.query<PendingRow>('sweep pending logins', `DELETE FROM pending_logins WHERE expires_at < $1 RETURNING ${PENDING_COLUMNS}`, [nowMs]);
-    return r.rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((row) => this.pendingOf(row));
+    const r = await this.query('sweep pending logins', `DELETE FROM pending_logins WHERE expires_at < $1 RETURNING ${PENDING_COLUMNS}`, [nowMs]);
+    return this.rows(R.PendingRow, r, 'pending_logins')
+      .sort((a, b) => Number(a.seq) - Number(b.seq))
+      .map((row) => this.pendingOf(row));
   }
 
   /** The key and the data, sealed together: the key (the OIDC state, a secret) is not in the clear in the table. */
@@ -385,9 +395,10 @@ export class PostgresBackend implements StateBackend {
     return this.keys.seal(Buffer.concat([len, key, record.data]), `pending:${hash}`);
   }
 
-  private pendingOf(r: PendingRow): PendingRecord {
+  private pendingOf(r: v.InferOutput<typeof R.PendingRow>): PendingRecord {
     const plain = this.keys.open(r.data, `pending:${r.key_hash}`);
-    const n = plain.readUInt32BE(0);
+    const n = plain.length >= 4 ? plain.readUInt32BE(0) : Infinity;
+    if (4 + n > plain.length) throw new UserError('STORE_CORRUPT', `a pending login in the state store at ${this.location} is malformed`, { hint: 'the login must be started again' });
     return {
       key: plain.subarray(4, 4 + n).toString('utf8'),
       requestId: r.request_id,
@@ -424,7 +435,9 @@ export class PostgresBackend implements StateBackend {
       `SELECT seq, data FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}`,
       params,
     );
-    return r.rows.reverse().map((row) => ({ ...row.data, seq: Number(row.seq) }) as StoredAuditEvent);
+    return this.rows(R.AuditRow, r, 'audit_events')
+      .reverse()
+      .map((row) => ({ ...row.data, seq: Number(row.seq) }) as StoredAuditEvent);
   }
 
   // ── items ─────────────────────────────────────────────────────────────
@@ -461,8 +474,8 @@ export class PostgresBackend implements StateBackend {
   }
 
   private async getItem<T>(kind: ItemKind, key: string): Promise<Item<T> | undefined> {
-    const r = await this.query<ItemRow>(`read a ${kind} item`, 'SELECT kind, key, value, expires_at, revision FROM items WHERE kind = $1 AND key = $2', [kind, key]);
-    const row = r.rows[0];
+    const r = await this.query(`read a ${kind} item`, 'SELECT kind, key, value, expires_at, revision FROM items WHERE kind = $1 AND key = $2', [kind, key]);
+    const [row] = this.rows(R.ItemRow, r, 'items');
     if (!row) return undefined;
     if (row.expires_at !== null && Number(row.expires_at) <= this.now()) {
       await this.query(`delete an expired ${kind} item`, 'DELETE FROM items WHERE kind = $1 AND key = $2 AND revision = $3', [kind, key, row.revision]);
@@ -475,12 +488,12 @@ export class PostgresBackend implements StateBackend {
     const now = this.now();
     await this.query(`delete expired ${kind} items`, 'DELETE FROM items WHERE kind = $1 AND expires_at IS NOT NULL AND expires_at <= $2', [kind, now]);
     // COLLATE "C": code-point order, the same whatever the database's locale (and the dir backend's sort).
-    const r = await this.query<ItemRow>(
+    const r = await this.query(
       `list ${kind} items`,
       'SELECT kind, key, value, expires_at, revision FROM items WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY key COLLATE "C"',
       [kind, now],
     );
-    return r.rows.map((row) => itemOf<T>(row));
+    return this.rows(R.ItemRow, r, 'items').map((row) => itemOf<T>(row));
   }
 
   private async deleteItem(kind: ItemKind, key: string): Promise<boolean> {
@@ -494,13 +507,13 @@ export class PostgresBackend implements StateBackend {
   }
 
   private async takeItem<T>(kind: ItemKind, key: string): Promise<Item<T> | undefined> {
-    const r = await this.query<ItemRow>(
+    const r = await this.query(
       `take a ${kind} item`,
       `WITH w AS (DELETE FROM items WHERE kind = $1 AND key = $2 RETURNING kind, key, value, expires_at, revision)
        SELECT w.*, pg_notify($3, $4) FROM w`,
       [kind, key, CHANNEL, `item:${kind}`],
     );
-    const row = r.rows[0];
+    const [row] = this.rows(R.ItemRow, r, 'items');
     if (!row || (row.expires_at !== null && Number(row.expires_at) <= this.now())) return undefined;
     return itemOf<T>(row);
   }
@@ -568,7 +581,7 @@ export class PostgresBackend implements StateBackend {
     this.polling = true;
     try {
       const r = await this.query<{ type: CaType; revision: string }>('poll the CA revisions', 'SELECT type, revision FROM ca');
-      for (const row of r.rows) {
+      for (const row of this.rows(R.CaRevisionRow, r, 'ca')) {
         const rev = String(row.revision);
         const prev = this.seenRevisions.get(row.type);
         this.seenRevisions.set(row.type, rev);
@@ -583,6 +596,11 @@ export class PostgresBackend implements StateBackend {
   }
 
   // ── plumbing ──────────────────────────────────────────────────────────
+
+  /** The rows of `r`, checked against `schema` (rows.ts): STORE_CORRUPT naming `table` otherwise. */
+  private rows<S extends v.GenericSchema>(schema: S, r: pg.QueryResult, table: string): v.InferOutput<S>[] {
+    return R.checkRows(schema, r.rows, table, this.location);
+  }
 
   private clientConfig(): pg.ClientConfig {
     return {
@@ -667,42 +685,21 @@ export class PostgresBackend implements StateBackend {
   }
 }
 
-interface CaKeyRow {
-  id: string;
-  created: string;
-  trusted_until: string | null;
-  private_key: Buffer;
-}
 
 /**
  * Where a CA key is stored, as the sealed key's additional data: its type and id, and also its dates,
  * which are in the clear: whoever can write the database but lacks the encryption key cannot move a
  * key to the other CA or stretch a rotated-out key's trust window (the key would no longer open).
  */
-function caKeyAad(type: CaType, k: Pick<CaKeyRow, 'id' | 'created' | 'trusted_until'>): string {
+function caKeyAad(type: CaType, k: { id: string; created: string; trusted_until: string | null }): string {
   return `ca:${type}:${k.id}:${k.created}:${k.trusted_until ?? ''}`;
 }
 
 const PENDING_COLUMNS = 'key_hash, seq, request_id, client_addr, expires_at, data';
-interface PendingRow {
-  key_hash: string;
-  seq: string;
-  request_id: string;
-  client_addr: string;
-  expires_at: string;
-  data: Buffer;
-}
-interface ItemRow {
-  kind: ItemKind;
-  key: string;
-  value: unknown;
-  expires_at: string | null;
-  revision: string;
-}
 
-function itemOf<T>(r: ItemRow): Item<T> {
+function itemOf<T>(r: v.InferOutput<typeof R.ItemRow>): Item<T> {
   return {
-    kind: r.kind,
+    kind: r.kind as ItemKind,
     key: r.key,
     value: r.value as T,
     ...(r.expires_at !== null ? { expiresAt: Number(r.expires_at) } : {}),
