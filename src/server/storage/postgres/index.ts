@@ -170,12 +170,16 @@ export class PostgresBackend implements StateBackend {
   /** Migrates, then starts the listener and the poll. */
   async start(): Promise<void> {
     const client = await this.connect('connect');
+    const onError = (err: unknown) => this.down('apply the schema migrations', err);
+    client.on('error', onError);
     try {
       await migrate(client, this.location);
       client.release();
     } catch (err) {
       client.release(true);
       throw this.fail('apply the schema migrations', err);
+    } finally {
+      client.removeListener('error', onError);
     }
     // Read (and cache) the CAs now: a wrong encryption key fails the start, not the first login.
     for (const t of CA_TYPES) await this.readCa(t);
