@@ -49,8 +49,9 @@ export const MIGRATIONS: readonly string[] = [
   -- The caps of auth/pending-logins.ts, checked and applied under one advisory transaction lock, in
   -- one round trip (the lock is held until the commit: the shorter, the more logins a second).
   -- Evicts at most one (per source, else per prefix: the oldest of its heaviest source, else in
-  -- total: the oldest of the heaviest prefix's heaviest source; ties to the one holding the oldest
-  -- entry, like the in-memory table's Map order), then inserts; returns the evicted row.
+  -- total: the oldest of the heaviest prefix's heaviest source), then inserts; returns the evicted
+  -- row. A tie between sources or prefixes goes to the one holding the oldest entry; the in-memory
+  -- table goes by which appeared first (Map order): the same unless that first entry is gone.
   CREATE FUNCTION jumpgate_pending_add(p_key_hash text, p_request_id text, p_client_addr text, p_source text, p_prefix text,
       p_expires_at bigint, p_data bytea, p_total bigint, p_per_prefix bigint, p_per_source bigint)
     RETURNS SETOF pending_logins LANGUAGE plpgsql AS $fn$
