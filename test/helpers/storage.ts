@@ -8,6 +8,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendOptions, StateBackend } from '../../src/server/storage/backend.js';
 import { openPostgresBackend, type PostgresBackend } from '../../src/server/storage/postgres/index.js';
+import { openDirBackend } from '../../src/server/storage/dir/index.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
 import { tempDir } from './tools.js';
 
@@ -23,6 +24,8 @@ export interface TestStore {
 
 export interface StorageHarness {
   name: string;
+  /** Whether pending logins are shared between instances (postgres) or live in each process (dir: one process). */
+  sharedPending: boolean;
   setup(): Promise<void>;
   /**
    * A fresh, empty store. `forCrash`: the test will call crashAndRecover (postgres: a CHECKPOINT
@@ -57,6 +60,7 @@ export function postgresHarness(): StorageHarness & { pg(): TestPostgres; keyFil
   const opened: StateBackend[] = [];
   return {
     name: 'postgres',
+    sharedPending: true,
     pg: () => server!,
     keyFile: () => key,
     tmp: () => tmp!.dir,
@@ -89,6 +93,44 @@ export function postgresHarness(): StorageHarness & { pg(): TestPostgres; keyFil
     async teardown() {
       await Promise.all(opened.splice(0).map((b) => b.close()));
       await server?.stop();
+      tmp?.cleanup();
+    },
+  };
+}
+
+/**
+ * The dir harness: one temp data directory per store; another instance is
+ * another DirBackend on the same directory (tctl beside the server). A crash
+ * is the process dying: everything a resolved write promised is on disk
+ * (fsynced), so recovery is opening the directory again. Pending logins
+ * live in the process (dir = one process): a new instance starts with none.
+ */
+export function dirHarness(): StorageHarness {
+  let tmp: { dir: string; cleanup: () => void } | undefined;
+  let n = 0;
+  const opened: StateBackend[] = [];
+  return {
+    name: 'dir',
+    sharedPending: false,
+    async setup() {
+      tmp = tempDir('storage-dir');
+    },
+    async fresh() {
+      const dataDir = join(tmp!.dir, `store-${n++}`);
+      return {
+        open: async (opts = {}) => {
+          const b = openDirBackend({ dataDir }, backendOptions(opts));
+          opened.push(b);
+          return b;
+        },
+        crashAndRecover: async () => {},
+      };
+    },
+    async closeAll() {
+      await Promise.all(opened.splice(0).map((b) => b.close()));
+    },
+    async teardown() {
+      await Promise.all(opened.splice(0).map((b) => b.close()));
       tmp?.cleanup();
     },
   };

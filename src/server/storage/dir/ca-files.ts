@@ -109,6 +109,9 @@ export class DirCaFiles implements CaBackend {
   /** Under the lock file: reads the CA afresh, applies `change`, writes new key files (fsynced), then replaces ca.json atomically. */
   async update(type: CaType, change: (current: StoredCa) => Omit<StoredCa, 'revision'>): Promise<StoredCa> {
     const dir = this.dir(type);
+    if (!existsSync(join(dir, 'ca.json'))) {
+      throw new UserError('CA_MISSING', `the ${type} CA does not exist in ${dir}`, { hint: 'start the server once (or run any tctl command) to create it' });
+    }
     this.withLock(type, () => {
       this.cache.delete(type);
       const current = this.readSync(type);

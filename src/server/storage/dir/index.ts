@@ -10,17 +10,21 @@
  * Pending logins live in this process's memory (auth/pending-logins.ts: the
  * per-source / per-prefix / total eviction): a dir cluster is one process.
  * `tctl` opens the same directory beside the server; the server notices its
- * CA changes by polling the two ca.json stamps (CA_POLL_MS).
+ * changes by polling (CA_POLL_MS) the two ca.json stamps and the stamps of
+ * the `state/<kind>/` directories (a create, replace or delete renames or
+ * unlinks a file there, which changes the directory's mtime).
  */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ServerConfig } from '../../../config/index.js';
 import { ensurePrivateDir } from '../../../util/private-dir.js';
 import { PendingLogins } from '../../auth/pending-logins.js';
-import { CA_TYPES, type BackendOptions, type ChangeTopic, type PendingBackend, type PendingLimits, type PendingRecord, type StateBackend } from '../backend.js';
+import { CA_TYPES, ITEM_KINDS, type BackendOptions, type CaType, type ChangeTopic, type PendingBackend, type PendingLimits, type PendingRecord, type StateBackend } from '../backend.js';
 import { DirAuditFile } from './audit-file.js';
 import { DirCaFiles } from './ca-files.js';
 import { DirItems } from './items.js';
 
-/** How often the ca.json stamps are compared for watch(): a tctl rotation is seen within about this. */
+/** How often the ca.json and state/<kind>/ stamps are compared for watch(): a tctl change is seen within about this. */
 export const CA_POLL_MS = 500;
 
 /** Pending logins in this process's memory, capped by PendingLogins' eviction. */
@@ -64,11 +68,11 @@ export class DirBackend implements StateBackend {
     this.items = new DirItems(dataDir, opts.clock);
   }
 
-  /** Polls the two ca.json stamps every CA_POLL_MS (an unref'd timer) and reports `ca:<type>` when one changed. */
+  /** Polls the stamps every CA_POLL_MS (an unref'd timer) and reports `ca:<type>` / `item:<kind>` when one changed. */
   watch(onChange: (topic: ChangeTopic) => void): () => void {
     this.watchers.add(onChange);
     if (!this.timer) {
-      for (const t of CA_TYPES) this.stamps.set(t, this.safeStamp(t));
+      for (const t of this.topics()) this.stamps.set(t, this.safeStamp(t));
       this.timer = setInterval(() => this.poll(), CA_POLL_MS).unref();
     }
     return () => {
@@ -91,26 +95,32 @@ export class DirBackend implements StateBackend {
     this.audit.close();
   }
 
+  private topics(): ChangeTopic[] {
+    return [...CA_TYPES.map((t) => `ca:${t}` as const), ...ITEM_KINDS.map((k) => `item:${k}` as const)];
+  }
+
   private poll(): void {
-    for (const t of CA_TYPES) {
+    for (const t of this.topics()) {
       const now = this.safeStamp(t);
       if (now === this.stamps.get(t)) continue;
       this.stamps.set(t, now);
       for (const w of [...this.watchers]) {
         try {
-          w(`ca:${t}`);
+          w(t);
         } catch (err) {
-          this.opts.warn(`storage: a watcher of the ${t} CA failed: ${(err as Error).message}`);
+          this.opts.warn(`storage: a watcher of ${t} failed: ${(err as Error).message}`);
         }
       }
     }
   }
 
-  private safeStamp(type: 'user' | 'host'): string | undefined {
+  private safeStamp(topic: ChangeTopic): string | undefined {
     try {
-      return this.ca.stamp(type);
-    } catch {
-      return 'unreadable';
+      if (topic.startsWith('ca:')) return this.ca.stamp(topic.slice(3) as CaType);
+      const st = statSync(join(this.dataDir, 'state', topic.slice(5)), { bigint: true });
+      return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : 'unreadable';
     }
   }
 }

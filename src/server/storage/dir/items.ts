@@ -20,10 +20,9 @@ import * as v from 'valibot';
 import { UserError } from '../../../errors.js';
 import { stageFile, writeFileAtomic } from '../../../util/atomic-write.js';
 import { ensurePrivateDir } from '../../../util/private-dir.js';
-import type { Item, ItemBackend, ItemKind } from '../backend.js';
+import { ITEM_KINDS, type Item, type ItemBackend, type ItemKind } from '../backend.js';
 
 /** Item kinds that may name a directory (backend.ts ItemKind). */
-const KINDS: readonly ItemKind[] = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording'];
 
 const ItemFileSchema = v.strictObject({
   key: v.string(),
@@ -136,7 +135,7 @@ export class DirItems implements ItemBackend {
   }
 
   private kindDir(kind: ItemKind): string {
-    if (!KINDS.includes(kind)) throw new Error(`unknown item kind ${JSON.stringify(kind)}`);
+    if (!(ITEM_KINDS as readonly string[]).includes(kind)) throw new Error(`unknown item kind ${JSON.stringify(kind)}`);
     const dir = join(this.dataDir, 'state', kind);
     if (!this.made.has(kind)) {
       ensurePrivateDir(join(this.dataDir, 'state'));
