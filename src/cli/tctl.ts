@@ -10,6 +10,12 @@ import * as authExport from './commands/tctl/auth-export.js';
 import * as authSign from './commands/tctl/auth-sign.js';
 import * as authRotate from './commands/tctl/auth-rotate.js';
 import * as nodesLs from './commands/tctl/nodes-ls.js';
+import * as auditLs from './commands/tctl/audit-ls.js';
+import * as storageMigrate from './commands/tctl/storage-migrate.js';
+import * as storageRekey from './commands/tctl/storage-rekey.js';
+import { loadServerConfig } from '../config/index.js';
+import { openStateBackend } from '../server/storage/index.js';
+import { hostname } from 'node:os';
 
 /** Builds `tctl`: the admin's tool on the server host. */
 export const buildTctl: ProgramBuilder = (deps) => {
@@ -19,6 +25,8 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl auth sign --user=alice --roles=user --format=openssh --out=./alice --ttl=1h',
     'tctl auth rotate --type=user --grace-period=30h',
     'tctl nodes ls --format=json',
+    'tctl audit ls --since=1h --type=session.start',
+    'tctl storage migrate --to=/etc/jumpgate-postgres.yaml',
   ]).addOption(new Option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)'));
 
   const withContext = async (cmd: { optsWithGlobals(): Record<string, unknown> }, fn: (ctx: ServerContext) => void | Promise<void>) => {
@@ -85,6 +93,55 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async function (this: typeof nodes, o: { format: 'text' | 'json' }) {
       await withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
+    });
+
+  const audit = program.command('audit').description('the audit log');
+  audit
+    .command('ls')
+    .description('list audit events, oldest first, from whichever store holds them (storage.type)')
+    .option('--since <duration>', 'only events of the last DURATION, e.g. 1h or 7d')
+    .option('--type <type>', `only this event type (${auditLs.AUDIT_EVENT_TYPES.join(', ')})`)
+    .option('--user <name>', 'only events of this user')
+    .option('--limit <n>', `at most the newest N events (default ${auditLs.DEFAULT_AUDIT_LIMIT})`)
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof audit, o: { since?: string; type?: string; user?: string; limit?: string; format: 'text' | 'json' }) {
+      const limit = o.limit === undefined ? auditLs.DEFAULT_AUDIT_LIMIT : /^\d{1,7}$/.test(o.limit) ? Number(o.limit) : NaN;
+      const opts = auditLs.checkAuditLsOptions({
+        ...(o.since !== undefined ? { sinceSeconds: flagDuration('--since', o.since) } : {}),
+        ...(o.type !== undefined ? { type: o.type } : {}),
+        ...(o.user !== undefined ? { user: o.user } : {}),
+        limit,
+        format: o.format,
+      });
+      await withContext(this, (ctx) => auditLs.run(opts, ctx, deps));
+    });
+
+  const storage = program.command('storage').description('the state store (storage: in the config)');
+  storage
+    .command('migrate')
+    .description("copy this cluster's state (CAs with their trust windows, items, audit log) into the store another config names")
+    .requiredOption('--to <file>', 'the config file naming the target store (e.g. one with storage.type postgres)')
+    .action(async function (this: typeof storage, o: { to: string }) {
+      const targetConfig = loadServerConfig(resolvePath(deps, o.to));
+      await withContext(this, async (ctx) => {
+        if (ctx.config.storage.type === targetConfig.storage.type && (targetConfig.storage.type === 'dir' ? targetConfig.dataDir === ctx.config.dataDir : JSON.stringify(targetConfig.storage) === JSON.stringify(ctx.config.storage))) {
+          throw new UsageError('USAGE_MIGRATE_SAME_STORE', `--to ${o.to} names the same store as --config (${ctx.store.location}); name the new store's config`);
+        }
+        const warn = (m: string) => deps.io.stderr.write(`${m}\n`);
+        const target = await openStateBackend(targetConfig, { serverId: `tctl@${hostname()}`, clock: deps.clock, warn });
+        try {
+          const r = await storageMigrate.migrateStore(ctx.store, target, (line) => deps.io.stderr.write(`${line}\n`));
+          storageMigrate.printMigrateResult(r, target, deps);
+        } finally {
+          await target.close();
+        }
+      });
+    });
+  storage
+    .command('rekey')
+    .description('re-encrypt the CA keys in the database with the current storage.encryption_key_file (postgres)')
+    .action(async function (this: typeof storage) {
+      await withContext(this, (ctx) => storageRekey.run(ctx, deps));
     });
 
   program
