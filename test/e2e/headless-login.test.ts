@@ -1,13 +1,15 @@
 /**
- * `tsh login --headless` end to end: the real built tsh, the proxy's HTTPS
- * API with headless logins, the real development IdP (oidc-provider), real
+ * `tsh login --headless` end to end: the real built tsh, the real
+ * `jumpgate start` (dir state store; and two of them sharing PostgreSQL),
+ * the real development IdP (oidc-provider), real
  * headless Chromium as "the other device" (a browser context of its own), a
  * real ssh-agent. Only the person's clicks are automated.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
@@ -15,7 +17,8 @@ import { launchBrowser } from '../helpers/browser.js';
 import { freePort } from '../helpers/sshd.js';
 import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
 import { builtProgram, requireTool, run, tempDir, waitFor } from '../helpers/tools.js';
-import { startHeadlessServer, type HeadlessServer } from '../helpers/headless-server.js';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 /** An IdP account whose name is HTML: the approval page must show it as text. */
 const EVE = { login: 'eve', claims: { preferred_username: '<img src=x onerror=alert(1)>', email: 'eve@example.test', email_verified: true, groups: [] } };
@@ -84,8 +87,8 @@ function listeningSockets(pid: number): string[] {
 describe('tsh login --headless, approved on another device', () => {
   const tmp = tempDir('headless-e2e');
   let idp: DevIdp;
-  let main: HeadlessServer;
-  let short: HeadlessServer;
+  let main: Cluster;
+  let short: Cluster;
   let browser: Browser;
   let agent: SshAgent;
   let homes = 0;
@@ -101,8 +104,8 @@ describe('tsh login --headless, approved on another device', () => {
     });
     for (const d of ['main', 'short']) mkdirSync(join(tmp.dir, d));
     [main, short] = await Promise.all([
-      startHeadlessServer(join(tmp.dir, 'main'), clusterYaml(mainPort, idp.issuer)),
-      startHeadlessServer(join(tmp.dir, 'short'), clusterYaml(shortPort, idp.issuer, '1s')),
+      startCluster(join(tmp.dir, 'main'), clusterYaml(mainPort, idp.issuer)),
+      startCluster(join(tmp.dir, 'short'), clusterYaml(shortPort, idp.issuer, '1s')),
     ]);
     browser = await launchBrowser();
     agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
@@ -115,7 +118,7 @@ describe('tsh login --headless, approved on another device', () => {
   });
 
   /** Starts `tsh login --headless` in a fresh HOME and waits for its URL and code lines. */
-  async function startTsh(cluster: HeadlessServer, args: string[] = []): Promise<Tsh> {
+  async function startTsh(cluster: Cluster, args: string[] = []): Promise<Tsh> {
     const home = join(tmp.dir, `home${++homes}`);
     mkdirSync(home);
     const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock };
@@ -155,7 +158,7 @@ describe('tsh login --headless, approved on another device', () => {
     return (await page.textContent('body')) ?? '';
   }
 
-  const events = (c: HeadlessServer, event: string) => c.audit().filter((e) => e['event'] === event);
+  const events = (c: Cluster, event: string) => c.audit().filter((e) => e['event'] === event);
 
   test('approved: the page names address, fingerprint, time, code and user; tsh (no listening socket) gets the certificate into the agent', async (ctx) => {
     const t0 = performance.now();
@@ -251,6 +254,75 @@ describe('tsh login --headless, approved on another device', () => {
     assert.match((await page.textContent('body')) ?? '', /no longer valid/);
     await context.close();
     assert.ok(events(short, 'headless.failure').some((e) => e['stage'] === 'expired'), 'the expiry is audited');
-    assert.equal(events(short, 'cert.issued').length, 0);
+    assert.equal(events(short, 'cert.issued').filter((e) => e['cert_type'] === 'user').length, 0, 'no user certificate (the proxy signs its own host certificate)');
+  });
+});
+
+describe('tsh login --headless across two proxies sharing PostgreSQL', () => {
+  const tmp = tempDir('headless-pg');
+  let pg: TestPostgres;
+  let idp: DevIdp;
+  let a: Cluster;
+  let b: Cluster;
+  let browser: Browser;
+  let agent: SshAgent;
+
+  before(async () => {
+    pg = await startPostgres();
+    const [portA, portB] = await Promise.all([freePort(), freePort()]);
+    idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: 'e2e-secret', redirectUris: [portA, portB].map((p) => `https://127.0.0.1:${p}/v1/login/oidc/callback`), accounts: DEMO_ACCOUNTS });
+    const key = join(tmp.dir, 'storage.key');
+    writeFileSync(key, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+    const storage = `storage:\n  type: postgres\n  conn_string: ${pg.connString}\n  encryption_key_file: ${key}\n`;
+    for (const d of ['a', 'b']) mkdirSync(join(tmp.dir, d));
+    // One after the other: the first creates the schema and the CAs, the second uses them.
+    a = await startCluster(join(tmp.dir, 'a'), clusterYaml(portA, idp.issuer) + storage);
+    b = await startCluster(join(tmp.dir, 'b'), clusterYaml(portB, idp.issuer) + storage);
+    browser = await launchBrowser();
+    agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await Promise.all([a?.stop(), b?.stop(), idp?.close(), agent?.stop()]);
+    await pg?.stop();
+    tmp.cleanup();
+  });
+
+  test('started through proxy A, approved through proxy B: tsh (polling A) gets the certificate; one cert.issued in the shared audit', async () => {
+    const home = join(tmp.dir, 'home');
+    mkdirSync(home);
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), SSH_AUTH_SOCK: agent.sock };
+    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', '--headless', `--proxy=127.0.0.1:${a.webPort}`, '--insecure', '--keystore=file'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (x: Buffer) => (stderr += x.toString()));
+    child.stdout!.resume();
+    const exit = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    await waitFor(() => /\/web\/headless\/[A-Za-z0-9_-]{22}$/m.test(stderr) || child.exitCode !== null, 'tsh printing its URL', 20_000);
+    const url = new URL(/^(https:\S+\/web\/headless\/[A-Za-z0-9_-]{22})$/m.exec(stderr)![1]!);
+    assert.equal(url.port, String(a.webPort));
+    url.port = String(b.webPort); // the other proxy of the same cluster
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await page.goto(url.href);
+    await page.fill('input[name="login"]', 'alice');
+    await page.fill('input[name="password"]', 'x');
+    await Promise.all([page.waitForLoadState(), page.click('button[type="submit"]')]);
+    const consent = page.locator('button[type="submit"]:has-text("Continue")');
+    if (await consent.count()) await Promise.all([page.waitForLoadState(), consent.first().click()]);
+    assert.match((await page.textContent('body')) ?? '', /Signed in as\s*alice/);
+    await Promise.all([page.waitForNavigation(), page.click('button:has-text("Approve")')]);
+    assert.match((await page.textContent('body')) ?? '', /Login approved/);
+    await context.close();
+    assert.equal(await exit, 0, stderr);
+    assert.match(stderr, /Logged in to headless\.test as alice/);
+    const audit = await run(process.execPath, [builtProgram('tctl'), 'audit', 'ls', '--format=json', '--config', a.configFile]);
+    assert.equal(audit.code, 0, audit.stderr);
+    const events = JSON.parse(audit.stdout) as Array<Record<string, unknown>>;
+    const approved = events.filter((e) => e['event'] === 'headless.approved');
+    assert.equal(approved.length, 1, audit.stdout);
+    const started = events.find((e) => e['event'] === 'headless.start' && e['request_id'] === approved[0]!['request_id']);
+    assert.ok(started && started['server_id'] !== approved[0]!['server_id'], 'started on one proxy, approved on the other');
+    assert.equal(events.filter((e) => e['event'] === 'cert.issued' && e['via'] === 'headless').length, 1);
   });
 });

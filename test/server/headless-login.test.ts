@@ -1,6 +1,6 @@
 /**
  * Headless logins on the server, in-process (the HTTPS API with real TLS, the
- * development IdP walked over HTTP, the state in an ItemBackend): guessed ids,
+ * development IdP walked over HTTP, startServer with the dir state store): guessed ids,
  * codes and poll secrets are refused and rate limited; polling too early is
  * slowed down and tsh's client honours it; the pending caps evict the oldest;
  * the approval form holds against cross-site posts, another browser, a

@@ -5,10 +5,14 @@
  */
 import type { LoginResult } from '../../api/types.js';
 import { formatHostPort } from '../../shared/address.js';
-import type { Certificate } from '../../sshcert/index.js';
+import { formatPublicKeyLine, type Certificate } from '../../sshcert/index.js';
 import type { ServerRuntime } from '../runtime.js';
-import { hostCaLines } from './login.js';
 import { nodeAllowed, type Access } from './roles.js';
+
+/** Every trusted host CA key as an OpenSSH public key line (clients scope them in known_hosts). */
+export function hostCaLines(rt: ServerRuntime): string[] {
+  return rt.ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey, `jumpgate host CA ${rt.config.clusterName}`));
+}
 
 /**
  * LoginResult v1 for `username`'s certificate: its principals as the logins,

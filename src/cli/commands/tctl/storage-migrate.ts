@@ -13,14 +13,9 @@
 import { hostname } from 'node:os';
 import { UserError } from '../../../errors.js';
 import { fingerprintSha256, parseOpenSSHPrivateKey } from '../../../sshcert/index.js';
-import { CA_TYPES, type CaType, type ItemKind, type StateBackend, type StoredCa } from '../../../server/storage/backend.js';
+import { CA_TYPES, ITEM_KINDS, type CaType, type StateBackend, type StoredCa } from '../../../server/storage/backend.js';
 import type { Deps } from '../../deps.js';
 
-/** Every item kind a store may hold (backend.ts ItemKind). */
-export const ITEM_KINDS = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording'] as const satisfies readonly ItemKind[];
-type MissingKind = Exclude<ItemKind, (typeof ITEM_KINDS)[number]>;
-const _allKinds: MissingKind extends never ? true : MissingKind = true;
-void _allKinds;
 
 export interface MigrateResult {
   cas: { type: CaType; outcome: 'copied' | 'already-there'; fingerprints: { id: string; fingerprint: string; active: boolean; trustedUntil?: string }[] }[];
