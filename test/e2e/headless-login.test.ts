@@ -53,6 +53,28 @@ nodes:
 `;
 }
 
+/**
+ * Free ports are picked before the IdP starts (its redirect URIs name them)
+ * and bound only later by `jumpgate start`: another test may take one
+ * meanwhile. Each cluster gets a few candidates, all registered at the IdP,
+ * and starts on the first one still free.
+ */
+const CANDIDATES = 3;
+async function candidatePorts(): Promise<number[]> {
+  return Promise.all(Array.from({ length: CANDIDATES }, () => freePort()));
+}
+async function startOnAPort(dir: string, ports: number[], yamlFor: (port: number) => string): Promise<Cluster> {
+  for (const [i, port] of ports.entries()) {
+    try {
+      return await startCluster(dir, yamlFor(port));
+    } catch (err) {
+      if (i === ports.length - 1 || !/already in use/.test((err as Error).message)) throw err;
+    }
+  }
+  throw new Error('no candidate port');
+}
+const redirects = (ports: number[]) => ports.map((p) => `https://127.0.0.1:${p}/v1/login/oidc/callback`);
+
 interface Tsh {
   child: ChildProcess;
   home: string;
@@ -95,17 +117,17 @@ describe('tsh login --headless, approved on another device', () => {
 
   before(async () => {
     requireTool('ssh-keygen', 'apt-get install -y openssh-client');
-    const [mainPort, shortPort] = await Promise.all([freePort(), freePort()]);
+    const [mainPorts, shortPorts] = await Promise.all([candidatePorts(), candidatePorts()]);
     idp = await startDevIdp({
       clientId: 'jumpgate',
       clientSecret: 'e2e-secret',
-      redirectUris: [mainPort, shortPort].map((p) => `https://127.0.0.1:${p}/v1/login/oidc/callback`),
+      redirectUris: redirects([...mainPorts, ...shortPorts]),
       accounts: [...DEMO_ACCOUNTS, EVE],
     });
     for (const d of ['main', 'short']) mkdirSync(join(tmp.dir, d));
     [main, short] = await Promise.all([
-      startCluster(join(tmp.dir, 'main'), clusterYaml(mainPort, idp.issuer)),
-      startCluster(join(tmp.dir, 'short'), clusterYaml(shortPort, idp.issuer, '1s')),
+      startOnAPort(join(tmp.dir, 'main'), mainPorts, (p) => clusterYaml(p, idp.issuer)),
+      startOnAPort(join(tmp.dir, 'short'), shortPorts, (p) => clusterYaml(p, idp.issuer, '1s')),
     ]);
     browser = await launchBrowser();
     agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
@@ -269,15 +291,15 @@ describe('tsh login --headless across two proxies sharing PostgreSQL', () => {
 
   before(async () => {
     pg = await startPostgres();
-    const [portA, portB] = await Promise.all([freePort(), freePort()]);
-    idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: 'e2e-secret', redirectUris: [portA, portB].map((p) => `https://127.0.0.1:${p}/v1/login/oidc/callback`), accounts: DEMO_ACCOUNTS });
+    const [portsA, portsB] = await Promise.all([candidatePorts(), candidatePorts()]);
+    idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: 'e2e-secret', redirectUris: redirects([...portsA, ...portsB]), accounts: DEMO_ACCOUNTS });
     const key = join(tmp.dir, 'storage.key');
     writeFileSync(key, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
     const storage = `storage:\n  type: postgres\n  conn_string: ${pg.connString}\n  encryption_key_file: ${key}\n`;
     for (const d of ['a', 'b']) mkdirSync(join(tmp.dir, d));
     // One after the other: the first creates the schema and the CAs, the second uses them.
-    a = await startCluster(join(tmp.dir, 'a'), clusterYaml(portA, idp.issuer) + storage);
-    b = await startCluster(join(tmp.dir, 'b'), clusterYaml(portB, idp.issuer) + storage);
+    a = await startOnAPort(join(tmp.dir, 'a'), portsA, (p) => clusterYaml(p, idp.issuer) + storage);
+    b = await startOnAPort(join(tmp.dir, 'b'), portsB, (p) => clusterYaml(p, idp.issuer) + storage);
     browser = await launchBrowser();
     agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
   });
