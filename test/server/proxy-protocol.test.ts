@@ -278,20 +278,24 @@ test('parseProxyHeader refuses anything that is not a header', () => {
   assert.deepEqual(parseProxyHeader(v1('192.0.2.1', 7)), { kind: 'peer', peer: { address: '192.0.2.1', port: 7, family: 'IPv4' } });
 });
 
-test('refusals are logged as one WARN line a minute with a count, the rest at debug', () => {
+test('refusals are logged as one WARN line a minute per kind with a count, the rest at debug', () => {
   const lines: string[] = [];
   let t = 0;
   const report = refusalReporter({ info: () => {}, warn: (l) => lines.push(`W ${l}`), debug: (l) => lines.push(`D ${l}`) }, 'web', () => t);
-  report('a');
+  report('a', 'balancer');
   t = 1_000;
-  report('b');
-  report('c');
+  report('b', 'balancer');
+  report('s', 'spoofed');
+  report('c', 'balancer');
+  report('slow', 'untrusted');
   t = 61_000;
-  report('d');
+  report('d', 'balancer');
   assert.deepEqual(lines, [
     'W web: refused 1 connection (PROXY protocol) since the last such line; latest: a',
     'D web: refused a connection: b',
+    'W web: refused 1 connection (PROXY protocol) since the last such line; latest: s',
     'D web: refused a connection: c',
+    'D web: closed a connection: slow',
     'W web: refused 3 connections (PROXY protocol) since the last such line; latest: d',
   ]);
 });
@@ -324,27 +328,48 @@ describe('the overridden address reaches the protocol layers', () => {
     }
   });
 
-  test('ssh2: a server sees the client in info.ip and info.port', async () => {
+  test('ssh2: a server sees the client in info.ip and info.port, also when the client\u2019s first bytes share the header\u2019s segment', { timeout: 20_000 }, async () => {
     const key = encodeOpenSSHPrivateKey(generateKeyPair('ed25519').privateKey, 'test');
-    const seen = new Promise<{ ip: string; port: number }>((resolve) => {
-      const server = new ssh2.Server({ hostKeys: [key] }, (conn, info) => {
-        resolve({ ip: info.ip, port: info.port });
-        conn.on('error', () => {});
-        conn.end();
-      });
-      const front = createServer((raw) => acceptProxied(raw, { trusted: LOOPBACK, untrusted: 'watch' }, (s) => server.injectSocket(s), () => {}));
-      front.listen(0, '127.0.0.1', () => {
+    const server = new ssh2.Server({ hostKeys: [key] }, (conn, info) => {
+      seen.push({ ip: info.ip, port: info.port });
+      conn.on('error', () => {});
+      conn.end();
+    });
+    const seen: Array<{ ip: string; port: number }> = [];
+    // As the SSH proxy does: a 'data' listener (its pre-auth byte count) before ssh2, which pauses the socket until its crypto is ready.
+    const front = createServer((raw) =>
+      acceptProxied(raw, { trusted: LOOPBACK, untrusted: 'watch' }, (s) => {
+        s.on('data', () => {});
+        server.injectSocket(s);
+      }, () => {}),
+    );
+    front.listen(0, '127.0.0.1');
+    await once(front, 'listening');
+    try {
+      for (const [hdr, coalesce] of [[v2tcp4([192, 0, 2, 44], 2222), false], [v1('192.0.2.45', 2223), true]] as const) {
         const sock = connect({ port: (front.address() as { port: number }).port, host: '127.0.0.1' });
-        sock.write(v2tcp4([192, 0, 2, 44], 2222));
+        await once(sock, 'connect');
+        if (coalesce) {
+          // The header and the client's identification line in one write, as a balancer may forward them.
+          const write = sock.write.bind(sock) as (d: Uint8Array | string) => boolean;
+          let first = true;
+          sock.write = ((d: Uint8Array | string) => {
+            if (!first) return write(d);
+            first = false;
+            return write(Buffer.concat([hdr, Buffer.from(d)]));
+          }) as typeof sock.write;
+        } else {
+          sock.write(hdr);
+        }
         const client = new ssh2.Client();
         client.on('error', () => {});
-        client.connect({ sock, username: 'x' });
-        void seen.finally(() => {
-          client.end();
-          front.close();
-        });
-      });
-    });
-    assert.deepEqual(await seen, { ip: '192.0.2.44', port: 2222 });
+        const closed = once(client, 'close');
+        client.connect({ sock, username: 'x', readyTimeout: 15_000 });
+        await closed;
+      }
+    } finally {
+      front.close();
+    }
+    assert.deepEqual(seen, [{ ip: '192.0.2.44', port: 2222 }, { ip: '192.0.2.45', port: 2223 }]);
   });
 });

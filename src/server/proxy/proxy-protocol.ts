@@ -77,27 +77,28 @@ export interface AcceptProxiedOptions {
  * `remoteFamily`; see adoptProxiedPeer for TLS sockets) and calls
  * `onReady(socket)`. From anyone else: `onReady(socket)` with the socket as it
  * is, unless it starts with a PROXY signature. On any refusal the socket is
- * destroyed and `onRefused(reason)` is called (reason: printable text).
+ * destroyed and `onRefused(reason, kind)` is called (reason: printable text).
  * With `trusted` empty this is exactly `onReady(socket)`.
  */
-export function acceptProxied(socket: Socket, opts: AcceptProxiedOptions, onReady: (socket: Socket) => void, onRefused: (reason: string) => void): void {
+export function acceptProxied(socket: Socket, opts: AcceptProxiedOptions, onReady: (socket: Socket) => void, onRefused: (reason: string, kind: RefusalKind) => void): void {
   if (opts.trusted.length === 0) return onReady(socket);
   const balancer = socket.remoteAddress;
-  const refuse = (reason: string) => {
+  const refuse = (reason: string, kind: RefusalKind = 'balancer') => {
     socket.destroy();
-    onRefused(reason);
+    onRefused(reason, kind);
   };
   if (!addressInRanges(balancer, opts.trusted)) {
     if (opts.untrusted === 'watch') {
       onReady(socket);
       socket.prependOnceListener('data', (chunk: Buffer) => {
-        if (startsLikeHeader(chunk)) refuse(`a PROXY protocol header from ${balancer}, which is not in proxy.proxy_protocol_from`);
+        if (startsLikeHeader(chunk)) refuse(`a PROXY protocol header from ${balancer}, which is not in proxy.proxy_protocol_from`, 'spoofed');
       });
       return;
     }
     return readFraming(socket, opts.timeoutMs ?? HEADER_TIMEOUT_MS, peekFrame, (head, err) => {
-      if (err !== undefined) return refuse(err);
-      if (startsLikeHeader(head)) return refuse(`a PROXY protocol header from ${balancer}, which is not in proxy.proxy_protocol_from`);
+      if (err !== undefined) return refuse(`${balancer}: ${err}`, 'untrusted');
+      if (startsLikeHeader(head)) return refuse(`a PROXY protocol header from ${balancer}, which is not in proxy.proxy_protocol_from`, 'spoofed');
+      if (socket.destroyed) return; // reset during the wait: there is nothing to serve
       socket.unshift(head);
       onReady(socket);
     });
@@ -112,6 +113,7 @@ export function acceptProxied(socket: Socket, opts: AcceptProxiedOptions, onRead
     } catch (e) {
       return refuse(`balancer ${balancer}: ${(e as Error).message}`);
     }
+    if (socket.destroyed) return;
     if (bytes.length > length) socket.unshift(bytes.subarray(length));
     if (header.kind === 'peer') overridePeer(socket, header.peer);
     onReady(socket);
@@ -190,6 +192,14 @@ function parseV2(bytes: Uint8Array): ProxyHeader {
   return { kind: 'local', why: `v2 address family ${AddressFamilyType[p.addressFamilyType] ?? p.addressFamilyType}` };
 }
 
+/**
+ * Why a connection was refused: `balancer` (a listed address sent no usable
+ * header: a misconfigured balancer, or someone on its host), `spoofed` (a
+ * header from an address that is not listed), `untrusted` (an unlisted peer
+ * sent nothing in time while its first bytes were awaited).
+ */
+export type RefusalKind = 'balancer' | 'spoofed' | 'untrusted';
+
 /** A frame decision: the header's total length, 'more' (need more bytes), or a reason to refuse. */
 type Frame = number | 'more' | { refuse: string };
 
@@ -244,7 +254,10 @@ function readFraming(socket: Socket, timeoutMs: number, frame: (b: Buffer) => Fr
     socket.removeListener('readable', onReadable);
     socket.removeListener('end', onEnd);
     socket.removeListener('close', onEnd);
-    done(buf, err);
+    // Hand over on the next tick. Removing the 'readable' listener schedules node's updateReadableListening, which
+    // resumes the socket if it has 'data' listeners by then, even when their owner paused it: ssh2 pauses a new
+    // socket until its crypto is ready, and the client's first bytes would flow past it to nobody.
+    process.nextTick(() => done(buf, err));
   };
   const onReadable = () => {
     let chunk: Buffer | null;
@@ -282,22 +295,23 @@ function startsWith(b: Uint8Array, sig: Buffer): boolean {
 }
 
 /**
- * One WARN line a minute at most, with how many refusals it stands for: a
- * flood of spoofed headers must not flood the log. Returns the `onRefused`
- * callback for acceptProxied.
+ * The `onRefused` callback for acceptProxied: per kind of refusal, one WARN
+ * line a minute at most with how many refusals it stands for (a flood of
+ * spoofed headers must not flood the log); the rest at debug. `untrusted`
+ * (a client that was slow to send its first bytes) is debug only: that is
+ * what the listener's own handshake timeout would have done anyway.
  */
-export function refusalReporter(log: ServerLog, listener: string, now: () => number = Date.now): (reason: string) => void {
-  let last = -Infinity;
-  let held = 0;
-  return (reason) => {
-    held++;
+export function refusalReporter(log: ServerLog, listener: string, now: () => number = Date.now): (reason: string, kind: RefusalKind) => void {
+  const last = new Map<RefusalKind, { at: number; held: number }>();
+  return (reason, kind) => {
+    if (kind === 'untrusted') return log.debug(`${listener}: closed a connection: ${reason}`);
+    const seen = last.get(kind) ?? { at: -Infinity, held: 0 };
+    last.set(kind, seen);
+    seen.held++;
     const t = now();
-    if (t - last < 60_000) {
-      log.debug(`${listener}: refused a connection: ${reason}`);
-      return;
-    }
-    log.warn(`${listener}: refused ${held} connection${held === 1 ? '' : 's'} (PROXY protocol) since the last such line; latest: ${reason}`);
-    last = t;
-    held = 0;
+    if (t - seen.at < 60_000) return log.debug(`${listener}: refused a connection: ${reason}`);
+    log.warn(`${listener}: refused ${seen.held} connection${seen.held === 1 ? '' : 's'} (PROXY protocol) since the last such line; latest: ${reason}`);
+    seen.at = t;
+    seen.held = 0;
   };
 }
