@@ -27,6 +27,7 @@ import {
 import ssh2 from 'ssh2';
 import { acceptProxied, adoptProxiedPeer, parseProxyHeader, ProxyHeaderError, refusalReporter, V2_MAX_LENGTH, type AcceptProxiedOptions } from '../../src/server/proxy/proxy-protocol.js';
 import { parseAddressRange, type AddressRange } from '../../src/util/ip.js';
+import { SourceCounter } from '../../src/server/limits.js';
 import { generateKeyPair, encodeOpenSSHPrivateKey } from '../../src/sshcert/index.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -251,6 +252,24 @@ describe('an address not in proxy_protocol_from', () => {
       }
     });
   }
+  test('peeking holds at most the per-source cap of silent connections from one unlisted source', async () => {
+    const h = await harness({ trusted: only, peekingPerSource: new SourceCounter(2), timeoutMs: 5_000 });
+    try {
+      const silent = [await send(h.port, [], { localAddress: '127.0.0.3', end: false }), await send(h.port, [], { localAddress: '127.0.0.3', end: false })];
+      await send(h.port, [], { localAddress: '127.0.0.3', end: false });
+      const o = await h.next();
+      assert.equal(o.kind, 'refused');
+      assert.match(o.reason!, /127\.0\.0\.3 already has 2 connections that have sent nothing yet/);
+      // Another source is not affected, and a silent one that speaks is served.
+      await send(h.port, [Buffer.from('\x16hello')], { localAddress: '127.0.0.4' });
+      assert.equal((await h.next()).addr, '127.0.0.4');
+      silent[0]!.end('x');
+      assert.equal((await h.next()).rest, 'x');
+      silent[1]!.destroy();
+    } finally {
+      await h.close();
+    }
+  });
   test('refuses a header from it when watching (as the SSH listener does), after handing the socket on at once', async () => {
     const h = await harness({ trusted: only, untrusted: 'watch' });
     try {

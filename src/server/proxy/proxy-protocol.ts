@@ -23,6 +23,7 @@ import { V1ProxyProtocol, V2ProxyProtocol, Command, AddressFamilyType, Transport
 import { addressInRanges, ipText, parseIPv4, parseIPv6, type AddressRange } from '../../util/ip.js';
 import { printable } from '../../util/printable.js';
 import type { ServerLog } from '../runtime.js';
+import type { SourceCounter } from '../limits.js';
 
 /** A v1 header is at most 107 bytes, CRLF included (spec section 2.1). */
 export const V1_MAX_BYTES = 107;
@@ -68,6 +69,11 @@ export interface AcceptProxiedOptions {
    *   and a client may wait for it); needs a consumer that reads with 'data' events, as ssh2 does.
    */
   untrusted: 'peek' | 'watch';
+  /**
+   * With `'peek'`: counts an unlisted peer's connections while their first bytes are awaited (limits.ts sourceKey),
+   * refusing more than its limit, so that wait cannot hold more sockets per source than the listener's own cap.
+   */
+  peekingPerSource?: SourceCounter;
 }
 
 /**
@@ -95,7 +101,10 @@ export function acceptProxied(socket: Socket, opts: AcceptProxiedOptions, onRead
       });
       return;
     }
+    const release = opts.peekingPerSource ? opts.peekingPerSource.acquire(balancer ?? 'unknown') : () => {};
+    if (!release) return refuse(`${balancer} already has ${opts.peekingPerSource!.count(balancer ?? 'unknown')} connections that have sent nothing yet`, 'untrusted');
     return readFraming(socket, opts.timeoutMs ?? HEADER_TIMEOUT_MS, peekFrame, (head, err) => {
+      release();
       if (err !== undefined) return refuse(`${balancer}: ${err}`, 'untrusted');
       if (startsLikeHeader(head)) return refuse(`a PROXY protocol header from ${balancer}, which is not in proxy.proxy_protocol_from`, 'spoofed');
       if (socket.destroyed) return; // reset during the wait: there is nothing to serve

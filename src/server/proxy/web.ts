@@ -116,8 +116,9 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
   // A plain TCP listener in front: a PROXY protocol header (proxy.proxy_protocol_from, proxy-protocol.ts) is read off
   // before TLS starts; the https server then gets the socket as its 'connection', reporting the real client.
   const refusedHeader = refusalReporter(deps.rt.log, 'web');
+  const peekingPerSource = new SourceCounter(limits.maxConnectionsPerAddress);
   const front = createNetServer((raw) =>
-    acceptProxied(raw, { trusted: deps.rt.config.proxy.proxyProtocolFrom, untrusted: 'peek' }, (socket) => server.emit('connection', socket), refusedHeader),
+    acceptProxied(raw, { trusted: deps.rt.config.proxy.proxyProtocolFrom, untrusted: 'peek', peekingPerSource }, (socket) => server.emit('connection', socket), refusedHeader),
   );
   front.maxConnections = limits.maxConnections;
   server.on('secureConnection', adoptProxiedPeer);
