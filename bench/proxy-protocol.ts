@@ -60,10 +60,11 @@ try {
   const { privateKey } = parseOpenSSHPrivateKey(readFileSync(user.paths.privateKey(user.profile.name, user.profile.username), 'utf8'));
   const identity = certIdentity(privateKey, user.cert.blob);
   // ssh2 to the proxy through HAProxy: key exchange, host certificate, user certificate authentication (no node).
-  const handshake = async (port: number): Promise<number> => {
+  const handshake = async (port: number, from = '127.0.0.7', header?: string): Promise<number> => {
     const t0 = performance.now();
-    const sock = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.7' });
+    const sock = connect({ port, host: '127.0.0.1', localAddress: from });
     await once(sock, 'connect');
+    if (header) sock.write(header);
     const c = new ssh2.Client();
     const done = new Promise<void>((resolve, reject) => {
       c.on('error', (e) => reject(new Error(`ssh2 via ${port} failed: ${e.message}`)));
@@ -76,7 +77,7 @@ try {
     sock.destroy();
     return ms;
   };
-  const res = { v2: [] as number[], plain: [] as number[], v2hs: [] as number[], plainhs: [] as number[] };
+  const res = { v2: [] as number[], plain: [] as number[], v2hs: [] as number[], plainhs: [] as number[], directHeader: [] as number[], direct: [] as number[] };
   await sshTrue(v2Port);
   await sshTrue(plainPort);
   for (let i = 0; i < runs; i++) {
@@ -86,6 +87,9 @@ try {
     }
     res.v2hs.push(await handshake(v2Port));
     res.plainhs.push(await handshake(plainPort));
+    // Without HAProxy: the header written by the client itself (from the listed 127.0.0.1), and no header (from 127.0.0.7).
+    res.directHeader.push(await handshake(cluster.sshPort, '127.0.0.1', 'PROXY TCP4 127.0.0.7 127.0.0.1 40000 3023\r\n'));
+    res.direct.push(await handshake(cluster.sshPort));
   }
   const f = (xs: number[]) => xs.length === 0 ? '-' : `${Math.round(median(xs))} ms (min ${Math.round(Math.min(...xs))}, max ${Math.round(Math.max(...xs))})`;
   console.log(`runs: ${runs}`);
@@ -93,6 +97,8 @@ try {
   console.log(`ssh node1 true via HAProxy, no header:     ${f(res.plain)}`);
   console.log(`ssh2 connect + certificate auth at the proxy, send-proxy-v2: ${f(res.v2hs)}`);
   console.log(`ssh2 connect + certificate auth at the proxy, no header:     ${f(res.plainhs)}`);
+  console.log(`same, straight to the proxy, v1 header from the client:     ${f(res.directHeader)}`);
+  console.log(`same, straight to the proxy, no header:                     ${f(res.direct)}`);
   const sessions = cluster.audit().filter((e) => e['event'] === 'session.start');
   console.log(`session.start events from 127.0.0.7: ${sessions.filter((e) => String(e['client_addr']).startsWith('127.0.0.7:')).length}, from 127.0.0.2 (HAProxy, plain): ${sessions.filter((e) => String(e['client_addr']).startsWith('127.0.0.2:')).length}`);
 } finally {
