@@ -182,6 +182,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   // PROXY protocol from proxy.proxy_protocol_from (proxy-protocol.ts): the limits below and ssh2's info.ip see the real client.
   const net: NetServer = createServer({ noDelay: true, highWaterMark: RELAY_BUFFER_BYTES }, (raw) => {
     sockets.add(raw);
+    raw.on('close', () => sockets.delete(raw)); // also when refused before `accepted`
     acceptProxied(raw, { trusted: rt.config.proxy.proxyProtocolFrom, untrusted: 'watch' }, (socket) => accepted(socket), refusedHeader);
   });
   const accepted = (socket: Socket) => {
