@@ -6,9 +6,9 @@
  * - `--relogin=never`: ssh fails with one line holding the `tsh login`
  *   command; that command, run exactly as printed from a shell without
  *   TSH_HOME, logs in, and the same ssh then works;
- * - `--relogin=auto` (file keystore): the block's `Match exec` logs in again
- *   before ssh reads the key files, then ssh works; ssh's stdout carries only
- *   the remote command's output;
+ * - `--relogin=auto` (file keystore, and the keychain with the agent): the
+ *   block's `Match exec` logs in again before ssh reads the key files, then
+ *   ssh works; ssh's stdout carries only the remote command's output;
  * - three ssh processes at once: one browser login (one login.success in
  *   the audit log), all three work;
  * - a relogin lock left by a tsh killed with -9 does not block the next one.
@@ -21,6 +21,8 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
+import { startSshAgent } from '../helpers/ssh-agent.js';
+import { lastJsonLine, runInKeyringSession } from '../client/keyring-session.js';
 import { freePort } from '../helpers/sshd.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { REPO, builtProgram, requireTool, run, tempDir, waitFor, type RunResult } from '../helpers/tools.js';
@@ -117,6 +119,30 @@ describe('plain ssh with an expired certificate logs in again (real IdP, Chromiu
     assert.match(r.stderr, /logging in again through the browser/);
     assert.equal(logins(), before + 1);
     assert.equal(browserCalls(), calls + 1);
+  });
+
+  test('--relogin=auto, keychain keystore (ssh signs through the agent, which held the expired certificate): ssh logs in again by itself and works', async () => {
+    const agent = await startSshAgent(join(tmp.dir, `agent${++homes}.sock`));
+    try {
+      const [before, calls] = [logins(), browserCalls()];
+      const r = await runInKeyringSession('test/e2e/fixtures/keychain-relogin.ts', {
+        components: 'secrets',
+        args: [cluster.configFile, browserScript, LOGIN],
+        env: { SSH_AUTH_SOCK: agent.sock, BROWSER_LOGIN_LOG: browserLog, BROWSER_LOGIN_ACCOUNT: LOGIN },
+        timeoutMs: 180_000,
+      });
+      const got = lastJsonLine<{ keystore: string; block: string; certFile: string; agent: string; ssh: RunResult }>(r);
+      assert.equal(got.keystore, 'keychain');
+      assert.match(got.block, /^Match host \S+ exec ".* proxy ssh --check-login --relogin=auto .*"$/m);
+      assert.equal(got.ssh.code, 0, `${diag(got.ssh)}\n--- session ---\n${r.stderr}`);
+      assert.equal(got.ssh.stdout, 'keychain-ok\n');
+      assert.equal(logins(), before + 1);
+      assert.equal(browserCalls(), calls + 1);
+      // The agent holds the new certificate (the file's), not only the expired one.
+      assert.ok(got.agent.includes(got.certFile.split(' ')[1]!), `agent:\n${got.agent}`);
+    } finally {
+      await agent.stop();
+    }
   });
 
   test('three ssh processes at once with an expired certificate: one login, all three work', async () => {
