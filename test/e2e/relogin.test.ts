@@ -145,6 +145,28 @@ describe('plain ssh with an expired certificate logs in again (real IdP, Chromiu
     }
   });
 
+  test('keychain keystore, valid certificate the agent no longer holds (ssh-add -D): ssh works again without a login', async () => {
+    const agent = await startSshAgent(join(tmp.dir, `agent${++homes}.sock`));
+    try {
+      const [before, calls] = [logins(), browserCalls()];
+      const r = await runInKeyringSession('test/e2e/fixtures/keychain-relogin.ts', {
+        components: 'secrets',
+        args: [cluster.configFile, browserScript, LOGIN, 'agent-cleared'],
+        env: { SSH_AUTH_SOCK: agent.sock, BROWSER_LOGIN_LOG: browserLog, BROWSER_LOGIN_ACCOUNT: LOGIN },
+        timeoutMs: 120_000,
+      });
+      const got = lastJsonLine<{ certFile: string; agent: string; ssh: RunResult }>(r);
+      assert.equal(got.ssh.code, 0, `${diag(got.ssh)}\n--- session ---\n${r.stderr}`);
+      assert.equal(got.ssh.stdout, 'keychain-ok\n');
+      assert.match(got.ssh.stderr, /no longer held your certificate .* added it again from the keychain/);
+      assert.equal(logins(), before, 'no new login');
+      assert.equal(browserCalls(), calls);
+      assert.ok(got.agent.includes(got.certFile.split(' ')[1]!), `agent:\n${got.agent}`);
+    } finally {
+      await agent.stop();
+    }
+  });
+
   test('three ssh processes at once with an expired certificate: one login, all three work', async () => {
     const { login, env } = await expiredLogin('auto');
     const [before, calls] = [logins(), browserCalls()];

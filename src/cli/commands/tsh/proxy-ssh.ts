@@ -109,6 +109,33 @@ async function browserRelogin(proxyFlag: string | undefined, profileName: string
   );
 }
 
+/**
+ * Keychain keystore: the block's identity is the certificate file and the
+ * agent signs, so an agent that lost the certificate (restarted, `ssh-add
+ * -D`) gets it back from the keychain (restoreAgentEntry), no login needed.
+ * Agent trouble is not fatal here: ssh then reports what it can do.
+ */
+async function keepInAgent(creds: Credentials, deps: Deps, log: ((l: string) => void) | undefined): Promise<void> {
+  const { profile } = creds;
+  if (profile.keystore !== 'keychain' || profile.addKeysToAgent === 'no') return;
+  const [{ AgentClient }, { agentComment, restoreAgentEntry }] = await Promise.all([import('../../../client/agent.js'), import('../../../client/agent-entries.js')]);
+  let agent;
+  try {
+    agent = await AgentClient.connect({ env: deps.env, platform: deps.platform, timeoutMs: 3_000 });
+    const added = await restoreAgentEntry(agent, {
+      privateKey: creds.privateKey,
+      certBlob: creds.cert.blob,
+      comment: agentComment(profile.name, profile.username, profile.clusterName),
+      lifetimeSeconds: Number(creds.cert.validBefore) - deps.clock().getTime() / 1000,
+    });
+    if (added) deps.io.stderr.write(`tsh: the ssh-agent no longer held your certificate for ${profile.name}; added it again from the keychain\n`);
+  } catch (err) {
+    log?.(`could not check the ssh-agent: ${(err as Error).message}`);
+  } finally {
+    agent?.close();
+  }
+}
+
 async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const target = parseProxyTarget(opts.target);
   const paths = new TshPaths(deps);
@@ -116,6 +143,7 @@ async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const login = target.user ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
+  await keepInAgent(creds, deps, log);
   const proxy = await connectProxy({ creds, paths, env: deps.env, login, now: deps.clock, ...(log ? { log } : {}) });
   try {
     const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t), creds.relogin);
