@@ -10,7 +10,8 @@
  *   block's `Match exec` logs in again before ssh reads the key files, then
  *   ssh works; ssh's stdout carries only the remote command's output;
  * - three ssh processes at once: one browser login (one login.success in
- *   the audit log), all three work;
+ *   the audit log), all three work; when that one login fails, all three
+ *   fail with the one `tsh login` line and no second login is started;
  * - a relogin lock left by a tsh killed with -9 does not block the next one.
  */
 import { after, before, describe, test } from 'node:test';
@@ -50,7 +51,11 @@ describe('plain ssh with an expired certificate logs in again (real IdP, Chromiu
       clientId: 'jumpgate',
       clientSecret: SECRET,
       redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`],
-      accounts: [{ login: LOGIN, claims: { preferred_username: LOGIN, email_verified: true } }],
+      // `refused`: the cluster maps no role to it, so its logins fail (at the proxy, after the IdP).
+      accounts: [
+        { login: LOGIN, claims: { preferred_username: LOGIN, email_verified: true } },
+        { login: 'refused', claims: { preferred_username: 'refused', email_verified: false } },
+      ],
     });
     mkdirSync(join(tmp.dir, 'cluster'));
     cluster = await startProxyCluster(join(tmp.dir, 'cluster'), { webPort, oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: SECRET } });
@@ -177,6 +182,26 @@ describe('plain ssh with an expired certificate logs in again (real IdP, Chromiu
     }
     assert.equal(browserCalls(), calls + 1, 'one browser login');
     assert.equal(logins(), before + 1, 'one login.success');
+  });
+
+  test('three ssh processes at once and the one login fails: each says so in one line with the tsh login command; no second login', async () => {
+    const { login, env } = await expiredLogin('auto');
+    const refused = { ...env, BROWSER_LOGIN_ACCOUNT: 'refused' };
+    const calls = browserCalls();
+    const rs = await Promise.all([1, 2, 3].map((i) => sshNode(login, refused, `echo parallel-${i}`)));
+    for (const r of rs) {
+      assert.equal(r.code, 255, diag(r));
+      assert.equal(r.stdout, '');
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, /^error: your certificate for localhost expired at \S+, and logging in again failed \(.+\); run `\S+ login --proxy=localhost:\d+ --insecure --tsh-home=\S+` to get a new one$/);
+    }
+    assert.equal(browserCalls(), calls + 1, 'one browser login for the three');
+    // The ProxyCommand with --relogin=never: exit 4, the line on stderr, nothing on stdout (ssh's transport).
+    const never = await run(process.execPath, [builtProgram('tsh'), 'proxy', 'ssh', '--relogin=never', `--tsh-home=${login.paths.home}`, `--proxy=${login.profile.webProxyAddr}`, `${LOGIN}@node1:22`], { env });
+    assert.equal(never.code, 4, never.stderr);
+    assert.equal(never.stdout, '');
+    assert.equal(never.stderr.trim().split('\n').length, 1, never.stderr);
   });
 
   test('a relogin lock left by a tsh killed with -9 does not block the next relogin', async () => {
