@@ -144,11 +144,11 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .action(async (target: string | undefined, o: { proxy?: string; tshHome?: string; relogin: 'auto' | 'never'; checkLogin?: boolean }) => {
       // The flag wins over the environment: ssh run from another process may carry another TSH_HOME, or none.
       const d = o.tshHome !== undefined ? { ...deps, env: { ...deps.env, TSH_HOME: o.tshHome } } : deps;
-      const proxySsh = await import('./commands/tsh/proxy-ssh.js');
       const common = { ...(o.proxy !== undefined ? { proxy: o.proxy } : {}), relogin: o.relogin };
-      if (o.checkLogin) return proxySsh.runCheckLogin(common, d);
+      // The Match exec check runs before every ssh to a node: it never loads ssh2 (relogin.ts, not proxy-ssh.ts).
+      if (o.checkLogin) return (await import('./commands/tsh/relogin.js')).runCheckLogin(common, d);
       if (target === undefined) throw new UsageError('USAGE_NO_TARGET', 'tsh proxy ssh needs the target [user@]host[:port]', { hint: 'in ssh_config: ProxyCommand tsh proxy ssh %r@%h:%p' });
-      await proxySsh.run({ target, ...common }, d);
+      await (await import('./commands/tsh/proxy-ssh.js')).run({ target, ...common }, d);
     });
 
   program

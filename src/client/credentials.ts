@@ -9,7 +9,8 @@ import type { KeyObject } from 'node:crypto';
 import { AuthError } from '../errors.js';
 import { parseCertificateLine, parseOpenSSHPrivateKey, type Certificate } from '../sshcert/index.js';
 import { formatDuration } from '../shared/duration.js';
-import type { KeystoreKind, Profile, ProfileStore } from './profile.js';
+import { ProfileStore, type KeystoreKind, type Profile } from './profile.js';
+import { openProfileKeyStore } from './keystore.js';
 import { nonDefaultTshHome, type TshPaths } from './paths.js';
 import { EXAMPLE_PROXY, loginCommand } from './proxy-addr.js';
 
@@ -154,4 +155,19 @@ export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Cre
     });
   }
   return { profile, privateKey, certLine, cert, relogin, clockLeewaySeconds: opts.leewaySeconds ?? DEFAULT_CLOCK_LEEWAY_SECONDS };
+}
+
+/**
+ * Loads the user's credentials for a profile (AuthError naming the exact
+ * `tsh login` when missing or expired, the clock when not valid yet).
+ * `how`: how hints run tsh, and the clock leeway (credentials.ts).
+ */
+export function credentialsFor(
+  paths: TshPaths,
+  profile: string | undefined,
+  now: Date,
+  how: { program?: string; leewaySeconds?: number; proxyAddr?: string | undefined } = {},
+): Promise<Credentials> {
+  const { proxyAddr, ...rest } = how;
+  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...(proxyAddr ? { proxyAddr } : {}), ...rest });
 }

@@ -1,13 +1,9 @@
 import { UsageError, UserError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
-import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
+import { checkLogin, connectProxy, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
 import type { Credentials } from '../../../client/credentials.js';
-import { ProfileStore } from '../../../client/profile.js';
 import type { Deps } from '../../deps.js';
-import { browserSystem, canOpenBrowser } from '../../ui.js';
-import { credentialOptions } from './client-context.js';
-import { credentialsWithRelogin, type ReloginMode } from './relogin.js';
+import { proxyCredentials, type ReloginMode } from './relogin.js';
 
 export interface ProxySshOptions {
   /** `[user@]host[:port]`, as ssh's `%r@%h:%p` gives it. */
@@ -16,11 +12,6 @@ export interface ProxySshOptions {
   proxy?: string;
   /** `--relogin`: with a certificate a login would fix, log in through the browser (`auto`) or print the `tsh login` line and exit 4 (`never`, the default). */
   relogin?: ReloginMode;
-}
-
-export interface CheckLoginOptions {
-  proxy?: string;
-  relogin: ReloginMode;
 }
 
 /** Splits `[user@]host[:port]`; port 0 when absent (the proxy then uses the node's inventory port). */
@@ -54,62 +45,6 @@ export async function run(opts: ProxySshOptions, deps: Deps): Promise<void> {
 }
 
 /**
- * `tsh proxy ssh --check-login`: what the ssh_config block's `Match exec`
- * runs before ssh reads the identity files, so a relogin there leaves ssh
- * reading the NEW certificate (a relogin in the ProxyCommand alone comes too
- * late: ssh has read the files by then). Logs in again like the
- * ProxyCommand would (`--relogin=auto`), then always returns (exit 0): the
- * `Match exec` section is empty, and the ProxyCommand that runs next prints
- * the one line about whatever is still wrong. Never touches stdout.
- */
-export async function runCheckLogin(opts: CheckLoginOptions, deps: Deps): Promise<void> {
-  try {
-    await credentials(opts, new TshPaths(deps), deps);
-  } catch {
-    // the ProxyCommand says it, once
-  }
-}
-
-/** The credentials for the ProxyCommand, logging in again first when --relogin=auto allows it (relogin.ts). */
-function credentials(opts: { proxy?: string; relogin?: ReloginMode }, paths: TshPaths, deps: Deps): Promise<Credentials> {
-  const profile = profileNameFor(opts.proxy, deps.env);
-  const load = () => credentialsFor(paths, profile, deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
-  return credentialsWithRelogin({
-    mode: opts.relogin ?? 'never',
-    canOpenBrowser: canOpenBrowser(browserSystem(deps)),
-    paths,
-    load,
-    login: () => browserRelogin(opts.proxy, profile, paths, deps),
-    now: () => deps.clock().getTime(),
-    say: (line) => deps.io.stderr.write(`${line}\n`),
-  });
-}
-
-/**
- * The same browser login `tsh login` runs, with the profile's remembered
- * settings (proxy, --insecure, --user, keystore, agent): stdout is ssh's
- * transport, so everything the login says goes to stderr, which ssh shows.
- * The ssh_config block is left as it is (it is what runs us; `tsh login`
- * rewrites it).
- */
-async function browserRelogin(proxyFlag: string | undefined, profileName: string | undefined, paths: TshPaths, deps: Deps): Promise<void> {
-  const [login, ui] = await Promise.all([import('./login.js'), import('../../ui.js')]);
-  let remembered;
-  try {
-    remembered = new ProfileStore(paths).load(profileName);
-  } catch {
-    remembered = undefined; // damaged: the login replaces it
-  }
-  const proxy = proxyFlag ?? remembered?.webProxyAddr;
-  const quiet: Deps = { ...deps, io: { ...deps.io, stdout: deps.io.stderr, stdoutIsTTY: deps.io.stderrIsTTY } };
-  await login.run(
-    { ...(proxy !== undefined ? { proxy } : {}), browser: 'default', keystore: remembered?.keystore ?? 'auto', sshConfig: false },
-    quiet,
-    { openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(quiet)) },
-  );
-}
-
-/**
  * Keychain keystore: the block's identity is the certificate file and the
  * agent signs, so an agent that lost the certificate (restarted, `ssh-add
  * -D`) gets it back from the keychain (restoreAgentEntry), no login needed.
@@ -139,7 +74,7 @@ async function keepInAgent(creds: Credentials, deps: Deps, log: ((l: string) => 
 async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const target = parseProxyTarget(opts.target);
   const paths = new TshPaths(deps);
-  const creds = await credentials(opts, paths, deps);
+  const creds = await proxyCredentials(opts, paths, deps);
   const login = target.user ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;

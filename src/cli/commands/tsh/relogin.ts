@@ -12,13 +12,18 @@
  * winner stored. If that login failed, they do not start another: they fail
  * with the `tsh login ...` line (the outcome is kept in `relogin-result`).
  *
- * Kept light: no undici, no ssh2, no valibot beyond the profile's; the login
- * itself is imported only when one runs.
+ * Kept light (the `Match exec` check runs before every ssh to a node): no
+ * undici, no ssh2; the login itself is imported only when one runs.
  */
 import { readFileSync } from 'node:fs';
 import { AuthError, UserError } from '../../../errors.js';
-import type { Credentials } from '../../../client/credentials.js';
-import type { TshPaths } from '../../../client/paths.js';
+import { credentialsFor, type Credentials } from '../../../client/credentials.js';
+import { TshPaths } from '../../../client/paths.js';
+import { ProfileStore } from '../../../client/profile.js';
+import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
+import type { Deps } from '../../deps.js';
+import { browserSystem, canOpenBrowser } from '../../ui.js';
+import { credentialOptions } from './client-context.js';
 import { writeFileAtomic } from '../../../util/atomic-write.js';
 import { withLockFileAsync } from '../../../util/lockfile.js';
 import { printable } from '../../../util/printable.js';
@@ -152,4 +157,65 @@ function record(paths: Pick<TshPaths, 'reloginResult'>, r: ReloginResult): void 
   } catch {
     // Only an optimisation for the waiters: they then try a login themselves.
   }
+}
+
+export interface CheckLoginOptions {
+  proxy?: string;
+  relogin: ReloginMode;
+}
+
+/**
+ * `tsh proxy ssh --check-login`: what the ssh_config block's `Match exec`
+ * runs before ssh reads the identity files, so a relogin there leaves ssh
+ * reading the NEW certificate (a relogin in the ProxyCommand alone comes too
+ * late: ssh has read the files by then). Logs in again like the
+ * ProxyCommand would (`--relogin=auto`), then always returns (exit 0): the
+ * `Match exec` section is empty, and the ProxyCommand that runs next prints
+ * the one line about whatever is still wrong. Never touches stdout.
+ */
+export async function runCheckLogin(opts: CheckLoginOptions, deps: Deps): Promise<void> {
+  try {
+    await proxyCredentials(opts, new TshPaths(deps), deps);
+  } catch {
+    // the ProxyCommand says it, once
+  }
+}
+
+/** The credentials for `tsh proxy ssh` (`--proxy`, TSH_PROXY or the current profile), logging in again first when --relogin=auto allows it (credentialsWithRelogin). */
+export function proxyCredentials(opts: { proxy?: string; relogin?: ReloginMode }, paths: TshPaths, deps: Deps): Promise<Credentials> {
+  const profile = profileNameFor(opts.proxy, deps.env);
+  const load = () => credentialsFor(paths, profile, deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
+  return credentialsWithRelogin({
+    mode: opts.relogin ?? 'never',
+    canOpenBrowser: canOpenBrowser(browserSystem(deps)),
+    paths,
+    load,
+    login: () => browserRelogin(opts.proxy, profile, paths, deps),
+    now: () => deps.clock().getTime(),
+    say: (line) => deps.io.stderr.write(`${line}\n`),
+  });
+}
+
+/**
+ * The same browser login `tsh login` runs, with the profile's remembered
+ * settings (proxy, --insecure, --user, keystore, agent): stdout is ssh's
+ * transport, so everything the login says goes to stderr, which ssh shows.
+ * The ssh_config block is left as it is (it is what runs us; `tsh login`
+ * rewrites it).
+ */
+async function browserRelogin(proxyFlag: string | undefined, profileName: string | undefined, paths: TshPaths, deps: Deps): Promise<void> {
+  const [login, ui] = await Promise.all([import('./login.js'), import('../../ui.js')]);
+  let remembered;
+  try {
+    remembered = new ProfileStore(paths).load(profileName);
+  } catch {
+    remembered = undefined; // damaged: the login replaces it
+  }
+  const proxy = proxyFlag ?? remembered?.webProxyAddr;
+  const quiet: Deps = { ...deps, io: { ...deps.io, stdout: deps.io.stderr, stdoutIsTTY: deps.io.stderrIsTTY } };
+  await login.run(
+    { ...(proxy !== undefined ? { proxy } : {}), browser: 'default', keystore: remembered?.keystore ?? 'auto', sshConfig: false },
+    quiet,
+    { openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(quiet)) },
+  );
 }
