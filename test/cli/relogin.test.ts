@@ -20,7 +20,8 @@ import { credentialsWithRelogin, FIXED_BY_LOGIN, readReloginResult, RELOGIN_LOCK
 import { LOGIN_WAIT_MS } from '../../src/client/login.js';
 import { canOpenBrowser } from '../../src/cli/ui.js';
 import { withLockFileAsync } from '../../src/util/lockfile.js';
-import { tempDir } from '../helpers/tools.js';
+import { runProgram, tempDir } from '../helpers/tools.js';
+import { freePort } from '../helpers/sshd.js';
 
 const CREDS = { relogin: 'tsh login --proxy=jump.example.org:3080' } as unknown as Credentials;
 const expired = () => new AuthError('CERT_EXPIRED', 'your certificate for jump.example.org expired at 2026-01-01T00:00:00.000Z', { hint: 'run `tsh login --proxy=jump.example.org:3080 --insecure` to get a new one' });
@@ -188,5 +189,26 @@ describe('the tsh login line names a TSH_HOME that is not the default', () => {
     assert.equal(profileLoginCommand(profile, same), 'tsh login --proxy=localhost:3080 --user=al --insecure');
     const odd = new TshPaths({ env: { TSH_HOME: "/srv/al's tsh" }, homedir: '/home/al', platform: 'linux' });
     assert.equal(profileLoginCommand(profile, odd), `tsh login --proxy=localhost:3080 --user=al --insecure --tsh-home='/srv/al'\\''s tsh'`);
+  });
+});
+
+describe('tsh proxy ssh --relogin=auto with no TSH_HOME yet (bin/tsh)', () => {
+  test('creates TSH_HOME for its lock, tries the login, and fails in one line naming the command; nothing on stdout; exit 4', async () => {
+    const tmp = tempDir('relogin-fresh');
+    try {
+      const home = join(tmp.dir, 'not-yet');
+      const port = await freePort(); // nothing listens there
+      const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: tmp.dir, BROWSER: 'true' };
+      const r = await runProgram('tsh', ['proxy', 'ssh', '--relogin=auto', `--tsh-home=${home}`, `--proxy=127.0.0.1:${port}`, 'al@node1'], { env });
+      assert.equal(r.code, 4, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /^tsh: not logged in for 127\.0\.0\.1; logging in again through the browser \(--relogin=auto\)$/m);
+      const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+      assert.equal(errors.length, 1, r.stderr);
+      assert.match(errors[0]!, new RegExp(`logging in again failed \\(.*connection refused.*\\); run \`\\S*tsh login --proxy=127\\.0\\.0\\.1:${port} --tsh-home=\\S+not-yet\` first$`));
+      assert.equal(readReloginResult(new TshPaths({ env: { TSH_HOME: home }, homedir: tmp.dir, platform: 'linux' }))?.outcome, 'failed');
+    } finally {
+      tmp.cleanup();
+    }
   });
 });

@@ -97,6 +97,8 @@ export interface ReloginOptions {
   now: () => number;
   /** One line for the user, on stderr. */
   say: (line: string) => void;
+  /** Creates TSH_HOME (0700) before the lock goes there: a first login has none yet. */
+  ensureHome?: () => void;
 }
 
 /**
@@ -117,6 +119,7 @@ export async function credentialsWithRelogin(o: ReloginOptions): Promise<Credent
     refused = err;
   }
   const wanted = o.now();
+  o.ensureHome?.();
   const failed = (why: string, cause?: unknown) =>
     new AuthError('RELOGIN_FAILED', `${refused.message}, and logging in again failed (${why})`, { ...(cause !== undefined ? { cause } : {}), ...(refused.hint ? { hint: refused.hint } : {}) });
   try {
@@ -193,6 +196,7 @@ export function proxyCredentials(opts: { proxy?: string; relogin?: ReloginMode }
     login: () => browserRelogin(opts.proxy, profile, paths, deps),
     now: () => deps.clock().getTime(),
     say: (line) => deps.io.stderr.write(`${line}\n`),
+    ensureHome: () => new ProfileStore(paths).ensureDirs(),
   });
 }
 
