@@ -237,6 +237,9 @@ export async function startHaCluster(o: HaClusterOptions): Promise<HaCluster> {
         '    StrictHostKeyChecking yes',
         '    BatchMode yes',
         '    ConnectTimeout 10',
+        // A session whose proxy died mid-way ends within seconds instead of waiting for TCP to give up.
+        '    ServerAliveInterval 2',
+        '    ServerAliveCountMax 3',
         '    LogLevel ERROR',
         '',
       ].join('\n'),

@@ -29,7 +29,12 @@ export interface HaproxyOptions extends HaproxyBackends {
   dir: string;
   /** Host of the backends (default 127.0.0.1). */
   backendHost?: string;
+  /** Health check interval, ms (default CHECK_INTERVAL_MS); a test of redispatch alone makes it long. */
+  checkIntervalMs?: number;
 }
+
+/** How often HAProxy checks each proxy (with `fall 1`: a dead one is out within about this long). */
+export const CHECK_INTERVAL_MS = 300;
 
 /** One row of `show stat`: a frontend, backend or server with its state. */
 export interface HaproxyStat {
@@ -74,8 +79,9 @@ export const serverName = (i: number): string => `jumpgate${i + 1}`;
  * - `timeout client/server 1h` and `timeout tunnel 8h`: an idle SSH session
  *   (tsh sends keepalives every 30 s) is never cut by the balancer.
  */
-export function haproxyConfig(o: { webBind: string; sshBind: string; backends: HaproxyBackends; backendHost?: string; statsSocket?: string }): string {
+export function haproxyConfig(o: { webBind: string; sshBind: string; backends: HaproxyBackends; backendHost?: string; statsSocket?: string; checkIntervalMs?: number }): string {
   const host = o.backendHost ?? '127.0.0.1';
+  const inter = `${o.checkIntervalMs ?? CHECK_INTERVAL_MS}ms`;
   const servers = (ports: number[]) => ports.map((p, i) => `    server ${serverName(i)} ${host}:${p} check`);
   return [
     'global',
@@ -96,7 +102,7 @@ export function haproxyConfig(o: { webBind: string; sshBind: string; backends: H
     '    timeout server-fin 30s',
     '    retries 3',
     '    option redispatch 1',
-    '    default-server inter 300ms fastinter 300ms downinter 300ms fall 1 rise 1',
+    `    default-server inter ${inter} fastinter ${inter} downinter ${inter} fall 1 rise 1`,
     '',
     'frontend jumpgate_web',
     `    bind ${o.webBind}`,
@@ -127,7 +133,14 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
     const configFile = join(opts.dir, 'haproxy.cfg');
     writeFileSync(
       configFile,
-      haproxyConfig({ webBind: `127.0.0.1:${webPort}`, sshBind: `127.0.0.1:${sshPort}`, backends: opts, ...(opts.backendHost ? { backendHost: opts.backendHost } : {}), statsSocket }),
+      haproxyConfig({
+        webBind: `127.0.0.1:${webPort}`,
+        sshBind: `127.0.0.1:${sshPort}`,
+        backends: opts,
+        statsSocket,
+        ...(opts.backendHost ? { backendHost: opts.backendHost } : {}),
+        ...(opts.checkIntervalMs ? { checkIntervalMs: opts.checkIntervalMs } : {}),
+      }),
     );
     const check = await run(haproxy, ['-c', '-q', '-f', configFile]);
     if (check.code !== 0) throw new Error(`haproxy rejected its test config:\n${check.stderr}${check.stdout}`);
