@@ -38,6 +38,8 @@ export interface HaClusterOptions {
   storage: 'dir' | 'postgres';
   /** HAProxy in front (required with two proxies). */
   haproxy: boolean;
+  /** HAProxy connects from each client's own address (`usesrc clientip`; benchmarks: see haproxy.ts). */
+  preserveClientAddr?: boolean;
   /** Start the development IdP with these accounts and configure auth.oidc. */
   oidc?: { accounts: DevAccount[] };
   /** Inventory names, all on the one sshd (default node1). */
@@ -129,7 +131,7 @@ export async function startHaCluster(o: HaClusterOptions): Promise<HaCluster> {
     if (o.haproxy) {
       const hdir = join(o.dir, 'haproxy');
       mkdirSync(hdir);
-      const h = await startHaproxy({ dir: hdir, web: ports.map((p) => p.web), ssh: ports.map((p) => p.ssh) });
+      const h = await startHaproxy({ dir: hdir, web: ports.map((p) => p.web), ssh: ports.map((p) => p.ssh), ...(o.preserveClientAddr ? { preserveClientAddr: true } : {}) });
       cleanups.push(() => h.stop());
       haproxy = h;
     }

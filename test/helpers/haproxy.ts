@@ -31,6 +31,14 @@ export interface HaproxyOptions extends HaproxyBackends {
   backendHost?: string;
   /** Health check interval, ms (default CHECK_INTERVAL_MS); a test of redispatch alone makes it long. */
   checkIntervalMs?: number;
+  /**
+   * Connect to the proxies from each client's own address (`source 0.0.0.0
+   * usesrc clientip`: transparent proxying, root only). On loopback every
+   * 127.x address is local, so this just works; benchmarks use it so the
+   * per-source limits see many clients, not one balancer. In production it
+   * needs TPROXY routing: see README "Several proxies".
+   */
+  preserveClientAddr?: boolean;
 }
 
 /** How often HAProxy checks each proxy (with `fall 1`: a dead one is out within about this long). */
@@ -79,7 +87,15 @@ export const serverName = (i: number): string => `jumpgate${i + 1}`;
  * - `timeout client/server 1h` and `timeout tunnel 8h`: an idle SSH session
  *   (tsh sends keepalives every 30 s) is never cut by the balancer.
  */
-export function haproxyConfig(o: { webBind: string; sshBind: string; backends: HaproxyBackends; backendHost?: string; statsSocket?: string; checkIntervalMs?: number }): string {
+export function haproxyConfig(o: {
+  webBind: string;
+  sshBind: string;
+  backends: HaproxyBackends;
+  backendHost?: string;
+  statsSocket?: string;
+  checkIntervalMs?: number;
+  preserveClientAddr?: boolean;
+}): string {
   const host = o.backendHost ?? '127.0.0.1';
   const inter = `${o.checkIntervalMs ?? CHECK_INTERVAL_MS}ms`;
   const servers = (ports: number[]) => ports.map((p, i) => `    server ${serverName(i)} ${host}:${p} check`);
@@ -114,10 +130,12 @@ export function haproxyConfig(o: { webBind: string; sshBind: string; backends: H
     '',
     'backend web',
     '    balance roundrobin',
+    ...(o.preserveClientAddr ? ['    source 0.0.0.0 usesrc clientip'] : []),
     ...servers(o.backends.web),
     '',
     'backend ssh',
     '    balance roundrobin',
+    ...(o.preserveClientAddr ? ['    source 0.0.0.0 usesrc clientip'] : []),
     ...servers(o.backends.ssh),
     '',
   ].join('\n');
@@ -140,6 +158,7 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
         statsSocket,
         ...(opts.backendHost ? { backendHost: opts.backendHost } : {}),
         ...(opts.checkIntervalMs ? { checkIntervalMs: opts.checkIntervalMs } : {}),
+        ...(opts.preserveClientAddr ? { preserveClientAddr: true } : {}),
       }),
     );
     const check = await run(haproxy, ['-c', '-q', '-f', configFile]);
