@@ -51,26 +51,14 @@ import {
   formatPublicKeyLine,
   generateKeyPair,
 } from '../src/sshcert/index.js';
-import { openProxiedSession, sessionCredentials, type SessionCredentials } from './ssh-session.js';
+import { LIFTED_LIMITS, NODE_SSHD_SETTINGS, openProxiedSession, sessionCredentials, type SessionCredentials } from './ssh-session.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { startHaCluster } from '../test/helpers/ha-cluster.js';
 import { freePort, startSshd, type SshdNode } from '../test/helpers/sshd.js';
 import { tempDir } from '../test/helpers/tools.js';
 import { formatSection, writeSections } from './report.js';
 
-/** sshd settings for a node that takes this load (README: "Nodes behind the proxy"). */
-export const NODE_SSHD_SETTINGS = [
-  // Unauthenticated connections: start refusing 30% at 500, all at 1000 (default 10:30:100 drops bursts).
-  'MaxStartups 500:30:1000',
-  // Per connection; the load test opens at most one channel on a node connection.
-  'MaxSessions 10',
-];
 
-/** One user holds every session: lift the per-user caps (the nodes' MaxStartups is raised too, NODE_SSHD_SETTINGS). Lines under `proxy:`. */
-const LIFTED_LIMITS = [
-  'limits:',
-  ...['max_connections_per_user', 'max_channels_per_connection', 'max_sessions_per_user', 'max_concurrent_node_dials_per_user', 'max_concurrent_node_dials_per_node'].map((k) => `  ${k}: 1000000`),
-];
 
 const SOURCE_ADDRS = Array.from({ length: 50 }, (_, i) => `127.0.0.${i + 2}`);
 

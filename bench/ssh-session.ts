@@ -15,6 +15,20 @@ import { openNodeChannel, sshOver } from '../src/client/proxy-conn.js';
 import { parseCertificateLine, parseOpenSSHPrivateKey, parsePublicKeyLine, type PublicKey } from '../src/sshcert/index.js';
 import { certIdentity } from '../src/sshconn/index.js';
 
+/** sshd settings for a node that takes this load (README: "Nodes behind the proxy"). */
+export const NODE_SSHD_SETTINGS = [
+  // Unauthenticated connections: start refusing 30% at 500, all at 1000 (default 10:30:100 drops bursts).
+  'MaxStartups 500:30:1000',
+  // Per connection; the load test opens at most one channel on a node connection.
+  'MaxSessions 10',
+];
+
+/** One user holds every session: lift the per-user caps (the nodes' MaxStartups is raised too, NODE_SSHD_SETTINGS). Lines under `proxy:`. */
+export const LIFTED_LIMITS = [
+  'limits:',
+  ...['max_connections_per_user', 'max_channels_per_connection', 'max_sessions_per_user', 'max_concurrent_node_dials_per_user', 'max_concurrent_node_dials_per_node'].map((k) => `  ${k}: 1000000`),
+];
+
 /** Who opens sessions: the user's key and certificate, and the host CA keys that vouch for the proxy and the nodes. */
 export interface SessionCredentials {
   identity: ReturnType<typeof certIdentity>;
