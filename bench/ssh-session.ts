@@ -7,7 +7,7 @@
  *   4. a second SSH connection over that channel to NODE's sshd, authenticated
  *      with the same certificate (sshd checks it against TrustedUserCAKeys).
  * Shared by `npm run load` (held and churned sessions) and the storage
- * benchmark (short sessions: open, `true`, close).
+ * benchmark (short sessions: open, the sftp subsystem, close).
  */
 import { connect as netConnect } from 'node:net';
 import type ssh2 from 'ssh2';
@@ -69,17 +69,22 @@ export async function openProxiedSession(o: { proxyPort: number; node: string; c
   }
 }
 
-/** A short session: open, run `true` on the node, close both connections. Rejects unless `true` exited 0. */
+/**
+ * A short session: open, start the `sftp` subsystem on the node (sshd's
+ * internal-sftp: a session channel, no login shell), end it, close both
+ * connections. Not `true`: sshd runs commands through the login shell, and
+ * root's ~/.bashrc takes about 2.7 s on the test machines, which would make
+ * every set-up measure bash. Rejects unless the node accepted the subsystem.
+ */
 export async function shortSession(o: Parameters<typeof openProxiedSession>[0]): Promise<void> {
   const s = await openProxiedSession(o);
   try {
     await new Promise<void>((resolve, reject) => {
-      s.inner.exec('true', (err, ch) => {
+      s.inner.subsys('sftp', (err, ch) => {
         if (err) return reject(err);
-        let code: number | undefined;
-        ch.on('exit', (c: number) => (code = c));
-        ch.on('close', () => (code === 0 ? resolve() : reject(new Error(`true exited ${code}`))));
+        ch.on('close', () => resolve());
         ch.resume();
+        ch.end();
       });
     });
   } finally {
