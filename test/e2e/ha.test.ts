@@ -199,16 +199,22 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
     // A certificate from the new key only (grace 0: the old key is no longer trusted anywhere).
     const signed = await c.tctl(['auth', 'sign', '--user=root', '--roles=user', '--format=openssh', `--out=${c.userKeyFile}`]);
     assert.equal(signed.code, 0, signed.stderr);
+    const seenAfter: number[] = [];
     for (let i = 0; i < c.proxies.length; i++) {
-      let last = '';
       for (;;) {
+        // Attempts are slow on a busy machine (two tctl runs, two SSH handshakes): an attempt refused counts
+        // against the proxy only when it started 5 s or more after the rotation.
+        const attempt = Date.now();
         const r = await run(ssh, sshShortArgs(c, 'node1', c.jumpAlias(i)), { timeoutMs: 20_000 });
-        if (r.code === 0) break;
-        last = r.stderr;
-        assert.ok(Date.now() - t0 < 5_000, `proxy ${i + 1} still refuses a certificate of the new user CA key 5 s after the rotation: ${last}`);
+        if (r.code === 0) {
+          seenAfter.push(Date.now() - t0);
+          break;
+        }
+        assert.ok(attempt - t0 < 5_000, `proxy ${i + 1} still refused a certificate of the new user CA key ${attempt - t0} ms after the rotation: ${r.stderr}`);
         await new Promise((r) => setTimeout(r, 200));
       }
     }
+    process.stderr.write(`ha: the rotation was accepted through proxy 1 and 2 by ${seenAfter.join(' and ')} ms after tctl returned\n`);
   });
 
   test('audit events from both proxies land in one ordered log, each with its proxy\'s server_id', { timeout: 60_000 }, async () => {
