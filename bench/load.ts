@@ -615,7 +615,7 @@ async function coordinator(o: Opts): Promise<void> {
       "(tsh's own `sshOver` and `openNodeChannel`), 50 loopback source addresses. A session is an SSH connection to the proxy",
       'authenticated with a user certificate, the subsystem `proxy:NODE:22`, and a second SSH connection through it to the node\'s sshd,',
       'authenticated with the same certificate. Idle: both authenticated, no channel on the node (like `ssh -N`), keepalives every 30 s.',
-      'RSS is VmRSS of the jumpgate process (default V8 flags), garbage not yet collected included; the baseline is taken after 50',
+      `RSS is VmRSS of the jumpgate ${target.pids.length > 1 ? 'processes, summed' : 'process'} (default V8 flags), garbage not yet collected included; the baseline is taken after 50`,
       'warm-up sessions were opened and closed. CPU from /proc/<pid>/stat (utime + stime); sshd CPU from the listeners\' cutime + cstime.',
       `The client processes, the proxy and the sshd nodes share the same 2 cores (1-minute load average ${load0.toFixed(1)} before the churn,`,
       `${loadAfter.toFixed(1)} after): the new-session rate is what the machine as a whole reached, CPU per session says who spent it.`,
