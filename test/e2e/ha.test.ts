@@ -191,7 +191,7 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
     }
   });
 
-  test('tctl auth rotate --type=user against the database is seen by both proxies within 5 s', { timeout: 60_000 }, async () => {
+  test('tctl auth rotate --type=user against the database is seen by both proxies within 5 s', { timeout: 60_000 }, async (t) => {
     const rotated = await c.tctl(['auth', 'rotate', '--type=user', '--grace-period=0']);
     assert.equal(rotated.code, 0, rotated.stderr);
     const t0 = Date.now();
@@ -214,7 +214,7 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    process.stderr.write(`ha: the rotation was accepted through proxy 1 and 2 by ${seenAfter.join(' and ')} ms after tctl returned\n`);
+    t.diagnostic(`the rotation was accepted through proxy 1 and 2 by ${seenAfter.join(' and ')} ms after tctl returned`);
   });
 
   test('audit events from both proxies land in one ordered log, each with its proxy\'s server_id', { timeout: 60_000 }, async () => {
@@ -246,7 +246,7 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
     }
   });
 
-  test('the database stopped: a running session goes on, a new login gets STORE_UNAVAILABLE (503), both recover by themselves', { timeout: 90_000 }, async () => {
+  test('the database stopped: a running session goes on, a new login gets STORE_UNAVAILABLE (503), both recover by themselves', { timeout: 90_000 }, async (t) => {
     const session = spawn(ssh, sshArgs(c, 'node1', ['cat']), { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -284,13 +284,14 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
         }
       }
     }
+    t.diagnostic(`both proxies issued a login again ${Date.now() - t0} ms after the database was back`);
     session.stdin!.write('after\n');
     await waitFor(() => out.includes('after\n') || session.exitCode !== null, 'the session echoing after the database returned', 10_000);
     session.stdin!.end();
     assert.equal(await ended, 0, err);
   });
 
-  test('kill -9 of one proxy under plain ssh load: only sessions in flight on it fail, every later one succeeds and is audited', { timeout: 120_000 }, async () => {
+  test('kill -9 of one proxy under plain ssh load: only sessions in flight on it fail, every later one succeeds and is audited', { timeout: 120_000 }, async (t) => {
     const auditedBefore = new Set((await auditRows()).map((r) => r['seq']));
     const runs: SessionRun[] = [];
     let stop = false;
@@ -327,9 +328,9 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
     const failed = runs.filter((r) => r.code !== 0);
     const after = runs.filter((r) => r.start > killAt);
     const inWindow = after.filter((r) => r.start <= killAt + downAfterMs);
-    process.stderr.write(
-      `ha: ${runs.length} sessions, ${failed.length} failed (all in flight at the kill), ${after.length} started after the kill ` +
-        `(${inWindow.length} before HAProxy marked the proxy DOWN ${downAfterMs} ms after the kill), redispatches ${stats?.redispatches ?? '?'}, retries ${stats?.retries ?? '?'}\n`,
+    t.diagnostic(
+      `${runs.length} sessions, ${failed.length} failed (all in flight at the kill), ${after.length} started after the kill ` +
+        `(${inWindow.length} before HAProxy marked the proxy DOWN ${downAfterMs} ms after the kill), redispatches ${stats?.redispatches ?? '?'}, retries ${stats?.retries ?? '?'}`,
     );
     assert.ok(after.length >= 4, `sessions started after the kill: ${after.length}`);
     for (const f of failed) assert.ok(f.start < killAt, `a session started ${f.start - killAt} ms after the kill failed (exit ${f.code}): ${f.stderr}`);
