@@ -29,8 +29,6 @@ export interface HaproxyOptions extends HaproxyBackends {
   dir: string;
   /** Host of the backends (default 127.0.0.1). */
   backendHost?: string;
-  /** Health check interval, ms (default CHECK_INTERVAL_MS); a test of redispatch alone makes it long. */
-  checkIntervalMs?: number;
   /**
    * Connect to the proxies from each client's own address (`source 0.0.0.0
    * usesrc clientip`: transparent proxying, root only). On loopback every
@@ -67,6 +65,8 @@ export interface Haproxy {
   log(): string;
   /** `show stat` over the admin socket, parsed. */
   stats(): Promise<HaproxyStat[]>;
+  /** One command of HAProxy's runtime API over the admin socket (e.g. `disable health web/jumpgate1`); resolves with its answer. */
+  admin(command: string): Promise<string>;
   /** Waits until `server` of `backend` (web or ssh) shows `status` (e.g. DOWN after a kill); resolves with the ms waited. */
   waitForStatus(backend: 'web' | 'ssh', server: string, status: string, timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
@@ -93,11 +93,10 @@ export function haproxyConfig(o: {
   backends: HaproxyBackends;
   backendHost?: string;
   statsSocket?: string;
-  checkIntervalMs?: number;
   preserveClientAddr?: boolean;
 }): string {
   const host = o.backendHost ?? '127.0.0.1';
-  const inter = `${o.checkIntervalMs ?? CHECK_INTERVAL_MS}ms`;
+  const inter = `${CHECK_INTERVAL_MS}ms`;
   const servers = (ports: number[]) => ports.map((p, i) => `    server ${serverName(i)} ${host}:${p} check`);
   return [
     'global',
@@ -157,7 +156,6 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
         backends: opts,
         statsSocket,
         ...(opts.backendHost ? { backendHost: opts.backendHost } : {}),
-        ...(opts.checkIntervalMs ? { checkIntervalMs: opts.checkIntervalMs } : {}),
         ...(opts.preserveClientAddr ? { preserveClientAddr: true } : {}),
       }),
     );
@@ -175,13 +173,15 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
       if (attempt < 3 && /Address already in use|cannot bind/i.test(log)) continue;
       throw new Error(`haproxy did not start on 127.0.0.1:${webPort}/${sshPort}:\n${log}`);
     }
-    const stats = () => showStat(statsSocket);
+    const admin = (command: string) => adminCommand(statsSocket, command);
+    const stats = async () => parseStat(await admin('show stat'));
     return {
       webPort,
       sshPort,
       configFile,
       log: () => log,
       stats,
+      admin,
       async waitForStatus(backend, server, status, timeoutMs = 10_000) {
         const t0 = Date.now();
         for (;;) {
@@ -203,34 +203,36 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
   }
 }
 
-/** `show stat` on the admin socket: a CSV whose header line starts with "# ". */
-function showStat(socket: string): Promise<HaproxyStat[]> {
+/** Sends one command to the admin socket; HAProxy answers and closes the connection. */
+function adminCommand(socket: string, command: string): Promise<string> {
+  if (/[\r\n;]/.test(command)) throw new Error(`haproxy admin: one command, no separators: ${JSON.stringify(command)}`);
   return new Promise((resolve, reject) => {
     const s = connect(socket);
     let text = '';
     s.on('data', (b: Buffer) => (text += b.toString()));
     s.once('error', reject);
-    s.once('connect', () => s.write('show stat\n'));
-    s.once('close', () => {
-      const [header, ...rows] = text.split('\n').filter((l) => l.trim() !== '');
-      if (!header?.startsWith('# ')) return reject(new Error(`haproxy stats: unexpected answer ${JSON.stringify(text.slice(0, 200))}`));
-      const cols = header.slice(2).split(',');
-      const at = (r: string[], name: string) => r[cols.indexOf(name)] ?? '';
-      resolve(
-        rows.map((line) => {
-          const r = line.split(',');
-          return {
-            proxy: at(r, 'pxname'),
-            server: at(r, 'svname'),
-            status: at(r, 'status'),
-            total: Number(at(r, 'stot')) || 0,
-            connectErrors: Number(at(r, 'econ')) || 0,
-            retries: Number(at(r, 'wretr')) || 0,
-            redispatches: Number(at(r, 'wredis')) || 0,
-          };
-        }),
-      );
-    });
+    s.once('connect', () => s.write(`${command}\n`));
+    s.once('close', () => resolve(text));
+  });
+}
+
+/** `show stat`'s CSV, whose header line starts with "# ". */
+function parseStat(text: string): HaproxyStat[] {
+  const [header, ...rows] = text.split('\n').filter((l) => l.trim() !== '');
+  if (!header?.startsWith('# ')) throw new Error(`haproxy stats: unexpected answer ${JSON.stringify(text.slice(0, 200))}`);
+  const cols = header.slice(2).split(',');
+  const at = (r: string[], name: string) => r[cols.indexOf(name)] ?? '';
+  return rows.map((line) => {
+    const r = line.split(',');
+    return {
+      proxy: at(r, 'pxname'),
+      server: at(r, 'svname'),
+      status: at(r, 'status'),
+      total: Number(at(r, 'stot')) || 0,
+      connectErrors: Number(at(r, 'econ')) || 0,
+      retries: Number(at(r, 'wretr')) || 0,
+      redispatches: Number(at(r, 'wredis')) || 0,
+    };
   });
 }
 
