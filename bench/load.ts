@@ -42,8 +42,6 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import type ssh2 from 'ssh2';
 import { loadServerConfig } from '../src/config/index.js';
-import { AuditLog } from '../src/server/auth/audit.js';
-import { CaStore } from '../src/server/auth/ca.js';
 import { issueHostCertificate, issueUserCertificate } from '../src/server/auth/issuer.js';
 import {
   encodeCertificateLine,
@@ -56,6 +54,7 @@ import { startCluster } from '../test/helpers/cluster.js';
 import { startHaCluster } from '../test/helpers/ha-cluster.js';
 import { freePort, startSshd, type SshdNode } from '../test/helpers/sshd.js';
 import { tempDir } from '../test/helpers/tools.js';
+import { openDirState } from '../test/helpers/runtime.js';
 import { formatSection, writeSections } from './report.js';
 
 
@@ -417,17 +416,16 @@ async function setUpDir(o: Opts, dir: string): Promise<Target> {
   const preFile = join(dir, 'pre.yaml');
   writeFileSync(preFile, yaml([]));
   const pre = loadServerConfig(preFile);
-  const clock = () => new Date();
-  const ca = new CaStore(dataDir, clock);
-  const audit = new AuditLog(dataDir, clock);
+  const state = await openDirState(dataDir, { serverId: 'load' });
+  const { ca, audit, clock } = state;
   const hostKey = generateKeyPair('ed25519');
   const userKey = generateKeyPair('ed25519');
   let hostCert, userCert;
   try {
-    hostCert = issueHostCertificate({ names: nodeNames, publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'load' }, { config: pre, ca, audit, clock });
-    userCert = issueUserCertificate({ username: 'root', roles: ['user'], publicKey: userKey.publicKey, via: 'load' }, { config: pre, ca, audit, clock });
+    hostCert = await issueHostCertificate({ names: nodeNames, publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'load' }, { config: pre, ca, audit, clock });
+    userCert = await issueUserCertificate({ username: 'root', roles: ['user'], publicKey: userKey.publicKey, via: 'load' }, { config: pre, ca, audit, clock });
   } finally {
-    audit.close();
+    await state.close();
   }
   const hostKeyFile = join(dir, 'node_host_key');
   writeFileSync(hostKeyFile, encodeOpenSSHPrivateKey(hostKey.privateKey, 'load'), { mode: 0o600 });

@@ -23,6 +23,8 @@ export const VENDOR = {
   ssh2: ['ssh2', 'ssh2/lib/protocol/crypto.js', 'ssh2/lib/protocol/constants.js'],
   undici: ['undici'],
   'node-forge': ['node-forge'],
+  // The postgres storage backend (jumpgate, tctl): loaded only when storage.type is postgres.
+  pg: ['pg'],
 };
 
 const SEA_LOADER = resolve('src/cli/sea.ts');
@@ -86,7 +88,8 @@ function common(sea) {
     // Native addons and packages that load files relative to themselves stay external.
     // ssh2's optional native crypto addon (*.node) and cpu-features stay out: ssh2
     // require()s them inside try/catch and falls back to node:crypto.
-    external: sea ? [] : ['@napi-rs/keyring', 'cpu-features', '*.node'],
+    // pg's optional native binding (pg-native, not installed) is required only by its `native` getter.
+    external: sea ? [] : ['@napi-rs/keyring', 'cpu-features', '*.node', 'pg-native'],
   };
 }
 
@@ -142,7 +145,7 @@ function vendorChunks(sea) {
 const absentInSea = {
   name: 'absent-in-sea',
   setup(b) {
-    b.onResolve({ filter: /(\.node$|^cpu-features$)/ }, (args) => ({ path: args.path, namespace: 'absent-in-sea' }));
+    b.onResolve({ filter: /(\.node$|^cpu-features$|^pg-native$)/ }, (args) => ({ path: args.path, namespace: 'absent-in-sea' }));
     b.onLoad({ filter: /.*/, namespace: 'absent-in-sea' }, (args) => ({
       contents: `throw new Error(${JSON.stringify(`${args.path} is not part of a single executable`)});`,
       loader: 'js',

@@ -10,6 +10,12 @@ import * as authExport from './commands/tctl/auth-export.js';
 import * as authSign from './commands/tctl/auth-sign.js';
 import * as authRotate from './commands/tctl/auth-rotate.js';
 import * as nodesLs from './commands/tctl/nodes-ls.js';
+import * as auditLs from './commands/tctl/audit-ls.js';
+import * as storageMigrate from './commands/tctl/storage-migrate.js';
+import * as storageRekey from './commands/tctl/storage-rekey.js';
+import { loadServerConfig } from '../config/index.js';
+import { openStateBackend } from '../server/storage/index.js';
+import { hostname } from 'node:os';
 
 /** Builds `tctl`: the admin's tool on the server host. */
 export const buildTctl: ProgramBuilder = (deps) => {
@@ -19,14 +25,16 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl auth sign --user=alice --roles=user --format=openssh --out=./alice --ttl=1h',
     'tctl auth rotate --type=user --grace-period=30h',
     'tctl nodes ls --format=json',
+    'tctl audit ls --since=1h --type=session.start',
+    'tctl storage migrate --to=/etc/jumpgate-postgres.yaml',
   ]).addOption(new Option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)'));
 
-  const withContext = (cmd: { optsWithGlobals(): Record<string, unknown> }, fn: (ctx: ServerContext) => void) => {
-    const ctx = openServerContext(cmd.optsWithGlobals()['config'] as string | undefined, deps);
+  const withContext = async (cmd: { optsWithGlobals(): Record<string, unknown> }, fn: (ctx: ServerContext) => void | Promise<void>) => {
+    const ctx = await openServerContext(cmd.optsWithGlobals()['config'] as string | undefined, deps);
     try {
-      fn(ctx);
+      await fn(ctx);
     } finally {
-      ctx.close();
+      await ctx.close();
     }
   };
 
@@ -37,9 +45,9 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .description('print the CA public keys: user CA for TrustedUserCAKeys, host CA as @cert-authority lines')
     .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host']).makeOptionMandatory())
     .option('--hosts <patterns>', 'known_hosts patterns for the host CA line (comma-separated; default *)')
-    .action(function (this: typeof auth, o: { type: 'user' | 'host'; hosts?: string }) {
+    .action(async function (this: typeof auth, o: { type: 'user' | 'host'; hosts?: string }) {
       if (o.hosts !== undefined && o.type !== 'host') throw new UsageError('USAGE_HOSTS_NEEDS_HOST', '--hosts goes with --type=host');
-      withContext(this, (ctx) => authExport.run({ type: o.type, hosts: o.hosts === undefined ? undefined : parseList('--hosts', o.hosts) }, ctx, deps));
+      await withContext(this, (ctx) => authExport.run({ type: o.type, hosts: o.hosts === undefined ? undefined : parseList('--hosts', o.hosts) }, ctx, deps));
     });
 
   auth
@@ -51,7 +59,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .addOption(new Option('--format <format>', 'output format').choices(['openssh']).default('openssh'))
     .requiredOption('--out <path>', 'write the private key to PATH and the certificate to PATH-cert.pub')
     .option('--ttl <duration>', 'validity, e.g. 24h or 90m (user: capped by the roles; host default 8760h)')
-    .action(function (this: typeof auth, o: { host?: string; user?: string; roles?: string; out: string; ttl?: string }) {
+    .action(async function (this: typeof auth, o: { host?: string; user?: string; roles?: string; out: string; ttl?: string }) {
       const ttlSeconds = o.ttl === undefined ? undefined : flagDuration('--ttl', o.ttl);
       if ((o.host === undefined) === (o.user === undefined)) {
         throw new UsageError('USAGE_SIGN_KIND', 'give exactly one of --host=NAMES or --user=NAME');
@@ -65,7 +73,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
         if (o.roles === undefined) throw new UsageError('USAGE_USER_NEEDS_ROLES', '--user needs --roles=R1,R2 (the roles decide the logins)');
         opts = { kind: 'user', user: o.user!, roles: parseList('--roles', o.roles), out, ttlSeconds };
       }
-      withContext(this, (ctx) => authSign.run(opts, ctx, deps));
+      await withContext(this, (ctx) => authSign.run(opts, ctx, deps));
     });
 
   auth
@@ -73,9 +81,9 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .description('make a new CA signing key; the old one stays trusted during the grace period')
     .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host']).makeOptionMandatory())
     .option('--grace-period <duration>', 'how long the old key stays trusted (0 = not at all)', '30h')
-    .action(function (this: typeof auth, o: { type: 'user' | 'host'; gracePeriod: string }) {
+    .action(async function (this: typeof auth, o: { type: 'user' | 'host'; gracePeriod: string }) {
       const graceSeconds = o.gracePeriod === '0' ? 0 : flagDuration('--grace-period', o.gracePeriod);
-      withContext(this, (ctx) => authRotate.run({ type: o.type, graceSeconds }, ctx, deps));
+      await withContext(this, (ctx) => authRotate.run({ type: o.type, graceSeconds }, ctx, deps));
     });
 
   const nodes = program.command('nodes').description('the node inventory');
@@ -83,8 +91,57 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .command('ls')
     .description('list the nodes in the inventory')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action(function (this: typeof nodes, o: { format: 'text' | 'json' }) {
-      withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
+    .action(async function (this: typeof nodes, o: { format: 'text' | 'json' }) {
+      await withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
+    });
+
+  const audit = program.command('audit').description('the audit log');
+  audit
+    .command('ls')
+    .description('list audit events, oldest first, from whichever store holds them (storage.type)')
+    .option('--since <duration>', 'only events of the last DURATION, e.g. 1h or 7d')
+    .option('--type <type>', `only this event type (${auditLs.AUDIT_EVENT_TYPES.join(', ')})`)
+    .option('--user <name>', 'only events of this user')
+    .option('--limit <n>', `at most the newest N events (default ${auditLs.DEFAULT_AUDIT_LIMIT})`)
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof audit, o: { since?: string; type?: string; user?: string; limit?: string; format: 'text' | 'json' }) {
+      const limit = o.limit === undefined ? auditLs.DEFAULT_AUDIT_LIMIT : /^\d{1,7}$/.test(o.limit) ? Number(o.limit) : NaN;
+      const opts = auditLs.checkAuditLsOptions({
+        ...(o.since !== undefined ? { sinceSeconds: flagDuration('--since', o.since) } : {}),
+        ...(o.type !== undefined ? { type: o.type } : {}),
+        ...(o.user !== undefined ? { user: o.user } : {}),
+        limit,
+        format: o.format,
+      });
+      await withContext(this, (ctx) => auditLs.run(opts, ctx, deps));
+    });
+
+  const storage = program.command('storage').description('the state store (storage: in the config)');
+  storage
+    .command('migrate')
+    .description("copy this cluster's state (CAs with their trust windows, items, audit log) into the store another config names")
+    .requiredOption('--to <file>', 'the config file naming the target store (e.g. one with storage.type postgres)')
+    .action(async function (this: typeof storage, o: { to: string }) {
+      const targetConfig = loadServerConfig(resolvePath(deps, o.to));
+      await withContext(this, async (ctx) => {
+        if (ctx.config.storage.type === targetConfig.storage.type && (targetConfig.storage.type === 'dir' ? targetConfig.dataDir === ctx.config.dataDir : JSON.stringify(targetConfig.storage) === JSON.stringify(ctx.config.storage))) {
+          throw new UsageError('USAGE_MIGRATE_SAME_STORE', `--to ${o.to} names the same store as --config (${ctx.store.location}); name the new store's config`);
+        }
+        const warn = (m: string) => deps.io.stderr.write(`${m}\n`);
+        const target = await openStateBackend(targetConfig, { serverId: `tctl@${hostname()}`, clock: deps.clock, warn });
+        try {
+          const r = await storageMigrate.migrateStore(ctx.store, target, (line) => deps.io.stderr.write(`${line}\n`));
+          storageMigrate.printMigrateResult(r, target, deps);
+        } finally {
+          await target.close();
+        }
+      });
+    });
+  storage
+    .command('rekey')
+    .description('re-encrypt the CA keys in the database with the current storage.encryption_key_file (postgres)')
+    .action(async function (this: typeof storage) {
+      await withContext(this, (ctx) => storageRekey.run(ctx, deps));
     });
 
   program

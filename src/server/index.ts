@@ -1,17 +1,22 @@
 /**
  * `jumpgate start`: the auth service and the proxy service in one process.
- * Order matters: the config is already valid, the CAs and TLS material are
- * loaded (or created) before anything listens, so nothing is half-started.
+ * Order matters: the config is already valid; the state store is opened
+ * (an unreachable one stops the start, naming its location), the CAs and TLS
+ * material are loaded (or created) before anything listens, so nothing is
+ * half-started.
  */
 import type { Server as HttpsServer } from 'node:https';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { ServerConfig, HostPort } from '../config/index.js';
 import { formatHostPort } from '../shared/address.js';
 import { createHttpDispatcher } from '../net/index.js';
 import { AuditLog } from './auth/audit.js';
-import { CaStore } from './auth/ca.js';
-import { ensurePrivateDir } from '../util/private-dir.js';
+import { openCaStore } from './auth/ca.js';
 import { LoginService } from './auth/login.js';
+import { ensurePrivateDir } from '../util/private-dir.js';
 import type { PendingLimits } from './auth/pending-logins.js';
+import { openStateBackend, type StateBackend } from './storage/index.js';
 import { OidcConnector } from './auth/oidc.js';
 import { startWebApi, type WebLimits } from './proxy/web.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
@@ -32,6 +37,12 @@ export interface StartOptions {
   pendingLimits?: PendingLimits;
   /** Free bytes kept for real audit events; default AUDIT_RESERVE_BYTES (tests on a small tmpfs lower it). */
   auditReserveBytes?: number;
+  /** A state store already open (tests); default: openStateBackend(config). startServer closes it on stop either way. */
+  store?: StateBackend;
+  /** This process's id on its audit events; default serverIdOf(config, pid). */
+  serverId?: string;
+  /** For the default server id. */
+  pid?: number;
 }
 
 export interface RunningServer {
@@ -47,21 +58,59 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * The id a server stamps on its audit events (`server_id`):
+ * `<hostname>:<web port>` when the config names the web port (unique per
+ * host), else `<hostname>:pid<pid>` (port 0: the real port is known only
+ * after listening, and the id is needed before).
+ */
+export function serverIdOf(config: ServerConfig, pid: number, host: string = hostname()): string {
+  const port = config.proxy.webListenAddr.port;
+  return port !== 0 ? `${host}:${port}` : `${host}:pid${pid}`;
+}
+
 /** Starts every service of one cluster; on any failure, stops what had started. */
 export async function startServer(config: ServerConfig, opts: StartOptions): Promise<RunningServer> {
-  ensurePrivateDir(config.dataDir);
-  const rt: ServerRuntime = {
-    config,
-    // A new CA or a key file that had to be fixed: both are news an admin must see.
-    ca: new CaStore(config.dataDir, opts.clock, (m) => opts.log.warn(m)),
-    audit: new AuditLog(config.dataDir, opts.clock, { warn: (m) => opts.log.warn(m), ...(opts.auditReserveBytes !== undefined ? { reserveBytes: opts.auditReserveBytes } : {}) }),
-    clock: opts.clock,
-    log: opts.log,
-    env: opts.env,
+  const serverId = opts.serverId ?? serverIdOf(config, opts.pid ?? process.pid);
+  // A new CA or a key file that had to be fixed: both are news an admin must see.
+  const warn = (m: string) => opts.log.warn(m);
+  ensurePrivateDir(config.dataDir); // TLS material lives there whatever the store
+  const store = opts.store ?? (await openStateBackend(config, { serverId, clock: opts.clock, warn }));
+  let rt: ServerRuntime;
+  let tls: TlsMaterial;
+  let unwatch = () => {};
+  try {
+    const ca = await openCaStore(store.kind === 'dir' ? { ca: store.ca, location: join(store.location, 'ca') } : store, opts.clock, warn);
+    rt = {
+      config,
+      store,
+      serverId,
+      ca,
+      audit: new AuditLog(store.audit, opts.clock, {
+        serverId,
+        location: store.kind === 'dir' ? join(store.location, 'audit.log') : store.location,
+        warn,
+        ...(opts.auditReserveBytes !== undefined ? { reserveBytes: opts.auditReserveBytes } : {}),
+      }),
+      clock: opts.clock,
+      log: opts.log,
+      env: opts.env,
+    };
+    // Another process's CA change (tctl auth rotate, another proxy) reaches this one's snapshot.
+    unwatch = store.watch((topic) => {
+      if (topic === 'ca:user' || topic === 'ca:host') ca.refresh(topic === 'ca:user' ? 'user' : 'host').catch((err: Error) => opts.log.warn(`cannot re-read the ${topic.slice(3)} CA: ${err.message}`));
+    });
+    tls = loadTlsMaterial(config, opts.log, opts.clock());
+  } catch (err) {
+    unwatch();
+    await store.close();
+    throw err;
+  }
+  const shutdown = async () => {
+    unwatch();
+    await rt.audit.close();
+    await store.close();
   };
-  rt.ca.get('user');
-  rt.ca.get('host');
-  const tls = loadTlsMaterial(config, opts.log, opts.clock());
 
   let webPort = config.proxy.webListenAddr.port;
   let sshPort = config.proxy.sshListenAddr.port;
@@ -89,7 +138,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     sshPort = ssh.port;
   } catch (err) {
     await Promise.allSettled(started.map((s) => s.close()));
-    rt.audit.close();
+    await shutdown();
     throw err;
   }
   return {
@@ -102,7 +151,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     web: { server: web.server, limits: web.limits },
     close: async () => {
       await Promise.allSettled(started.map((s) => s.close()));
-      rt.audit.close();
+      await shutdown();
     },
   };
 }

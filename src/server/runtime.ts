@@ -1,12 +1,14 @@
 /**
- * What every service of the running server shares: the config, the CAs, the
- * audit log, the clock and a logger. `startServer` (server/index.ts) builds
+ * What every service of the running server shares: the config, the state
+ * store (server/storage) and what is built on it (the CAs, the audit log),
+ * the server's id, the clock and a logger. `startServer` (server/index.ts) builds
  * one and hands it to the web API and the SSH proxy.
  */
 import type { ServerConfig } from '../config/index.js';
 import type { AuditLog } from './auth/audit.js';
 import type { CaStore } from './auth/ca.js';
 import { printable } from '../util/printable.js';
+import type { StateBackend } from './storage/backend.js';
 
 /**
  * Server log lines (stderr); `debug` only with --debug. Never pass secrets.
@@ -37,6 +39,10 @@ export function textLog(opts: { write: (text: string) => void; clock: () => Date
 
 export interface ServerRuntime {
   config: ServerConfig;
+  /** The state store (dir or postgres): pending logins, items; the CAs and the audit log go through it too. */
+  store: StateBackend;
+  /** This process's id, stamped on its audit events (`server_id`). */
+  serverId: string;
   ca: CaStore;
   audit: AuditLog;
   clock: () => Date;

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../errors.js';
@@ -16,6 +16,8 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o60
 export interface StagedFile {
   /** Renames it over the target (needs no disk space) and flushes the directory. */
   commit(): void;
+  /** Links it in place only if the target does not exist (two processes racing: one wins); false when it existed. Removes the temp file either way. */
+  commitIfAbsent(): boolean;
   /** Removes the temp file; the target is untouched. */
   abort(): void;
 }
@@ -57,6 +59,18 @@ export function stageFile(path: string, data: string | Buffer, mode = 0o600): St
         throw writeError(path, err);
       }
       fsyncDir(dirname(path));
+    },
+    commitIfAbsent: () => {
+      try {
+        linkSync(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw writeError(path, err);
+      } finally {
+        remove();
+      }
+      fsyncDir(dirname(path));
+      return true;
     },
     abort: remove,
   };

@@ -142,6 +142,7 @@ test('a minimal config gets every default', () => {
     auth: { certTtlSeconds: 86_400, loginTimeoutSeconds: 600 },
     roles: new Map(),
     nodes: [],
+    storage: { type: 'dir' },
   });
 });
 

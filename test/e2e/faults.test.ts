@@ -16,7 +16,7 @@ import { loadCredentials } from '../../src/client/credentials.js';
 import { FileStore } from '../../src/client/keystore.js';
 import { TshPaths } from '../../src/client/paths.js';
 import { ProfileStore } from '../../src/client/profile.js';
-import { CaStore } from '../../src/server/auth/ca.js';
+import { openDirState } from '../helpers/runtime.js';
 import { fingerprintSha256 } from '../../src/sshcert/index.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { browserlessLogin, headlessLogin, loopbackDispatcher, startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
@@ -45,9 +45,10 @@ roles:
 }
 
 /** Fingerprints of every trusted key of both CAs, read from the data directory. */
-function caFingerprints(dataDir: string): string[] {
-  const ca = new CaStore(dataDir, () => new Date());
-  return (['user', 'host'] as const).flatMap((t) => ca.get(t).trusted.map((k) => `${t} ${fingerprintSha256(k.publicKey.blob)}`));
+async function caFingerprints(dataDir: string): Promise<string[]> {
+  const state = await openDirState(dataDir);
+  await state.close();
+  return (['user', 'host'] as const).flatMap((t) => state.ca.get(t).trusted.map((k) => `${t} ${fingerprintSha256(k.publicKey.blob)}`));
 }
 
 /** Every audit line parses on its own and the file ends with a newline: no torn write. */
@@ -134,7 +135,7 @@ describe('faults: kill -9, concurrent logins, a full disk (real jumpgate, dev Id
   };
 
   test('kill -9 between login start and the callback: the login is void, the browser is told to start again, tsh can log in again', { timeout: 60_000 }, async () => {
-    const before = caFingerprints(cluster.dataDir);
+    const before = await caFingerprints(cluster.dataDir);
     const home = join(tmp.dir, 'home-interrupted');
     mkdirSync(home);
     const tsh = tshLogin(home, webPort);
@@ -145,7 +146,7 @@ describe('faults: kill -9, concurrent logins, a full disk (real jumpgate, dev Id
     const headlessAt = await walkLogin(headless.loginUrl, { dispatcher: insecure, stopAt: atProxy });
     await kill9(cluster);
     await restart();
-    assert.deepEqual(caFingerprints(cluster.dataDir), before, 'the same CA keys after the restart');
+    assert.deepEqual(await caFingerprints(cluster.dataDir), before, 'the same CA keys after the restart');
     for (const at of [interrupted.url, headlessAt.url]) {
       const page = await walkLogin(at, { dispatcher: insecure });
       assert.equal(page.status, 400);
@@ -163,7 +164,7 @@ describe('faults: kill -9, concurrent logins, a full disk (real jumpgate, dev Id
   });
 
   test('kill -9 during many concurrent issuances: every certificate a client received is in the audit log, no line is torn', { timeout: 90_000 }, async () => {
-    const before = caFingerprints(cluster.dataDir);
+    const before = await caFingerprints(cluster.dataDir);
     const received: bigint[] = [];
     const errors: string[] = [];
     let stop = false;
@@ -200,7 +201,7 @@ describe('faults: kill -9, concurrent logins, a full disk (real jumpgate, dev Id
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`nothing is listening at 127\\.0\\.0\\.1:${webPort} \\(connection refused\\)`));
     await restart();
-    assert.deepEqual(caFingerprints(cluster.dataDir), before);
+    assert.deepEqual(await caFingerprints(cluster.dataDir), before);
     const after = await headlessLogin(webPort, insecure);
     assert.ok(auditIntact(cluster.dataDir).some((e) => e['event'] === 'cert.issued' && e['serial'] === after.serial.toString()));
   });
@@ -287,7 +288,7 @@ describe('faults: kill -9 during a busy SSH session (jumpgate + OpenSSH node)', 
 
   test('the session ends with an error at once, the CA survives, and a new session works after the restart', { timeout: 90_000 }, async () => {
     const user = await fakeLogin({ config: pc.config, home: join(tmp.dir, 'home'), username: 'root', roles: ['user'] });
-    const before = caFingerprints(pc.dataDir);
+    const before = await caFingerprints(pc.dataDir);
     const ssh = spawn('ssh', ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', 'node1', 'cat /dev/zero'], { env: user.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let bytes = 0;
     let stderr = '';
@@ -310,7 +311,7 @@ describe('faults: kill -9 during a busy SSH session (jumpgate + OpenSSH node)', 
     assert.ok(events.some((e) => e['event'] === 'session.start'), 'the session start was audited before the kill');
 
     restarted = await startCluster(pc.dir, readFileSync(pc.configFile, 'utf8'));
-    assert.deepEqual(caFingerprints(pc.dataDir), before);
+    assert.deepEqual(await caFingerprints(pc.dataDir), before);
     const again = await run('ssh', ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', 'node1', 'echo still-here'], { env: user.env, timeoutMs: 30_000 });
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.stdout.trim(), 'still-here');

@@ -14,8 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import type { ClientChannel, PublicKeyAuthMethod } from 'ssh2';
-import { AuditLog } from '../../src/server/auth/audit.js';
-import { CaStore } from '../../src/server/auth/ca.js';
+import { openDirState } from '../helpers/runtime.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { generateKeyPair } from '../../src/sshcert/index.js';
 import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier } from '../../src/sshconn/index.js';
@@ -47,16 +46,15 @@ describe('proxy.limits end to end: one user cannot fill a node’s MaxStartups (
 
   /** An ssh2 connection to the proxy as `username` (a certificate from the cluster's user CA, role user). */
   async function connectAs(username: string): Promise<ssh2.Client> {
-    const clock = () => new Date();
-    const audit = new AuditLog(cluster.config.dataDir, clock);
+    const state = await openDirState(cluster.config.dataDir);
+    const { ca, clock } = state;
     const kp = generateKeyPair('ed25519');
     let cert;
     try {
-      cert = issueUserCertificate({ username, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: cluster.config, ca: new CaStore(cluster.config.dataDir, clock), audit, clock });
+      cert = await issueUserCertificate({ username, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: cluster.config, ca, audit: state.audit, clock });
     } finally {
-      audit.close();
+      await state.close();
     }
-    const ca = new CaStore(cluster.config.dataDir, clock);
     const client = new ssh2.Client();
     clients.push(client);
     const auth: PublicKeyAuthMethod = { type: 'publickey', username, key: certIdentity(kp.privateKey, cert.blob) };

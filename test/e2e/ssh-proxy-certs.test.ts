@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaStore } from '../../src/server/auth/ca.js';
+import { openDirState } from '../helpers/runtime.js';
 import { CertRequest, encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine, signCertificate } from '../../src/sshcert/index.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
@@ -45,7 +45,9 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
       ttlSeconds: 3600,
       signedAt: new Date(Date.now() - 2 * 3600 * 1000),
     });
-    const ca = new CaStore(cluster.config.dataDir, () => new Date()).get('user').active;
+    const state = await openDirState(cluster.config.dataDir);
+    await state.close();
+    const ca = state.ca.get('user').active;
     caFile = join(tmp.dir, 'user_ca');
     writeFileSync(caFile, encodeOpenSSHPrivateKey(ca.privateKey, 'user ca'), { mode: 0o600 });
     pubFile = join(tmp.dir, 'user.pub');
@@ -67,8 +69,10 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
   }
 
   /** Signs with the project's signer: any option text, also what ssh-keygen refuses to write. */
-  function resignRaw(criticalOptions: Record<string, string>): void {
-    const ca = new CaStore(cluster.config.dataDir, () => new Date()).get('user').active;
+  async function resignRaw(criticalOptions: Record<string, string>): Promise<void> {
+    const state = await openDirState(cluster.config.dataDir);
+    await state.close();
+    const ca = state.ca.get('user').active;
     const cert = signCertificate(
       new CertRequest({
         publicKey: user.cert.key,
@@ -128,7 +132,7 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
 
   test('malformed source-address lists are refused, as OpenSSH refuses them', async () => {
     for (const list of ['127.0.0.1/33', '127.0.0.1/8', '127.0.0.0/8,', 'localhost', '127.0.0.*']) {
-      resignRaw({ 'source-address': list });
+      await resignRaw({ 'source-address': list });
       const r = await jump(user);
       assert.notEqual(r.code, 0, list);
       assert.match(r.stderr, /jumpgate proxy: the certificate's source-address .* is invalid/, `${list}: ${r.stderr}`);
@@ -136,11 +140,11 @@ describe('certificate checks at the proxy, seen by plain ssh -J (jumpgate start 
   });
 
   test('verify-required and unknown critical options are refused; force-command reaches the node, which runs the forced command', async () => {
-    resignRaw({ 'verify-required': '' });
+    await resignRaw({ 'verify-required': '' });
     let r = await jump(user);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /jumpgate proxy: .*"verify-required".*security key/, r.stderr);
-    resignRaw({ 'no-such-option@example.test': '' });
+    await resignRaw({ 'no-such-option@example.test': '' });
     r = await jump(user);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /jumpgate proxy: .*"no-such-option@example\.test", which is not supported/, r.stderr);

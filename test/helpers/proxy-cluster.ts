@@ -11,8 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadServerConfig, type ServerConfig } from '../../src/config/index.js';
-import { AuditLog } from '../../src/server/auth/audit.js';
-import { CaStore } from '../../src/server/auth/ca.js';
+import { openDirState } from './runtime.js';
 import { issueHostCertificate } from '../../src/server/auth/issuer.js';
 import { encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair } from '../../src/sshcert/index.js';
 import { startCluster, type Cluster } from './cluster.js';
@@ -91,19 +90,18 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
   const preFile = join(dir, 'pre.yaml');
   writeFileSync(preFile, yaml(22));
   const pre = loadServerConfig(preFile);
-  const clock = () => new Date();
-  const ca = new CaStore(dataDir, clock);
-  const audit = new AuditLog(dataDir, clock);
+  const state = await openDirState(dataDir);
+  const { ca, audit, clock } = state;
   const hostKey = generateKeyPair('ed25519');
   let hostCert;
   try {
-    hostCert = issueHostCertificate(
+    hostCert = await issueHostCertificate(
       // The issuer adds each name's lower-case name.<cluster> form, as for tctl auth sign.
       { names: [...inventory.map((n) => n.name), nodeHost, 'localhost'], publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'test' },
       { config: pre, ca, audit, clock },
     );
   } finally {
-    audit.close();
+    await state.close();
   }
   const hostKeyFile = join(dir, 'node_host_key');
   writeFileSync(hostKeyFile, encodeOpenSSHPrivateKey(hostKey.privateKey, 'node1'), { mode: 0o600 });

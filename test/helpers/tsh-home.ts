@@ -8,8 +8,7 @@
 import { join } from 'node:path';
 import type { ServerConfig } from '../../src/config/index.js';
 import { formatHostPort } from '../../src/shared/address.js';
-import { AuditLog } from '../../src/server/auth/audit.js';
-import { CaStore } from '../../src/server/auth/ca.js';
+import { openDirState } from './runtime.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { nodeAllowed, resolveAccess } from '../../src/server/auth/roles.js';
 import { TshPaths } from '../../src/client/paths.js';
@@ -63,17 +62,17 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
   for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSH_AUTH_SOCK', 'TSH_PROXY']) delete env[k];
   const paths = new TshPaths({ env, homedir: o.home, platform: process.platform });
   const clock = () => o.signedAt ?? new Date();
-  const ca = new CaStore(o.config.dataDir, clock);
-  const audit = new AuditLog(o.config.dataDir, clock);
+  const state = await openDirState(o.config.dataDir, { clock });
+  const { ca, audit } = state;
   const kp = generateKeyPair('ed25519');
   let cert: Certificate;
   try {
-    cert = issueUserCertificate(
+    cert = await issueUserCertificate(
       { username: o.username, roles: o.roles, publicKey: kp.publicKey, via: 'test-fake-login', ...(o.ttlSeconds ? { requestedTtlSeconds: o.ttlSeconds } : {}) },
       { config: o.config, ca, audit, clock },
     );
   } finally {
-    audit.close();
+    await state.close();
   }
   const access = resolveAccess(o.config, o.username, o.roles);
   const p = o.config.proxy;

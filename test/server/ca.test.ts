@@ -2,7 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaStore } from '../../src/server/auth/ca.js';
+import { openCaStore, type CaStore } from '../../src/server/auth/ca.js';
+import { DirBackend } from '../../src/server/storage/dir/index.js';
 import { fingerprintSha256 } from '../../src/sshcert/index.js';
 import { UserError } from '../../src/errors.js';
 import { run, REPO, tempDir } from '../helpers/tools.js';
@@ -11,8 +12,14 @@ const T0 = new Date('2026-11-21T08:00:00Z');
 const fixed = (d: Date) => () => d;
 const fp = (s: CaStore, t: 'user' | 'host') => fingerprintSha256(s.get(t).active.publicKey.blob);
 
-function expectCorrupt(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
+/** The CAs of data directory `dataDir` through the dir backend, opened (created on first use) as the server does. */
+async function open(dataDir: string, clock: () => Date, warn: (m: string) => void = () => {}): Promise<CaStore> {
+  const store = new DirBackend(dataDir, { serverId: 'test', clock, warn });
+  return openCaStore({ ca: store.ca, location: join(dataDir, 'ca') }, clock, warn);
+}
+
+async function expectCorrupt(fn: () => Promise<unknown>, re: RegExp): Promise<void> {
+  await assert.rejects(fn, (err: unknown) => {
     assert.ok(err instanceof UserError, `expected a UserError, got ${String(err)}`);
     assert.equal(err.code, 'CA_CORRUPT');
     assert.match(err.message, re);
@@ -21,12 +28,12 @@ function expectCorrupt(fn: () => unknown, re: RegExp): void {
   });
 }
 
-describe('CA store', () => {
-  test('creates both CAs on first use with 0700 directories and 0600 key files', () => {
+describe('CA store (dir backend: the CA files)', () => {
+  test('creates both CAs on first use with 0700 directories and 0600 key files', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
       const warnings: string[] = [];
-      const store = new CaStore(join(dir, 'data'), fixed(T0), (m) => warnings.push(m));
+      const store = await open(join(dir, 'data'), fixed(T0), (m) => warnings.push(m));
       const user = store.get('user');
       const host = store.get('host');
       assert.notEqual(fingerprintSha256(user.active.publicKey.blob), fingerprintSha256(host.active.publicKey.blob));
@@ -46,76 +53,76 @@ describe('CA store', () => {
     }
   });
 
-  test('a second store on the same directory loads the same CA instead of making one', () => {
+  test('a second store on the same directory loads the same CA instead of making one', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      const a = new CaStore(dir, fixed(T0));
-      const b = new CaStore(dir, fixed(T0));
+      const a = await open(dir, fixed(T0));
+      const b = await open(dir, fixed(T0));
       assert.equal(fp(a, 'user'), fp(b, 'user'));
     } finally {
       cleanup();
     }
   });
 
-  test('refuses a corrupt ca.json instead of minting a new CA', () => {
+  test('refuses a corrupt ca.json instead of minting a new CA', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      new CaStore(dir, fixed(T0)).get('user');
+      await open(dir, fixed(T0));
       writeFileSync(join(dir, 'ca', 'user', 'ca.json'), '{"version": 1, "type": "us');
-      expectCorrupt(() => new CaStore(dir, fixed(T0)).get('user'), /not valid JSON/);
+      await expectCorrupt(() => open(dir, fixed(T0)), /not valid JSON/);
     } finally {
       cleanup();
     }
   });
 
-  test('refuses a CA whose key file is garbage or missing', () => {
+  test('refuses a CA whose key file is garbage or missing', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      new CaStore(dir, fixed(T0)).get('host');
+      await open(dir, fixed(T0));
       const hostDir = join(dir, 'ca', 'host');
       const key = readdirSync(hostDir).find((f) => f.endsWith('.key'))!;
       writeFileSync(join(hostDir, key), '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n');
-      expectCorrupt(() => new CaStore(dir, fixed(T0)).get('host'), /not a valid OpenSSH private key/);
+      await expectCorrupt(() => open(dir, fixed(T0)), /not a valid OpenSSH private key/);
       unlinkSync(join(hostDir, key));
-      expectCorrupt(() => new CaStore(dir, fixed(T0)).get('host'), /cannot read CA key/);
+      await expectCorrupt(() => open(dir, fixed(T0)), /cannot read CA key/);
     } finally {
       cleanup();
     }
   });
 
-  test('refuses key files without ca.json rather than guessing', () => {
+  test('refuses key files without ca.json rather than guessing', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      new CaStore(dir, fixed(T0)).get('user');
+      await open(dir, fixed(T0));
       unlinkSync(join(dir, 'ca', 'user', 'ca.json'));
-      expectCorrupt(() => new CaStore(dir, fixed(T0)).get('user'), /key files .* but no ca\.json/);
+      await expectCorrupt(() => open(dir, fixed(T0)), /key files .* but no ca\.json/);
     } finally {
       cleanup();
     }
   });
 
-  test('finishes a creation that crashed between ca.json and the key rename', () => {
+  test('finishes a creation that crashed between ca.json and the key rename', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      const before = fp(new CaStore(dir, fixed(T0)), 'user');
+      const before = fp(await open(dir, fixed(T0)), 'user');
       const userDir = join(dir, 'ca', 'user');
       const key = readdirSync(userDir).find((f) => f.endsWith('.key'))!;
       renameSync(join(userDir, key), join(userDir, `${key}.pending`));
-      assert.equal(fp(new CaStore(dir, fixed(T0)), 'user'), before);
+      assert.equal(fp(await open(dir, fixed(T0)), 'user'), before);
     } finally {
       cleanup();
     }
   });
 
-  test('tightens a CA key file readable by others and says so', () => {
+  test('tightens a CA key file readable by others and says so', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      new CaStore(dir, fixed(T0)).get('user');
+      await open(dir, fixed(T0));
       const userDir = join(dir, 'ca', 'user');
       const key = join(userDir, readdirSync(userDir).find((f) => f.endsWith('.key'))!);
       chmodSync(key, 0o644);
       const warnings: string[] = [];
-      new CaStore(dir, fixed(T0), (m) => warnings.push(m)).get('user');
+      await open(dir, fixed(T0), (m) => warnings.push(m));
       assert.equal(statSync(key).mode & 0o777, 0o600);
       assert.match(warnings.join('\n'), /readable by others \(mode 644\)/);
     } finally {
@@ -123,13 +130,13 @@ describe('CA store', () => {
     }
   });
 
-  test('rotation: the new key signs, the old one is trusted until the grace period ends', () => {
+  test('rotation: the new key signs, the old one is trusted until the grace period ends', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
       let now = T0;
-      const store = new CaStore(dir, () => now);
+      const store = await open(dir, () => now);
       const old = fp(store, 'user');
-      const rotated = store.rotate('user', 3600);
+      const rotated = await store.rotate('user', 3600);
       assert.notEqual(fingerprintSha256(rotated.active.publicKey.blob), old);
       assert.deepEqual(
         rotated.trusted.map((k) => fingerprintSha256(k.publicKey.blob)),
@@ -139,20 +146,21 @@ describe('CA store', () => {
       assert.equal(store.get('user').trusted.length, 2);
       now = new Date(T0.getTime() + 3600_000);
       assert.equal(store.get('user').trusted.length, 1, 'trust ends exactly at the end of the grace period');
-      assert.equal(fp(store, 'host'), fp(new CaStore(dir, () => now), 'host'), 'the host CA is untouched');
+      assert.equal(fp(store, 'host'), fp(await open(dir, () => now), 'host'), 'the host CA is untouched');
     } finally {
       cleanup();
     }
   });
 
-  test('a long-running store sees a rotation made by another process', () => {
+  test('a long-running store sees a rotation made by another process once it refreshes', async () => {
     const { dir, cleanup } = tempDir('ca');
     try {
-      const server = new CaStore(dir, fixed(T0));
+      const server = await open(dir, fixed(T0));
       const before = fp(server, 'user');
-      const tctl = new CaStore(dir, fixed(T0));
-      const after = fingerprintSha256(tctl.rotate('user', 60).active.publicKey.blob);
+      const tctl = await open(dir, fixed(T0));
+      const after = fingerprintSha256((await tctl.rotate('user', 60)).active.publicKey.blob);
       assert.notEqual(after, before);
+      await server.refresh();
       assert.equal(fp(server, 'user'), after);
     } finally {
       cleanup();
@@ -163,9 +171,11 @@ describe('CA store', () => {
     const { dir, cleanup } = tempDir('ca');
     try {
       const script = `
-        import { CaStore } from ${JSON.stringify(join(REPO, 'src/server/auth/ca.ts'))};
+        import { openCaStore } from ${JSON.stringify(join(REPO, 'src/server/auth/ca.ts'))};
+        import { DirBackend } from ${JSON.stringify(join(REPO, 'src/server/storage/dir/index.ts'))};
         import { fingerprintSha256 } from ${JSON.stringify(join(REPO, 'src/sshcert/index.ts'))};
-        const s = new CaStore(process.argv[1], () => new Date());
+        const clock = () => new Date();
+        const s = await openCaStore(new DirBackend(process.argv[1], { serverId: 'test', clock, warn: () => {} }), clock);
         process.stdout.write(fingerprintSha256(s.get('user').active.publicKey.blob));
       `;
       const runs = await Promise.all(

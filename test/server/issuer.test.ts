@@ -16,7 +16,7 @@ import { testRuntime } from '../helpers/runtime.js';
 import { tempDir } from '../helpers/tools.js';
 
 const tmp = tempDir('issuer');
-let deps: IssuerDeps & { audit: { close(): void } };
+let deps: IssuerDeps & { audit: { close(): Promise<void> } };
 const key = () => generateKeyPair('ed25519').publicKey;
 const issued = () =>
   readFileSync(`${tmp.dir}/data/audit.log`, 'utf8')
@@ -25,7 +25,7 @@ const issued = () =>
     .map((l) => JSON.parse(l) as Record<string, unknown>)
     .filter((e) => e['event'] === 'cert.issued');
 
-before(() => {
+before(async () => {
   const config = parseServerConfig(
     `cluster_name: unit.test
 data_dir: ${tmp.dir}/data
@@ -42,17 +42,17 @@ roles:
 `,
     `${tmp.dir}/jumpgate.yaml`,
   );
-  deps = testRuntime(config);
+  deps = await testRuntime(config);
 });
-after(() => {
-  deps.audit.close();
+after(async () => {
+  await deps.audit.close();
   tmp.cleanup();
 });
 
 describe('issueUser', () => {
-  test('claims reach the certificate: principals, roles and traits as the proxy decodes them, the TTL capped by the role', () => {
+  test('claims reach the certificate: principals, roles and traits as the proxy decodes them, the TTL capped by the role', async () => {
     const now = deps.clock();
-    const { cert, access, identity } = issueUser(
+    const { cert, access, identity } = await issueUser(
       { username: 'alice', roles: ['ops', 'user'], claims: { unix_logins: ['deploy', 'oncall'] }, publicKey: key(), via: 'test' },
       deps,
     );
@@ -72,17 +72,17 @@ describe('issueUser', () => {
     assert.deepEqual(ev['roles'], ['ops', 'user']);
   });
 
-  test('tctl (no claims): an external-only role is refused with ACCESS_NO_LOGINS naming the claim, nothing is signed', () => {
+  test('tctl (no claims): an external-only role is refused with ACCESS_NO_LOGINS naming the claim, nothing is signed', async () => {
     const before = issued().length;
-    assert.throws(
+    await assert.rejects(
       () => issueUserCertificate({ username: 'bob', roles: ['svc'], publicKey: key(), via: 'tctl' }, deps),
       (e: unknown) => e instanceof AuthError && e.code === 'ACCESS_NO_LOGINS' && /"unix_logins"/.test(e.message),
     );
     assert.equal(issued().length, before);
   });
 
-  test('issueUserCertificate is issueUser without the access', () => {
-    const cert = issueUserCertificate({ username: 'bob', roles: ['svc'], claims: { unix_logins: 'deploy' }, publicKey: key(), via: 'tctl' }, deps);
+  test('issueUserCertificate is issueUser without the access', async () => {
+    const cert = await issueUserCertificate({ username: 'bob', roles: ['svc'], claims: { unix_logins: 'deploy' }, publicKey: key(), via: 'tctl' }, deps);
     assert.deepEqual(cert.principals, ['deploy']);
   });
 });

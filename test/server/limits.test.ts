@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prefixKey, SourceCounter, sourceKey } from '../../src/server/limits.js';
 import { PendingLogins } from '../../src/server/auth/pending-logins.js';
-import { AuditLog, MAX_AUDIT_FIELD_CHARS, MAX_SUMMARY_KEYS, SUMMARY_INTERVAL_MS } from '../../src/server/auth/audit.js';
+import { AuditLog, type AuditLogOptions, MAX_AUDIT_FIELD_CHARS, MAX_SUMMARY_KEYS, SUMMARY_INTERVAL_MS } from '../../src/server/auth/audit.js';
+import { DirAuditFile } from '../../src/server/storage/dir/audit-file.js';
 import { MAX_LOG_LINE_CHARS, textLog } from '../../src/server/runtime.js';
 import { tempDir } from '../helpers/tools.js';
 
@@ -83,6 +84,12 @@ describe('PendingLogins', () => {
   });
 });
 
+/** An AuditLog on the dir backend's audit.log in `dir`. */
+function dirAudit(dir: string, clock: () => Date, opts: Omit<AuditLogOptions, 'serverId' | 'location'>): AuditLog {
+  const file = new DirAuditFile(dir);
+  return new AuditLog(file, clock, { serverId: 'test', location: file.path, ...opts });
+}
+
 describe('AuditLog bounds and aggregation', () => {
   const events = (dir: string) =>
     readFileSync(join(dir, 'audit.log'), 'utf8')
@@ -90,11 +97,11 @@ describe('AuditLog bounds and aggregation', () => {
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-  test('a string field over the limit is cut and the event says truncated; control characters stay inside one line', () => {
+  test('a string field over the limit is cut and the event says truncated; control characters stay inside one line', async () => {
     const tmp = tempDir('audit-bounds');
-    const audit = new AuditLog(tmp.dir, () => new Date(), { reserveBytes: 0 });
-    audit.emit({ event: 'login.failure', stage: 'callback', reason: `x\ny\x1b[31m${'r'.repeat(50_000)}`, client_addr: '10.0.0.1' });
-    audit.close();
+    const audit = dirAudit(tmp.dir, () => new Date(), { reserveBytes: 0 });
+    await audit.emit({ event: 'login.failure', stage: 'callback', reason: `x\ny\x1b[31m${'r'.repeat(50_000)}`, client_addr: '10.0.0.1' });
+    await audit.close();
     const text = readFileSync(join(tmp.dir, 'audit.log'), 'utf8');
     assert.equal(text.split('\n').length, 2, 'one line');
     const [e] = events(tmp.dir);
@@ -103,10 +110,10 @@ describe('AuditLog bounds and aggregation', () => {
     tmp.cleanup();
   });
 
-  test('unauthenticated failures: the first per prefix, event and stage in full, the rest one summary per interval; a wide flood is bounded by the key table', () => {
+  test('unauthenticated failures: the first per prefix, event and stage in full, the rest one summary per interval; a wide flood is bounded by the key table', async () => {
     const tmp = tempDir('audit-aggregate');
     let now = Date.parse('2026-01-01T00:00:00Z');
-    const audit = new AuditLog(tmp.dir, () => new Date(now), { reserveBytes: 0 });
+    const audit = dirAudit(tmp.dir, () => new Date(now), { reserveBytes: 0 });
     const fail = (addr: string, reason = 'unknown state') => audit.unauthenticated({ event: 'login.failure', stage: 'callback', reason, client_addr: addr }, addr);
     for (let i = 0; i < 1_000; i++) fail(`10.0.${i % 4}.${i % 200}`, `r${i}`);
     assert.equal(events(tmp.dir).length, 4, 'four /24 prefixes: four full events');
@@ -123,7 +130,7 @@ describe('AuditLog bounds and aggregation', () => {
     now += SUMMARY_INTERVAL_MS;
     const before = events(tmp.dir).length;
     for (let i = 0; i < 5_000; i++) fail(`2001:db8:${i.toString(16)}::1`);
-    audit.close();
+    await audit.close();
     const wide = events(tmp.dir).slice(before);
     assert.ok(wide.length <= 2 * MAX_SUMMARY_KEYS + 2, `${wide.length} lines for 5,000 prefixes`);
     const star = wide.find((e) => e['event'] === 'failures.summary' && e['source'] === '*');
@@ -131,13 +138,13 @@ describe('AuditLog bounds and aggregation', () => {
     tmp.cleanup();
   });
 
-  test('below the reserve, unauthenticated failures are dropped and reported once; real events are still written', () => {
+  test('below the reserve, unauthenticated failures are dropped and reported once; real events are still written', async () => {
     const tmp = tempDir('audit-reserve');
     const warnings: string[] = [];
-    const audit = new AuditLog(tmp.dir, () => new Date(), { reserveBytes: Number.MAX_SAFE_INTEGER, warn: (l) => warnings.push(l) });
+    const audit = dirAudit(tmp.dir, () => new Date(), { reserveBytes: Number.MAX_SAFE_INTEGER, warn: (l) => warnings.push(l) });
     for (let i = 0; i < 10; i++) audit.unauthenticated({ event: 'login.failure', stage: 'start', reason: 'bad body', client_addr: `10.0.${i}.1` }, `10.0.${i}.1`);
-    audit.emit({ event: 'login.success', request_id: 'r', user: 'alice', roles: ['user'], client_addr: '10.0.0.9', valid_before: 'x' });
-    audit.close();
+    await audit.emit({ event: 'login.success', request_id: 'r', user: 'alice', roles: ['user'], client_addr: '10.0.0.9', valid_before: 'x' });
+    await audit.close();
     assert.deepEqual(events(tmp.dir).map((e) => e['event']), ['login.success']);
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /dropped 10 unauthenticated failure events/);
@@ -158,11 +165,11 @@ describe('textLog', () => {
     assert.ok(lines[1]!.length <= MAX_LOG_LINE_CHARS + 40);
   });
 
-  test('the audit log keeps U+2028 and U+2029 escaped, so every reader sees one line per event', () => {
+  test('the audit log keeps U+2028 and U+2029 escaped, so every reader sees one line per event', async () => {
     const tmp = tempDir('audit-u2028');
-    const audit = new AuditLog(tmp.dir, () => new Date(), { reserveBytes: 0 });
-    audit.emit({ event: 'login.failure', stage: 'callback', reason: 'a\u2028b\u2029c', client_addr: '10.0.0.1' });
-    audit.close();
+    const audit = dirAudit(tmp.dir, () => new Date(), { reserveBytes: 0 });
+    await audit.emit({ event: 'login.failure', stage: 'callback', reason: 'a\u2028b\u2029c', client_addr: '10.0.0.1' });
+    await audit.close();
     const text = readFileSync(join(tmp.dir, 'audit.log'), 'utf8');
     assert.doesNotMatch(text, /[\u2028\u2029]/);
     assert.equal(JSON.parse(text)['reason'], 'a\u2028b\u2029c');

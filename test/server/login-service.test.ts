@@ -11,7 +11,9 @@ import { readFileSync } from 'node:fs';
 import { newEnvelopeKey, open } from '../../src/api/envelope.js';
 import type { LoginResult } from '../../src/api/types.js';
 import { parseServerConfig } from '../../src/config/index.js';
-import { LoginService, type IdpConnector } from '../../src/server/auth/login.js';
+import { ApiRequestError, LoginService, type IdpConnector } from '../../src/server/auth/login.js';
+import { StoreUnavailableError, type PendingRecord } from '../../src/server/storage/backend.js';
+import { UserError } from '../../src/errors.js';
 import type { ServerRuntime } from '../../src/server/runtime.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine, type Certificate } from '../../src/sshcert/index.js';
 import { decodeIdentity } from '../../src/sshcert/identity.js';
@@ -21,7 +23,7 @@ import { tempDir } from '../helpers/tools.js';
 const tmp = tempDir('login-service');
 let rt: ServerRuntime;
 
-before(() => {
+before(async () => {
   const config = parseServerConfig(
     `cluster_name: unit.test
 data_dir: ${tmp.dir}/data
@@ -51,10 +53,10 @@ nodes:
 `,
     `${tmp.dir}/jumpgate.yaml`,
   );
-  rt = testRuntime(config);
+  rt = await testRuntime(config);
 });
-after(() => {
-  rt.audit.close();
+after(async () => {
+  await rt.audit.close();
   tmp.cleanup();
 });
 
@@ -133,6 +135,78 @@ describe('LoginService: the claims reach the certificate (access resolved once, 
     assert.ok(!r.ok);
     assert.equal(r.code, 'ROLE_BAD_CLAIM');
     assert.match(r.message, /the claim "unix_logins" has the boolean true/);
+  });
+});
+
+describe('LoginService: pending logins through the state store', () => {
+  const startBody = () => ({
+    public_key: formatPublicKeyLine(generateKeyPair('ed25519').publicKey),
+    callback_url: 'http://127.0.0.1:9/cb',
+    client_key: newEnvelopeKey().publicRaw.toString('base64url'),
+    client_nonce: 'n'.repeat(43),
+  });
+  const svc = () => new LoginService(rt, fakeIdp({ preferred_username: 'alice', groups: ['ops'], unix_logins: ['deploy'] }), () => ({ web: 'jump.unit.test:3080', ssh: 'jump.unit.test:3023' }));
+
+  test('the pending login is stored as checked JSON (key line, callback, client key, nonce, OIDC checks) and read back whole', async () => {
+    const pending = rt.store.pending;
+    const add = pending.add.bind(pending);
+    let stored: PendingRecord | undefined;
+    pending.add = async (r, l) => {
+      stored = r;
+      return add(r, l);
+    };
+    try {
+      const r = await login({ preferred_username: 'alice', groups: ['ops'], unix_logins: ['deploy'] });
+      assert.ok(r.ok, r.ok ? '' : `${r.code}: ${r.message}`);
+    } finally {
+      pending.add = add;
+    }
+    const data = JSON.parse(stored!.data.toString());
+    assert.deepEqual(Object.keys(data).sort(), ['callback_url', 'checks', 'client_key', 'client_nonce', 'public_key', 'v']);
+    assert.deepEqual(Object.keys(data.checks).sort(), ['code_verifier', 'nonce', 'state']);
+    assert.equal(stored!.key, data.checks.state);
+  });
+
+  test('a stored pending login that does not have the declared shape is refused, naming the request', async () => {
+    const s = svc();
+    const start = await s.start(startBody(), '127.0.0.1');
+    const state = new URL(start.login_url).searchParams.get('state')!;
+    const rec = (await rt.store.pending.take(state))!;
+    const data = JSON.parse(rec.data.toString());
+    data.callback_url = 'http://evil.example:80/cb';
+    await rt.store.pending.add({ ...rec, data: Buffer.from(JSON.stringify(data)) }, { total: 10, perPrefix: 10, perSource: 10, entryBytes: 4096 });
+    await assert.rejects(s.callback(new URL(`https://jump.unit.test:3080/v1/login/oidc/callback?state=${state}&code=c`), '127.0.0.1'), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'PENDING_CORRUPT');
+      assert.match(e.message, new RegExp(`pending login ${start.request_id} .*callback_url`));
+      return true;
+    });
+  });
+
+  test('a state store that cannot be reached: login start and callback answer 503 STORE_UNAVAILABLE with Retry-After 30', async () => {
+    const s = svc();
+    const pending = rt.store.pending;
+    const { add, take } = { add: pending.add.bind(pending), take: pending.take.bind(pending) };
+    const down = async (): Promise<never> => {
+      throw new StoreUnavailableError('postgres://jumpgate@db.unit.test:5432/jumpgate', 'a query', new Error('connect ECONNREFUSED'));
+    };
+    pending.add = down;
+    pending.take = down;
+    try {
+      for (const call of [() => s.start(startBody(), '127.0.0.1'), () => s.callback(new URL('https://jump.unit.test:3080/v1/login/oidc/callback?state=abc&code=c'), '127.0.0.1')]) {
+        await assert.rejects(call, (e: unknown) => {
+          assert.ok(e instanceof ApiRequestError);
+          assert.equal(e.status, 503);
+          assert.equal(e.code, 'STORE_UNAVAILABLE');
+          assert.equal(e.retryAfterSeconds, 30);
+          assert.match(e.message, /state store is unavailable; try again in a minute/);
+          return true;
+        });
+      }
+    } finally {
+      pending.add = add;
+      pending.take = take;
+    }
   });
 });
 

@@ -6,6 +6,7 @@
  * test/e2e/proxy-limits.test.ts; here each limit is checked on its own,
  * and the aggregated audit with mocked timers on the SessionLimiter itself.
  */
+import { join } from 'node:path';
 import { after, before, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -67,7 +68,7 @@ nodes:
 `,
       `${tmp.dir}/jumpgate.yaml`,
     );
-    rt = testRuntime(config);
+    rt = await testRuntime(config);
     proxy = await startSshProxy(rt, { host: '127.0.0.1', port: 0 });
   });
 
@@ -76,12 +77,13 @@ nodes:
     await proxy?.close();
     for (const s of held) s.destroy();
     for (const s of nodes) s.close();
-    rt?.audit.close();
+    await rt?.audit.close();
+    await rt?.store.close();
     tmp.cleanup();
   });
 
   const limitEvents = () =>
-    readFileSync(rt.audit.path, 'utf8')
+    readFileSync(join(rt.config.dataDir, 'audit.log'), 'utf8')
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -89,7 +91,7 @@ nodes:
 
   async function connect(user: string): Promise<{ client: ssh2.Client; banners: string[] }> {
     const kp = generateKeyPair('ed25519');
-    const cert = issueUserCertificate({ username: user, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config, ca: rt.ca, audit: rt.audit, clock: rt.clock });
+    const cert = await issueUserCertificate({ username: user, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config, ca: rt.ca, audit: rt.audit, clock: rt.clock });
     const client = new ssh2.Client();
     clients.push(client);
     const banners: string[] = [];

@@ -27,7 +27,7 @@ describe('SSH proxy limits on unauthenticated connections', () => {
   const logs: string[] = [];
   const proxies: RunningService[] = [];
 
-  before(() => {
+  before(async () => {
     const config = parseServerConfig(
       `cluster_name: limits.test
 data_dir: ${tmp.dir}/data
@@ -42,12 +42,13 @@ nodes:
 `,
       `${tmp.dir}/jumpgate.yaml`,
     );
-    rt = testRuntime(config, logs);
+    rt = await testRuntime(config, logs);
   });
 
   after(async () => {
     await Promise.all(proxies.map((p) => p.close()));
-    rt?.audit.close();
+    await rt?.audit.close();
+    await rt?.store.close();
     tmp.cleanup();
   });
 
@@ -256,7 +257,7 @@ nodes:
   /** A certificate login (ssh2 client, user CA of the data directory), optionally from another loopback address. */
   async function login(port: number, localAddress = '127.0.0.1'): Promise<ssh2.Client> {
     const kp = generateKeyPair('ed25519');
-    const cert = issueUserCertificate({ username: 'alice', roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock });
+    const cert = await issueUserCertificate({ username: 'alice', roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock });
     const auth: PublicKeyAuthMethod = { type: 'publickey', username: 'alice', key: certIdentity(kp.privateKey, cert.blob) };
     const sock = netConnect({ host: '127.0.0.1', port, localAddress });
     const client = new ssh2.Client();

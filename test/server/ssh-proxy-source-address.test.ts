@@ -28,7 +28,7 @@ describe('source-address at the proxy: IPv6 clients and IPv4-mapped addresses', 
       `cluster_name: src.test\ndata_dir: ${tmp.dir}/data\nroles:\n  user:\n    logins: ["{{username}}"]\n    node_labels: { env: test }\n`,
       `${tmp.dir}/jumpgate.yaml`,
     );
-    rt = testRuntime(config);
+    rt = await testRuntime(config);
     v6 = await startSshProxy(rt, { host: '::1', port: 0 });
     dual = await startSshProxy(rt, { host: '::', port: 0 });
   });
@@ -38,7 +38,8 @@ describe('source-address at the proxy: IPv6 clients and IPv4-mapped addresses', 
     await new Promise((r) => setTimeout(r, 500));
     await v6?.close();
     await dual?.close();
-    rt?.audit.close();
+    await rt?.audit.close();
+    await rt?.store.close();
     tmp.cleanup();
   });
 

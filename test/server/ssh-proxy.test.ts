@@ -4,6 +4,7 @@
  * "nodes" are plain TCP services, so the relay, the refusals and the audit
  * trail are checked without OpenSSH (test/e2e/ssh-proxy.test.ts has that).
  */
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import ssh2 from 'ssh2';
 import type { ClientChannel, PublicKeyAuthMethod } from 'ssh2';
 import { parseServerConfig, type ServerConfig } from '../../src/config/index.js';
-import { CaStore } from '../../src/server/auth/ca.js';
+import type { CaStore } from '../../src/server/auth/ca.js';
 import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { startSshProxy } from '../../src/server/proxy/ssh-proxy.js';
 import type { RunningService, ServerRuntime } from '../../src/server/runtime.js';
@@ -20,7 +21,7 @@ import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier, type HostCertV
 import { generateKeyPair } from '../../src/sshcert/index.js';
 import { freePort } from '../helpers/sshd.js';
 import { tempDir } from '../helpers/tools.js';
-import { testRuntime } from '../helpers/runtime.js';
+import { openDirState, testRuntime } from '../helpers/runtime.js';
 
 describe('startSshProxy (in-process, ssh2 client, TCP "nodes")', () => {
   const tmp = tempDir('ssh-proxy');
@@ -52,37 +53,38 @@ nodes:
     echoPort = (echo.address() as { port: number }).port;
     deadPort = await freePort();
     config = parseServerConfig(yaml(ROLES), `${tmp.dir}/jumpgate.yaml`);
-    rt = testRuntime(config, logs);
+    rt = await testRuntime(config, logs);
     proxy = await startSshProxy(rt, { host: '127.0.0.1', port: 0 }, { handshakeTimeoutMs: 700 });
   });
 
   after(async () => {
     await proxy?.close();
     echo?.close();
-    rt?.audit.close();
+    await rt?.audit.close();
+    await rt?.store.close();
     tmp.cleanup();
   });
 
   const auditEvents = () =>
-    readFileSync(rt.audit.path, 'utf8')
+    readFileSync(join(rt.config.dataDir, 'audit.log'), 'utf8')
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-  function userIdentity(opts: { login?: string; roles?: string[]; cfg?: ServerConfig; ca?: CaStore } = {}) {
+  async function userIdentity(opts: { login?: string; roles?: string[]; cfg?: ServerConfig; ca?: CaStore } = {}) {
     const kp = generateKeyPair('ed25519');
-    const cert = issueUserCertificate(
+    const cert = await issueUserCertificate(
       { username: opts.login ?? 'alice', roles: opts.roles ?? ['user'], publicKey: kp.publicKey, via: 'test' },
       { config: opts.cfg ?? config, ca: opts.ca ?? rt.ca, audit: rt.audit, clock: rt.clock },
     );
     return certIdentity(kp.privateKey, cert.blob);
   }
 
-  async function connect(opts: { login?: string; identity?: ReturnType<typeof userIdentity>; hostname?: string } = {}): Promise<{ client: ssh2.Client; verifier: HostCertVerifier }> {
+  async function connect(opts: { login?: string; identity?: Awaited<ReturnType<typeof userIdentity>>; hostname?: string } = {}): Promise<{ client: ssh2.Client; verifier: HostCertVerifier }> {
     const verifier = hostCertVerifier({ trustedHostCAs: () => rt.ca.get('host').trusted.map((k) => k.publicKey), hostname: opts.hostname ?? 'localhost', now: () => new Date() });
     const client = new ssh2.Client();
     const login = opts.login ?? 'alice';
-    const auth: PublicKeyAuthMethod = { type: 'publickey', username: login, key: opts.identity ?? userIdentity() };
+    const auth: PublicKeyAuthMethod = { type: 'publickey', username: login, key: opts.identity ?? (await userIdentity()) };
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve());
       client.once('error', (e) => reject(verifier.error ?? e));
@@ -145,6 +147,29 @@ nodes:
     assert.match(String(start['client_addr']), /^127\.0\.0\.1:\d+$/);
   });
 
+  test('when the node ends a session, its session.end is in the audit log by the time the client sees the channel close', async () => {
+    const { client } = await connect();
+    // A store that takes its time (a database across the network): the same file, written 300 ms late.
+    const audit = rt.store.audit;
+    const append = audit.append.bind(audit);
+    audit.append = async (line, ev) => {
+      await new Promise((r) => setTimeout(r, 300));
+      return append(line, ev);
+    };
+    try {
+      const ch = await subsystem(client, 'proxy:echo1:22');
+      const done = drain(ch);
+      ch.end(Buffer.from('ping'));
+      const r = await done; // the echo node ends its side after ours: the node ends the session
+      assert.equal(r.out.toString(), 'ping');
+      const ends = auditEvents().filter((e) => e['event'] === 'session.end' && e['bytes_to_node'] === 4 && e['bytes_from_node'] === 4);
+      assert.equal(ends.length, 1, 'session.end stored before the channel closed, with its byte counts');
+    } finally {
+      audit.append = append;
+      client.end();
+    }
+  });
+
   test('presents a host certificate from the host CA; after a rotation it keeps the old key until the grace period ends', async () => {
     const first = await connect({ hostname: 'jump.unit.test' });
     first.client.end();
@@ -152,12 +177,12 @@ nodes:
     assert.deepEqual(before.principals, ['jump.unit.test', '127.0.0.1', 'localhost']);
     assert.ok(before.signatureKey.blob.equals(rt.ca.get('host').active.publicKey.blob));
     // Users who logged in before the rotation know only the old key: keep presenting it.
-    rt.ca.rotate('host', 3600);
+    await rt.ca.rotate('host', 3600);
     const during = await connect();
     during.client.end();
     assert.ok(during.verifier.certificate!.signatureKey.blob.equals(before.signatureKey.blob), 'still the old key during the grace period');
     // Grace over (a second rotation without one ends all old trust): the newest key signs.
-    const ended = rt.ca.rotate('host', 0);
+    const ended = await rt.ca.rotate('host', 0);
     const after = await connect();
     after.client.end();
     assert.ok(after.verifier.certificate!.signatureKey.blob.equals(ended.active.publicKey.blob), 're-signed by the active key once no older key is trusted');
@@ -226,19 +251,21 @@ nodes:
   });
 
   test('refuses a login that is not among the certificate principals, and audits why', async () => {
-    await assert.rejects(connect({ login: 'root', identity: userIdentity({ login: 'alice' }) }), /All configured authentication methods failed/);
+    await assert.rejects(connect({ login: 'root', identity: await userIdentity({ login: 'alice' }) }), /All configured authentication methods failed/);
     await waitFor(() => auditEvents().some((e) => e['event'] === 'access.denied' && e['code'] === 'CERT_PRINCIPAL_MISMATCH' && e['user'] === 'alice'));
   });
 
   test('refuses a certificate from another user CA', async () => {
-    const other = new CaStore(`${tmp.dir}/other-data`, rt.clock);
-    await assert.rejects(connect({ identity: userIdentity({ ca: other }) }), /All configured authentication methods failed/);
+    const otherState = await openDirState(`${tmp.dir}/other-data`);
+    await otherState.close();
+    const other = otherState.ca;
+    await assert.rejects(connect({ identity: await userIdentity({ ca: other }) }), /All configured authentication methods failed/);
     await waitFor(() => auditEvents().some((e) => e['event'] === 'access.denied' && e['code'] === 'CERT_UNTRUSTED_CA'));
   });
 
   test('refuses a certificate whose roles are no longer defined', async () => {
     const old = parseServerConfig(yaml(`${ROLES}  retired:\n    logins: ["{{username}}"]\n    node_labels: { env: test }\n`), `${tmp.dir}/jumpgate.yaml`);
-    await assert.rejects(connect({ identity: userIdentity({ roles: ['retired'], cfg: old }) }), /All configured authentication methods failed/);
+    await assert.rejects(connect({ identity: await userIdentity({ roles: ['retired'], cfg: old }) }), /All configured authentication methods failed/);
     await waitFor(() => auditEvents().some((e) => e['event'] === 'access.denied' && e['code'] === 'NO_ROLES'));
   });
 

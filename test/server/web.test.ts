@@ -16,10 +16,12 @@ import { createHttpDispatcher } from '../../src/net/index.js';
 import { LOGIN_RATE_LIMIT } from '../../src/server/auth/login.js';
 import { RateLimiter, sourceKey } from '../../src/server/limits.js';
 import { MAX_BODY_BYTES, SECURITY_HEADERS, startWebApi, WEB_LIMITS, type WebLimits } from '../../src/server/proxy/web.js';
+import { StoreUnavailableError } from '../../src/server/storage/backend.js';
+import { formatPublicKeyLine, generateKeyPair } from '../../src/sshcert/index.js';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
 import { freePort } from '../helpers/sshd.js';
-import { REPO, requireTool, run, tempDir } from '../helpers/tools.js';
+import { REPO, requireTool, run, tempDir, waitFor } from '../helpers/tools.js';
 import { headersOf, rawTls, request, startTestWebApi, statusOf, untilClosed, WEB_TEST_SECRET, type TestWebApi } from '../helpers/web-api.js';
 
 const SHORT: Partial<WebLimits> = {
@@ -115,10 +117,13 @@ describe('HTTPS API under abuse (in-process, real TLS, dev IdP)', () => {
     }
   });
 
-  test('a 500 (an unreadable CA) also carries the security headers and says nothing of the cause', async () => {
-    const caJson = join(api.dataDir, 'ca', 'host', 'ca.json');
-    const original = readFileSync(caJson);
-    writeFileSync(caJson, '{ torn');
+  test('a 500 (a CA that cannot be used) also carries the security headers and says nothing of the cause', async () => {
+    // The CA snapshot is read per request (CaStore.get): make it fail as a CA_CORRUPT one would.
+    const ca = api.server.rt.ca;
+    const get = ca.get.bind(ca);
+    ca.get = () => {
+      throw new Error('the host CA in the test cannot be used: CA_CORRUPT');
+    };
     try {
       const r = await request(api.port);
       assert.equal(r.status, 500);
@@ -126,9 +131,50 @@ describe('HTTPS API under abuse (in-process, real TLS, dev IdP)', () => {
       assert.deepEqual(JSON.parse(r.body), { error: { code: 'INTERNAL', message: 'internal error; see the server log' } });
       assert.ok(api.logs.some((l) => /WARN web: GET \/v1\/ping failed: .*CA/.test(l)), 'the cause is in the server log');
     } finally {
-      writeFileSync(caJson, original);
+      ca.get = get;
     }
     assert.equal((await request(api.port)).status, 200);
+  });
+
+  test('the state store unreachable: login start gets a JSON 503 STORE_UNAVAILABLE, the browser callback a 503 page, both with Retry-After', async () => {
+    const pending = api.server.rt.store.pending;
+    const { add, take, sweep } = { add: pending.add.bind(pending), take: pending.take.bind(pending), sweep: pending.sweep.bind(pending) };
+    const down = async (): Promise<never> => {
+      throw new StoreUnavailableError('postgres://jumpgate@db.web.test:5432/jumpgate', 'a query', new Error('connect ECONNREFUSED'));
+    };
+    pending.add = down;
+    pending.take = down;
+    pending.sweep = down;
+    try {
+      const body = JSON.stringify({ public_key: formatPublicKeyLine(generateKeyPair('ed25519').publicKey), callback_url: 'http://127.0.0.1:9/cb', client_key: 'k'.repeat(43), client_nonce: 'n'.repeat(43) });
+      const start = await request(api.port, { method: 'POST', path: '/v1/login/start', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, body });
+      assert.equal(start.status, 503, start.body);
+      assert.equal(start.headers['retry-after'], '30');
+      assert.equal(JSON.parse(start.body).error.code, 'STORE_UNAVAILABLE');
+      const cb = await request(api.port, { path: '/v1/login/oidc/callback?state=s&code=c' });
+      assert.equal(cb.status, 503);
+      assert.equal(cb.headers['retry-after'], '30');
+      assertSecurityHeaders(cb.headers, '503 page');
+      assert.match(cb.body, /cannot reach its state store/);
+      assert.doesNotMatch(cb.body, /ECONNREFUSED|postgres:/, 'the page does not show the cause');
+    } finally {
+      Object.assign(pending, { add, take, sweep });
+    }
+  });
+
+  test('a torn ca.json on disk while running: the server warns and keeps the CA it has (never a new one)', async () => {
+    const caJson = join(api.dataDir, 'ca', 'host', 'ca.json');
+    const original = readFileSync(caJson);
+    const before = JSON.parse((await request(api.port)).body).host_ca;
+    writeFileSync(caJson, '{ torn');
+    try {
+      await waitFor(() => api.logs.some((l) => /WARN cannot re-read the host CA: .*not valid JSON/.test(l)), 'the warning about the torn ca.json');
+      const r = await request(api.port);
+      assert.equal(r.status, 200);
+      assert.deepEqual(JSON.parse(r.body).host_ca, before);
+    } finally {
+      writeFileSync(caJson, original);
+    }
   });
 
   test('a client sending one header byte every 100 ms is cut off at the header timeout with a 408', async () => {

@@ -1,8 +1,9 @@
 /**
- * The audit log: one JSON object per line in <data_dir>/audit.log, append-only.
- * Each event is one write(2) of a whole line on a file opened O_APPEND, then
- * fsync, before the action it records is reported done: a crash can lose an
- * event only for an action that never completed, and never tears a line.
+ * The audit log: one JSON object per event, append-only, in the state store
+ * (server/storage: the dir backend's <data_dir>/audit.log, one write(2) +
+ * fsync per line; the postgres backend's audit table). `emit` resolves only
+ * once the event is durable, before the action it records is reported done:
+ * a crash can lose an event only for an action that never completed.
  * Never put tokens, keys or secrets in an event.
  *
  * Events are a typed union (`AuditEvent`), one interface per event type, and
@@ -10,27 +11,27 @@
  * user name, or the key id of a certificate this cluster signed),
  * `claimed_user` (an identity nobody verified, with `untrusted: true`),
  * `login` (the Unix login), `node`, `client_addr`, `session_id`,
- * `request_id`, `reason`.
+ * `request_id`, `reason`. Every event also carries `time` (ISO 8601, ms) and
+ * `server_id` (the writer: a proxy's id, or `tctl@<host>`: BackendOptions.serverId).
  *
  * Two ways in:
  * - `emit`: events of real actions (certificates, logins, sessions). Fails
- *   closed: when the line cannot be written (a full disk) it throws
- *   `AuditUnavailableError` and the caller must not complete the action.
+ *   closed: when the event cannot be stored (a full disk, the database
+ *   gone) it rejects with `AuditUnavailableError` and the caller must not
+ *   complete the action.
  * - `unauthenticated`: failures anyone can cause without credentials (bad
  *   login starts, unknown callback states, foreign certificates, rate-limit
  *   refusals). Aggregated per source prefix (limits.ts `prefixKey`), event,
  *   stage and code: the first of an interval is written in full, the rest are counted
  *   into one `failures.summary` event when the interval ends. They are best
- *   effort: dropped (and counted in the server log) when the disk has less
- *   than `reserveBytes` free or the write fails, so a flood never takes the
- *   space real logins need to be audited.
+ *   effort: dropped (and counted in the server log) when the store is low on
+ *   space (dir: less than `reserveBytes` free) or the write fails, so a flood
+ *   never takes the space real logins need to be audited.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, statfsSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { UserError } from '../../errors.js';
-import { writeError } from '../../util/atomic-write.js';
 import { printable } from '../../util/printable.js';
 import { prefixKey } from '../limits.js';
+import { StoreUnavailableError, type AuditBackend } from '../storage/backend.js';
 
 /** `login.success`: a browser login ended with a certificate for `user`. */
 export interface LoginSuccessEvent {
@@ -173,13 +174,17 @@ export const MAX_CLAIMED_CHARS = 128;
 export const SUMMARY_INTERVAL_MS = 60_000;
 /** Prefix/event/stage keys counted at once; more prefixes are counted under source `*`. */
 export const MAX_SUMMARY_KEYS = 256;
-/** Free space (bytes) under the data directory below which unauthenticated events are dropped. */
+/** Free space (bytes) in the store (dir: under the data directory) below which unauthenticated events are dropped. */
 export const AUDIT_RESERVE_BYTES = 64 * 1024 * 1024;
 
 /** The audit log cannot be written: the action it would record must not happen. */
 export class AuditUnavailableError extends UserError {}
 
 export interface AuditLogOptions {
+  /** The writer stamped on every event as `server_id` (BackendOptions.serverId). */
+  serverId: string;
+  /** Where the log is, for messages (dir: the audit.log path; postgres: the database). */
+  location: string;
   /** Free bytes kept for real events: unauthenticated ones are dropped below it (default AUDIT_RESERVE_BYTES). */
   reserveBytes?: number;
   /** Where dropped unauthenticated events are reported (at most once per SUMMARY_INTERVAL_MS). */
@@ -203,41 +208,54 @@ export function claimedIdentity(text: string): string {
   return printable(text, MAX_CLAIMED_CHARS);
 }
 
-/** Appends audit events durably; one file descriptor for the process's lifetime. */
+/** Appends audit events durably through the state store's `AuditBackend`. */
 export class AuditLog {
-  private fd: number | undefined;
-  readonly path: string;
   private readonly reserveBytes: number;
   private readonly warn: (line: string) => void;
+  private readonly serverId: string;
+  /** Where the log is, for messages. */
+  readonly location: string;
   private tallies = new Map<string, Tally>();
   private windowStart = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private dropped = 0;
   private warnedAt = -Infinity;
+  /** Best-effort appends still in flight (close() waits for them). */
+  private readonly inflight = new Set<Promise<void>>();
 
   constructor(
-    private readonly dataDir: string,
+    private readonly backend: AuditBackend,
     private readonly clock: () => Date,
-    opts: AuditLogOptions = {},
+    opts: AuditLogOptions,
   ) {
-    this.path = join(dataDir, 'audit.log');
     this.reserveBytes = opts.reserveBytes ?? AUDIT_RESERVE_BYTES;
     this.warn = opts.warn ?? (() => {});
+    this.serverId = opts.serverId;
+    this.location = opts.location;
   }
 
   /**
-   * Writes one event as a single line and flushes it to disk. Throws
-   * AuditUnavailableError (code AUDIT_UNAVAILABLE, naming the file and the
-   * cause) when it cannot: the caller refuses the action instead.
+   * Stores one event (with `time` and `server_id`), resolving once it is
+   * durable. Rejects with AuditUnavailableError (code AUDIT_UNAVAILABLE,
+   * naming the log and the cause; for a StoreUnavailableError cause, saying
+   * the state store is unavailable) when it cannot: the caller refuses the
+   * action instead.
    */
-  emit(event: AuditEvent): void {
+  async emit(event: AuditEvent): Promise<void> {
+    const { line, meta } = this.encode(event);
     try {
-      this.write(event);
+      await this.backend.append(line, meta);
     } catch (err) {
-      const e = writeError(this.path, err);
-      throw new AuditUnavailableError('AUDIT_UNAVAILABLE', `cannot write the audit log ${this.path} (${e.message}); the action was refused, nothing was issued`, {
+      if (err instanceof StoreUnavailableError) {
+        throw new AuditUnavailableError('AUDIT_UNAVAILABLE', `the state store is unavailable, so the audit log cannot be written (${err.message}); the action was refused, nothing was issued`, {
+          cause: err,
+          hint: err.hint ?? 'try again in a minute',
+        });
+      }
+      const e = err as UserError;
+      throw new AuditUnavailableError('AUDIT_UNAVAILABLE', `cannot write the audit log ${this.location} (${e.message}); the action was refused, nothing was issued`, {
         cause: err,
-        hint: e.code === 'DISK_FULL' ? `free space on the file system of ${this.dataDir}` : `check ${this.path}`,
+        hint: e.code === 'DISK_FULL' ? `free space on the file system of ${this.location}` : `check ${this.location}`,
       });
     }
   }
@@ -294,17 +312,17 @@ export class AuditLog {
     }
     if (this.dropped > 0 && this.clock().getTime() - this.warnedAt >= SUMMARY_INTERVAL_MS) {
       this.warnedAt = this.clock().getTime();
-      this.warn(`audit: dropped ${this.dropped} unauthenticated failure events: ${this.dataDir} has less than ${this.reserveBytes} bytes free (kept for logins and sessions)`);
+      this.warn(`audit: dropped ${this.dropped} unauthenticated failure events: ${this.location} has less than ${this.reserveBytes} bytes free or could not be written (the room is kept for logins and sessions)`);
       this.dropped = 0;
     }
   }
 
-  close(): void {
+  /** Writes the pending summaries, stops the timer and waits for best-effort writes in flight. The store itself is closed by its owner. */
+  async close(): Promise<void> {
     this.flush();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    await Promise.allSettled([...this.inflight]);
   }
 
   private newTally(key: string, event: UnauthenticatedEvent, source: string, now: Date, count: number): Tally {
@@ -315,31 +333,31 @@ export class AuditLog {
   }
 
   private bestEffort(event: AuditEvent): void {
+    let lineMeta: ReturnType<AuditLog['encode']>;
     try {
-      const fs = statfsSync(this.dataDir);
-      if (fs.bavail * fs.bsize < this.reserveBytes) {
+      if (this.backend.lowOnSpace(this.reserveBytes)) {
         this.dropped++;
         return;
       }
-      this.write(event);
+      lineMeta = this.encode(event);
     } catch {
       this.dropped++;
+      return;
     }
+    // Fire and forget, never an unhandled rejection: a failed append is counted as dropped.
+    const p = this.backend.append(lineMeta.line, lineMeta.meta).catch(() => {
+      this.dropped++;
+    });
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
   }
 
-  private write(event: AuditEvent): void {
-    const line = Buffer.from(serialize({ time: this.clock().toISOString(), ...event }) + '\n');
-    this.fd ??= openSync(this.path, 'a', 0o600);
-    const before = fstatSync(this.fd).size;
-    let written = 0;
-    try {
-      written = writeSync(this.fd, line);
-    } finally {
-      // A short write (a disk filling up) would leave half a line for the next event to run into: cut it off, unless someone else appended since.
-      if (written !== line.length && fstatSync(this.fd).size === before + written) ftruncateSync(this.fd, before);
-    }
-    if (written !== line.length) throw Object.assign(new Error(`short write (${written} of ${line.length} bytes)`), { code: 'ENOSPC' });
-    fsyncSync(this.fd);
+  /** The event as stored: one JSON line with `time` and `server_id` first. */
+  private encode(event: AuditEvent): { line: string; meta: { time: string; server_id: string; event: string; user?: string } } {
+    const time = this.clock().toISOString();
+    const line = serialize({ time, server_id: this.serverId, ...event });
+    const user = 'user' in event && typeof event.user === 'string' ? event.user : undefined;
+    return { line, meta: { time, server_id: this.serverId, event: event.event, ...(user !== undefined ? { user: bounded(user, MAX_AUDIT_FIELD_CHARS) } : {}) } };
   }
 }
 

@@ -1,32 +1,24 @@
 /**
- * The cluster's two certificate authorities (user CA, host CA), kept in the
- * data directory:
+ * The cluster's two certificate authorities (user CA, host CA), whatever the
+ * state store (server/storage: the dir backend keeps today's files, the
+ * postgres backend a table). This module holds what does not depend on where
+ * they are: making keys, the rotation rules, the trust windows, and a cached
+ * snapshot that signing reads synchronously.
  *
- *   <data_dir>/                 0700
- *   └── ca/                     0700
- *       ├── user/               0700
- *       │   ├── ca.json         0600  which keys exist, which one signs, until when the others are trusted
- *       │   ├── <id>.key        0600  OpenSSH private key (usable with ssh-keygen -s)
- *       │   └── .lock                 held while creating or rotating
- *       └── host/               same layout
- *
- * ca.json is the single source of truth. A CA is created only when its
- * directory holds neither ca.json nor key files; anything else that cannot be
- * read stops the program: minting a fresh CA would silently cut off every node
- * and client that trusts the old one.
+ * Life cycle: `open()` reads both CAs, creating each on first use with a new
+ * ed25519 key (another process may win that race: its CA is used), and
+ * caches them; `get()` returns the cached snapshot with the trust windows
+ * applied as of now; `refresh()` (called on the backend's watch()
+ * notifications) re-reads a CA whose revision changed, so a running server
+ * picks up `tctl auth rotate`; `rotate()` goes through the backend's locked
+ * update.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import type { KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { UserError } from '../../errors.js';
-import { withLockFile } from '../../util/lockfile.js';
-import { ensurePrivateDir } from '../../util/private-dir.js';
-import { fsyncDir, writeError, writeFileAtomic } from '../../util/atomic-write.js';
 import { encodeOpenSSHPrivateKey, fingerprintSha256, generateKeyPair, parseOpenSSHPrivateKey, type PublicKey } from '../../sshcert/index.js';
+import { CA_TYPES, type CaBackend, type CaType, type StoredCa, type StoredCaKey } from '../storage/backend.js';
 
-export type CaType = 'user' | 'host';
-export const CA_TYPES: readonly CaType[] = ['user', 'host'];
+export { CA_TYPES, type CaType };
 
 /** One CA key pair and how long it is trusted. */
 export interface CaKey {
@@ -45,180 +37,111 @@ export interface CaSet {
   trusted: CaKey[];
 }
 
-interface CaFileKey {
-  id: string;
-  created: string;
-  trusted_until?: string;
-}
-interface CaFile {
-  version: 1;
-  type: CaType;
-  active: string;
-  keys: CaFileKey[];
-}
-
-/** Receives warnings the store wants a human to see (fixed permissions, for example). */
+/** Receives warnings the store wants a human to see (a new CA, fixed permissions). */
 export type Warn = (message: string) => void;
 
-/**
- * Loads, creates and rotates the CAs in one data directory. Re-reads ca.json
- * when it changes on disk, so a running server picks up `tctl auth rotate`.
- */
+/** Loads, creates and rotates the CAs through a `CaBackend`; signing reads a cached snapshot. */
 export class CaStore {
-  private cache = new Map<CaType, { stamp: string; set: CaSet }>();
+  private readonly snapshots = new Map<CaType, { revision: string; set: CaSet }>();
+  /** Parsed keys by id: a PEM is parsed once, whatever the refreshes. */
+  private readonly parsed = new Map<string, { privateKey: KeyObject; publicKey: PublicKey }>();
 
   constructor(
-    readonly dataDir: string,
+    private readonly backend: CaBackend,
     private readonly clock: () => Date,
     private readonly warn: Warn = () => {},
+    /** Where the CAs are, for messages (the backend's location). */
+    readonly location = 'the state store',
   ) {}
 
-  /** The directory of one CA. */
-  dir(type: CaType): string {
-    return join(this.dataDir, 'ca', type);
-  }
-
-  /** The CA of this type, created on first use; throws CA_CORRUPT rather than replace a broken one. */
-  get(type: CaType): CaSet {
-    const file = join(this.dir(type), 'ca.json');
-    const stamp = statStamp(file);
-    const cached = this.cache.get(type);
-    if (cached && stamp !== undefined && cached.stamp === stamp) return withTrustNow(cached.set, this.clock());
-    if (stamp === undefined) {
-      this.create(type);
-      return this.get(type);
+  /**
+   * Reads both CAs, creating either on first use (warning `created the <type>
+   * CA ...`). @throws UserError CA_CORRUPT rather than replace a broken CA;
+   * StoreUnavailableError when the store cannot be reached.
+   */
+  async open(): Promise<void> {
+    for (const type of CA_TYPES) {
+      let stored = await this.backend.read(type);
+      if (!stored) {
+        const first = newKey(type, this.clock());
+        stored = await this.backend.create(type, first.stored);
+        if (stored.active === first.stored.id) this.warn(`created the ${type} CA in ${this.location} (fingerprint ${fingerprintSha256(first.publicKey.blob)})`);
+      }
+      this.install(stored);
     }
-    const set = this.load(type);
-    this.cache.set(type, { stamp, set });
-    return withTrustNow(set, this.clock());
   }
 
   /**
-   * Makes a new signing key; the old active key stays trusted for
-   * `graceSeconds` (0 = not at all). Returns the new set.
+   * The CA of this type as last read, with keys whose grace period has ended
+   * dropped as of now. Synchronous: signing and certificate checks call it
+   * per request. @throws Error when `open()` has not run.
    */
-  rotate(type: CaType, graceSeconds: number): CaSet {
-    this.get(type); // creates the CA if absent, and refuses a corrupt one
-    return this.withLock(type, () => {
-      const dir = this.dir(type);
-      const file = readCaFile(join(dir, 'ca.json'), type);
-      const now = this.clock();
-      const until = new Date(now.getTime() + graceSeconds * 1000).toISOString();
-      // The grace period bounds every old key, not only the one just retired:
-      // `--grace-period=0` after a compromise must end all old trust at once.
-      for (const k of file.keys) {
-        if (k.id === file.active || k.trusted_until === undefined || k.trusted_until > until) k.trusted_until = until;
-      }
-      const key = this.writeNewKey(type, now, '');
-      file.keys.unshift({ id: key.id, created: now.toISOString() });
-      file.active = key.id;
-      writeFileAtomic(join(dir, 'ca.json'), JSON.stringify(file, null, 2) + '\n', 0o600);
-      this.cache.delete(type);
-      return this.get(type);
-    });
+  get(type: CaType): CaSet {
+    const snap = this.snapshots.get(type);
+    if (!snap) throw new Error(`the ${type} CA is not loaded: CaStore.open() must run first`);
+    return withTrustNow(snap.set, this.clock());
   }
 
-  private create(type: CaType): void {
-    const dir = this.dir(type);
-    ensurePrivateDir(this.dataDir);
-    ensurePrivateDir(join(this.dataDir, 'ca'));
-    ensurePrivateDir(dir);
-    this.withLock(type, () => {
-      const caJson = join(dir, 'ca.json');
-      if (existsSync(caJson)) return; // another process created it while we waited
-      const leftovers = readdirSync(dir).filter((f) => f.endsWith('.key'));
-      if (leftovers.length > 0) {
-        throw caCorrupt(
-          type,
-          dir,
-          `it holds key files (${leftovers.join(', ')}) but no ca.json`,
-          'restore ca.json from a backup; if this CA was never used, move the directory away to create a new one',
-        );
-      }
-      const now = this.clock();
-      // The key is written under a pending name first: a crash before ca.json
-      // exists leaves no *.key file, so the next start creates the CA cleanly.
-      const key = this.writeNewKey(type, now, '.pending');
-      const file: CaFile = { version: 1, type, active: key.id, keys: [{ id: key.id, created: now.toISOString() }] };
-      const tmp = join(dir, `.ca.json.${randomBytes(6).toString('hex')}.tmp`);
-      writeFileAtomic(tmp, JSON.stringify(file, null, 2) + '\n', 0o600);
+  /** Re-reads the CA(s) from the store; a CA whose revision did not change keeps its snapshot. */
+  async refresh(type?: CaType): Promise<void> {
+    for (const t of type ? [type] : CA_TYPES) {
+      const stored = await this.backend.read(t);
+      if (!stored) throw new UserError('CA_CORRUPT', `the ${t} CA in ${this.location} is gone`, { hint: 'restore it from a backup: a new CA would cut off every node and client that trusts the old one' });
+      this.install(stored);
+    }
+  }
+
+  /**
+   * Makes a new signing key; every old key (the one just retired and any
+   * still in a grace period) stays trusted at most `graceSeconds` more
+   * (0 = not at all). Returns the new set.
+   */
+  async rotate(type: CaType, graceSeconds: number): Promise<CaSet> {
+    const now = this.clock();
+    const until = new Date(now.getTime() + graceSeconds * 1000).toISOString();
+    const next = newKey(type, now);
+    const stored = await this.backend.update(type, (current) => ({
+      type,
+      active: next.stored.id,
+      keys: [
+        next.stored,
+        // The grace period bounds every old key, not only the one just retired:
+        // `--grace-period=0` after a compromise must end all old trust at once.
+        ...current.keys.map((k) => (k.id === current.active || k.trustedUntil === undefined || k.trustedUntil > until ? { ...k, trustedUntil: until } : k)),
+      ],
+    }));
+    this.install(stored);
+    return this.get(type);
+  }
+
+  private install(stored: StoredCa): void {
+    const snap = this.snapshots.get(stored.type);
+    if (snap && snap.revision === stored.revision) return;
+    const keys = stored.keys.map((k) => this.toKey(stored.type, k));
+    const active = keys.find((k) => k.id === stored.active);
+    if (!active) throw corrupt(stored.type, this.location, `it names active key ${stored.active}, which is not in its key list`);
+    this.snapshots.set(stored.type, { revision: stored.revision, set: { type: stored.type, active, trusted: [active, ...keys.filter((k) => k !== active)] } });
+  }
+
+  private toKey(type: CaType, k: StoredCaKey): CaKey {
+    let p = this.parsed.get(k.id);
+    if (!p) {
       try {
-        linkSync(tmp, caJson); // fails if it exists: never overwrite a CA
-      } finally {
-        unlinkSync(tmp);
+        p = parseOpenSSHPrivateKey(k.privateKeyPem);
+      } catch (err) {
+        throw corrupt(type, this.location, `CA key ${k.id} is not a valid OpenSSH private key: ${(err as Error).message}`, err);
       }
-      renameSync(join(dir, `${key.id}.key.pending`), join(dir, `${key.id}.key`));
-      fsyncDir(dir);
-      this.warn(`created the ${type} CA in ${dir} (fingerprint ${fingerprintSha256(key.publicKey.blob)})`);
-    });
-  }
-
-  private writeNewKey(type: CaType, now: Date, suffix: string): { id: string; publicKey: PublicKey } {
-    const id = `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
-    const { privateKey, publicKey } = generateKeyPair('ed25519');
-    const path = join(this.dir(type), `${id}.key${suffix}`);
-    const pem = encodeOpenSSHPrivateKey(privateKey, `jumpgate ${type} CA ${id}`);
-    let fd: number | undefined;
-    try {
-      fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, pem);
-      fsyncSync(fd);
-    } catch (err) {
-      throw writeError(path, err);
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+      this.parsed.set(k.id, p);
     }
-    return { id, publicKey };
+    return { id: k.id, privateKey: p.privateKey, publicKey: p.publicKey, createdAt: new Date(k.created), trustedUntil: k.trustedUntil !== undefined ? new Date(k.trustedUntil) : undefined };
   }
+}
 
-  private load(type: CaType): CaSet {
-    const dir = this.dir(type);
-    const file = readCaFile(join(dir, 'ca.json'), type);
-    const keys = file.keys.map((k) => this.loadKey(type, k));
-    const active = keys.find((k) => k.id === file.active);
-    if (!active) throw caCorrupt(type, dir, `ca.json names active key ${file.active}, which is not in its key list`, 'restore ca.json from a backup');
-    return { type, active, trusted: [active, ...keys.filter((k) => k !== active)] };
-  }
-
-  private loadKey(type: CaType, entry: CaFileKey): CaKey {
-    const dir = this.dir(type);
-    const path = join(dir, `${entry.id}.key`);
-    if (!existsSync(path) && existsSync(`${path}.pending`)) {
-      // A crash between writing ca.json and the final rename: the pending file is complete (fsynced first).
-      renameSync(`${path}.pending`, path);
-    }
-    let text: string;
-    try {
-      const st = statSync(path);
-      if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-        chmodSync(path, 0o600);
-        this.warn(
-          `${path} was readable by others (mode ${(st.mode & 0o777).toString(8)}); set it to 0600. ` +
-            `If anyone else could have read it, rotate the CA: tctl auth rotate --type=${type} --grace-period=0`,
-        );
-      }
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      throw caCorrupt(type, dir, `cannot read CA key ${path}: ${(err as Error).message}`, 'restore the key file from a backup (and check its owner)', err);
-    }
-    let parsed;
-    try {
-      parsed = parseOpenSSHPrivateKey(text);
-    } catch (err) {
-      throw caCorrupt(type, dir, `CA key ${path} is not a valid OpenSSH private key: ${(err as Error).message}`, 'restore the key file from a backup', err);
-    }
-    return {
-      id: entry.id,
-      privateKey: parsed.privateKey,
-      publicKey: parsed.publicKey,
-      createdAt: new Date(entry.created),
-      trustedUntil: entry.trusted_until ? new Date(entry.trusted_until) : undefined,
-    };
-  }
-
-  private withLock<T>(type: CaType, fn: () => T): T {
-    return withLockFile(join(this.dir(type), '.lock'), { what: `the ${type} CA` }, fn);
-  }
+/** A new ed25519 CA key with id `<UTC time>-<8 hex>`. */
+function newKey(type: CaType, now: Date): { stored: StoredCaKey; publicKey: PublicKey } {
+  const id = `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
+  const { privateKey, publicKey } = generateKeyPair('ed25519');
+  return { stored: { id, created: now.toISOString(), privateKeyPem: encodeOpenSSHPrivateKey(privateKey, `jumpgate ${type} CA ${id}`) }, publicKey };
 }
 
 /** Drops keys whose grace period has ended, as of `now`. */
@@ -227,57 +150,16 @@ function withTrustNow(set: CaSet, now: Date): CaSet {
   return trusted.length === set.trusted.length ? set : { ...set, trusted };
 }
 
-function readCaFile(path: string, type: CaType): CaFile {
-  const dir = join(path, '..');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw caCorrupt(type, dir, `cannot read ${path}: ${(err as Error).message}`, 'check the file and its owner, or restore it from a backup', err);
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw caCorrupt(type, dir, `${path} is not valid JSON`, 'restore ca.json from a backup', err);
-  }
-  const f = data as Partial<CaFile>;
-  const ok =
-    f !== null &&
-    typeof f === 'object' &&
-    f.version === 1 &&
-    f.type === type &&
-    typeof f.active === 'string' &&
-    Array.isArray(f.keys) &&
-    f.keys.length > 0 &&
-    f.keys.every(
-      (k) =>
-        k !== null &&
-        typeof k === 'object' &&
-        typeof k.id === 'string' &&
-        /^[0-9TZ]+-[0-9a-f]+$/.test(k.id) &&
-        typeof k.created === 'string' &&
-        !Number.isNaN(Date.parse(k.created)) &&
-        (k.trusted_until === undefined || !Number.isNaN(Date.parse(k.trusted_until))),
-    );
-  if (!ok) throw caCorrupt(type, dir, `${path} does not describe a ${type} CA (version 1)`, 'restore ca.json from a backup');
-  return f as CaFile;
-}
-
-function caCorrupt(type: CaType, dir: string, reason: string, hint: string, cause?: unknown): UserError {
-  return new UserError('CA_CORRUPT', `the ${type} CA in ${dir} cannot be used: ${reason}`, {
+function corrupt(type: CaType, where: string, reason: string, cause?: unknown): UserError {
+  return new UserError('CA_CORRUPT', `the ${type} CA in ${where} cannot be used: ${reason}`, {
     cause,
-    hint: `${hint}. Jumpgate will not create a new CA in its place, because every node and client trusts the existing one`,
+    hint: 'restore it from a backup. Jumpgate will not create a new CA in its place, because every node and client trusts the existing one',
   });
 }
 
-/** A cheap change detector for ca.json: inode, size and mtime, or undefined if absent. */
-function statStamp(path: string): string | undefined {
-  try {
-    const st = statSync(path);
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+/** A CaStore over `store`'s CAs, opened (both CAs read or created). */
+export async function openCaStore(store: { ca: CaBackend; location: string }, clock: () => Date, warn: Warn = () => {}): Promise<CaStore> {
+  const ca = new CaStore(store.ca, clock, warn, store.location);
+  await ca.open();
+  return ca;
 }

@@ -53,11 +53,11 @@ export interface IssuedUserCertificate {
  * the roles and traits extensions, the permit-* flags and the TTL cap; the
  * caller gets the same `Access` back for anything else it decides (the
  * login's answer, the nodes it lists). Key id = username. `cert.issued` is
- * appended (fsynced) to the audit log before it returns.
- * @throws UserError ROLE_UNKNOWN, AuthError ACCESS_NO_ROLES / ACCESS_NO_LOGINS /
+ * stored durably in the audit log before the promise resolves.
+ * @throws (rejects) AuditUnavailableError when it cannot be; UserError ROLE_UNKNOWN, AuthError ACCESS_NO_ROLES / ACCESS_NO_LOGINS /
  *   ROLE_BAD_LOGIN / ROLE_BAD_CLAIM / ACCESS_TOO_MANY_LOGINS (roles.ts), UserError TTL_INVALID.
  */
-export function issueUser(input: UserCertInput, deps: IssuerDeps): IssuedUserCertificate {
+export async function issueUser(input: UserCertInput, deps: IssuerDeps): Promise<IssuedUserCertificate> {
   const access = resolveAccess(deps.config, input.username, input.roles, input.claims);
   const ttlSeconds = certTtlSeconds(deps.config, access, input.requestedTtlSeconds);
   const identity: UserIdentity = {
@@ -69,7 +69,8 @@ export function issueUser(input: UserCertInput, deps: IssuerDeps): IssuedUserCer
   };
   const req = new CertRequest({ publicKey: input.publicKey, type: 'user', ttlSeconds, ...encodeIdentity(identity) });
   const cert = signCertificate(req, deps.ca.get('user').active, deps.clock());
-  deps.audit.emit({
+  // cert.issued is durable before the certificate leaves (AuditUnavailableError otherwise).
+  await deps.audit.emit({
     event: 'cert.issued',
     cert_type: 'user',
     via: input.via,
@@ -84,8 +85,8 @@ export function issueUser(input: UserCertInput, deps: IssuerDeps): IssuedUserCer
 }
 
 /** `issueUser` for callers that need only the certificate (tctl auth sign). */
-export function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Certificate {
-  return issueUser(input, deps).cert;
+export async function issueUserCertificate(input: UserCertInput, deps: IssuerDeps): Promise<Certificate> {
+  return (await issueUser(input, deps)).cert;
 }
 
 /**
@@ -136,7 +137,7 @@ export interface HostCertInput {
  * principals = hostCertPrincipals(names, cluster), key id = the first of them.
  * The proxy's own certificate (ssh-proxy.ts) goes through here too, without long forms.
  */
-export function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Certificate {
+export async function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Promise<Certificate> {
   const principals = hostCertPrincipals(input.names, deps.config.clusterName, input.longForms === false ? { longForms: false } : {});
   const req = new CertRequest({
     publicKey: input.publicKey,
@@ -146,7 +147,7 @@ export function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Ce
     ttlSeconds: input.ttlSeconds,
   });
   const cert = signCertificate(req, input.signer ?? deps.ca.get('host').active, deps.clock());
-  deps.audit.emit({
+  await deps.audit.emit({
     event: 'cert.issued',
     cert_type: 'host',
     via: input.via,

@@ -2,9 +2,14 @@
  * Browser logins on the server side. A login request (tsh's public key, its
  * loopback callback URL, the TTL it wants, its sealing key) waits here, keyed
  * by the OIDC `state`, until the IdP sends the browser back. It is used at
- * most once and lives at most auth.login_timeout (10 minutes).
+ * most once and lives at most auth.login_timeout (10 minutes). It waits in
+ * the state store (`backend.pending`: this process's memory on the dir
+ * backend, the database on postgres, so a login started through one proxy
+ * can finish through another): serialized to JSON here, and checked against
+ * PendingDataSchema when it comes back.
  */
 import { randomBytes } from 'node:crypto';
+import * as v from 'valibot';
 import { isIP } from 'node:net';
 import { formatHostPort } from '../../shared/address.js';
 import { UserError } from '../../errors.js';
@@ -14,10 +19,12 @@ import type { LoginResult, LoginStartResponse } from '../../api/types.js';
 import { LoginStartRequestSchema, parseShape } from '../../api/schema.js';
 import type { ServerRuntime } from '../runtime.js';
 import { issueUser } from './issuer.js';
+import { AuditUnavailableError } from './audit.js';
 import { OidcConnector, type OidcChecks } from './oidc.js';
 import { mapClaimsToRoles, nodeAllowed } from './roles.js';
 import { RateLimiter } from '../limits.js';
-import { PENDING_LIMITS, PendingLogins, type PendingLimits } from './pending-logins.js';
+import { PENDING_LIMITS, type PendingLimits } from './pending-logins.js';
+import { StoreUnavailableError, type PendingRecord } from '../storage/backend.js';
 
 /** What LoginService needs from the IdP: OidcConnector in production, a fake in LoginService's unit tests. */
 export type IdpConnector = Pick<OidcConnector, 'authorizationUrl' | 'finish'>;
@@ -60,13 +67,99 @@ interface PendingLogin {
   clientAddr: string;
 }
 
+/** The refusal of a login while the state store cannot be reached (HTTP 503, retry in 30 s). */
+export function storeUnavailable(): ApiRequestError {
+  return new ApiRequestError(503, 'STORE_UNAVAILABLE', "the server's state store is unavailable; try again in a minute", 30);
+}
+
+/**
+ * A pending login's opaque part as stored (PendingRecord.data, JSON): it
+ * comes back from a database, so it is checked against this shape.
+ */
+const PendingDataSchema = v.strictObject({
+  v: v.literal(1),
+  public_key: v.pipe(v.string(), v.maxLength(16_384)),
+  callback_url: v.pipe(v.string(), v.maxLength(4_096)),
+  ttl_seconds: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
+  client_key: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,512}$/)),
+  client_nonce: v.pipe(v.string(), v.maxLength(1_024)),
+  checks: v.strictObject({
+    state: v.pipe(v.string(), v.maxLength(1_024)),
+    nonce: v.pipe(v.string(), v.maxLength(1_024)),
+    code_verifier: v.pipe(v.string(), v.maxLength(1_024)),
+  }),
+});
+
+/** A pending login as the state store keeps it. */
+function toRecord(p: PendingLogin): PendingRecord {
+  const data: v.InferOutput<typeof PendingDataSchema> = {
+    v: 1,
+    public_key: formatPublicKeyLine(p.publicKey, ''),
+    callback_url: p.callbackUrl.href,
+    ...(p.ttlSeconds !== undefined ? { ttl_seconds: p.ttlSeconds } : {}),
+    client_key: p.clientKey.toString('base64url'),
+    client_nonce: p.clientNonce,
+    checks: { state: p.checks.state, nonce: p.checks.nonce, code_verifier: p.checks.codeVerifier },
+  };
+  return { key: p.checks.state, requestId: p.id, clientAddr: p.clientAddr, expiresAt: p.expiresAt, data: Buffer.from(JSON.stringify(data)) };
+}
+
+/**
+ * A stored pending login back, checked. @throws UserError PENDING_CORRUPT
+ * naming the request id when the record does not have the declared shape.
+ */
+function fromRecord(r: PendingRecord): PendingLogin {
+  const bad = (why: string) => new UserError('PENDING_CORRUPT', `pending login ${r.requestId} from the state store is not usable: ${why}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(r.data.toString('utf8'));
+  } catch {
+    throw bad('its data is not JSON');
+  }
+  const parsed = v.safeParse(PendingDataSchema, json);
+  if (!parsed.success) throw bad(`${v.getDotPath(parsed.issues[0]) ?? 'data'}: ${parsed.issues[0].message}`);
+  const d = parsed.output;
+  let publicKey: PublicKey;
+  let callbackUrl: URL;
+  try {
+    publicKey = parsePublicKeyLine(d.public_key).key;
+    callbackUrl = checkLoopbackCallback(d.callback_url);
+  } catch (err) {
+    throw bad((err as Error).message);
+  }
+  return {
+    id: r.requestId,
+    publicKey,
+    callbackUrl,
+    ttlSeconds: d.ttl_seconds,
+    clientKey: Buffer.from(d.client_key, 'base64url'),
+    clientNonce: d.client_nonce,
+    checks: { state: d.checks.state, nonce: d.checks.nonce, codeVerifier: d.checks.code_verifier },
+    expiresAt: r.expiresAt,
+    clientAddr: r.clientAddr,
+  };
+}
+
+/** Runs a state-store call; a StoreUnavailableError becomes the 503 STORE_UNAVAILABLE refusal. */
+async function store<T>(rt: ServerRuntime, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof StoreUnavailableError) {
+      rt.log.warn(`login ${what}: ${err.message}`);
+      throw storeUnavailable();
+    }
+    throw err;
+  }
+}
+
 /** What the HTTPS layer should send the browser after the IdP's redirect. */
 export type CallbackOutcome =
   | { kind: 'redirect'; location: string }
   | { kind: 'page'; status: number; title: string; message: string };
 
 export class LoginService {
-  private readonly pending: PendingLogins<PendingLogin>;
+  private readonly pendingLimits: PendingLimits;
   readonly limiter: RateLimiter;
   readonly callbackLimiter: RateLimiter;
 
@@ -79,7 +172,7 @@ export class LoginService {
   ) {
     this.limiter = new RateLimiter(rate.perMinute, rate.burst);
     this.callbackLimiter = new RateLimiter(CALLBACK_RATE_LIMIT.perMinute, CALLBACK_RATE_LIMIT.burst);
-    this.pending = new PendingLogins(pendingLimits);
+    this.pendingLimits = pendingLimits;
   }
 
   /**
@@ -110,7 +203,7 @@ export class LoginService {
   /** POST /v1/login/start: validates the request and returns the IdP URL for the browser. */
   async start(body: unknown, clientAddr: string): Promise<LoginStartResponse> {
     const now = this.rt.clock().getTime();
-    this.sweep(now);
+    await this.sweep(now);
     let req: ReturnType<typeof parseStart>;
     try {
       req = parseStart(body);
@@ -136,11 +229,12 @@ export class LoginService {
     const { loginHint: _hint, ...fields } = req;
     const entry: PendingLogin = { id, ...fields, checks, expiresAt, clientAddr };
     const bytes = pendingBytes(entry);
-    if (bytes > this.pending.limits.entryBytes) {
-      throw new ApiRequestError(413, 'LOGIN_REQUEST_TOO_LARGE', `public_key and callback_url take ${bytes} bytes; a pending login may hold at most ${this.pending.limits.entryBytes}: use a shorter callback_url or an ed25519/ECDSA key`);
+    if (bytes > this.pendingLimits.entryBytes) {
+      throw new ApiRequestError(413, 'LOGIN_REQUEST_TOO_LARGE', `public_key and callback_url take ${bytes} bytes; a pending login may hold at most ${this.pendingLimits.entryBytes}: use a shorter callback_url or an ed25519/ECDSA key`);
     }
-    for (const gone of this.pending.add(checks.state, entry, clientAddr)) {
-      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'evicted', request_id: gone.id, reason: 'pending login evicted: its source or network started too many logins', client_addr: gone.clientAddr }, gone.clientAddr);
+    const evicted = await store(this.rt, 'start', () => this.rt.store.pending.add(toRecord(entry), this.pendingLimits));
+    for (const gone of evicted) {
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'evicted', request_id: gone.requestId, reason: 'pending login evicted: its source or network started too many logins', client_addr: gone.clientAddr }, gone.clientAddr);
     }
     this.rt.log.debug(`login ${id} started from ${clientAddr} for key ${fingerprintSha256(req.publicKey.blob)}`);
     return { request_id: id, login_url: loginUrl.toString(), expires_at: new Date(expiresAt).toISOString() };
@@ -150,7 +244,9 @@ export class LoginService {
   async callback(url: URL, clientAddr: string): Promise<CallbackOutcome> {
     const now = this.rt.clock().getTime();
     const state = url.searchParams.get('state') ?? '';
-    const login = this.pending.take(state); // single use, whatever happens next
+    // Single use, whatever happens next. A state nobody could have been given (empty, or longer than any) is not looked up.
+    const record = state === '' || state.length > 1_024 ? undefined : await store(this.rt, 'callback', () => this.rt.store.pending.take(state));
+    const login = record ? fromRecord(record) : undefined;
     if (!login) {
       const over = this.callbackLimiter.take(clientAddr, now);
       this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'callback', reason: 'unknown, expired or already used login state', client_addr: clientAddr }, clientAddr);
@@ -164,8 +260,8 @@ export class LoginService {
         message: 'It is unknown, expired or was already used. Run tsh login again to start a new login.',
       };
     }
-    const fail = (reason: string, code: string, userMessage: string): CallbackOutcome => {
-      this.rt.audit.emit({ event: 'login.failure', stage: 'callback', request_id: login.id, reason, client_addr: clientAddr });
+    const fail = async (reason: string, code: string, userMessage: string): Promise<CallbackOutcome> => {
+      await this.rt.audit.emit({ event: 'login.failure', stage: 'callback', request_id: login.id, reason, client_addr: clientAddr });
       const back = new URL(login.callbackUrl);
       back.searchParams.set('error', code);
       back.searchParams.set('error_description', userMessage);
@@ -192,7 +288,7 @@ export class LoginService {
     }
     const roles = mapClaimsToRoles(oidcCfg, claims).filter((r) => this.rt.config.roles.has(r));
     if (roles.length === 0) {
-      this.rt.audit.emit({ event: 'login.failure', stage: 'roles', request_id: login.id, user: username, reason: 'no claims_to_roles rule matched', client_addr: clientAddr });
+      await this.rt.audit.emit({ event: 'login.failure', stage: 'roles', request_id: login.id, user: username, reason: 'no claims_to_roles rule matched', client_addr: clientAddr });
       const back = new URL(login.callbackUrl);
       back.searchParams.set('error', 'ACCESS_DENIED');
       back.searchParams.set('error_description', `${username} is not mapped to any Jumpgate role (no claims_to_roles rule matched); ask an admin for access`);
@@ -202,7 +298,7 @@ export class LoginService {
     try {
       // Access is resolved once, with the claims: the same Access signs the
       // certificate ({{external.CLAIM}} logins included) and picks the roles and nodes tsh is told about.
-      const { cert, access } = issueUser(
+      const { cert, access } = await issueUser(
         { username, roles, claims, publicKey: login.publicKey, requestedTtlSeconds: login.ttlSeconds, via: 'login' },
         this.rt,
       );
@@ -223,9 +319,10 @@ export class LoginService {
         node_addrs: this.rt.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => formatHostPort(n.addr)),
       };
     } catch (err) {
+      if (err instanceof AuditUnavailableError) throw err; // fail closed: web.ts answers 503
       return fail((err as Error).message, (err as UserError).code ?? 'LOGIN_FAILED', (err as Error).message);
     }
-    this.rt.audit.emit({
+    await this.rt.audit.emit({
       event: 'login.success',
       request_id: login.id,
       user: username,
@@ -241,13 +338,13 @@ export class LoginService {
   }
 
   /** How many logins are waiting (for tests and metrics). */
-  get pendingCount(): number {
-    return this.pending.size;
+  pendingCount(): Promise<number> {
+    return this.rt.store.pending.count();
   }
 
-  private sweep(now: number): void {
-    for (const p of this.pending.sweep(now)) {
-      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'expired', request_id: p.id, reason: 'login request expired unused', client_addr: p.clientAddr }, p.clientAddr);
+  private async sweep(now: number): Promise<void> {
+    for (const p of await store(this.rt, 'start', () => this.rt.store.pending.sweep(now))) {
+      this.rt.audit.unauthenticated({ event: 'login.failure', stage: 'expired', request_id: p.requestId, reason: 'login request expired unused', client_addr: p.clientAddr }, p.clientAddr);
     }
   }
 }

@@ -16,13 +16,9 @@
  *   total × entryBytes.
  */
 import { prefixKey, sourceKey } from '../limits.js';
+import type { PendingLimits } from '../storage/backend.js';
 
-export interface PendingLimits {
-  total: number;
-  perPrefix: number;
-  perSource: number;
-  entryBytes: number;
-}
+export type { PendingLimits };
 
 /** Defaults (documented in SECURITY.md "Limits"). */
 export const PENDING_LIMITS: Readonly<PendingLimits> = {
@@ -48,20 +44,21 @@ export class PendingLogins<T extends { expiresAt: number }> {
   constructor(readonly limits: PendingLimits = PENDING_LIMITS) {}
 
   /**
-   * Adds `entry` under `state` for peer address `addr`. Returns the entries
-   * evicted to make room (oldest first; the caller audits them). The caller
-   * checks `limits.entryBytes` first.
+   * Adds `entry` under `state` for peer address `addr`, under `limits`
+   * (default: the table's own). Returns the entries evicted to make room
+   * (oldest first; the caller audits them). The caller checks
+   * `limits.entryBytes` first.
    */
-  add(state: string, entry: T, addr: string): T[] {
+  add(state: string, entry: T, addr: string, limits: PendingLimits = this.limits): T[] {
     const source = sourceKey(addr);
     const prefix = prefixKey(addr);
     const evicted: T[] = [];
     const sources = this.tree.get(prefix);
-    if ((sources?.get(source)?.size ?? 0) >= this.limits.perSource) {
+    if ((sources?.get(source)?.size ?? 0) >= limits.perSource) {
       evicted.push(this.evictOldest(prefix, source));
-    } else if ((this.prefixCounts.get(prefix) ?? 0) >= this.limits.perPrefix) {
+    } else if ((this.prefixCounts.get(prefix) ?? 0) >= limits.perPrefix) {
       evicted.push(this.evictOldest(prefix, this.heaviestSource(prefix)));
-    } else if (this.byState.size >= this.limits.total) {
+    } else if (this.byState.size >= limits.total) {
       const heavy = this.heaviestPrefix();
       evicted.push(this.evictOldest(heavy, this.heaviestSource(heavy)));
     }

@@ -14,7 +14,10 @@
  *   `tsh ls`); and `direct-tcpip` channels, so `ssh -J user@proxy:PORT node` works.
  * - Relays bytes to the node's sshd with back-pressure; the node checks the
  *   certificate again (TrustedUserCAKeys), so both hops authenticate the user.
- * - Audits session.start / session.end / access.denied.
+ * - Audits session.start / session.end / access.denied. session.start is
+ *   durable before any byte is relayed; when the node ends a session first,
+ *   session.end is durable before the client's channel closes (a client that
+ *   saw its session complete knows the audit log holds it).
  * - Caps what one authenticated user can hold (connections, channels, node
  *   sessions, node connections still logging in): session-limits.ts.
  *
@@ -75,6 +78,8 @@ export const MAX_AUTH_REQUESTS = 20;
 export const NODE_DIAL_TIMEOUT_MS = 10_000;
 /** Lifetime of the proxy's own host certificate; re-signed when less than half is left. */
 const HOST_CERT_TTL_SECONDS = 24 * 3600;
+/** How long the proxy waits for a session.end to be stored before closing a channel the node ended anyway. */
+const SESSION_END_AUDIT_WAIT_MS = 5_000;
 /**
  * Stream buffers on the relay. Node's default (16 KiB) makes the relay stall
  * between SSH window adjustments; 1 MiB was measured to lift a 1 GiB transfer
@@ -140,7 +145,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
-  const limiter = new SessionLimiter(() => rt.config.proxy.limits, (e) => rt.audit.emit(e));
+  const limiter = new SessionLimiter(() => rt.config.proxy.limits, (e) => auditOrWarn(rt, e));
 
   // Names clients connect to the proxy by; ssh checks the certificate's principals against them.
   const principals = () =>
@@ -153,13 +158,30 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
    * login); everyone who logs in during the grace period gets both. So the
    * proxy keeps the old key's certificate until the grace period ends, then
    * moves to the new key, which by then every logged-in user has.
+   *
+   * `fresh()` says synchronously whether the current one still fits (the
+   * per-connection fast path); `currentServer()` re-signs when it does not,
+   * through the async issuer (cert.issued is durable first). Concurrent
+   * callers share one re-signing.
    */
-  const currentServer = (): ssh2.Server => {
+  const signerNow = () => {
     const trusted = rt.ca.get('host').trusted;
-    const signer = trusted[trusted.length - 1]!;
+    return trusted[trusted.length - 1]!;
+  };
+  const fresh = (): ssh2.Server | undefined => {
     const nowSec = Math.floor(rt.clock().getTime() / 1000);
-    if (identity && identity.caKeyId === signer.id && identity.validBefore - nowSec > HOST_CERT_TTL_SECONDS / 2) return identity.server;
-    const cert = issueHostCertificate(
+    return identity && identity.caKeyId === signerNow().id && identity.validBefore - nowSec > HOST_CERT_TTL_SECONDS / 2 ? identity.server : undefined;
+  };
+  let resigning: Promise<ssh2.Server> | undefined;
+  const currentServer = (): Promise<ssh2.Server> => {
+    const ready = fresh();
+    if (ready) return Promise.resolve(ready);
+    resigning ??= resign().finally(() => (resigning = undefined));
+    return resigning;
+  };
+  const resign = async (): Promise<ssh2.Server> => {
+    const signer = signerNow();
+    const cert = await issueHostCertificate(
       { names: principals(), publicKey: hostKey.publicKey, ttlSeconds: HOST_CERT_TTL_SECONDS, via: 'ssh-proxy', signer, longForms: false },
       { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock },
     );
@@ -175,7 +197,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
     return server;
   };
-  currentServer(); // fail at start, not at the first connection, if the host CA cannot be used
+  await currentServer(); // fail at start, not at the first connection, if the host CA cannot be used
 
   const net: NetServer = createServer({ noDelay: true, highWaterMark: RELAY_BUFFER_BYTES }, (socket) => {
     sockets.add(socket);
@@ -223,12 +245,29 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
     };
     socket.once('close', handshakeOver);
     handshakes.set(socket, handshakeOver);
-    try {
-      currentServer().injectSocket(socket);
-    } catch (err) {
-      rt.log.warn(`ssh proxy: cannot serve a connection: ${(err as Error).message}`);
-      socket.destroy();
-    }
+    const serve = (server: ssh2.Server) => {
+      try {
+        server.injectSocket(socket);
+      } catch (err) {
+        rt.log.warn(`ssh proxy: cannot serve a connection: ${(err as Error).message}`);
+        socket.destroy();
+      }
+    };
+    const ready = fresh();
+    if (ready) return serve(ready);
+    // Re-signing first (a rotation's grace period ended, or the certificate is half way through its life): hold the client's bytes meanwhile.
+    socket.pause();
+    currentServer().then(
+      (server) => {
+        if (socket.destroyed) return;
+        serve(server);
+        socket.resume();
+      },
+      (err: Error) => {
+        rt.log.warn(`ssh proxy: cannot serve a connection: ${err.message}`);
+        socket.destroy();
+      },
+    );
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -435,7 +474,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           return;
         }
         dialNode(route.node)
-          .then((sock) => relay(rt, who, route.node, 'subsystem', ch, sock, slot))
+          .then((sock) => void relay(rt, who, route.node, 'subsystem', ch, sock, slot))
           .catch((err: Error) => {
             slot.release();
             rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
@@ -473,7 +512,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
             slot.release();
             return void sock.destroy();
           }
-          relay(rt, who, route.node, 'direct-tcpip', ch, sock, slot);
+          void relay(rt, who, route.node, 'direct-tcpip', ch, sock, slot);
         })
         .catch((err: Error) => {
           slot.release();
@@ -511,13 +550,14 @@ function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal):
   });
 }
 
-/** For events of something that already happened or is refused anyway: a full disk is a WARN, not a crash in an ssh2 event handler. */
-function auditOrWarn(rt: ServerRuntime, event: AuditEvent): void {
-  try {
-    rt.audit.emit(event);
-  } catch (err) {
-    rt.log.warn(`ssh proxy: ${(err as Error).message}`);
-  }
+/**
+ * For events of something that already happened or is refused anyway: a full
+ * disk or a lost database is a WARN, never a crash or an unhandled rejection
+ * in an ssh2 event handler. Resolves when the event is stored or the warning
+ * written.
+ */
+function auditOrWarn(rt: ServerRuntime, event: AuditEvent): Promise<void> {
+  return rt.audit.emit(event).catch((err: Error) => rt.log.warn(`ssh proxy: ${err.message}`));
 }
 
 /**
@@ -570,14 +610,30 @@ function dialNode(node: NodeConfig): Promise<Socket> {
  * (pipe: a full socket pauses the channel, which withholds the SSH window),
  * counts the bytes, audits the session from start to end, and releases the
  * session's limit slot (session-limits.ts) when it ends.
+ *
+ * Audit order: session.start is stored before any byte moves (neither stream
+ * is read until then: both buffer); refused if it cannot be (fail closed).
+ * When the node hangs up first, session.end is stored (waiting at most
+ * SESSION_END_AUDIT_WAIT_MS) before the client's channel is closed; when the
+ * client goes first, it is written after. Never rejects.
  */
-function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket, slot: Slot): void {
+async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket, slot: Slot): Promise<void> {
   const sessionId = randomUUID();
   const started = Date.now();
   let toNode = 0;
   let fromNode = 0;
+  const chan = ch as unknown as Duplex;
+  // Either side may go away while session.start is being stored: note it now, act on it after.
+  let clientGone = false;
+  let nodeGone = false;
+  const onClientClose = () => (clientGone = true);
+  const onNodeClose = () => (nodeGone = true);
+  ch.once('close', onClientClose);
+  sock.once('close', onNodeClose);
+  sock.on('error', (err) => rt.log.debug(`ssh proxy: session ${sessionId}: node socket: ${err.message}`));
+  chan.on('error', (err: Error) => rt.log.debug(`ssh proxy: session ${sessionId}: channel: ${err.message}`));
   try {
-    rt.audit.emit({
+    await rt.audit.emit({
       event: 'session.start',
       session_id: sessionId,
       user: who.user,
@@ -589,50 +645,65 @@ function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' |
     });
   } catch (err) {
     // Fail closed: no session the audit log does not hold.
+    slot.release();
     rt.log.warn(`ssh proxy: ${who.user}: session to ${node.name} refused: ${(err as Error).message}`);
     sock.destroy();
-    if (via === 'subsystem') {
+    if (via === 'subsystem' && !clientGone) {
       ch.stderr.write('jumpgate proxy: the proxy cannot write its audit log; the session was refused\n');
       ch.exit(1);
     }
     ch.end();
     return;
   }
-  const chan = ch as unknown as Duplex;
+  ch.removeListener('close', onClientClose);
+  sock.removeListener('close', onNodeClose);
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
   chan.pipe(sock);
-  sock.pipe(chan);
-  sock.on('error', (err) => rt.log.debug(`ssh proxy: session ${sessionId}: node socket: ${err.message}`));
-  chan.on('error', (err: Error) => rt.log.debug(`ssh proxy: session ${sessionId}: channel: ${err.message}`));
+  // Not `end: true`: the channel is closed only once session.end is stored (nodeEnded).
+  sock.pipe(chan, { end: false });
 
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    slot.release();
-    auditOrWarn(rt, {
-      event: 'session.end',
-      session_id: sessionId,
-      user: who.user,
-      login: who.login,
-      node: node.name,
-      client_addr: who.clientAddr,
-      bytes_to_node: toNode,
-      bytes_from_node: fromNode,
-      duration_ms: Date.now() - started,
+  let ended: Promise<void> | undefined;
+  const end = (): Promise<void> => {
+    ended ??= (() => {
+      slot.release();
+      return auditOrWarn(rt, {
+        event: 'session.end',
+        session_id: sessionId,
+        user: who.user,
+        login: who.login,
+        node: node.name,
+        client_addr: who.clientAddr,
+        bytes_to_node: toNode,
+        bytes_from_node: fromNode,
+        duration_ms: Date.now() - started,
+      });
+    })();
+    return ended;
+  };
+  // The node hung up: what it said is already queued on the channel (its data
+  // came before its end); store session.end, then end the channel (ssh2 sends
+  // EOF and CLOSE). A reset socket never emits 'end', hence 'close'.
+  let nodeEnded = false;
+  let clientClosed = false;
+  const nodeDone = () => {
+    if (nodeEnded) return;
+    nodeEnded = true;
+    const stored = clientClosed ? end() : Promise.race([end(), new Promise<void>((r) => setTimeout(r, SESSION_END_AUDIT_WAIT_MS).unref())]);
+    void stored.then(() => {
+      if (!chan.writableEnded) chan.end();
     });
   };
-  // The node hung up: pipe() ends the channel after what the node said is sent
-  // (ssh2 then sends EOF and CLOSE); a reset socket never ends, so end it here.
-  sock.on('close', () => {
-    if (!chan.writableEnded) chan.end();
-    end();
-  });
+  sock.once('end', nodeDone);
+  sock.once('close', nodeDone);
   // The client went away: let the socket flush what it already took, then give up on it.
-  ch.on('close', () => {
+  const clientDone = () => {
+    clientClosed = true;
     sock.end();
     setTimeout(() => sock.destroy(), 5_000).unref();
-    end();
-  });
+    void end();
+  };
+  ch.once('close', clientDone);
+  if (clientGone) clientDone();
+  if (nodeGone) nodeDone();
 }

@@ -15,7 +15,8 @@ import { UserError } from '../../errors.js';
 import { htmlPage } from '../../util/html.js';
 import type { RunningService, ServerLog, ServerRuntime } from '../runtime.js';
 import type { TlsMaterial } from '../tls.js';
-import { ApiRequestError, hostCaLines, type LoginService } from '../auth/login.js';
+import { ApiRequestError, hostCaLines, storeUnavailable, type LoginService } from '../auth/login.js';
+import { StoreUnavailableError } from '../storage/backend.js';
 import { AuditUnavailableError } from '../auth/audit.js';
 import { SourceCounter } from '../limits.js';
 
@@ -220,8 +221,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
         return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint: ${path.slice(0, 100)}` } });
     }
   } catch (err) {
+    if (err instanceof StoreUnavailableError) {
+      // A state-store call outside the login service's own mapping: the same refusal.
+      deps.rt.log.warn(`web: ${req.method} ${pathOf(req)} refused: ${err.message}`);
+      err = storeUnavailable();
+    }
     if (err instanceof ApiRequestError) {
       if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));
+      if (err.code === 'STORE_UNAVAILABLE' && pathOf(req) === API.oidcCallback) {
+        // A browser, not tsh: a page. Nothing was issued.
+        return sendPage(res, 503, 'Login refused: the server cannot reach its state store', 'The server cannot reach its state store (its database), so it could not finish the login and issued no certificate. Run tsh login again in a minute, or tell an admin.');
+      }
       return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
     }
     throw err;

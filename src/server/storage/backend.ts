@@ -157,8 +157,9 @@ export interface AuditBackend {
   query(q: AuditQuery): Promise<StoredAuditEvent[]>;
 }
 
-/** Kinds of items; each later feature adds its own. */
-export type ItemKind = 'token' | 'node' | 'lock' | 'web_session' | 'headless_login' | 'recording';
+/** Kinds of items; each later feature adds its own here. */
+export const ITEM_KINDS = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording'] as const;
+export type ItemKind = (typeof ITEM_KINDS)[number];
 
 export interface Item<T = unknown> {
   kind: ItemKind;

@@ -47,6 +47,7 @@ export async function run(opts: StartOptions, deps: Deps): Promise<void> {
   const server = await startServer(config, { clock: deps.clock, log, env: deps.env, startSshProxy });
   const addrs = server.publicAddrs();
   log.info(`cluster ${config.clusterName}: HTTPS API on ${config.proxy.webListenAddr.host}:${server.webPort} (public ${addrs.web}), SSH proxy on ${config.proxy.sshListenAddr.host}:${server.sshPort} (public ${addrs.ssh})`);
+  log.info(`state store: ${server.rt.store.kind} at ${server.rt.store.location}; server id ${server.rt.serverId}`);
   if (server.tls.selfSigned) log.info(`self-signed HTTPS certificate ${server.tls.fingerprint256}: users log in with tsh login --proxy=${addrs.web} --insecure`);
   if (!config.auth.oidc) log.warn('no auth.oidc in the config: tsh login is refused until single sign-on is configured');
   // One line a supervisor (or a test) can wait for.

@@ -12,11 +12,11 @@ export interface AuthRotateOptions {
 }
 
 /** Makes a new signing key; the old one stays trusted until the grace period ends. */
-export function run(opts: AuthRotateOptions, ctx: ServerContext, deps: Deps): void {
+export async function run(opts: AuthRotateOptions, ctx: ServerContext, deps: Deps): Promise<void> {
   const before = ctx.ca.get(opts.type).active;
-  const after = ctx.ca.rotate(opts.type, opts.graceSeconds);
+  const after = await ctx.ca.rotate(opts.type, opts.graceSeconds);
   const until = new Date(ctx.clock().getTime() + opts.graceSeconds * 1000).toISOString();
-  ctx.audit.emit({
+  await ctx.audit.emit({
     event: 'ca.rotated',
     ca_type: opts.type,
     old_key: fingerprintSha256(before.publicKey.blob),

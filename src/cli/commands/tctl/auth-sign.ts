@@ -15,16 +15,16 @@ export type AuthSignOptions =
  * Makes a new key pair and signs it: writes OUT (private key, 0600) and
  * OUT-cert.pub, the pair that sshd's HostKey/HostCertificate or `ssh -i` want.
  */
-export function run(opts: AuthSignOptions, ctx: ServerContext, deps: Deps): void {
+export async function run(opts: AuthSignOptions, ctx: ServerContext, deps: Deps): Promise<void> {
   const { privateKey, publicKey } = generateKeyPair('ed25519');
   let cert: Certificate;
   if (opts.kind === 'host') {
-    cert = issueHostCertificate(
+    cert = await issueHostCertificate(
       { names: opts.names, publicKey, ttlSeconds: opts.ttlSeconds ?? DEFAULT_HOST_CERT_TTL_SECONDS, via: 'tctl' },
       ctx,
     );
   } else {
-    cert = issueUserCertificate(
+    cert = await issueUserCertificate(
       { username: opts.user, roles: opts.roles, publicKey, requestedTtlSeconds: opts.ttlSeconds, via: 'tctl' },
       ctx,
     );
