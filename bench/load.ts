@@ -31,12 +31,13 @@
  *
  * Usage: npm run load [-- --sessions 2000 --rate 200 --seconds 60 --idle-seconds 30 --nodes 4
  *   --workers 2 --max-pending 50 --relay-mib 1024 --write (the section in BENCHMARKS.md)
+ *   --proxies 2 --storage postgres (the helper PostgreSQL, two jumpgate processes and HAProxy in front:
+ *   the same phases through HAProxy's SSH port; --storage postgres alone: one proxy on the database)
  *   --proxy-node-options '--max-semi-space-size=1' (NODE_OPTIONS of jumpgate)]
  * Needs root (sshd logs in as root here) and `ulimit -n` >= 2.5 x SESSIONS.
  */
 import { fork, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import type ssh2 from 'ssh2';
@@ -47,25 +48,16 @@ import {
   encodeOpenSSHPrivateKey,
   formatPublicKeyLine,
   generateKeyPair,
-  parseCertificateLine,
-  parseOpenSSHPrivateKey,
-  parsePublicKeyLine,
 } from '../src/sshcert/index.js';
-import { certIdentity } from '../src/sshconn/index.js';
-import { openNodeChannel, sshOver } from '../src/client/proxy-conn.js';
+import { LIFTED_LIMITS, NODE_SSHD_SETTINGS, openProxiedSession, sessionCredentials, type SessionCredentials } from './ssh-session.js';
 import { startCluster } from '../test/helpers/cluster.js';
+import { startHaCluster } from '../test/helpers/ha-cluster.js';
 import { freePort, startSshd, type SshdNode } from '../test/helpers/sshd.js';
 import { tempDir } from '../test/helpers/tools.js';
 import { openDirState } from '../test/helpers/runtime.js';
 import { formatSection, writeSections } from './report.js';
 
-/** sshd settings for a node that takes this load (README: "Nodes behind the proxy"). */
-export const NODE_SSHD_SETTINGS = [
-  // Unauthenticated connections: start refusing 30% at 500, all at 1000 (default 10:30:100 drops bursts).
-  'MaxStartups 500:30:1000',
-  // Per connection; the load test opens at most one channel on a node connection.
-  'MaxSessions 10',
-];
+
 
 const SOURCE_ADDRS = Array.from({ length: 50 }, (_, i) => `127.0.0.${i + 2}`);
 
@@ -83,6 +75,10 @@ interface Opts {
   maxPending: number;
   /** NODE_OPTIONS for the jumpgate process (e.g. `--import=/tmp/profiler.mjs`). */
   proxyNodeOptions: string | undefined;
+  /** `jumpgate start` processes (2: behind HAProxy; needs storage postgres). */
+  proxies: 1 | 2;
+  /** Where the cluster state lives: dir (default) or the helper PostgreSQL. */
+  storage: 'dir' | 'postgres';
 }
 
 // ---------------------------------------------------------------- worker side
@@ -119,8 +115,7 @@ interface Counters {
 
 async function worker(): Promise<void> {
   let init!: InitMsg;
-  let identity!: ReturnType<typeof certIdentity>;
-  let cas!: ReturnType<typeof parsePublicKeyLine>['key'][];
+  let creds!: SessionCredentials;
   const held: Session[] = [];
   const counters: Counters = { opened: 0, failed: 0, unexpectedCloses: 0, errors: [] };
   let serial = 0;
@@ -132,22 +127,7 @@ async function worker(): Promise<void> {
 
   const openSession = async (): Promise<Session> => {
     const k = serial++ * 7 + init.worker; // spread sessions over nodes and source addresses
-    const node = init.nodes[k % init.nodes.length]!;
-    const sock = netConnect({ host: '127.0.0.1', port: init.proxyPort, localAddress: SOURCE_ADDRS[k % SOURCE_ADDRS.length]!, noDelay: true });
-    await new Promise<void>((resolve, reject) => {
-      sock.once('connect', resolve);
-      sock.once('error', reject);
-    });
-    const common = { login: 'root', identity, cas: () => cas, now: () => new Date(), webProxyAddr: 'load-test' };
-    const outer = await sshOver(sock, { ...common, what: 'the proxy', hostname: 'localhost' });
-    let inner: ssh2.Client;
-    try {
-      const ch = await openNodeChannel(outer, node, 22, () => {});
-      inner = await sshOver(ch, { ...common, what: node, hostname: node });
-    } catch (err) {
-      outer.end();
-      throw err;
-    }
+    const { outer, inner } = await openProxiedSession({ proxyPort: init.proxyPort, node: init.nodes[k % init.nodes.length]!, creds, localAddress: SOURCE_ADDRS[k % SOURCE_ADDRS.length]! });
     const s: Session = { outer, inner, closing: false };
     const onClose = () => {
       if (s.closing) return;
@@ -197,8 +177,7 @@ async function worker(): Promise<void> {
     try {
       if (m.cmd === 'init') {
         init = m;
-        identity = certIdentity(parseOpenSSHPrivateKey(m.keyText).privateKey, parseCertificateLine(m.certLine).cert.blob);
-        cas = m.hostCALines.map((l) => parsePublicKeyLine(l).key);
+        creds = sessionCredentials(m.keyText, m.certLine, m.hostCALines);
         send({ ev: 'ready' });
       } else if (m.cmd === 'hold') {
         const before = { ...counters };
@@ -337,6 +316,11 @@ function sshdReapedCpu(): number {
   return sum;
 }
 
+/** `f` summed over several processes (the proxies of a multi-proxy set-up). */
+function sum(pids: number[], f: (pid: number) => number): number {
+  return pids.reduce((a, p) => a + f(p), 0);
+}
+
 function openFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
@@ -370,6 +354,11 @@ function parseArgs(argv: string[]): Opts {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? Number(argv[i + 1]) : dflt;
   };
+  const proxies = num('proxies', 1);
+  const storage = argv.includes('--storage') ? argv[argv.indexOf('--storage') + 1] : 'dir';
+  if (proxies !== 1 && proxies !== 2) throw new Error(`--proxies ${proxies}: 1 or 2`);
+  if (storage !== 'dir' && storage !== 'postgres') throw new Error(`--storage ${storage}: dir or postgres`);
+  if (proxies === 2 && storage !== 'postgres') throw new Error('--proxies 2 needs --storage postgres (two proxies share state only in a database)');
   return {
     sessions: num('sessions', 2000),
     rate: num('rate', 200),
@@ -381,12 +370,29 @@ function parseArgs(argv: string[]): Opts {
     maxPending: num('max-pending', 50),
     idleSeconds: num('idle-seconds', 30),
     proxyNodeOptions: argv.includes('--proxy-node-options') ? argv[argv.indexOf('--proxy-node-options') + 1] : undefined,
+    proxies,
+    storage,
   };
 }
 
-async function coordinator(o: Opts): Promise<void> {
-  const tmp = tempDir('load');
-  const dataDir = join(tmp.dir, 'data');
+/** What the phases run against: the SSH port clients use, the proxy processes measured, the user's credentials. */
+interface Target {
+  sshPort: number;
+  /** The jumpgate processes (CPU, RSS and fds are summed over them). */
+  pids: number[];
+  nodes: string[];
+  keyText: string;
+  certLine: string;
+  hostCALines: string[];
+  /** The set-up in words, for the report. */
+  setUp: string;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Today's set-up: one `jumpgate start` on dir, NODES sshd processes, the CAs made in its data directory. */
+async function setUpDir(o: Opts, dir: string): Promise<Target> {
+  const dataDir = join(dir, 'data');
   const nodeNames = Array.from({ length: o.nodes }, (_, i) => `load${i + 1}`);
   const [webPort, sshPort] = [await freePort(), await freePort()];
   const yaml = (ports: number[]) =>
@@ -398,9 +404,7 @@ async function coordinator(o: Opts): Promise<void> {
       `  public_addr: localhost:${webPort}`,
       `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
       `  ssh_public_addr: localhost:${sshPort}`,
-      // One user holds every session: lift the per-user caps (the nodes' MaxStartups is raised too, NODE_SSHD_SETTINGS).
-      '  limits:',
-      ...['max_connections_per_user', 'max_channels_per_connection', 'max_sessions_per_user', 'max_concurrent_node_dials_per_user', 'max_concurrent_node_dials_per_node'].map((k) => `    ${k}: 1000000`),
+      ...LIFTED_LIMITS.map((l) => `  ${l}`),
       'roles:',
       '  user:',
       '    logins: ["{{username}}"]',
@@ -409,7 +413,7 @@ async function coordinator(o: Opts): Promise<void> {
       ...nodeNames.map((n, i) => `  - { name: ${n}, addr: "127.0.0.1:${ports[i] ?? 22}", labels: { env: load } }`),
       '',
     ].join('\n');
-  const preFile = join(tmp.dir, 'pre.yaml');
+  const preFile = join(dir, 'pre.yaml');
   writeFileSync(preFile, yaml([]));
   const pre = loadServerConfig(preFile);
   const state = await openDirState(dataDir, { serverId: 'load' });
@@ -423,36 +427,97 @@ async function coordinator(o: Opts): Promise<void> {
   } finally {
     await state.close();
   }
-  const hostKeyFile = join(tmp.dir, 'node_host_key');
+  const hostKeyFile = join(dir, 'node_host_key');
   writeFileSync(hostKeyFile, encodeOpenSSHPrivateKey(hostKey.privateKey, 'load'), { mode: 0o600 });
   writeFileSync(`${hostKeyFile}-cert.pub`, encodeCertificateLine(hostCert, 'load') + '\n');
-  const userCaFile = join(tmp.dir, 'user_ca.pub');
+  const userCaFile = join(dir, 'user_ca.pub');
   writeFileSync(userCaFile, ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey)).join('\n') + '\n');
 
   const nodes: SshdNode[] = [];
-  const workers: Worker[] = [];
   let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
+  const stop = async () => {
+    await cluster?.stop();
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
   try {
     for (const name of nodeNames) {
-      const dir = join(tmp.dir, name);
-      mkdirSync(dir);
+      const nodeDir = join(dir, name);
+      mkdirSync(nodeDir);
       // The helper's sshd logs at DEBUG2 (tests read why a certificate was refused); `Match all` lowers it after authentication.
-      nodes.push(await startSshd({ dir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: [...NODE_SSHD_SETTINGS, 'Match all', '    LogLevel ERROR'] }));
+      nodes.push(await startSshd({ dir: nodeDir, hostKey: hostKeyFile, hostCertificate: `${hostKeyFile}-cert.pub`, trustedUserCaKeys: userCaFile, extra: [...NODE_SSHD_SETTINGS, 'Match all', '    LogLevel ERROR'] }));
     }
     const env = { ...process.env };
     for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']) delete env[k];
     if (o.proxyNodeOptions) env['NODE_OPTIONS'] = o.proxyNodeOptions;
-    cluster = await startCluster(tmp.dir, yaml(nodes.map((n) => n.port)), { env });
-    const pid = cluster.pid;
-    log(`jumpgate pid ${pid} on 127.0.0.1:${cluster.sshPort}; ${o.nodes} sshd nodes; ${o.workers} client processes`);
-
-    const init: Omit<InitMsg, 'worker'> = {
-      cmd: 'init',
-      proxyPort: cluster.sshPort,
+    cluster = await startCluster(dir, yaml(nodes.map((n) => n.port)), { env });
+    const started = cluster;
+    return {
+      sshPort: started.sshPort,
+      pids: [started.pid],
       nodes: nodeNames,
       keyText: encodeOpenSSHPrivateKey(userKey.privateKey, 'load'),
       certLine: encodeCertificateLine(userCert, 'load'),
       hostCALines: ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey)),
+      setUp: `\`jumpgate start\` and ${o.nodes} OpenSSH ${o.nodes === 1 ? 'node' : 'nodes'}`,
+      log: () => started.log(),
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+
+/**
+ * `--proxies N --storage dir|postgres`: the helper PostgreSQL (postgres), N
+ * `jumpgate start` processes and HAProxy in front of them when N > 1
+ * (test/helpers/ha-cluster.ts, which makes every certificate with tctl), one
+ * sshd serving every node name. HAProxy keeps the client's address
+ * (`usesrc clientip`): otherwise every session would come from one address
+ * and the per-source limits would measure the balancer, not the proxies.
+ */
+async function setUpShared(o: Opts, dir: string): Promise<Target> {
+  const nodeNames = Array.from({ length: o.nodes }, (_, i) => `load${i + 1}`);
+  const c = await startHaCluster({
+    dir,
+    proxies: o.proxies,
+    storage: o.storage,
+    haproxy: o.proxies > 1,
+    preserveClientAddr: true,
+    nodes: nodeNames,
+    sshdExtra: [...NODE_SSHD_SETTINGS, 'Match all', '    LogLevel ERROR'],
+    proxyExtra: LIFTED_LIMITS,
+  });
+  return {
+    sshPort: c.sshPort,
+    pids: c.proxies.map((p) => p.pid),
+    nodes: nodeNames,
+    keyText: readFileSync(c.userKeyFile, 'utf8'),
+    certLine: readFileSync(`${c.userKeyFile}-cert.pub`, 'utf8').trim(),
+    hostCALines: readFileSync(c.knownHostsFile, 'utf8').split('\n').filter((l) => l.trim() !== ''),
+    setUp: `${o.proxies} \`jumpgate start\` on ${o.storage}${o.storage === 'postgres' ? ' (one PostgreSQL 15)' : ''}${o.proxies > 1 ? ' behind HAProxy (mode tcp, round robin)' : ''} and one OpenSSH sshd serving ${o.nodes} node names`,
+    log: () => c.proxies.map((p, i) => `--- proxy ${i + 1} ---\n${p.log().slice(-3000)}`).join('\n'),
+    stop: () => c.stop(),
+  };
+}
+
+async function coordinator(o: Opts): Promise<void> {
+  const tmp = tempDir('load');
+  const workers: Worker[] = [];
+  let target: Target | undefined;
+  try {
+    target = o.proxies === 1 && o.storage === 'dir' ? await setUpDir(o, tmp.dir) : await setUpShared(o, tmp.dir);
+    const pids = target.pids;
+    log(`jumpgate pid ${pids.join(', ')} on 127.0.0.1:${target.sshPort}; ${o.nodes} node names; ${o.workers} client processes`);
+
+    const init: Omit<InitMsg, 'worker'> = {
+      cmd: 'init',
+      proxyPort: target.sshPort,
+      nodes: target.nodes,
+      keyText: target.keyText,
+      certLine: target.certLine,
+      hostCALines: target.hostCALines,
       maxPending: o.maxPending,
     };
     for (let w = 0; w < o.workers; w++) workers.push(startWorker());
@@ -465,32 +530,32 @@ async function coordinator(o: Opts): Promise<void> {
     await all((i) => ({ cmd: 'hold', count: share(50, i), perSec: 50 }));
     await all(() => ({ cmd: 'closeAll' }));
     await sleep(3_000);
-    const base = { rss: rssBytes(pid), fds: openFds(pid), sshd: sshdProcesses() };
+    const base = { rss: sum(pids, rssBytes), fds: sum(pids, openFds), sshd: sshdProcesses() };
     log(`baseline: RSS ${(base.rss / 2 ** 20).toFixed(1)} MiB, ${base.fds} fds`);
 
     // Ramp to SESSIONS held.
-    const cpu0 = cpuSeconds(pid);
+    const cpu0 = sum(pids, cpuSeconds);
     const ramp = await all((i) => ({ cmd: 'hold', count: share(o.sessions, i), perSec: o.rate / o.workers }));
-    const rampCpu = cpuSeconds(pid) - cpu0;
+    const rampCpu = sum(pids, cpuSeconds) - cpu0;
     const heldAfterRamp = ramp.reduce((a, r) => a + r.held, 0);
     log(`ramp: ${heldAfterRamp} held, ${ramp.reduce((a, r) => a + r.failed, 0)} failed, ${(Math.max(...ramp.map((r) => r.settledMs)) / 1000).toFixed(1)} s`);
     await sleep(5_000);
-    const early = { rss: rssBytes(pid) };
+    const early = { rss: sum(pids, rssBytes) };
     const earlyPerSessionKiB = (early.rss - base.rss) / 1024 / Math.max(1, heldAfterRamp);
     log(`idle 5 s: RSS ${(early.rss / 2 ** 20).toFixed(1)} MiB (${earlyPerSessionKiB.toFixed(1)} KiB per session above baseline)`);
     await sleep(Math.max(0, o.idleSeconds - 5) * 1000);
-    const idle = { rss: rssBytes(pid), fds: openFds(pid), sshd: sshdProcesses(), held: heldAfterRamp };
+    const idle = { rss: sum(pids, rssBytes), fds: sum(pids, openFds), sshd: sshdProcesses(), held: heldAfterRamp };
     const perSessionKiB = (idle.rss - base.rss) / 1024 / Math.max(1, idle.held);
     log(`idle ${o.idleSeconds} s: RSS ${(idle.rss / 2 ** 20).toFixed(1)} MiB (${perSessionKiB.toFixed(1)} KiB per session above baseline), ${idle.fds} fds, ${idle.sshd.count} sshd processes (${idle.sshd.rssMiB.toFixed(0)} MiB RSS)`);
 
     // Churn: RATE new sessions per second for SECONDS, each closing the oldest.
     const load0 = loadavg()[0]!;
-    const cpu1 = cpuSeconds(pid);
+    const cpu1 = sum(pids, cpuSeconds);
     const clientCpu1 = workers.reduce((a, w) => a + cpuSeconds(w.child.pid!), 0);
     const machine1 = machineCpu();
     const sshd1 = sshdReapedCpu();
     const churn = await all(() => ({ cmd: 'churn', perSec: o.rate / o.workers, seconds: o.seconds }));
-    const churnCpu = cpuSeconds(pid) - cpu1;
+    const churnCpu = sum(pids, cpuSeconds) - cpu1;
     const churnClientCpu = workers.reduce((a, w) => a + cpuSeconds(w.child.pid!), 0) - clientCpu1;
     const machine2 = machineCpu();
     const churnSshdCpu = sshdReapedCpu() - sshd1;
@@ -506,18 +571,18 @@ async function coordinator(o: Opts): Promise<void> {
     const loadAfter = loadavg()[0]!;
     log(`churn: ${churnOpened} opened in ${churnIssued.toFixed(1)} s (settled ${churnSettled.toFixed(1)} s), ${churnFailed} failed, setup p50 ${pct(setup, 50).toFixed(0)} ms p99 ${pct(setup, 99).toFixed(0)} ms, ${heldAfterChurn} held`);
     await sleep(3_000);
-    const afterChurn = { rss: rssBytes(pid), fds: openFds(pid) };
+    const afterChurn = { rss: sum(pids, rssBytes), fds: sum(pids, openFds) };
 
     // Relay: RELAY_MIB through one session per worker, at once.
     const bytesEach = Math.floor((o.relayMiB * 2 ** 20) / o.workers);
-    const cpu2 = cpuSeconds(pid);
+    const cpu2 = sum(pids, cpuSeconds);
     const t0 = performance.now();
     await Promise.all(workers.map((w) => w.ask({ cmd: 'relay', bytes: bytesEach })));
     const relaySec = (performance.now() - t0) / 1000;
-    const relayCpu = cpuSeconds(pid) - cpu2;
+    const relayCpu = sum(pids, cpuSeconds) - cpu2;
     const relayBytes = bytesEach * o.workers;
     const cpuPerGiB = relayCpu / (relayBytes / 2 ** 30);
-    const peakRss = rssBytes(pid);
+    const peakRss = sum(pids, rssBytes);
     log(`relay: ${(relayBytes / 2 ** 20).toFixed(0)} MiB in ${relaySec.toFixed(1)} s (${(relayBytes / 1e6 / relaySec).toFixed(0)} MB/s), proxy CPU ${relayCpu.toFixed(2)} s = ${cpuPerGiB.toFixed(2)} CPU-s per GiB`);
 
     const closed = await all(() => ({ cmd: 'closeAll' }));
@@ -544,30 +609,31 @@ async function coordinator(o: Opts): Promise<void> {
       `| proxy RSS after churn, after relay | ${f1(afterChurn.rss / 2 ** 20)} MiB, ${f1(peakRss / 2 ** 20)} MiB | |`,
       `| node side with ${idle.held} idle sessions | ${idle.sshd.count} sshd processes, ${idle.sshd.rssMiB.toFixed(0)} MiB RSS summed (shared pages counted in each) | |`,
       '',
-      `Set-up: \`jumpgate start\` and ${o.nodes} OpenSSH ${o.nodes === 1 ? 'node' : 'nodes'} (\`${NODE_SSHD_SETTINGS.join('`, `')}\`) on loopback; ${o.workers} client processes of ssh2 clients`,
+      `Set-up: ${target.setUp} (\`${NODE_SSHD_SETTINGS.join('`, `')}\`) on loopback; ${o.workers} client processes of ssh2 clients`,
       "(tsh's own `sshOver` and `openNodeChannel`), 50 loopback source addresses. A session is an SSH connection to the proxy",
       'authenticated with a user certificate, the subsystem `proxy:NODE:22`, and a second SSH connection through it to the node\'s sshd,',
       'authenticated with the same certificate. Idle: both authenticated, no channel on the node (like `ssh -N`), keepalives every 30 s.',
-      'RSS is VmRSS of the jumpgate process (default V8 flags), garbage not yet collected included; the baseline is taken after 50',
+      `RSS is VmRSS of the jumpgate ${target.pids.length > 1 ? 'processes, summed' : 'process'} (default V8 flags), garbage not yet collected included; the baseline is taken after 50`,
       'warm-up sessions were opened and closed. CPU from /proc/<pid>/stat (utime + stime); sshd CPU from the listeners\' cutime + cstime.',
       `The client processes, the proxy and the sshd nodes share the same 2 cores (1-minute load average ${load0.toFixed(1)} before the churn,`,
       `${loadAfter.toFixed(1)} after): the new-session rate is what the machine as a whole reached, CPU per session says who spent it.`,
       ...(errors.length ? ['', 'Errors seen (first distinct ones):', '', ...errors.map((e) => `- ${e.replace(/\n/g, ' ')}`)] : []),
     ].join('\n');
-    const section = formatSection(`Load: ${o.sessions} SSH sessions held through the proxy, ${o.rate} new per second for ${o.seconds} s`, body);
+    const shared = o.proxies > 1 || o.storage !== 'dir';
+    const through = o.proxies > 1 ? `${o.proxies} proxies on ${o.storage} behind HAProxy` : shared ? `the proxy on ${o.storage}` : 'the proxy';
+    const section = formatSection(`Load: ${o.sessions} SSH sessions held through ${through}, ${o.rate} new per second for ${o.seconds} s`, body);
     process.stdout.write(section + '\n');
     if (o.write) {
-      writeSections([{ name: 'load', section }]);
+      writeSections([{ name: shared ? `load-${o.proxies}x${o.storage}` : 'load', section }]);
       log('updated BENCHMARKS.md');
     }
     if (failedTotal > 0) process.exitCode = 1;
   } catch (err) {
-    process.stderr.write(`--- jumpgate log (tail) ---\n${cluster?.log().slice(-4000) ?? ''}\n`);
+    process.stderr.write(`--- jumpgate log (tail) ---\n${target?.log().slice(-4000) ?? ''}\n`);
     throw err;
   } finally {
     for (const w of workers) w.child.kill();
-    await cluster?.stop();
-    await Promise.all(nodes.map((n) => n.stop()));
+    await target?.stop();
     tmp.cleanup();
   }
 }

@@ -18,6 +18,7 @@ import { headlessLogin, loopbackDispatcher } from '../test/helpers/headless-logi
 import { freePort } from '../test/helpers/sshd.js';
 import { startSshAgent } from '../test/helpers/ssh-agent.js';
 import { builtProgram } from '../test/helpers/tools.js';
+import { atConcurrency } from './ssh-session.js';
 
 export interface LoginBench {
   loginMs: number[];
@@ -63,26 +64,32 @@ roles:
     const opensshManualMs = manualOpenSshCertificate(dir, agent.sock, opts.logins ?? 7);
     const flows = opts.flows ?? 200;
     const concurrency = opts.concurrency ?? 8;
-    // Login starts are rate-limited per client address (burst 20): each flow comes from one of 32 loopback addresses.
-    const dispatchers = Array.from({ length: 32 }, (_, i) => loopbackDispatcher(10 + i));
-    await headlessLogin(cluster.webPort, dispatchers[0]!); // warm-up: IdP discovery, JIT
-    const t0 = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < flows) {
-          const i = next++;
-          await headlessLogin(cluster.webPort, dispatchers[i % dispatchers.length]!);
-        }
-      }),
-    );
-    await Promise.all(dispatchers.map((d) => d.close()));
-    const flowsPerSec = flows / ((performance.now() - t0) / 1000);
+    const { perSec: flowsPerSec } = await loginIssuanceRate(cluster.webPort, { flows, concurrency });
     return { loginMs, opensshManualMs, flowsPerSec, concurrency, flows, sshKeygenSignPerSec: sshKeygenSignRate(dir, 100) };
   } finally {
     await browser.close();
     await Promise.all([cluster.stop(), idp.close(), agent.stop()]);
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whole logins over HTTP through the server at `webPort` (login start, IdP
+ * login and consent, proxy callback, sealed answer opened: headlessLogin),
+ * `concurrency` at once, `flows` in all, after one warm-up login. Login
+ * starts are rate-limited per client address (burst 20): each flow comes
+ * from one of 32 loopback addresses (127.0.0.10-41). Throws on the first
+ * failed login (a failure is a finding, not a slower rate).
+ */
+export async function loginIssuanceRate(webPort: number, o: { flows: number; concurrency: number; login?: string }): Promise<{ perSec: number }> {
+  const dispatchers = Array.from({ length: 32 }, (_, i) => loopbackDispatcher(10 + i));
+  try {
+    await headlessLogin(webPort, dispatchers[0]!, o.login); // warm-up: IdP discovery, JIT
+    const r = await atConcurrency(o.flows, o.concurrency, async (i) => void (await headlessLogin(webPort, dispatchers[i % dispatchers.length]!, o.login)));
+    if (r.failed > 0) throw new Error(`${r.failed} of ${o.flows} logins failed: ${r.errors.join('; ')}`);
+    return { perSec: r.perSec };
+  } finally {
+    await Promise.all(dispatchers.map((d) => d.close()));
   }
 }
 

@@ -2,12 +2,13 @@
  * `npm run bench`: every benchmark, each compared in the same run against the
  * baseline it must beat. Prints Markdown; with `--write` it also replaces the
  * matching section of BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
- * Usage: npm run bench [-- --only sign] [-- --write]
+ * Usage: npm run bench [-- --only sign|login|proxy|storage|startup] [-- --write]
  */
 import { benchSigning } from './sign.js';
 import { benchLogin, median } from './login.js';
 import { benchProxy, formatProxyBench } from './proxy.js';
 import { benchStartup, formatStartupBench } from './startup.js';
+import { benchStorage, formatStorageBench } from './storage.js';
 import { BENCHMARKS_FILE, formatSection, writeSections } from './report.js';
 
 interface Section {
@@ -62,6 +63,11 @@ const sections: Section[] = [
         'Baseline: ssh → ProxyJump via a second sshd (same host certificate, same user certificate) → sshd.',
         'Both carry the end-to-end ssh session inside a second encrypted hop; the runs alternate.',
       ].join('\n'),
+  },
+  {
+    name: 'storage',
+    title: 'Shared state: login issuance and short SSH sessions per second, one proxy on dir, one on postgres, two on postgres behind HAProxy',
+    run: async () => formatStorageBench(await benchStorage()),
   },
   {
     name: 'startup',

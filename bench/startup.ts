@@ -4,6 +4,8 @@
  * - `tsh version` and `tsh status` (a logged-in TSH_HOME, so status reads and
  *   parses the profile and certificate), through bin/tsh under this Node and
  *   as the linux single executable (npm run build:bin) when this machine can run it;
+ * - `tsh proxy ssh --check-login`, the ssh_config block's `Match exec`: what
+ *   `--relogin=auto` adds to every `ssh node1` (a second, short tsh run);
  * - `tsh proxy ssh` set-up, what every `ssh node1` pays first: from starting
  *   the ProxyCommand until the node's sshd banner comes out of its stdout
  *   (credentials, the proxy's SSH handshake with the user certificate, the
@@ -63,6 +65,8 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
             { what: '`tsh status` (single executable)', cmd: sea.exe, args: ['status'] },
           ]
         : []),
+      // What the block's `Match exec` adds to every ssh to a node (--relogin=auto), with a valid login.
+      { what: '`tsh proxy ssh --check-login` (the block\'s Match exec; bin/tsh)', cmd: process.execPath, args: [tsh, 'proxy', 'ssh', '--check-login', '--relogin=auto', `--tsh-home=${user.paths.home}`, `--proxy=localhost:${cluster.webPort}`] },
       { what: '`tsh proxy ssh` until the node\'s SSH banner (bin/tsh)', cmd: process.execPath, args: [tsh, ...proxyArgs], until: /^SSH-2\.0-/m },
       ...(sea.exe ? [{ what: '`tsh proxy ssh` until the node\'s SSH banner (single executable)', cmd: sea.exe, args: proxyArgs, until: /^SSH-2\.0-/m }] : []),
     ];

@@ -3,6 +3,7 @@ import { VERSION } from '../version.js';
 import { baseProgram, runMain, type ProgramBuilder } from './main.js';
 import { flagDuration } from './flags.js';
 import { printable } from '../util/printable.js';
+import { UsageError } from '../errors.js';
 
 // Commands are imported when they run, so `tsh version` or `tsh status` never
 // load ssh2, openid-client or the keychain addon.
@@ -33,11 +34,14 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .option('--headless', 'for a machine with no browser: prints a URL on the proxy and a short code; open it on any device, sign in and approve (tsh opens no port)')
     .addOption(new Option('--keystore <where>', 'where the private key is kept').choices(['auto', 'keychain', 'file']).default('auto'))
     .option('--no-ssh-config', 'do not write the Jumpgate block into ~/.ssh/config')
+    .option('--tsh-home <dir>', 'the tsh directory to log in to (default: $TSH_HOME, or ~/.tsh); hints name it when it is not the default')
     .addOption(
       new Option('--add-keys-to-agent <when>', 'load key and certificate into the ssh-agent: auto (when one answers), yes (a failure is an error), no (ssh reads the key file; needs the file keystore); remembered for the next login').choices(['auto', 'yes', 'no']),
     )
     .addHelpText('after', '\nWith no flags, logs in again to the current profile with the --insecure and --user it remembers.\nTSH_CLOCK_LEEWAY (default 5m): how far behind this machine\'s clock may be before a certificate is "not valid yet".\n')
-    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure?: boolean; bindAddr?: string; headless?: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no' }) => {
+    .action(async (o: { proxy?: string; user?: string; ttl?: string; browser: 'default' | 'none'; insecure?: boolean; bindAddr?: string; headless?: boolean; keystore: 'auto' | 'keychain' | 'file'; sshConfig: boolean; addKeysToAgent?: 'auto' | 'yes' | 'no'; tshHome?: string }) => {
+      // The flag wins over the environment, as for `tsh proxy ssh --tsh-home` (the hints print it).
+      const d = o.tshHome !== undefined ? { ...deps, env: { ...deps.env, TSH_HOME: o.tshHome } } : deps;
       const [login, ui, sshConfig] = await Promise.all([import('./commands/tsh/login.js'), import('./ui.js'), import('../client/ssh-config.js')]);
       await login.run(
         {
@@ -52,19 +56,19 @@ export const buildTsh: ProgramBuilder = (deps) => {
           sshConfig: o.sshConfig,
           ...(o.addKeysToAgent !== undefined ? { addKeysToAgent: o.addKeysToAgent } : {}),
         },
-        deps,
+        d,
         {
-          openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(deps)),
-          checkSshConfig: (profile, paths) => void sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, deps.selfCommand)),
+          openBrowser: (url) => ui.openBrowser(url, ui.browserSystem(d)),
+          checkSshConfig: (profile, paths) => void sshConfig.renderSshConfigBlock(sshConfig.sshConfigInput(profile, paths, d.selfCommand)),
           installSshConfig: (profile, paths) => {
-            const input = sshConfig.sshConfigInput(profile, paths, deps.selfCommand);
+            const input = sshConfig.sshConfigInput(profile, paths, d.selfCommand);
             const block = sshConfig.renderSshConfigBlock(input);
             const r = sshConfig.installSshConfigBlock(paths, profile.name, block);
             const lines = r.changed ? [`Updated the Jumpgate block for ${printable(profile.name)} in ${printable(r.path)}; plain ssh to the cluster's nodes now goes through the proxy.`] : [];
             if (r.backup) lines.push(`(the original is saved as ${r.backup})`);
             // The block must be where ssh looks, and nothing read before it may override it.
-            const unread = sshConfig.unreadConfigWarning(paths, deps.accountHome);
-            const overridden = unread ? undefined : sshConfig.overriddenBlockWarning(input, { env: deps.env });
+            const unread = sshConfig.unreadConfigWarning(paths, d.accountHome);
+            const overridden = unread ? undefined : sshConfig.overriddenBlockWarning(input, { env: d.env });
             for (const w of [unread, overridden]) if (w) lines.push(w);
             return lines;
           },
@@ -127,14 +131,27 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .description('helpers for other programs')
     .command('ssh')
     .description('ProxyCommand helper: joins stdin/stdout to a node\'s SSH port through the proxy')
-    .argument('<[user@]host[:port]>', 'what ssh passes as %r@%h:%p')
+    .argument('[[user@]host[:port]]', 'what ssh passes as %r@%h:%p (not with --check-login)')
     .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
     .option('--tsh-home <dir>', 'the tsh directory of the login (default: $TSH_HOME, or ~/.tsh); the generated block passes it')
-    .addHelpText('after', '\nIn ~/.ssh/config (tsh config prints it):\n  ProxyCommand /path/to/tsh proxy ssh --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p\n')
-    .action(async (target: string, o: { proxy?: string; tshHome?: string }) => {
+    .addOption(
+      new Option('--relogin <when>', 'with a missing or expired certificate: auto = log in through the browser first (when one can be opened), never = print the `tsh login` command and exit 4')
+        .choices(['auto', 'never'])
+        .default('never'),
+    )
+    .option('--check-login', 'only make sure the login is usable (logging in again with --relogin=auto), always exit 0: the block\'s Match exec, which runs before ssh reads the key files')
+    .addHelpText(
+      'after',
+      '\nIn ~/.ssh/config (tsh config prints it):\n  Match host node1,*.example.org exec "/path/to/tsh proxy ssh --check-login --relogin=auto --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080"\n  Match host node1,*.example.org\n    ProxyCommand /path/to/tsh proxy ssh --relogin=auto --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p\n',
+    )
+    .action(async (target: string | undefined, o: { proxy?: string; tshHome?: string; relogin: 'auto' | 'never'; checkLogin?: boolean }) => {
       // The flag wins over the environment: ssh run from another process may carry another TSH_HOME, or none.
       const d = o.tshHome !== undefined ? { ...deps, env: { ...deps.env, TSH_HOME: o.tshHome } } : deps;
-      await (await import('./commands/tsh/proxy-ssh.js')).run({ target, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, d);
+      const common = { ...(o.proxy !== undefined ? { proxy: o.proxy } : {}), relogin: o.relogin };
+      // The Match exec check runs before every ssh to a node: it never loads ssh2 (relogin.ts, not proxy-ssh.ts).
+      if (o.checkLogin) return (await import('./commands/tsh/relogin.js')).runCheckLogin(common, d);
+      if (target === undefined) throw new UsageError('USAGE_NO_TARGET', 'tsh proxy ssh needs the target [user@]host[:port]', { hint: 'in ssh_config: ProxyCommand tsh proxy ssh %r@%h:%p' });
+      await (await import('./commands/tsh/proxy-ssh.js')).run({ target, ...common }, d);
     });
 
   program

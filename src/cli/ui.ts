@@ -99,6 +99,23 @@ export function isWsl(sys: Pick<BrowserSystem, 'platform' | 'env' | 'osRelease'>
   return /microsoft|wsl/i.test(sys.osRelease() ?? '');
 }
 
+/**
+ * Whether tsh can show the user a browser here, the one rule `tsh login`
+ * (what the ssh_config block it writes says: `--relogin=auto|never`) and
+ * `tsh proxy ssh --relogin=auto` decide by: BROWSER set (xdg-open and tsh's
+ * users both honour it) or Windows or WSL (the Windows browser): yes;
+ * macOS: yes unless logged in over SSH (SSH_CONNECTION: `open` would show
+ * the page on the Mac's own screen, not the user's); other Unix: only with a
+ * display (DISPLAY or WAYLAND_DISPLAY; X forwarding over SSH sets DISPLAY).
+ */
+export function canOpenBrowser(sys: Pick<BrowserSystem, 'platform' | 'env' | 'osRelease'>): boolean {
+  const env = sys.env;
+  if (env['BROWSER']) return true;
+  if (sys.platform === 'win32' || isWsl(sys)) return true;
+  if (sys.platform === 'darwin') return !env['SSH_CONNECTION'];
+  return Boolean(env['DISPLAY'] || env['WAYLAND_DISPLAY']);
+}
+
 /** The first executable called `name` on PATH. */
 export function onPath(name: string, env: Record<string, string | undefined>): string | undefined {
   for (const dir of (env['PATH'] ?? '').split(delimiter)) {

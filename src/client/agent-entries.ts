@@ -17,6 +17,7 @@
  * compared whole, and keys are never shared between logins.
  */
 import { readFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import { parseCertificate, parsePublicKeyBlob, parsePublicKeyLine } from '../sshcert/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { printable } from '../util/printable.js';
@@ -164,4 +165,25 @@ export async function removeProfileEntries(agent: AgentClient, p: ProfileEntries
       `${name} (${agent.socketPath}) did not remove ${left.length} of this profile's entries (${what}); ` +
       'they stay usable until their lifetime ends. Remove them with `ssh-add -D` (removes every identity in that agent) or restart the agent.',
   };
+}
+
+/**
+ * Puts a profile's key and certificate back into the agent when the agent
+ * no longer holds that certificate (an agent restarted, `ssh-add -D`, a
+ * lifetime cut short), with the certificate's remaining validity as its
+ * lifetime (seconds, at least 1). With the keychain keystore the ssh_config
+ * block's identity is the certificate FILE and only the agent can sign, so
+ * without this plain ssh says "Permission denied (publickey)" while the
+ * certificate is still valid. ssh asks the agent at authentication time,
+ * after it started the ProxyCommand, so the ProxyCommand can do it.
+ * @returns true when it added the certificate, false when the agent already held it
+ * @throws AgentError when the agent cannot be reached or refuses
+ */
+export async function restoreAgentEntry(
+  agent: AgentClient,
+  entry: { privateKey: KeyObject; certBlob: Buffer; comment: string; lifetimeSeconds: number },
+): Promise<boolean> {
+  if ((await agent.list()).some((id) => id.blob.equals(entry.certBlob))) return false;
+  await agent.addCertificate({ privateKey: entry.privateKey, certBlob: entry.certBlob, comment: entry.comment, lifetimeSeconds: Math.max(1, Math.floor(entry.lifetimeSeconds)) });
+  return true;
 }

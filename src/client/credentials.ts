@@ -9,8 +9,9 @@ import type { KeyObject } from 'node:crypto';
 import { AuthError } from '../errors.js';
 import { parseCertificateLine, parseOpenSSHPrivateKey, type Certificate } from '../sshcert/index.js';
 import { formatDuration } from '../shared/duration.js';
-import type { KeystoreKind, Profile, ProfileStore } from './profile.js';
-import type { TshPaths } from './paths.js';
+import { ProfileStore, type KeystoreKind, type Profile } from './profile.js';
+import { openProfileKeyStore } from './keystore.js';
+import { nonDefaultTshHome, type TshPaths } from './paths.js';
 import { EXAMPLE_PROXY, loginCommand } from './proxy-addr.js';
 
 /**
@@ -53,10 +54,16 @@ export function clockBehindText(behindSeconds: number): { message: string; hint:
  * The hint when there is no profile to use: the proxy asked for when there
  * is one, else an example that is clearly an example.
  */
-export function notLoggedInHint(proxy: string | undefined, program = 'tsh'): string {
+export function notLoggedInHint(proxy: string | undefined, program = 'tsh', tshHome?: string): string {
   return proxy
-    ? `run \`${loginCommand({ webProxyAddr: proxy }, program)}\` first`
+    ? `run \`${loginCommand({ webProxyAddr: proxy, ...(tshHome ? { tshHome } : {}) }, program)}\` first`
     : `run \`${program} login --proxy=PROXY\` first, where PROXY is your Jumpgate proxy's address (e.g. ${EXAMPLE_PROXY})`;
+}
+
+/** The exact `tsh login` that renews `profile` (loginCommand): its proxy, remembered --user and --insecure, and TSH_HOME when not the default. */
+export function profileLoginCommand(profile: Pick<Profile, 'webProxyAddr' | 'insecure' | 'user'>, paths: Pick<TshPaths, 'penv'>, program = 'tsh'): string {
+  const tshHome = nonDefaultTshHome(paths.penv);
+  return loginCommand({ webProxyAddr: profile.webProxyAddr, insecure: profile.insecure, ...(profile.user ? { user: profile.user } : {}), ...(tshHome ? { tshHome } : {}) }, program);
 }
 
 /** The part of a keystore credentials need (keystore.ts implements it). */
@@ -108,12 +115,13 @@ export function readProfileCertificate(paths: TshPaths, profile: Profile): { lin
  */
 export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Credentials> {
   const program = opts.program ?? 'tsh';
+  const tshHome = nonDefaultTshHome(opts.store.paths.penv);
   const profile = opts.store.load(opts.profile);
   if (!profile) {
     const which = opts.profile ? ` for ${opts.profile}` : '';
-    throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: notLoggedInHint(opts.proxyAddr ?? opts.profile, program) });
+    throw new AuthError('NOT_LOGGED_IN', `not logged in${which}`, { hint: notLoggedInHint(opts.proxyAddr ?? opts.profile, program, tshHome) });
   }
-  const relogin = loginCommand({ webProxyAddr: profile.webProxyAddr, insecure: profile.insecure, ...(profile.user ? { user: profile.user } : {}) }, program);
+  const relogin = profileLoginCommand(profile, opts.store.paths, program);
   const stored = readProfileCertificate(opts.store.paths, profile);
   if (!stored) {
     const certPath = opts.store.paths.certificate(profile.name, profile.username);
@@ -147,4 +155,19 @@ export async function loadCredentials(opts: LoadCredentialsOptions): Promise<Cre
     });
   }
   return { profile, privateKey, certLine, cert, relogin, clockLeewaySeconds: opts.leewaySeconds ?? DEFAULT_CLOCK_LEEWAY_SECONDS };
+}
+
+/**
+ * Loads the user's credentials for a profile (AuthError naming the exact
+ * `tsh login` when missing or expired, the clock when not valid yet).
+ * `how`: how hints run tsh, and the clock leeway (credentials.ts).
+ */
+export function credentialsFor(
+  paths: TshPaths,
+  profile: string | undefined,
+  now: Date,
+  how: { program?: string; leewaySeconds?: number; proxyAddr?: string | undefined } = {},
+): Promise<Credentials> {
+  const { proxyAddr, ...rest } = how;
+  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...(proxyAddr ? { proxyAddr } : {}), ...rest });
 }

@@ -6,6 +6,8 @@
  *   ├── current-profile                  name of the profile commands use by default
  *   ├── known_hosts                      @cert-authority lines of every cluster's host CA
  *   ├── .lock                            held while a login or logout rewrites a profile
+ *   ├── .relogin.lock                    held by the one `tsh proxy ssh` that logs in again (others wait)
+ *   ├── relogin-result                   0600  how that login ended ({"outcome","at"}): waiters do not start another
  *   ├── profiles/                        0700
  *   │   └── <profile>.json               0600  proxy addresses, user, logins, roles, expiry
  *   └── keys/                            0700
@@ -53,6 +55,16 @@ export function tshHome(p: PathEnv): string {
   const fromEnv = p.env['TSH_HOME'];
   if (fromEnv) return fromEnv;
   return join(userHome(p), '.tsh');
+}
+
+/**
+ * TSH_HOME when it is not the per-OS default (the TSH_HOME variable or
+ * `--tsh-home` moved it), else undefined: hints then add `--tsh-home=` so the
+ * command they print finds the same login from any shell.
+ */
+export function nonDefaultTshHome(p: PathEnv): string | undefined {
+  const home = tshHome(p);
+  return home === join(userHome(p), '.tsh') ? undefined : home;
 }
 
 /** Separators as the platform writes them: backslashes on Windows. */
@@ -104,6 +116,14 @@ export class TshPaths {
   }
   lock(): string {
     return join(this.home, '.lock');
+  }
+  /** Held by the `tsh proxy ssh --relogin=auto` that runs the browser login; concurrent ssh processes wait on it. */
+  reloginLock(): string {
+    return join(this.home, '.relogin.lock');
+  }
+  /** The outcome of the last automatic relogin (cli/commands/tsh/relogin.ts). */
+  reloginResult(): string {
+    return join(this.home, 'relogin-result');
   }
   profilesDir(): string {
     return join(this.home, 'profiles');

@@ -56,6 +56,12 @@ export const ProfileSchema = v.object({
   nodeAddrs: v.optional(v.pipe(v.array(check(isPlainHostPort, 'host:port')), v.maxLength(MAX_NODE_NAMES))),
   /** `--add-keys-to-agent` of the login, remembered for the next one (absent in older profiles: auto). */
   addKeysToAgent: v.optional(v.picklist(['auto', 'yes', 'no'], 'expected "auto", "yes" or "no"')),
+  /**
+   * `tsh proxy ssh --relogin=` in the ssh_config block: `auto` when the login
+   * that wrote it could open a browser (cli/ui.ts canOpenBrowser), else
+   * `never` (absent in older profiles: never).
+   */
+  relogin: v.optional(v.picklist(['auto', 'never'], 'expected "auto" or "never"')),
 });
 
 /** What one login to one cluster left behind. */

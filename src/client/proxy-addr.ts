@@ -90,18 +90,23 @@ export interface LoginCommandInput {
   insecure?: boolean;
   /** The --user given at that login (the identity provider's login hint). */
   user?: string;
+  /** TSH_HOME when it is not the default one (paths.ts nonDefaultTshHome): the command then names it (`--tsh-home=`). */
+  tshHome?: string;
 }
 
 /**
  * The exact `tsh login` command that renews a profile, e.g.
  * `tsh login --proxy=localhost:3080 --insecure`: the proxy, and the
- * remembered --user and --insecure, so it works as printed even where the
- * current profile or TSH_PROXY says otherwise. `program` is how to run tsh
+ * remembered --user and --insecure (and --tsh-home when TSH_HOME is not the
+ * default), so it works as printed even where the current profile, TSH_PROXY
+ * or TSH_HOME says otherwise. `program` is how to run tsh
  * (cli/ui.ts tshProgram: `tsh` when that is on PATH, else this program's path).
  */
 export function loginCommand(p: LoginCommandInput, program = 'tsh'): string {
   const words = [program, 'login', `--proxy=${p.webProxyAddr}`];
   if (p.user) words.push(`--user=${shellWord(p.user)}`);
   if (p.insecure) words.push('--insecure');
+  // A hint printed by ssh's ProxyCommand runs in a shell that may lack the TSH_HOME the login used.
+  if (p.tshHome) words.push(`--tsh-home=${shellWord(p.tshHome)}`);
   return words.join(' ');
 }

@@ -15,11 +15,9 @@ import type { Env } from '../net/proxy-env.js';
 import { certIdentity, clientHostKeyAlgorithms, hostCertVerifier, type CertKey } from '../sshconn/index.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM } from '../shared/wire-names.js';
 import { printable } from '../util/printable.js';
-import { loadCredentials, type Credentials } from './credentials.js';
-import { openProfileKeyStore } from './keystore.js';
+import type { Credentials } from './credentials.js';
 import { readClusterHostCAs } from './known-hosts.js';
 import type { TshPaths } from './paths.js';
-import { ProfileStore } from './profile.js';
 
 /**
  * Cipher preference for tsh's SSH hops. With ssh2's native binding,
@@ -35,20 +33,8 @@ export const CLIENT_CIPHERS: string[] = ssh2Crypto.bindingAvailable
 /** How long connecting, key exchange and authentication may take per hop. */
 export const SSH_READY_TIMEOUT_MS = 20_000;
 
-/**
- * Loads the user's credentials for a profile (AuthError naming the exact
- * `tsh login` when missing or expired, the clock when not valid yet).
- * `how`: how hints run tsh, and the clock leeway (credentials.ts).
- */
-export function credentialsFor(
-  paths: TshPaths,
-  profile: string | undefined,
-  now: Date,
-  how: { program?: string; leewaySeconds?: number; proxyAddr?: string | undefined } = {},
-): Promise<Credentials> {
-  const { proxyAddr, ...rest } = how;
-  return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...(proxyAddr ? { proxyAddr } : {}), ...rest });
-}
+// Lives with loadCredentials, so the ProxyCommand's `Match exec` check loads it without ssh2.
+export { credentialsFor } from './credentials.js';
 
 /**
  * Refuses, before any connection, a login the certificate does not carry:

@@ -5,13 +5,15 @@
  *
  *   # BEGIN Jumpgate <profile>
  *   # (what it is)
+ *   Match host node1,node2,*.<cluster> exec "<tsh> proxy ssh --check-login --relogin=auto ..."   (--relogin=auto only)
+ *       # (empty: the exec logs in again, when needed, before ssh reads the key files)
  *   Match host node1,node2,*.<cluster>,!<proxy host>   the nodes: through `tsh proxy ssh`, trusting only the host CA
  *       UserKnownHostsFile "<TSH_HOME>/known_hosts"
  *       StrictHostKeyChecking yes
  *       IdentityFile "<key>"  (file keystore; keychain: "<key>-cert.pub", ssh signs with the agent's entry)
  *       CertificateFile "<key>-cert.pub"
  *       IdentitiesOnly yes                               only this certificate, whatever else the agent holds
- *       ProxyCommand <tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p
+ *       ProxyCommand <tsh> proxy ssh --relogin=auto|never --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p
  *   Match host <proxy host>                            for `ssh -J`: the proxy's host certificate becomes trusted too
  *       UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "<TSH_HOME>/known_hosts"
  *       IdentityFile / CertificateFile / IdentitiesOnly (as above)
@@ -33,6 +35,19 @@
  * in the agent, so a plain `<key>.pub` matches nothing, and ssh falls back
  * to reading it as a private key ("UNPROTECTED PRIVATE KEY FILE", OpenSSH
  * 9.2). The certificate file matches the agent's entry and the agent signs.
+ *
+ * Why the `Match exec` line (written with `--relogin=auto`, i.e. when the
+ * login could open a browser): ssh reads IdentityFile/CertificateFile right
+ * after it starts the ProxyCommand and before the ProxyCommand can finish a
+ * login (OpenSSH 9.2, `ssh -vvv`: "Executing proxy command", then "identity
+ * file ..."), so a relogin in the ProxyCommand alone leaves ssh offering the
+ * expired certificate it read: "Permission denied (publickey)". That holds
+ * for the keychain too: its IdentityFile is the certificate file, and with
+ * IdentitiesOnly ssh uses only the agent's entry that equals it, the OLD
+ * one. `Match exec` runs while ssh reads its config, before all of that; it
+ * costs one more short tsh run per ssh to a node (its section is empty;
+ * `ssh -G` runs it too). Left out where the command would need double quotes
+ * (Windows paths with spaces: the exec argument is itself double-quoted).
  *
  * Why `--tsh-home`: ssh started from an IDE or another shell does not have
  * the TSH_HOME this login used; the block carries it so it works from any
@@ -82,6 +97,8 @@ export interface SshConfigBlockInput {
   /** How to run this tsh: [program] or [node, script] (deps.selfCommand); absolute paths. */
   tshCommand: string[];
   platform: NodeJS.Platform;
+  /** `--relogin` of the ProxyCommand (and, with `auto`, the `Match exec` check); default never. */
+  relogin?: 'auto' | 'never';
 }
 
 /** The block's input for a stored profile. */
@@ -100,6 +117,7 @@ export function sshConfigInput(profile: Profile, paths: TshPaths, tshCommand: st
     certificateFile: paths.certificate(profile.name, profile.username),
     tshCommand,
     platform: paths.penv.platform,
+    relogin: profile.relogin ?? 'never',
   };
 }
 
@@ -199,8 +217,13 @@ function addrHost(addr: string): string | undefined {
 /** The section for the nodes: through `tsh proxy ssh`, tsh's known_hosts only, exactly the cluster's certificate. */
 function nodeSection(input: SshConfigBlockInput, proxyHost: string | undefined): string[] {
   const path = (p: string) => configPath(p, input.platform === 'win32');
-  const patterns = [...nodeHostPatterns(input.nodeNames, input.clusterName, input.nodeAddrs), ...(proxyHost ? [`!${proxyHost}`] : [])];
+  const nodes = nodeHostPatterns(input.nodeNames, input.clusterName, input.nodeAddrs);
+  const patterns = [...nodes, ...(proxyHost ? [`!${proxyHost}`] : [])];
+  const check = input.relogin === 'auto' ? checkLoginCommand(input) : undefined;
   return [
+    ...(check
+      ? [`Match host ${patterns.join(',')} exec "${check}"`, '    # (empty on purpose: the exec logs in again, when needed, before ssh reads the key files)']
+      : []),
     `Match host ${patterns.join(',')}`,
     `    UserKnownHostsFile ${path(input.knownHostsFile)}`,
     '    StrictHostKeyChecking yes',
@@ -230,17 +253,38 @@ function identityLines(input: SshConfigBlockInput): string[] {
   return [`    IdentityFile ${path(key)}`, `    CertificateFile ${path(input.certificateFile)}`, '    IdentitiesOnly yes'];
 }
 
-/** `<tsh> proxy ssh --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p`, each word quoted for its platform. */
+/** `<tsh> proxy ssh --relogin=<auto|never> --tsh-home=<TSH_HOME> --proxy=<web addr> %r@%h:%p`, each word quoted for its platform. */
 function proxyCommand(input: SshConfigBlockInput): string {
   const win = input.platform === 'win32';
   return [
     ...input.tshCommand.map((w) => commandWord(w, win)),
     'proxy',
     'ssh',
+    `--relogin=${input.relogin ?? 'never'}`,
     commandWord(`--tsh-home=${input.tshHome}`, win),
     commandWord(`--proxy=${input.webProxyAddr}`, win),
     '%r@%h:%p',
   ].join(' ');
+}
+
+/**
+ * `<tsh> proxy ssh --check-login --relogin=auto --tsh-home=<TSH_HOME>
+ * --proxy=<web addr>` for the `Match exec` line, whose argument ssh_config
+ * double-quotes: undefined when a word needs double quotes itself (Windows
+ * paths with spaces), and the line is then left out.
+ */
+function checkLoginCommand(input: SshConfigBlockInput): string | undefined {
+  const win = input.platform === 'win32';
+  const words = [
+    ...input.tshCommand.map((w) => commandWord(w, win)),
+    'proxy',
+    'ssh',
+    '--check-login',
+    '--relogin=auto',
+    commandWord(`--tsh-home=${input.tshHome}`, win),
+    commandWord(`--proxy=${input.webProxyAddr}`, win),
+  ];
+  return words.some((w) => w.includes('"')) ? undefined : words.join(' ');
 }
 
 /** The proxy's host, lower-case, when it can be a pattern. */

@@ -26,6 +26,11 @@ proxy:
   # once and kept in data_dir.
   # tls_cert_file: /etc/jumpgate/tls/cert.pem
   # tls_key_file: /etc/jumpgate/tls/key.pem
+  # Behind a TCP load balancer (HAProxy "mode tcp"): its addresses. Their
+  # connections must start with a PROXY protocol header (HAProxy: server ...
+  # send-proxy-v2), which names the real client; anyone else's header is
+  # refused. Default: none (off).
+  # proxy_protocol_from: [10.0.0.5, 10.0.1.0/24]
   # What one signed-in user may make the SSH proxy and the nodes hold (defaults
   # shown). A node connection counts as "still authenticating" from the dial
   # until it closes or node_login_grace_time passes (the proxy cannot see inside

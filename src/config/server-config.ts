@@ -31,6 +31,7 @@ import {
 } from '../shared/address.js';
 import { DurationError, formatDuration, parseDuration } from '../shared/duration.js';
 import { printable } from '../util/printable.js';
+import { parseAddressRange, type AddressRange } from '../util/ip.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
 import { describe, formatPath, quoteHint, readYamlTree, YamlNumber, type PathKey, type YamlTree } from './yaml-tree.js';
 
@@ -70,6 +71,12 @@ export interface ProxyConfig {
   tlsKeyFile?: string;
   /** What one user may make the SSH proxy hold (`proxy.limits`). */
   limits: ProxyLimits;
+  /**
+   * TCP load balancers whose connections start with a PROXY protocol header
+   * naming the real client (`proxy_protocol_from`; server/proxy/proxy-protocol.ts).
+   * Empty: the PROXY protocol is off.
+   */
+  proxyProtocolFrom: AddressRange[];
 }
 
 /**
@@ -493,6 +500,24 @@ function limitsSchema(ctx: SchemaContext) {
   );
 }
 
+/** An address or CIDR range of a trusted TCP load balancer (`proxy.proxy_protocol_from`). */
+const balancerRange = () =>
+  v.pipe(
+    v.string(not('an IP address or CIDR range of your load balancer, e.g. 10.0.0.5 or 10.0.0.0/24', true)),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const range = parseAddressRange(dataset.value.trim());
+      if (typeof range === 'string') {
+        addIssue({ message: range });
+        return NEVER;
+      }
+      return range;
+    }),
+    v.check(
+      (r) => r.prefix >= (r.network.length === 4 ? 8 : 32),
+      (i) => `${JSON.stringify(i.input.entry)} trusts too many addresses: every host in it could claim any client address; list only your balancers (e.g. 10.0.0.5, or their /24)`,
+    ),
+  );
+
 function proxySchema(ctx: SchemaContext) {
   return v.pipe(
     section({
@@ -503,6 +528,7 @@ function proxySchema(ctx: SchemaContext) {
       ssh_public_addr: v.optional(publicAddress()),
       tls_cert_file: v.optional(path(ctx)),
       tls_key_file: v.optional(path(ctx)),
+      proxy_protocol_from: v.optional(list(balancerRange()), []),
     }),
     v.rawCheck(({ dataset, addIssue }) => {
       // Checks run even when the section had problems (to report everything): look before reading.
@@ -541,6 +567,7 @@ function proxySchema(ctx: SchemaContext) {
         sshListenAddr: p.ssh_listen_addr,
         sshPublicAddr: p.ssh_public_addr ?? p.ssh_listen_addr,
         limits: p.limits,
+        proxyProtocolFrom: p.proxy_protocol_from,
       };
       if (p.tls_cert_file !== undefined) proxy.tlsCertFile = p.tls_cert_file;
       if (p.tls_key_file !== undefined) proxy.tlsKeyFile = p.tls_key_file;

@@ -77,3 +77,59 @@ export function inRange(ip: number[], network: number[] | undefined, prefix: num
   }
   return true;
 }
+
+/** An address range from a list such as `proxy.proxy_protocol_from`: `10.0.0.0/8`, `2001:db8::/32`, or one address (a /32 or /128). */
+export interface AddressRange {
+  /** As written, for messages. */
+  entry: string;
+  network: number[];
+  /** Prefix length in bits. */
+  prefix: number;
+}
+
+/**
+ * Parses `ADDRESS` or `ADDRESS/BITS` (IPv4 dotted quad or RFC 4291 IPv6, no
+ * zone, no host names) into an AddressRange, or returns the reason it is not
+ * one. Host bits set below the prefix (`10.1.2.3/8`) are refused: they usually
+ * mean a typo in the prefix length.
+ */
+export function parseAddressRange(entry: string): AddressRange | string {
+  const slash = entry.indexOf('/');
+  const address = (slash < 0 ? entry : entry.slice(0, slash)).toLowerCase();
+  const network = ipBytes(address);
+  if (network === undefined) return `${JSON.stringify(address)} is not an IP address (host names are not allowed here: write the balancer's address, e.g. 10.0.0.5 or 10.0.0.0/24)`;
+  const max = network.length * 8;
+  if (slash < 0) return { entry, network, prefix: max };
+  const bits = entry.slice(slash + 1);
+  if (!/^(0|[1-9]\d{0,2})$/.test(bits) || Number(bits) > max) return `the prefix length after "/" must be a number from 0 to ${max}`;
+  const prefix = Number(bits);
+  for (let bit = prefix; bit < max; bit++) {
+    if (network[bit >> 3]! & (0x80 >> bit % 8)) return `${JSON.stringify(entry)} has host bits set below /${prefix}; write the network address (e.g. ${JSON.stringify(maskedText(network, prefix) + '/' + prefix)})`;
+  }
+  return { entry, network, prefix };
+}
+
+/**
+ * Whether a socket's peer address (as node reports it: `10.1.2.3`,
+ * `::ffff:10.1.2.3` on a dual-stack listener, `fe80::1%eth0`) lies in any of
+ * `ranges`. An IPv4-mapped IPv6 address is matched as its IPv4 address.
+ */
+export function addressInRanges(addr: string | undefined, ranges: readonly AddressRange[]): boolean {
+  if (addr === undefined || ranges.length === 0) return false;
+  let ip = ipBytes(addr.split('%')[0]!.toLowerCase());
+  if (ip && ip.length === 16 && ip.slice(0, 10).every((b) => b === 0) && ip[10] === 0xff && ip[11] === 0xff) ip = ip.slice(12);
+  return ip !== undefined && ranges.some((r) => inRange(ip, r.network, r.prefix));
+}
+
+/** The text form of 4 or 16 address bytes (IPv6 compressed per RFC 5952, as node prints peer addresses). */
+export function ipText(bytes: ArrayLike<number>): string {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  // The WHATWG URL serializer compresses the longest run of zero groups (RFC 5952).
+  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
+}
+
+function maskedText(network: number[], prefix: number): string {
+  return ipText(network.map((b, i) => (i * 8 >= prefix ? 0 : i * 8 + 8 <= prefix ? b : b & (0xff << (8 - (prefix - i * 8))))));
+}

@@ -1,4 +1,4 @@
-import { closeSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { writeError } from './atomic-write.js';
 
@@ -9,6 +9,18 @@ export interface LockOptions {
   waitMs?: number;
   /** A lock older than this was left by a killed process and is taken over. */
   staleMs?: number;
+  /**
+   * Async holders only: touch the lock file this often (ms) while holding
+   * it, so a `staleMs` of a few heartbeats tells a long holder (a browser
+   * login: minutes) from a killed one.
+   */
+  heartbeatMs?: number;
+  /**
+   * The lock is only ever taken on this machine (a TSH_HOME): a lock whose
+   * process id (the file's content) no longer runs was left by a killed
+   * process (kill -9) and is taken over at once, without waiting for `staleMs`.
+   */
+  sameMachine?: boolean;
 }
 
 /**
@@ -30,9 +42,21 @@ export function withLockFile<T>(path: string, opts: LockOptions, fn: () => T): T
 export async function withLockFileAsync<T>(path: string, opts: LockOptions, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + (opts.waitMs ?? 10_000);
   while (!tryAcquire(path, opts, deadline)) await new Promise((r) => setTimeout(r, 50));
+  const beat = opts.heartbeatMs
+    ? setInterval(() => {
+        try {
+          const now = new Date();
+          utimesSync(path, now, now);
+        } catch {
+          // gone or unwritable: the holder goes on; another process may take the lock over
+        }
+      }, opts.heartbeatMs)
+    : undefined;
+  beat?.unref();
   try {
     return await fn();
   } finally {
+    if (beat) clearInterval(beat);
     release(path);
   }
 }
@@ -58,7 +82,8 @@ function tryAcquire(path: string, opts: LockOptions, deadline: number): boolean 
     }
   }
   try {
-    if (Date.now() - statSync(path).mtimeMs > (opts.staleMs ?? 30_000)) unlinkSync(path); // left by a killed process
+    // left by a killed process: too old, or (same machine) its process is gone
+    if (Date.now() - statSync(path).mtimeMs > (opts.staleMs ?? 30_000) || (opts.sameMachine && holderGone(path))) unlinkSync(path);
   } catch {
     // it went away by itself
   }
@@ -68,6 +93,19 @@ function tryAcquire(path: string, opts: LockOptions, deadline: number): boolean 
     });
   }
   return false;
+}
+
+/** True when the lock file names a process id that no longer runs here (not when it is unreadable, half written or ours). */
+function holderGone(path: string): boolean {
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    // EPERM: it runs, as another user
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }
 
 function release(path: string): void {

@@ -46,7 +46,7 @@ Match host node1,db-2,*.example.org,10.0.0.5,fd00::7,!jump.example.org
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
     CertificateFile "/home/al/.tsh/keys/jump.example.org/al-cert.pub"
     IdentitiesOnly yes
-    ProxyCommand /usr/local/bin/tsh proxy ssh --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p
+    ProxyCommand /usr/local/bin/tsh proxy ssh --relogin=never --tsh-home=/home/al/.tsh --proxy=jump.example.org:3080 %r@%h:%p
 Match host jump.example.org
     UserKnownHostsFile ~/.ssh/known_hosts ~/.ssh/known_hosts2 "/home/al/.tsh/known_hosts"
     IdentityFile "/home/al/.tsh/keys/jump.example.org/al"
@@ -88,7 +88,7 @@ Host *
       tshCommand: ['C:\\Users\\al\\AppData\\Local\\Programs\\jumpgate\\tsh.exe'],
     };
     const block = renderSshConfigBlock(win);
-    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --tsh-home=C:\/Users\/al\/\.tsh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
+    assert.match(block, /^ {4}ProxyCommand C:\/Users\/al\/AppData\/Local\/Programs\/jumpgate\/tsh\.exe proxy ssh --relogin=never --tsh-home=C:\/Users\/al\/\.tsh --proxy=jump\.example\.org:3080 %r@%h:%p$/m);
     assert.match(block, /^ {4}UserKnownHostsFile "C:\/Users\/al\/\.tsh\/known_hosts"$/m);
     assert.match(block, /^ {4}IdentityFile "C:\/Users\/al\/\.tsh\/keys\/jump\.example\.org\/al"$/m);
     const spaced = renderSshConfigBlock({ ...win, tshCommand: ['C:\\Program Files\\nodejs\\node.exe', 'C:\\Program Files\\Jumpgate\\bin\\tsh'] });
@@ -163,10 +163,64 @@ Host *
       // ssh -G prints IdentityFile/CertificateFile before %-expansion; -v shows the files ssh really tries.
       assert.match(r.stderr, new RegExp(`^debug1: identity file ${escapeRe(join(odd, 'key'))} type -1\r?$`, 'm'));
       assert.match(r.stderr, new RegExp(`^debug1: certificate file ${escapeRe(join(odd, 'key-cert.pub'))} type -1\r?$`, 'm'));
-      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', `--tsh-home=${odd}`, '--proxy=[::1]:3080', 'al@node1:22']);
+      assert.deepEqual(readFileSync(argsFile, 'utf8').split('\n').slice(0, -1), ['proxy', 'ssh', '--relogin=never', `--tsh-home=${odd}`, '--proxy=[::1]:3080', 'al@node1:22']);
     } finally {
       tmp.cleanup();
     }
+  });
+
+  test('--relogin=auto: a Match exec runs `tsh proxy ssh --check-login` before ssh reads the key files, odd paths intact; the proxy host does not run it', async () => {
+    const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
+    const tmp = tempDir('ssh-config-exec');
+    try {
+      const odd = join(tmp.dir, "it's 100% odd");
+      mkdirSync(odd);
+      const log = join(tmp.dir, 'calls');
+      const fake = join(odd, 'fake tsh');
+      // Each call appends its argv (one word a line) and a separator.
+      writeFileSync(fake, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done >> '${log}'\necho --- >> '${log}'\n`);
+      chmodSync(fake, 0o755);
+      const input: SshConfigBlockInput = {
+        ...base,
+        tshHome: odd,
+        knownHostsFile: join(odd, 'known_hosts'),
+        identityFile: join(odd, 'key'),
+        certificateFile: join(odd, 'key-cert.pub'),
+        tshCommand: [fake],
+        webProxyAddr: '[::1]:3080',
+        relogin: 'auto',
+      };
+      const block = renderSshConfigBlock(input);
+      assert.match(block, /^ {4}ProxyCommand .* proxy ssh --relogin=auto /m);
+      const cfg = join(tmp.dir, 'config');
+      writeFileSync(cfg, block);
+      const r = await run(ssh, ['-v', '-F', cfg, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'al@node1', 'true'], { timeoutMs: 15_000 });
+      assert.equal(r.code, 255);
+      const calls = readFileSync(log, 'utf8').split('---\n').filter((c) => c !== '').map((c) => c.split('\n').slice(0, -1));
+      assert.deepEqual(calls[0], ['proxy', 'ssh', '--check-login', '--relogin=auto', `--tsh-home=${odd}`, '--proxy=[::1]:3080']);
+      assert.deepEqual(calls.at(-1), ['proxy', 'ssh', '--relogin=auto', `--tsh-home=${odd}`, '--proxy=[::1]:3080', 'al@node1:22']);
+      // The order that makes it work: the check, then the ProxyCommand, then the key files.
+      const at = (re: RegExp) => r.stderr.search(re);
+      const exec = at(/^debug1: Executing command: /m);
+      const proxy = at(/^debug1: Executing proxy command: /m);
+      const identity = at(/^debug1: identity file /m);
+      assert.ok(exec >= 0 && exec < proxy && proxy < identity, r.stderr);
+      // ssh -J to the proxy's own host: no check (only the nodes pay for it).
+      writeFileSync(log, '');
+      await run(ssh, ['-F', cfg, '-G', 'jump.example.org']);
+      assert.equal(readFileSync(log, 'utf8'), '');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  test('--relogin=never writes no Match exec; on Windows the exec is left out where a path needs double quotes', () => {
+    assert.doesNotMatch(renderSshConfigBlock({ ...base, relogin: 'never' }), /exec/);
+    const win: SshConfigBlockInput = { ...base, platform: 'win32', relogin: 'auto', tshHome: 'C:\\Users\\al\\.tsh', tshCommand: ['C:\\tools\\tsh.exe'] };
+    assert.match(renderSshConfigBlock(win), /^Match host \S+ exec "C:\/tools\/tsh\.exe proxy ssh --check-login --relogin=auto --tsh-home=C:\/Users\/al\/\.tsh --proxy=jump\.example\.org:3080"$/m);
+    const spaced = renderSshConfigBlock({ ...win, tshCommand: ['C:\\Program Files\\Jumpgate\\tsh.exe'] });
+    assert.doesNotMatch(spaced, /exec/);
+    assert.match(spaced, /^ {4}ProxyCommand "C:\/Program Files\/Jumpgate\/tsh\.exe" proxy ssh --relogin=auto /m);
   });
 });
 

@@ -81,6 +81,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
       tlsCertFile: '/path/cert.pem',
       tlsKeyFile: '/path/key.pem',
       limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
+      proxyProtocolFrom: [],
     },
     auth: {
       certTtlSeconds: 86_400,
@@ -138,6 +139,7 @@ test('a minimal config gets every default', () => {
       sshListenAddr: { host: '127.0.0.1', port: 3023 },
       sshPublicAddr: { host: '127.0.0.1', port: 3023 },
       limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
+      proxyProtocolFrom: [],
     },
     auth: { certTtlSeconds: 86_400, loginTimeoutSeconds: 600 },
     roles: new Map(),
@@ -577,5 +579,30 @@ describe('proxy.limits', () => {
   test('warns when one user may fill a default MaxStartups', () => {
     const c = parseServerConfig(`${base}proxy:\n  limits:\n    max_concurrent_node_dials_per_user: 12\n`, '/etc/j.yaml');
     assert.match(c.warnings?.map((w) => w.message).join('\n') ?? '', /max_concurrent_node_dials_per_user: 12 lets one user fill a node's sshd MaxStartups/);
+  });
+});
+
+describe('proxy.proxy_protocol_from', () => {
+  const base = 'cluster_name: a.test\n';
+  test('is off (empty) by default', () => {
+    assert.deepEqual(parseServerConfig(base, '/etc/j.yaml').proxy.proxyProtocolFrom, []);
+  });
+  test('reads addresses and CIDR ranges of both families, as written', () => {
+    const c = parseServerConfig(`${base}proxy:\n  proxy_protocol_from: [10.0.0.5, 10.1.0.0/16, "2001:db8::/48", "::1"]\n`, '/etc/j.yaml');
+    assert.deepEqual(
+      c.proxy.proxyProtocolFrom.map((r) => [r.entry, r.network.length, r.prefix]),
+      [['10.0.0.5', 4, 32], ['10.1.0.0/16', 4, 16], ['2001:db8::/48', 16, 48], ['::1', 16, 128]],
+    );
+  });
+  test('refuses host names, bad prefixes, host bits, too-wide ranges and non-lists, each with its line and the fix', () => {
+    const text = `${base}proxy:\n  proxy_protocol_from:\n    - lb.example.com\n    - 10.0.0.0/33\n    - 10.1.2.3/8\n    - 0.0.0.0/0\n    - "::/0"\n    - 10.0.0.1/\n    - 7\n`;
+    assertProblem(text, 4, 'proxy.proxy_protocol_from[0]', /"lb.example.com" is not an IP address \(host names are not allowed here/);
+    assertProblem(text, 5, 'proxy.proxy_protocol_from[1]', /prefix length after "\/" must be a number from 0 to 32/);
+    assertProblem(text, 6, 'proxy.proxy_protocol_from[2]', /host bits set below \/8; write the network address \(e.g. "10.0.0.0\/8"\)/);
+    assertProblem(text, 7, 'proxy.proxy_protocol_from[3]', /trusts too many addresses/);
+    assertProblem(text, 8, 'proxy.proxy_protocol_from[4]', /trusts too many addresses/);
+    assertProblem(text, 9, 'proxy.proxy_protocol_from[5]', /prefix length/);
+    assertProblem(text, 10, 'proxy.proxy_protocol_from[6]', /must be an IP address or CIDR range of your load balancer/);
+    assertProblem(`${base}proxy:\n  proxy_protocol_from: 10.0.0.5\n`, 3, 'proxy.proxy_protocol_from', /must be a list/);
   });
 });

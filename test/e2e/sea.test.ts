@@ -157,7 +157,7 @@ describe('single executables (npm run build:bin): the linux-x64 programs without
     const user = await fakeLogin({ config: loadServerConfig(file), home: join(dir, 'home'), username: 'carol', roles: ['user'], sshConfig: false });
     const config = await run(exe('tsh'), ['config'], { env: user.env });
     assert.equal(config.code, 0, config.stderr);
-    assert.ok(config.stdout.includes(`    ProxyCommand ${exe('tsh')} proxy ssh --tsh-home=${user.env['TSH_HOME']} --proxy=`), `the block runs the executable, not node:\n${config.stdout}`);
+    assert.ok(config.stdout.includes(`    ProxyCommand ${exe('tsh')} proxy ssh --relogin=never --tsh-home=${user.env['TSH_HOME']} --proxy=`), `the block runs the executable, not node:\n${config.stdout}`);
     assert.match(config.stdout, /^Match host node1,/m);
     const status = await run(exe('tsh'), ['status', '--format=json'], { env: user.env });
     assert.equal(status.code, 0, status.stderr);

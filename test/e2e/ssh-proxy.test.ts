@@ -66,7 +66,7 @@ describe('the SSH proxy end to end (jumpgate start + sshd + ssh/scp/rsync/tmux +
   test('plain ssh reaches node1 with only the generated config, trusting only the host CA', async () => {
     const config = readFileSync(user.sshConfigFile, 'utf8');
     assert.match(config, /^ {4}StrictHostKeyChecking yes$/m);
-    assert.match(config, /^ {4}ProxyCommand \S+ \S+\/bin\/tsh proxy ssh --tsh-home=\S+ --proxy=localhost:\d+ %r@%h:%p$/m);
+    assert.match(config, /^ {4}ProxyCommand \S+ \S+\/bin\/tsh proxy ssh --relogin=never --tsh-home=\S+ --proxy=localhost:\d+ %r@%h:%p$/m);
     const knownHosts = readFileSync(user.paths.knownHosts(), 'utf8');
     assert.match(knownHosts, /^@cert-authority node1,\*\.e2e\.test,\[localhost\]:\d+ ssh-ed25519 \S+ jumpgate-cluster=e2e\.test$/m);
 

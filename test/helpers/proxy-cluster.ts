@@ -41,6 +41,8 @@ export interface ProxyClusterOptions {
   nodeHost?: string;
   /** The host of both public addresses (default localhost): a second cluster on one machine needs another profile name. */
   publicHost?: string;
+  /** More keys under `proxy:`, each line indented by two spaces (e.g. `  proxy_protocol_from: [127.0.0.1]`). */
+  proxyYaml?: string[];
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
@@ -73,6 +75,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       `  public_addr: ${publicHost}:${webPort}`,
       `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
       `  ssh_public_addr: ${publicHost}:${sshPort}`,
+      ...(opts.proxyYaml ?? []),
       ...oidc,
       'roles:',
       '  user:',

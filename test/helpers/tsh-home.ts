@@ -44,6 +44,8 @@ export interface FakeLoginOptions {
   keystore?: 'file' | 'keychain';
   /** Loads key + certificate into the agent at this socket, as tsh login does. Default: no agent. */
   agentSock?: string;
+  /** What the login remembers for the block's `tsh proxy ssh --relogin=` (a login that could open a browser: auto). Default: not set (never). */
+  relogin?: 'auto' | 'never';
 }
 
 export interface FakeLogin {
@@ -90,6 +92,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
     keystore: o.keystore ?? 'file',
     insecure: true,
+    ...(o.relogin ? { relogin: o.relogin } : {}),
     nodeNames: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => n.name),
     nodeAddrs: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => formatHostPort(n.addr)),
   };

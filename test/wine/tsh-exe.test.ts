@@ -189,7 +189,7 @@ describe('the win-x64 tsh.exe and tctl.exe under Wine, against a real cluster on
     assert.equal(r.code, 0, shown(r));
     sshConfigBlock = r.stdout;
     const profile = `C:/users/${wine.profileDir.split('/').pop()}`;
-    const proxyCommand = `"${TSH}" proxy ssh --tsh-home=${profile}/.tsh --proxy=127.0.0.1:${webPort} %r@%h:%p`;
+    const proxyCommand = `"${TSH}" proxy ssh --relogin=never --tsh-home=${profile}/.tsh --proxy=127.0.0.1:${webPort} %r@%h:%p`;
     assert.ok(sshConfigBlock.includes(`    ProxyCommand ${proxyCommand}\n`), sshConfigBlock);
     assert.ok(sshConfigBlock.includes(`    UserKnownHostsFile "${profile}/.tsh/known_hosts"\n`), sshConfigBlock);
     assert.ok(sshConfigBlock.includes(`    IdentityFile "${profile}/.tsh/keys/127.0.0.1/alice"\n`), sshConfigBlock);
@@ -200,7 +200,7 @@ describe('the win-x64 tsh.exe and tctl.exe under Wine, against a real cluster on
 
     // What Windows' OpenSSH does with it for `ssh root@node1`: expand the tokens, build the command line, CreateProcessW.
     const commandLine = win32OpenSshProxyCommandLine(proxyCommand, { host: 'node1', port: 22, user: 'root' });
-    assert.equal(commandLine, `"${TSH}" proxy ssh --tsh-home=${profile}/.tsh --proxy=127.0.0.1:${webPort} root@node1:22`);
+    assert.equal(commandLine, `"${TSH}" proxy ssh --relogin=never --tsh-home=${profile}/.tsh --proxy=127.0.0.1:${webPort} root@node1:22`);
     const before = cluster!.audit().length;
     const started = await wine.createProcess(commandLine);
     assert.deepEqual(started, { ok: true }, `CreateProcessW refused ${commandLine}`);

@@ -59,6 +59,7 @@ import type { RunningService, ServerRuntime } from '../runtime.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
 import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
+import { acceptProxied, refusalReporter } from './proxy-protocol.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -199,8 +200,14 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   };
   await currentServer(); // fail at start, not at the first connection, if the host CA cannot be used
 
-  const net: NetServer = createServer({ noDelay: true, highWaterMark: RELAY_BUFFER_BYTES }, (socket) => {
-    sockets.add(socket);
+  const refusedHeader = refusalReporter(rt.log, 'ssh proxy');
+  // PROXY protocol from proxy.proxy_protocol_from (proxy-protocol.ts): the limits below and ssh2's info.ip see the real client.
+  const net: NetServer = createServer({ noDelay: true, highWaterMark: RELAY_BUFFER_BYTES }, (raw) => {
+    sockets.add(raw);
+    raw.on('close', () => sockets.delete(raw)); // also when refused before `accepted`
+    acceptProxied(raw, { trusted: rt.config.proxy.proxyProtocolFrom, untrusted: 'watch' }, (socket) => accepted(socket), refusedHeader);
+  });
+  const accepted = (socket: Socket) => {
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {}); // ssh2 reports protocol errors; a reset socket needs no log line
     // On a protocol error ssh2 only half-closes (socket.end()) and the client could go on sending: once our side is done, so is the socket.
@@ -268,7 +275,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         socket.destroy();
       },
     );
-  });
+  };
 
   await new Promise<void>((resolve, reject) => {
     net.once('error', reject);

@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:https';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { API, type ApiError, type PingResponse } from '../../api/types.js';
 import { VERSION } from '../../version.js';
@@ -22,6 +22,7 @@ import { AuditUnavailableError } from '../auth/audit.js';
 import { SourceCounter } from '../limits.js';
 import { HeadlessLoginService } from '../auth/headless-login.js';
 import { handleHeadlessCallback, handleHeadlessPage, isHeadlessPath } from './headless-web.js';
+import { acceptProxied, adoptProxiedPeer, refusalReporter } from './proxy-protocol.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -118,21 +119,34 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
   limitConnectionsPerAddress(server, limits.maxConnectionsPerAddress, deps.rt.log);
   server.on('tlsClientError', (err) => deps.rt.log.debug(`web: TLS handshake failed: ${err.message}`));
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, limits, deps.rt.log));
+  // A plain TCP listener in front: a PROXY protocol header (proxy.proxy_protocol_from, proxy-protocol.ts) is read off
+  // before TLS starts; the https server then gets the socket as its 'connection', reporting the real client.
+  const refusedHeader = refusalReporter(deps.rt.log, 'web');
+  const peekingPerSource = new SourceCounter(limits.maxConnectionsPerAddress);
+  const front = createNetServer((raw) =>
+    acceptProxied(raw, { trusted: deps.rt.config.proxy.proxyProtocolFrom, untrusted: 'peek', peekingPerSource }, (socket) => server.emit('connection', socket), refusedHeader),
+  );
+  front.maxConnections = limits.maxConnections;
+  server.on('secureConnection', adoptProxiedPeer);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('proxy.web_listen_addr', listen, err)));
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
+    front.once('error', (err: NodeJS.ErrnoException) => reject(listenError('proxy.web_listen_addr', listen, err)));
+    front.listen(listen.port, listen.host, () => {
+      front.off('error', reject);
+      // node:http starts its request/headers timeout checker and its connection list on the server's own 'listening'
+      // (setupConnectionsTracking); this server never listens itself, so tell it the front does.
+      server.emit('listening');
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (front.address() as AddressInfo).port;
   return {
     port,
     server,
     limits,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        front.close(() => resolve());
+        server.close();
         server.closeAllConnections();
       }),
   };

@@ -12,7 +12,7 @@ import { certValidity, clockBehindText, DEFAULT_CLOCK_LEEWAY_SECONDS } from '../
 import { formatHostPort, isLoopbackHost, parseHostPort, AddressError } from '../../../shared/address.js';
 import { formatDuration } from '../../../shared/duration.js';
 import { CLOCK_SKEW_SECONDS } from '../../../sshcert/sign.js';
-import { TshPaths } from '../../../client/paths.js';
+import { nonDefaultTshHome, TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type AddKeysToAgent, type Profile } from '../../../client/profile.js';
 import { formatHostCaLines, knownHostsPatterns, writeClusterHostCAs } from '../../../client/known-hosts.js';
 import { claimClusterScope, droppedNotes, scopeNodeAddrs } from '../../../client/cluster-scope.js';
@@ -22,7 +22,7 @@ import { stageFile, type StagedFile } from '../../../util/atomic-write.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { clockLeewaySeconds } from '../../flags.js';
-import { tshProgram, waitingIndicator } from '../../ui.js';
+import { browserSystem, canOpenBrowser, tshProgram, waitingIndicator } from '../../ui.js';
 
 export interface LoginOptions {
   proxy?: string;
@@ -143,7 +143,8 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     ...(opts.user === undefined && user !== undefined ? [`--user=${printable(shellWord(user))}`] : []),
   ];
   if (reused.length > 0) say(`Using ${reused.join(' ')} from the last login to ${proxy.host}${insecure && opts.insecure === undefined ? ' (--no-insecure to check the certificate again)' : ''}.`);
-  const command = { webProxyAddr: proxy.addr, insecure, ...(user !== undefined ? { user } : {}) };
+  const tshHome = nonDefaultTshHome(paths.penv);
+  const command = { webProxyAddr: proxy.addr, insecure, ...(user !== undefined ? { user } : {}), ...(tshHome ? { tshHome } : {}) };
   const retry = loginCommand(command, program);
   const choice = agentAndKeystore(opts.addKeysToAgent, remembered?.addKeysToAgent, opts.keystore);
   const dispatcher = createHttpDispatcher({
@@ -215,6 +216,8 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     nodeNames: [],
     nodeAddrs: nodeAddrsOf(r.node_addrs),
     addKeysToAgent: choice.addKeysToAgent,
+    // What the ssh_config block's ProxyCommand does when this certificate has run out (ssh-config.ts).
+    relogin: opts.browser !== 'none' && canOpenBrowser(browserSystem(deps)) ? 'auto' : 'never',
   };
   const { notes, earlierKeys } = await store.locked(async () => {
     const earlier = previousProfile(store, profile.name);

@@ -1,15 +1,17 @@
 import { UsageError, UserError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { checkLogin, connectProxy, credentialsFor, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
-import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
+import { checkLogin, connectProxy, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
+import type { Credentials } from '../../../client/credentials.js';
 import type { Deps } from '../../deps.js';
-import { credentialOptions } from './client-context.js';
+import { proxyCredentials, type ReloginMode } from './relogin.js';
 
 export interface ProxySshOptions {
   /** `[user@]host[:port]`, as ssh's `%r@%h:%p` gives it. */
   target: string;
   /** The profile's proxy (HOST[:PORT]); default $TSH_PROXY, then the current profile. */
   proxy?: string;
+  /** `--relogin`: with a certificate a login would fix, log in through the browser (`auto`) or print the `tsh login` line and exit 4 (`never`, the default). */
+  relogin?: ReloginMode;
 }
 
 /** Splits `[user@]host[:port]`; port 0 when absent (the proxy then uses the node's inventory port). */
@@ -42,13 +44,41 @@ export async function run(opts: ProxySshOptions, deps: Deps): Promise<void> {
   }
 }
 
+/**
+ * Keychain keystore: the block's identity is the certificate file and the
+ * agent signs, so an agent that lost the certificate (restarted, `ssh-add
+ * -D`) gets it back from the keychain (restoreAgentEntry), no login needed.
+ * Agent trouble is not fatal here: ssh then reports what it can do.
+ */
+async function keepInAgent(creds: Credentials, deps: Deps, log: ((l: string) => void) | undefined): Promise<void> {
+  const { profile } = creds;
+  if (profile.keystore !== 'keychain' || profile.addKeysToAgent === 'no') return;
+  const [{ AgentClient }, { agentComment, restoreAgentEntry }] = await Promise.all([import('../../../client/agent.js'), import('../../../client/agent-entries.js')]);
+  let agent;
+  try {
+    agent = await AgentClient.connect({ env: deps.env, platform: deps.platform, timeoutMs: 3_000 });
+    const added = await restoreAgentEntry(agent, {
+      privateKey: creds.privateKey,
+      certBlob: creds.cert.blob,
+      comment: agentComment(profile.name, profile.username, profile.clusterName),
+      lifetimeSeconds: Number(creds.cert.validBefore) - deps.clock().getTime() / 1000,
+    });
+    if (added) deps.io.stderr.write(`tsh: the ssh-agent no longer held your certificate for ${profile.name}; added it again from the keychain\n`);
+  } catch (err) {
+    log?.(`could not check the ssh-agent: ${(err as Error).message}`);
+  } finally {
+    agent?.close();
+  }
+}
+
 async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   const target = parseProxyTarget(opts.target);
   const paths = new TshPaths(deps);
-  const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
+  const creds = await proxyCredentials(opts, paths, deps);
   const login = target.user ?? defaultLogin(creds, deps.env);
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
+  await keepInAgent(creds, deps, log);
   const proxy = await connectProxy({ creds, paths, env: deps.env, login, now: deps.clock, ...(log ? { log } : {}) });
   try {
     const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t), creds.relogin);

@@ -1,9 +1,8 @@
 import { AuthError } from '../../../errors.js';
-import { TshPaths } from '../../../client/paths.js';
+import { nonDefaultTshHome, TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
 import type { Certificate } from '../../../sshcert/index.js';
-import { certValidity, clockBehindText, notLoggedInHint, readProfileCertificate, type CertValidity } from '../../../client/credentials.js';
-import { loginCommand } from '../../../client/proxy-addr.js';
+import { certValidity, clockBehindText, notLoggedInHint, profileLoginCommand, readProfileCertificate, type CertValidity } from '../../../client/credentials.js';
 import { formatDuration } from '../../../shared/duration.js';
 import type { Deps } from '../../deps.js';
 import { printable } from '../../../util/printable.js';
@@ -46,8 +45,8 @@ export function run(opts: StatusOptions, deps: Deps): void {
     for (const s of all.sort((a, b) => Number(b.current) - Number(a.current))) deps.io.stdout.write(toText(s, now, deps) + '\n');
   }
   const cur = all.find((s) => s.current);
-  if (!cur) throw new AuthError('NOT_LOGGED_IN', 'not logged in', { hint: notLoggedInHint(deps.env['TSH_PROXY'], how.program) });
-  const relogin = loginCommand({ webProxyAddr: cur.profile.webProxyAddr, insecure: cur.profile.insecure, ...(cur.profile.user ? { user: cur.profile.user } : {}) }, how.program);
+  if (!cur) throw new AuthError('NOT_LOGGED_IN', 'not logged in', { hint: notLoggedInHint(deps.env['TSH_PROXY'], how.program, nonDefaultTshHome(paths.penv)) });
+  const relogin = profileLoginCommand(cur.profile, paths, how.program);
   const v = cur.validity;
   if (v?.state === 'not-yet-valid') {
     const clock = clockBehindText(v.behindSeconds);
