@@ -392,3 +392,26 @@ describe('the overridden address reaches the protocol layers', () => {
     assert.deepEqual(seen, [{ ip: '192.0.2.44', port: 2222 }, { ip: '192.0.2.45', port: 2223 }]);
   });
 });
+
+test('a connection already reset when it is handled (a health check sending its header and closing) is closed without a refusal', async () => {
+  const outcomes: string[] = [];
+  const server = createServer((sock) => {
+    sock.on('error', () => {});
+    // Handle it only after the peer reset it: its address is gone by then.
+    setTimeout(() => {
+      acceptProxied(sock, { trusted: LOOPBACK, untrusted: 'peek' }, () => outcomes.push('ready'), (reason) => outcomes.push(`refused: ${reason}`));
+      setTimeout(() => server.emit('checked', sock.destroyed), 100);
+    }, 200);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  const c = connect({ port, host: '127.0.0.1' });
+  await once(c, 'connect');
+  c.write(v2tcp4([203, 0, 113, 7], 1));
+  c.resetAndDestroy();
+  const [destroyed] = (await once(server, 'checked')) as [boolean];
+  server.close();
+  assert.deepEqual(outcomes, [], 'no refusal logged, nothing served');
+  assert.equal(destroyed, true);
+});

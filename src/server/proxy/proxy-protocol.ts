@@ -89,6 +89,9 @@ export interface AcceptProxiedOptions {
 export function acceptProxied(socket: Socket, opts: AcceptProxiedOptions, onReady: (socket: Socket) => void, onRefused: (reason: string, kind: RefusalKind) => void): void {
   if (opts.trusted.length === 0) return onReady(socket);
   const balancer = socket.remoteAddress;
+  // No peer address: the connection was already reset when it was accepted (a health check that sent its
+  // header and closed at once). Nothing to serve and nothing to verify: close it without a warning.
+  if (balancer === undefined) return void socket.destroy();
   const refuse = (reason: string, kind: RefusalKind = 'balancer') => {
     socket.destroy();
     onRefused(reason, kind);
