@@ -23,12 +23,14 @@ export async function run(opts: AuthRotateOptions, ctx: ServerContext, deps: Dep
     new_key: fingerprintSha256(after.active.publicKey.blob),
     old_trusted_until: until,
   });
+  // A user certificate issued from now on is signed by the new key, which a node trusts only once its
+  // TrustedUserCAKeys holds it: the export is due at once, not by the end of the grace period.
   const next =
     opts.type === 'user'
-      ? 'update TrustedUserCAKeys on every node with `tctl auth export --type=user`'
-      : 're-sign node host keys with `tctl auth sign --host=...`; clients fetch the new @cert-authority line at their next login';
+      ? 'NOW update TrustedUserCAKeys on every node with `tctl auth export --type=user`: new logins get certificates from the new key, which nodes that do not list it refuse'
+      : `re-sign node host keys with \`tctl auth sign --host=...\` before ${until}; clients fetch the new @cert-authority line at their next login`;
   deps.io.stderr.write(
     `rotated the ${opts.type} CA: new key ${fingerprintSha256(after.active.publicKey.blob)} signs from now on; ` +
-      `old key ${fingerprintSha256(before.publicKey.blob)} stays trusted until ${until}.\nnext: ${next} before then.\n`,
+      `old key ${fingerprintSha256(before.publicKey.blob)} stays trusted until ${until}.\nnext: ${next}.\n`,
   );
 }
