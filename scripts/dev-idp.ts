@@ -101,3 +101,63 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       }),
   };
 }
+
+/**
+ * `npm run dev-idp -- --port 5556 --redirect https://localhost:3080/v1/login/oidc/callback [--redirect ...]
+ *   [--client-id jumpgate-dev] [--client-secret-file FILE]`: the same development IdP for a cluster you run by
+ * hand (several proxies behind a balancer: pass the callback on the balancer's public address). Prints the
+ * auth.oidc block to paste into the config; the client secret goes to the file (0600), never to argv or stdout.
+ */
+async function cli(argv: string[]): Promise<void> {
+  const { parseArgs } = await import('node:util');
+  const { writeFileSync } = await import('node:fs');
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string', default: '5556' },
+      redirect: { type: 'string', multiple: true },
+      'client-id': { type: 'string', default: 'jumpgate-dev' },
+      'client-secret-file': { type: 'string', default: './dev-idp.secret' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help || !values.redirect?.length) {
+    process.stderr.write(
+      'usage: npm run dev-idp -- --redirect https://<public_addr>/v1/login/oidc/callback [--redirect ...] [--port 5556]\n' +
+        '       [--client-id jumpgate-dev] [--client-secret-file ./dev-idp.secret]\n' +
+        'A DEVELOPMENT-ONLY OIDC provider on 127.0.0.1 (any password; accounts alice = admins, bob = devs, mallory = no role).\n',
+    );
+    process.exitCode = values.help ? 0 : 2;
+    return;
+  }
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: ${values.port} is not a port number`);
+  for (const r of values.redirect) if (!/^https:\/\/[^/\s]+\/v1\/login\/oidc\/callback$/.test(r)) throw new Error(`--redirect: ${r} is not https://HOST:PORT/v1/login/oidc/callback`);
+  const secret = randomBytes(24).toString('base64url');
+  writeFileSync(values['client-secret-file']!, `${secret}\n`, { mode: 0o600 });
+  const idp = await startDevIdp({ port, clientId: values['client-id']!, clientSecret: secret, redirectUris: values.redirect, accounts: DEMO_ACCOUNTS });
+  process.stdout.write(
+    [
+      'auth:',
+      '  oidc:',
+      `    issuer: ${idp.issuer}`,
+      `    client_id: ${values['client-id']}`,
+      `    client_secret_file: ${values['client-secret-file']}`,
+      '    claims_to_roles:',
+      '      - { claim: groups, value: admins, roles: [admin] }',
+      '      - { claim: groups, value: devs, roles: [user] }',
+      '',
+    ].join('\n'),
+  );
+  process.stderr.write(`development IdP at ${idp.issuer} (Ctrl-C stops it); redirect URIs: ${values.redirect.join(', ')}\n`);
+  const stop = () => void idp.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+if (process.argv[1] && /dev-idp\.ts$/.test(process.argv[1])) {
+  cli(process.argv.slice(2)).catch((err: Error) => {
+    process.stderr.write(`dev-idp: ${err.message}\n`);
+    process.exitCode = 1;
+  });
+}
