@@ -11,7 +11,23 @@ export function printable(text: string, max = 200): string {
     // eslint-disable-next-line no-control-regex
     .replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
     .replace(UNICODE_CONTROLS, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+  return truncate(clean, max);
+}
+
+/**
+ * `text` cut to at most `max` UTF-16 units with "…", never between the two
+ * halves of a surrogate pair (half a pair is not valid Unicode: PostgreSQL's
+ * json refuses it, a terminal shows garbage).
+ */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const end = max > 0 && /[\uD800-\uDBFF]/.test(text[max - 1]!) ? max - 1 : max;
+  return `${text.slice(0, end)}…`;
+}
+
+/** Lone surrogates (half a pair, from a cut or a hostile peer) replaced by U+FFFD: the text is valid Unicode. */
+export function wellFormed(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 // Line/paragraph separators, bidi marks (LRM, RLM, ALM), embeddings and overrides,

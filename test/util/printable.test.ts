@@ -19,3 +19,14 @@ test('the cap applies after escaping', () => {
   assert.equal(printable('\n'.repeat(10), 8), '\\x0a\\x0a…');
   assert.equal(printable('abc', 3), 'abc');
 });
+
+test('a cut never splits a surrogate pair, and lone surrogates become U+FFFD (valid Unicode for jsonb and terminals)', async () => {
+  const { truncate, wellFormed } = await import('../../src/util/printable.js');
+  const emoji = '\u{1F600}'; // two UTF-16 units
+  assert.equal(truncate(`a${emoji.repeat(3)}`, 2), 'a…', 'the pair at the cut is dropped whole');
+  assert.equal(truncate(`a${emoji.repeat(3)}`, 3), `a${emoji}…`);
+  assert.equal(truncate('abc', 3), 'abc');
+  assert.equal(wellFormed(`x\uD83Dy\uDE00z${emoji}`), `x\uFFFDy\uFFFDz${emoji}`);
+  const cut = printable(`a${emoji.repeat(100)}`, 10);
+  assert.equal(wellFormed(cut), cut, 'printable cuts on whole characters');
+});

@@ -29,7 +29,7 @@
  *   never takes the space real logins need to be audited.
  */
 import { UserError } from '../../errors.js';
-import { printable } from '../../util/printable.js';
+import { printable, truncate, wellFormed } from '../../util/printable.js';
 import { prefixKey } from '../limits.js';
 import { StoreUnavailableError, type AuditBackend } from '../storage/backend.js';
 
@@ -422,11 +422,14 @@ function serialize(event: Record<string, unknown>): string {
   let truncated = false;
   const text = JSON.stringify(event, (_key, value: unknown) => {
     if (typeof value === 'bigint') return value.toString();
-    if (typeof value === 'string' && value.length > MAX_AUDIT_FIELD_CHARS) {
+    if (typeof value !== 'string') return value;
+    // Valid Unicode only: a lone surrogate (from a peer, or a cut elsewhere) would make the event unstorable in PostgreSQL's jsonb.
+    const text = wellFormed(value);
+    if (text.length > MAX_AUDIT_FIELD_CHARS) {
       truncated = true;
-      return bounded(value, MAX_AUDIT_FIELD_CHARS);
+      return bounded(text, MAX_AUDIT_FIELD_CHARS);
     }
-    return value;
+    return text;
   });
   // JSON allows U+2028/U+2029 raw, but readers that split on Unicode line breaks (Python's splitlines) would see two lines.
   const oneLine = text.replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
@@ -434,5 +437,5 @@ function serialize(event: Record<string, unknown>): string {
 }
 
 function bounded(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
+  return truncate(text, max);
 }

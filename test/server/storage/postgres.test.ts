@@ -302,3 +302,19 @@ describe('rows read back are checked', () => {
     });
   }
 });
+
+describe('audit text from outside', () => {
+  test('an unverified name cut in the middle of an emoji is stored (valid Unicode), not refused as a store failure', async () => {
+    const { AuditLog, claimedIdentity } = await import('../../../src/server/auth/audit.js');
+    const b = await open(await freshDb());
+    const log = new AuditLog(b.audit, () => new Date(), { serverId: 'proxy-test', location: b.location });
+    const claimed = claimedIdentity(`a${'\u{1F600}'.repeat(100)}`);
+    await log.emit({ event: 'access.denied', stage: 'authentication', claimed_user: claimed, untrusted: true, login: 'x', client_addr: '192.0.2.1', code: 'T', reason: 'test' });
+    await log.emit({ event: 'login.failure', stage: 'callback', reason: `r${'\u{1F600}'.repeat(600)}`, client_addr: '192.0.2.1' });
+    const events = await b.audit.query({});
+    assert.equal(events.length, 2);
+    assert.ok(String(events[0]!['claimed_user']).startsWith('a\u{1F600}'));
+    assert.equal(events[1]!['truncated'], true);
+    await log.close();
+  });
+});
