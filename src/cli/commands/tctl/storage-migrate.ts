@@ -7,7 +7,8 @@
  *
  * Safe to run again: a CA already in the target with the same keys is left
  * as it is; a DIFFERENT CA there is never overwritten (CA_CONFLICT); the
- * audit log is copied only into an empty one. Run it before the proxies on
+ * audit log is copied only into an empty one (or resumed where a stopped run
+ * left off). Run it before the proxies on
  * the new store start taking logins.
  */
 import { hostname } from 'node:os';
@@ -15,6 +16,7 @@ import { UserError } from '../../../errors.js';
 import { fingerprintSha256, parseOpenSSHPrivateKey } from '../../../sshcert/index.js';
 import { CA_TYPES, ITEM_KINDS, type CaType, type StateBackend, type StoredCa } from '../../../server/storage/backend.js';
 import type { Deps } from '../../deps.js';
+import { MAX_AUDIT_QUERY } from '../../../server/storage/postgres/index.js';
 
 
 export interface MigrateResult {
@@ -80,13 +82,22 @@ export async function migrateStore(from: StateBackend, to: StateBackend, progres
   progress(`items (tokens, locks, nodes, ...): ${result.items} copied`);
 
   const events = await from.audit.query({ limit: Number.MAX_SAFE_INTEGER });
-  const targetHas = (await to.audit.query({ limit: 1 })).length > 0;
-  if (targetHas) {
+  if (from.kind === 'postgres' && events.length >= MAX_AUDIT_QUERY) {
+    throw new UserError('MIGRATE_AUDIT_TOO_LARGE', `the audit log in ${from.location} has ${MAX_AUDIT_QUERY} events or more; tctl storage migrate copies at most ${MAX_AUDIT_QUERY} from a database (nothing of the audit log was copied)`, {
+      hint: 'copy the audit_events table with pg_dump --table=audit_events instead',
+    });
+  }
+  // Resumable: a run that stopped part way left a prefix of the log in the target; copy from where it stopped.
+  const already = await to.audit.query({ limit: Number.MAX_SAFE_INTEGER });
+  const same = (a: Record<string, unknown>, b: Record<string, unknown>) => a['event'] === b['event'] && new Date(String(a['time'])).getTime() === new Date(String(b['time'])).getTime();
+  const isPrefix = already.length <= events.length && already.every((e, i) => same(e, events[i]!));
+  if (!isPrefix) {
     result.audit.skipped = events.length;
-    progress(`audit log: ${to.location} already has events; ${events.length} events NOT copied (the audit log is copied only into an empty one)`);
+    progress(`audit log: ${to.location} already holds other events; ${events.length} events NOT copied (the audit log is copied only into an empty one, or one a stopped migration began)`);
   } else {
+    if (already.length > 0) progress(`audit log: ${already.length} events already copied by an earlier run; going on from there`);
     const fallbackId = `migrated:${hostname()}`;
-    for (const e of events) {
+    for (const e of events.slice(already.length)) {
       const { seq: _seq, ...event } = e;
       const stamped: Record<string, unknown> & { time: string; server_id: string; event: string } = { ...event, server_id: typeof event.server_id === 'string' && event.server_id !== '' ? event.server_id : fallbackId };
       await to.audit.append(JSON.stringify(stamped), {
@@ -97,7 +108,8 @@ export async function migrateStore(from: StateBackend, to: StateBackend, progres
       });
       result.audit.copied++;
     }
-    progress(`audit log: ${result.audit.copied} events copied in order`);
+    result.audit.skipped = 0;
+    progress(`audit log: ${result.audit.copied} events copied in order${already.length ? ` (${already.length + result.audit.copied} in all)` : ''}`);
   }
   return result;
 }
