@@ -82,8 +82,10 @@ function tryAcquire(path: string, opts: LockOptions, deadline: number): boolean 
     }
   }
   try {
-    // left by a killed process: too old, or (same machine) its process is gone
-    if (Date.now() - statSync(path).mtimeMs > (opts.staleMs ?? 30_000) || (opts.sameMachine && holderGone(path))) unlinkSync(path);
+    // Left by a killed process. Same machine: its process is gone (a live holder keeps it, however old: a
+    // suspended laptop or a stopped ssh stops the heartbeat, not the holder). Otherwise: too old.
+    const holder = opts.sameMachine ? holderState(path) : 'unknown';
+    if (holder === 'gone' || (holder === 'unknown' && Date.now() - statSync(path).mtimeMs > (opts.staleMs ?? 30_000))) unlinkSync(path);
   } catch {
     // it went away by itself
   }
@@ -95,20 +97,33 @@ function tryAcquire(path: string, opts: LockOptions, deadline: number): boolean 
   return false;
 }
 
-/** True when the lock file names a process id that no longer runs here (not when it is unreadable, half written or ours). */
-function holderGone(path: string): boolean {
-  const pid = Number(readFileSync(path, 'utf8').trim());
-  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+/** Whether the process the lock file names still runs here: `unknown` when the file is unreadable or half written. */
+function holderState(path: string): 'alive' | 'gone' | 'unknown' {
+  const pid = lockPid(path);
+  if (pid === undefined) return 'unknown';
+  if (pid === process.pid) return 'alive';
   try {
     process.kill(pid, 0);
-    return false;
+    return 'alive';
   } catch (err) {
     // EPERM: it runs, as another user
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? 'gone' : 'alive';
   }
 }
 
+function lockPid(path: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes the lock only while it is still ours: one taken over by another process (after we looked stale) stays theirs. */
 function release(path: string): void {
+  const pid = lockPid(path);
+  if (pid !== undefined && pid !== process.pid) return;
   try {
     unlinkSync(path);
   } catch {
