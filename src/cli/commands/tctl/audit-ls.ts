@@ -86,8 +86,9 @@ export async function run(opts: AuditLsOptions, ctx: { store: StateBackend; cloc
     }
   }
   if (opts.format === 'json') {
-    // JSON.stringify escapes control characters; U+2028/2029 too, for readers that split on them.
-    deps.io.stdout.write(JSON.stringify(events, null, 2).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`) + '\n');
+    // JSON.stringify escapes C0 controls only: C1 (an 8-bit CSI), line separators, bidi overrides and
+    // zero-width characters are escaped too, so `tctl audit ls --format=json` in a terminal shows them as text.
+    deps.io.stdout.write(JSON.stringify(events, null, 2).replace(/[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
     return;
   }
   if (events.length === 0) {
