@@ -23,7 +23,7 @@ import { startHaCluster, sshArgs, sshShortArgs, ROOT_ACCOUNT, type HaCluster } f
 import { startHaproxy } from '../helpers/haproxy.js';
 import { HEADLESS_CALLBACK, browserlessLogin, headlessLogin, loopbackDispatcher, startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
 import { freePort } from '../helpers/sshd.js';
-import { builtProgram, requireTool, run, runProgram, tempDir, waitFor } from '../helpers/tools.js';
+import { acceptsTcp, builtProgram, requireTool, run, runProgram, tempDir, waitFor } from '../helpers/tools.js';
 
 const atProxyCallback = (u: URL) => u.pathname === '/v1/login/oidc/callback';
 const atHeadlessCallback = (u: URL) => u.origin === new URL(HEADLESS_CALLBACK).origin;
@@ -381,7 +381,7 @@ describe('two proxies on PostgreSQL behind HAProxy', () => {
     let polling = true;
     const poll = (async () => {
       while (polling) {
-        for (const port of [web, sshp]) if (await accepts(port)) listened = true;
+        for (const port of [web, sshp]) if (await acceptsTcp(port)) listened = true;
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -425,16 +425,5 @@ function sshBanner(port: number): Promise<string> {
     });
     s.once('error', (e) => done(`error: ${e.message}`));
     s.once('close', () => done(`closed: ${JSON.stringify(got)}`));
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
   });
 }

@@ -12,8 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
-import { run } from './tools.js';
+import { acceptsTcp, run } from './tools.js';
 import { freePort } from './sshd.js';
 
 const INSTALL = 'apt-get install -y postgresql';
@@ -95,7 +94,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`postgres exited at start: ${log.slice(-2000)}`);
-      if ((await canConnect(port)) && (await run('runuser', asPostgres(join(bin, 'pg_isready'), ['-h', dir, '-p', String(port)]))).code === 0) break;
+      if ((await acceptsTcp(port)) && (await run('runuser', asPostgres(join(bin, 'pg_isready'), ['-h', dir, '-p', String(port)]))).code === 0) break;
       if (Date.now() > deadline) throw new Error(`postgres did not accept connections within 30 s: ${log.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -170,15 +169,4 @@ async function backendsOf(data: string): Promise<boolean> {
     }
   }
   return false;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }

@@ -2,6 +2,7 @@ import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
+import { connect as netConnect } from 'node:net';
 
 const SEARCH_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
@@ -90,4 +91,16 @@ export async function waitFor(fn: () => boolean, what: string, ms = 10_000): Pro
     if (Date.now() > deadline) throw new Error(`${what} never happened (waited ${ms} ms)`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` now. */
+export function acceptsTcp(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }

@@ -18,6 +18,7 @@ import { htmlPage } from '../../util/html.js';
 import { AuditUnavailableError } from '../auth/audit.js';
 import { APPROVAL_COOKIE, type HeadlessLoginService, type HeadlessPageOutcome } from '../auth/headless-login.js';
 import { ApiRequestError } from '../auth/login.js';
+import { readBody } from './body.js';
 import { StoreUnavailableError } from '../storage/backend.js';
 import type { ServerLog } from '../runtime.js';
 
@@ -106,33 +107,8 @@ function cookieValue(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-/** An application/x-www-form-urlencoded body of at most MAX_FORM_BYTES, never buffered past it. */
-function readForm(req: IncomingMessage, res: ServerResponse): Promise<URLSearchParams> {
-  return new Promise((resolve, reject) => {
-    const refuse = (err: ApiRequestError) => {
-      res.setHeader('connection', 'close');
-      req.pause();
-      reject(err);
-    };
-    const tooLarge = () => new ApiRequestError(413, 'BODY_TOO_LARGE', `forms are limited to ${MAX_FORM_BYTES} bytes`);
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/x-www-form-urlencoded') return refuse(new ApiRequestError(415, 'BAD_CONTENT_TYPE', 'send the form as application/x-www-form-urlencoded'));
-    if (Number(req.headers['content-length'] ?? '0') > MAX_FORM_BYTES) return refuse(tooLarge());
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_FORM_BYTES) {
-        req.off('data', onData);
-        chunks.length = 0;
-        return refuse(tooLarge());
-      }
-      chunks.push(c);
-    };
-    req.on('data', onData);
-    req.on('end', () => {
-      if (size <= MAX_FORM_BYTES) resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
-    });
-    req.on('error', () => reject(new ApiRequestError(400, 'REQUEST_ABORTED', 'the form did not arrive')));
-  });
+/** An application/x-www-form-urlencoded body of at most MAX_FORM_BYTES, never buffered past it (body.ts readBody). */
+async function readForm(req: IncomingMessage, res: ServerResponse): Promise<URLSearchParams> {
+  const body = await readBody(req, res, { type: 'application/x-www-form-urlencoded', maxBytes: MAX_FORM_BYTES, noun: 'form', limitText: 'forms' });
+  return new URLSearchParams(body.toString('utf8'));
 }

@@ -23,6 +23,7 @@ import { SourceCounter } from '../limits.js';
 import { HeadlessLoginService } from '../auth/headless-login.js';
 import { handleHeadlessCallback, handleHeadlessPage, isHeadlessPath } from './headless-web.js';
 import { acceptProxied, adoptProxiedPeer, refusalReporter } from './proxy-protocol.js';
+import { readBody } from './body.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -308,46 +309,14 @@ function ping(deps: WebDeps): PingResponse {
   };
 }
 
-/**
- * Reads a JSON body of at most MAX_BODY_BYTES; anything else is a 4xx with a
- * reason. An oversized body is refused from its Content-Length before a byte
- * of it is read, or as soon as it passes the limit: it is never buffered, and
- * the connection is closed after the answer instead of draining the rest.
- */
-function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const refuse = (err: ApiRequestError) => {
-      res.setHeader('connection', 'close');
-      req.pause();
-      reject(err);
-    };
-    const tooLarge = () => new ApiRequestError(413, 'BODY_TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/json') return refuse(new ApiRequestError(415, 'BAD_CONTENT_TYPE', 'send the body as application/json'));
-    if (Number(req.headers['content-length'] ?? '0') > MAX_BODY_BYTES) return refuse(tooLarge());
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        req.off('data', onData);
-        chunks.length = 0;
-        return refuse(tooLarge());
-      }
-      chunks.push(c);
-    };
-    req.on('data', onData);
-    req.on('end', () => {
-      if (size > MAX_BODY_BYTES) return;
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch {
-        reject(new ApiRequestError(400, 'BAD_JSON', 'the body is not valid JSON'));
-      }
-    });
-    // The client went away (or was cut off at requestTimeout) mid-body.
-    req.on('error', () => reject(new ApiRequestError(400, 'REQUEST_ABORTED', 'the request body did not arrive')));
-  });
+/** Reads a JSON body of at most MAX_BODY_BYTES (body.ts readBody); not JSON is 400 BAD_JSON. */
+async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  const body = await readBody(req, res, { type: 'application/json', maxBytes: MAX_BODY_BYTES, noun: 'body', limitText: 'request bodies' });
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new ApiRequestError(400, 'BAD_JSON', 'the body is not valid JSON');
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
