@@ -43,6 +43,8 @@ export interface ProxyClusterOptions {
   publicHost?: string;
   /** More keys under `proxy:`, each line indented by two spaces (e.g. `  proxy_protocol_from: [127.0.0.1]`). */
   proxyYaml?: string[];
+  /** More roles under `roles:`, each line indented by two spaces (e.g. `  ops:`, `    logins: [root]`). */
+  rolesYaml?: string[];
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
@@ -85,6 +87,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       '    logins: ["{{username}}"]',
       '    node_labels: { env: test }',
       '    forward_agent: true',
+      ...(opts.rolesYaml ?? []),
       'nodes:',
       ...inventory.map((n) => `  - { name: ${n.name}, addr: "${nodeHost}:${nodePort}", labels: { env: ${n.env} } }`),
       '',

@@ -54,10 +54,10 @@ import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPriva
 import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
-import { lockedMessage, type Lock } from '../auth/locks.js';
+import { addLock, lockedMessage, type Lock } from '../auth/locks.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
-import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
+import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX, REVOKE_SUBSYSTEM } from '../../shared/wire-names.js';
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
 import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
 import { acceptProxied, refusalReporter } from './proxy-protocol.js';
@@ -471,6 +471,12 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           ch.end();
           return;
         }
+        if (req.name === REVOKE_SUBSYSTEM) {
+          const ch = acc();
+          if (!ch) return;
+          void revokeOwnCertificate(rt, who, cert!, ch);
+          return;
+        }
         if (!req.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) return rej?.();
         const ch = acc();
         if (!ch) return;
@@ -562,6 +568,42 @@ interface Who {
   /** The certificate's roles still defined (routing.ts certificateSelectors). */
   roles: string[];
   serial: bigint;
+}
+
+/**
+ * `tsh logout --revoke` (subsystem revoke@jumpgate.dev): locks the
+ * certificate this connection authenticated with, by serial, until it
+ * expires (a `cert` lock: the proxies refuse it, the KRL lists it). Answers
+ * one JSON line `{"lock_id","serial","expires"}` and exit 0, or a reason on
+ * stderr and exit 1. Asking twice returns the lock already there. The user
+ * can lock only their own certificate, so what one user makes the server
+ * hold is one lock per certificate they were issued.
+ */
+async function revokeOwnCertificate(rt: ServerRuntime, who: Who, cert: Certificate, ch: ServerChannel): Promise<void> {
+  const serial = cert.serial.toString();
+  try {
+    const existing = rt.locks.current().find((l) => l.target === 'cert' && l.value === serial);
+    const lock =
+      existing ??
+      (await addLock(rt, {
+        target: 'cert',
+        value: serial,
+        caKey: cert.signatureKey.blob,
+        expiresAt: new Date(Number(cert.validBefore) * 1000),
+        message: `certificate ${serial} revoked by its owner (tsh logout --revoke)`,
+        createdBy: `${who.user} (tsh logout --revoke from ${who.clientAddr})`,
+        user: who.user,
+      }));
+    await rt.locks.refresh();
+    rt.log.info(`ssh proxy: ${who.user} revoked their certificate ${serial} (lock ${lock.id})`);
+    ch.write(JSON.stringify({ lock_id: lock.id, serial, expires: lock.expires ?? null }) + '\n');
+    ch.exit(0);
+  } catch (err) {
+    rt.log.warn(`ssh proxy: ${who.user}: cannot revoke certificate ${serial}: ${(err as Error).message}`);
+    ch.stderr.write(`jumpgate proxy: the certificate was NOT revoked: ${(err as Error).message}\n`);
+    ch.exit(1);
+  }
+  ch.end();
 }
 
 /** The lock (auth/locks.ts) that holds for `who` reaching `node` now, if any: checked per channel, since locks come and go while a connection is open. */
