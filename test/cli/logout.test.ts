@@ -85,6 +85,18 @@ describe('tsh logout removes what is left of a profile', () => {
     assert.equal(existsSync(l.paths.keysDir('jump')), false);
   });
 
+  test('--revoke that cannot reach the proxy removes nothing and says the certificate was NOT revoked', async () => {
+    const l = await loggedIn('revoke-unreachable');
+    const store = new ProfileStore(l.paths);
+    // A port nothing listens on (loopback only: no name lookups).
+    await store.locked(async () => store.save({ ...store.load('jump'), webProxyAddr: '127.0.0.1:1', sshProxyAddr: '127.0.0.1:1' }));
+    await assert.rejects(logout({ revoke: true }, l.deps), (err: UserError) => err.code === 'REVOKE_FAILED' && /NOT revoked and nothing was removed/.test(err.message));
+    assert.equal(existsSync(l.paths.profile('jump')), true);
+    assert.equal(existsSync(l.paths.certificate('jump', 'alice')), true);
+    assert.equal(await holds(l.cert.blob), true);
+    await logout({}, l.deps);
+  });
+
   test('the profile file gone: `tsh logout --proxy` finds the entries by the recorded key and the marker', async () => {
     const l = await loggedIn('gone');
     rmSync(l.paths.profile('jump'));

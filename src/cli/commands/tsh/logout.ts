@@ -89,6 +89,11 @@ async function revoke(opts: LogoutOptions, deps: Deps, paths: TshPaths, say: (l:
   try {
     creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
   } catch (err) {
+    // An expired certificate opens nothing any more: there is nothing left to revoke, so logging out goes on.
+    if (err instanceof UserError && err.code === 'CERT_EXPIRED') {
+      say('The certificate has already expired: nothing to revoke.');
+      return;
+    }
     return notRevoked(err);
   }
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
