@@ -89,7 +89,7 @@ describe('tsh logout removes what is left of a profile', () => {
     const l = await loggedIn('revoke-unreachable');
     const store = new ProfileStore(l.paths);
     // A port nothing listens on (loopback only: no name lookups).
-    await store.locked(async () => store.save({ ...store.load('jump'), webProxyAddr: '127.0.0.1:1', sshProxyAddr: '127.0.0.1:1' }));
+    await store.locked(async () => store.save({ ...(store.load('jump') as Profile), webProxyAddr: '127.0.0.1:1', sshProxyAddr: '127.0.0.1:1' }));
     await assert.rejects(logout({ revoke: true }, l.deps), (err: UserError) => err.code === 'REVOKE_FAILED' && /NOT revoked and nothing was removed/.test(err.message));
     assert.equal(existsSync(l.paths.profile('jump')), true);
     assert.equal(existsSync(l.paths.certificate('jump', 'alice')), true);
