@@ -97,6 +97,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
           { claim: 'email_verified', value: true, roles: ['user'] },
         ],
       },
+      sessionRecording: 'off',
     },
     roles: new Map([
       [
@@ -111,6 +112,8 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
           portForwarding: true,
           x11Forwarding: false,
           permitUserRc: false,
+          reviewSessions: false,
+          recordInput: false,
         },
       ],
     ]),
@@ -141,7 +144,7 @@ test('a minimal config gets every default', () => {
       limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
       proxyProtocolFrom: [],
     },
-    auth: { certTtlSeconds: 86_400, loginTimeoutSeconds: 600 },
+    auth: { certTtlSeconds: 86_400, loginTimeoutSeconds: 600, sessionRecording: 'off' },
     roles: new Map(),
     nodes: [],
     storage: { type: 'dir' },
@@ -181,6 +184,8 @@ nodes:
     portForwarding: true,
     x11Forwarding: false,
     permitUserRc: false,
+    reviewSessions: false,
+    recordInput: false,
   });
   assert.deepEqual(config.nodes[0]?.addr, { host: '10.0.0.1', port: 22 });
 });
@@ -195,6 +200,8 @@ test('role flags, list selectors and a max_session_ttl longer than cert_ttl are 
     port_forwarding: false
     x11_forwarding: true
     permit_user_rc: true
+    review_sessions: true
+    record_input: true
 `),
     FILE,
   );
@@ -208,7 +215,18 @@ test('role flags, list selectors and a max_session_ttl longer than cert_ttl are 
     portForwarding: false,
     x11Forwarding: true,
     permitUserRc: true,
+    reviewSessions: true,
+    recordInput: true,
   });
+});
+
+test('auth.session_recording takes off (default) or proxy; anything else names the two', () => {
+  assert.equal(parseServerConfig('cluster_name: example.test\nauth:\n  session_recording: proxy\n', FILE).auth.sessionRecording, 'proxy');
+  assert.equal(parseServerConfig('cluster_name: example.test\nauth:\n  session_recording: off\n', FILE).auth.sessionRecording, 'off');
+  assert.throws(
+    () => parseServerConfig('cluster_name: example.test\nauth:\n  session_recording: node\n', FILE),
+    (err: unknown) => err instanceof ConfigError && /:3: auth\.session_recording: must be off or proxy, not the text "node"/.test(err.message),
+  );
 });
 
 test('public addresses default to the listen addresses and keep IPv6 hosts unbracketed', () => {
