@@ -315,7 +315,7 @@ const problems: [string, string, number | '-', string, RegExp][] = [
   ['suggests the closest key for a typo', 'cluster_name: t\ncluser_nme: x\n', 2, 'cluser_nme', /^unknown key; did you mean `cluster_name`\?/],
   ['suggests snake_case for a camelCase key', 'cluster_name: t\nauth:\n  certTtl: 1h\n', 3, 'auth.certTtl', /did you mean `cert_ttl`\?/],
   ['suggests a key two edits away', 'cluster_name: t\nproxy:\n  web_lisen_adr: 1.2.3.4:1\n', 3, 'proxy.web_lisen_adr', /did you mean `web_listen_addr`\?/],
-  ['lists the valid keys when nothing is close', 'cluster_name: t\nauth:\n  banana: 1\n', 3, 'auth.banana', /unknown key; the keys here are cert_ttl, login_timeout, oidc$/],
+  ['lists the valid keys when nothing is close', 'cluster_name: t\nauth:\n  banana: 1\n', 3, 'auth.banana', /unknown key; the keys here are cert_ttl, login_timeout, oidc, session_recording$/],
   ['rejects unknown keys inside a role', role('    logins: [a]\n    max_ttl: 1h\n'), 5, 'roles.user.max_ttl', /^unknown key/],
   ['rejects unknown keys inside a node', 'cluster_name: t\nnodes:\n  - { name: a, addr: b, label: {} }\n', 3, 'nodes[0].label', /did you mean `labels`\?/],
   ['rejects a duplicate top-level key, naming the first line', 'cluster_name: t\ndata_dir: a\ndata_dir: b\n', 3, 'data_dir', /^duplicate key; the first is on line 2/],
