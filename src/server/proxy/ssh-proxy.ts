@@ -44,7 +44,7 @@
  *   (MAX_PACKET_SIZE in ssh2/lib/protocol/crypto.js, the minimum RFC 4253 §6.1
  *   asks every implementation to accept). Beyond either ssh2 ends the connection.
  */
-import { createServer, connect as netConnect, type NetConnectOpts, type Server as NetServer, type Socket } from 'node:net';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
@@ -52,6 +52,7 @@ import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import { formatHostPort, type HostPort, type NodeConfig } from '../../config/index.js';
 import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
 import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
+import { rejectWithReason } from '../../sshconn/channels.js';
 import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
@@ -60,6 +61,10 @@ import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
 import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
 import { acceptProxied, refusalReporter } from './proxy-protocol.js';
+import { dialNode, RELAY_BUFFER_BYTES } from './node-dial.js';
+import { closeRecordedSessions, serveRecordedSession } from './recording-proxy.js';
+
+export { NODE_DIAL_TIMEOUT_MS } from './node-dial.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -75,20 +80,10 @@ export const MAX_UNAUTHENTICATED = 4_096;
 export const MAX_AUTH_FAILURES = 6;
 /** Authentication requests of any outcome per connection ("none" not counted): each one costs signature checks. */
 export const MAX_AUTH_REQUESTS = 20;
-/** How long dialling a node may take. */
-export const NODE_DIAL_TIMEOUT_MS = 10_000;
 /** Lifetime of the proxy's own host certificate; re-signed when less than half is left. */
 const HOST_CERT_TTL_SECONDS = 24 * 3600;
 /** How long the proxy waits for a session.end to be stored before closing a channel the node ended anyway. */
 const SESSION_END_AUDIT_WAIT_MS = 5_000;
-/**
- * Stream buffers on the relay. Node's default (16 KiB) makes the relay stall
- * between SSH window adjustments; 1 MiB was measured to lift a 1 GiB transfer
- * from ~150 to ~190-250 MB/s (FACTS.md). It is a ceiling, not an allocation:
- * a stream holds only what is queued, so an idle session costs nothing for it
- * (npm run load: 1,000 idle sessions, same RSS with 16 KiB and with 1 MiB).
- */
-const RELAY_BUFFER_BYTES = 1 << 20;
 /**
  * chacha20-poly1305 first: with ssh2's native binding it relays faster than
  * AES-GCM (FACTS.md); the AES modes stay for clients that prefer them.
@@ -294,6 +289,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       new Promise<void>((resolve) => {
         net.close(() => resolve());
         for (const s of sockets) s.destroy();
+        closeRecordedSessions(rt);
         limiter.close();
       }),
   };
@@ -480,6 +476,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           ch.end();
           return;
         }
+        if (rt.config.auth.sessionRecording === 'proxy') {
+          // Recording mode: the proxy ends the user's SSH itself (recording-proxy.ts); the channel carries it.
+          return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr, clientIp: info.ip ?? '', via: 'subsystem' }, {
+            slot,
+            channels: limiter.channels(who),
+          });
+        }
         dialNode(route.node)
           .then((sock) => void relay(rt, who, route.node, 'subsystem', ch, sock, slot))
           .catch((err: Error) => {
@@ -512,6 +515,14 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           chSlot.release();
         },
       };
+      if (rt.config.auth.sessionRecording === 'proxy') {
+        const ch = accept();
+        if (!ch) return slot.release();
+        return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr, clientIp: info.ip ?? '', via: 'direct-tcpip' }, {
+          slot,
+          channels: limiter.channels(who),
+        });
+      }
       dialNode(route.node)
         .then((sock) => {
           const ch = accept();
@@ -567,50 +578,6 @@ function auditOrWarn(rt: ServerRuntime, event: AuditEvent): Promise<void> {
   return rt.audit.emit(event).catch((err: Error) => rt.log.warn(`ssh proxy: ${err.message}`));
 }
 
-/**
- * Rejects a channel open with a description the user sees (OpenSSH prints
- * "open failed: administratively prohibited: <reason>"). ssh2's `reject()`
- * always sends an empty description and picks the reason code itself, so the
- * one protocol call it makes is wrapped for the duration of the call.
- */
-function rejectWithReason(conn: Connection, reject: () => void, description: string): void {
-  const proto = (conn as unknown as { _protocol: { channelOpenFail(recipient: number, reason: number, desc: string): void } })._protocol;
-  const original = proto.channelOpenFail;
-  proto.channelOpenFail = function (recipient: number) {
-    original.call(this, recipient, 1 /* SSH_OPEN_ADMINISTRATIVELY_PROHIBITED, RFC 4254 §5.1 */, description);
-  };
-  try {
-    reject();
-  } finally {
-    proto.channelOpenFail = original;
-  }
-}
-
-/**
- * Opens TCP to a node's sshd. Directly, never through HTTPS_PROXY: nodes sit
- * on the proxy's own network (that is what a bastion is for), the inventory
- * addresses are internal, and a corporate HTTP proxy in the server's
- * environment is meant for its calls out (the IdP), not for them.
- */
-function dialNode(node: NodeConfig): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    // highWaterMark is passed through to the stream (Node >= 18); @types/node omits it from the connect options.
-    const sock = netConnect({ host: node.addr.host, port: node.addr.port, noDelay: true, highWaterMark: RELAY_BUFFER_BYTES } as NetConnectOpts);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no answer within ${NODE_DIAL_TIMEOUT_MS / 1000} s`));
-    }, NODE_DIAL_TIMEOUT_MS);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      resolve(sock);
-    });
-    sock.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'EHOSTUNREACH' ? 'host unreachable' : err.message));
-    });
-  });
-}
 
 /**
  * Joins an SSH channel and a node socket with back-pressure both ways
