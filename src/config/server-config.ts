@@ -50,6 +50,8 @@ export interface ServerConfig {
   nodes: NodeConfig[];
   /** Where the cluster's shared state lives (`storage`; server/storage/). */
   storage: StorageConfig;
+  /** Session recordings (`recordings`; server/recording/). */
+  recordings: RecordingsConfig;
   /**
    * Things that are allowed but probably wrong (present only when there are any);
    * the server prints them at start. Example: a claims_to_roles rule naming a role
@@ -117,6 +119,17 @@ export type StorageConfig =
       /** Pool size per process (`max_connections`, default 10). */
       maxConnections: number;
     };
+
+/** `recordings`: where session recordings' bytes go and how big one may grow. */
+export interface RecordingsConfig {
+  /**
+   * Absolute (`recordings.dir`). Unset: <data_dir>/recordings with storage.type dir,
+   * the database with postgres.
+   */
+  dir?: string;
+  /** Bytes one session's recording may reach; after it output is no longer recorded (`max_bytes_per_session`). */
+  maxBytesPerSession: number;
+}
 
 export interface AuthConfig {
   /** Default TTL of user certificates (`auth.cert_ttl`, default 24h). */
@@ -211,6 +224,8 @@ export const CONFIG_DEFAULTS = {
   maxNodeDialsPerUser: 8,
   maxNodeDialsPerNode: 32,
   nodeLoginGraceTime: '2m',
+  /** 64 MiB: hours of busy terminal output; a `cat` of a huge file stops being recorded. */
+  recordingMaxBytesPerSession: 64 * 1024 * 1024,
 } as const;
 
 /** One problem in a config file, located by key path and, when known, line. */
@@ -731,6 +746,30 @@ function storageSchema(ctx: SchemaContext) {
   );
 }
 
+/** Smallest `recordings.max_bytes_per_session`: room for the header and some output. */
+export const MIN_RECORDING_BYTES = 4096;
+
+function recordingsSchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      dir: v.optional(path(ctx)),
+      max_bytes_per_session: v.optional(
+        v.pipe(
+          v.instance(YamlNumber, not('a whole number of bytes, e.g. 67108864')),
+          v.transform((n) => n.value),
+          v.integer('must be a whole number of bytes'),
+          v.minValue(MIN_RECORDING_BYTES, `must be at least ${MIN_RECORDING_BYTES} bytes`),
+          v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'),
+        ),
+      ),
+    }),
+    v.transform((o): RecordingsConfig => ({
+      ...(o.dir !== undefined ? { dir: o.dir } : {}),
+      maxBytesPerSession: o.max_bytes_per_session ?? CONFIG_DEFAULTS.recordingMaxBytesPerSession,
+    })),
+  );
+}
+
 const labelName = (allowStar: boolean) =>
   v.pipe(
     v.string(),
@@ -868,6 +907,7 @@ function configSchema(ctx: SchemaContext) {
       roles: v.optional(mapping(roleName(), roleSchema()), {}),
       nodes: v.optional(nodesSchema(ctx), []),
       storage: v.optional(storageSchema(ctx), { type: 'dir' as const }),
+      recordings: v.optional(recordingsSchema(ctx), {}),
     }),
     v.transform((c): Omit<ServerConfig, 'file'> => {
       const certTtlSeconds = c.auth.cert_ttl;
@@ -903,7 +943,7 @@ function configSchema(ctx: SchemaContext) {
           }),
         );
       }
-      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage };
+      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage, recordings: c.recordings };
     }),
   );
 }

@@ -73,6 +73,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
     clusterName: 'example.test',
     dataDir: '/etc/jumpgate/data',
     storage: { type: 'dir' },
+    recordings: { maxBytesPerSession: 64 * 1024 * 1024 },
     proxy: {
       webListenAddr: { host: '127.0.0.1', port: 3080 },
       publicAddr: { host: 'localhost', port: 3080 },

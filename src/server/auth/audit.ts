@@ -217,6 +217,35 @@ export interface SessionScpEvent extends InSessionFields {
 }
 
 /**
+ * `recording.truncated`: the session's recording reached
+ * recordings.max_bytes_per_session; its output is no longer recorded (the session goes on).
+ */
+export interface RecordingTruncatedEvent {
+  event: 'recording.truncated';
+  session_id: string;
+  recording: string;
+  user: string;
+  login: string;
+  node: string;
+  max_bytes: number;
+}
+
+/**
+ * `recording.read`: `user` read a recording: replayed or listed through the
+ * HTTPS API (`via: api`, from `client_addr`), or exported by tctl on the
+ * server host (`via: tctl`). `owner` is whose session it was.
+ */
+export interface RecordingReadEvent {
+  event: 'recording.read';
+  session_id: string;
+  recording: string;
+  user: string;
+  owner: string;
+  via: 'api' | 'tctl';
+  client_addr?: string;
+}
+
+/**
  * `access.denied`: the SSH proxy refused. At `authentication` the
  * certificate's key id is `claimed_user` (+ `untrusted: true`) unless the
  * certificate verified against the user CA; at `routing` the user is known.
@@ -269,7 +298,9 @@ export type AuditEvent =
   | HeadlessStartEvent
   | HeadlessApprovedEvent
   | HeadlessDeniedEvent
-  | HeadlessFailureEvent;
+  | HeadlessFailureEvent
+  | RecordingTruncatedEvent
+  | RecordingReadEvent;
 
 export type AuditEventType = AuditEvent['event'];
 
