@@ -59,6 +59,7 @@ import { printable } from '../../util/printable.js';
 import type { AuditEvent } from '../auth/audit.js';
 import { hostCertPrincipals, issueHostCertificate, issueSessionCertificate, SessionCertRequest } from '../auth/issuer.js';
 import type { ServerRuntime } from '../runtime.js';
+import { startRecording as startStoredRecording, type RecordingMeta, type SessionRecorder } from '../recording/recorder.js';
 import { dialNode } from './node-dial.js';
 import { certificateSelectors, routeToNode } from './routing.js';
 import { isRefusal, type LimitRefusal, type Slot } from './session-limits.js';
@@ -84,32 +85,8 @@ const NODE_LOGIN_TIMEOUT_MS = 15_000;
 /** chacha20-poly1305 first (ssh2's native binding relays it fastest: FACTS.md). */
 const CIPHERS = ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
-/** A recording in progress (the shape server/recording/recorder.ts implements: asciicast v2 through the storage interface). */
-export interface SessionRecorder {
-  /** The recording's name (audit `recording`, `tsh play`). */
-  readonly name: string;
-  output(data: Buffer): void;
-  input(data: Buffer): void;
-  resize(cols: number, rows: number): void;
-  /** Writes what is left; resolves when the recording is stored. */
-  close(): Promise<void>;
-}
-
-/** What a recording starts with. */
-export interface RecordingMeta {
-  sessionId: string;
-  user: string;
-  login: string;
-  node: string;
-  clientAddr: string;
-  cols: number;
-  rows: number;
-  term: string;
-  env?: Record<string, string>;
-  recordInput: boolean;
-}
-
 /** Starts a recording (server/recording/recorder.ts startRecording). */
+export type { RecordingMeta, SessionRecorder };
 export type StartRecording = (rt: ServerRuntime, meta: RecordingMeta) => Promise<SessionRecorder>;
 
 /** Where an authorised user connection goes: decided by the caller (SSH port or TLS route) before any byte of the inner SSH is read. */
@@ -130,6 +107,7 @@ export interface RecordingOptions {
   slot: Slot;
   /** Admits channels of the inner connection (SessionLimiter.channels); default: max_channels_per_connection, unaudited. */
   channels?: { admit(): Slot | LimitRefusal };
+  /** Default: server/recording/recorder.ts startRecording (asciicast v2 through the storage interface). */
   startRecording?: StartRecording;
 }
 
@@ -499,8 +477,7 @@ class RecordedSession {
   }
 
   private startRecorder(meta: Omit<RecordingMeta, 'sessionId' | 'user' | 'login' | 'node' | 'clientAddr' | 'recordInput'>): Promise<SessionRecorder | undefined> {
-    const startRecording = this.opts.startRecording;
-    if (!startRecording) return Promise.resolve(undefined);
+    const startRecording = this.opts.startRecording ?? startStoredRecording;
     this.recorder ??= startRecording(this.rt, {
       ...meta,
       sessionId: this.sessionId,
