@@ -151,7 +151,8 @@ export interface SessionStartEvent {
   node: string;
   node_addr: string;
   client_addr: string;
-  via: 'subsystem' | 'direct-tcpip';
+  /** How the client reached the proxy: an SSH channel (subsystem, direct-tcpip) or the web port's TLS route. */
+  via: 'subsystem' | 'direct-tcpip' | 'tls-routing';
   /** auth.session_recording: proxy: the proxy ended the user's SSH session itself (recording-proxy.ts). */
   mode?: 'recording';
   /** The recording's name (absent when nothing is recorded). */

@@ -60,7 +60,7 @@ import type { AuditEvent } from '../auth/audit.js';
 import { hostCertPrincipals, issueHostCertificate, issueSessionCertificate, SessionCertRequest } from '../auth/issuer.js';
 import type { ServerRuntime } from '../runtime.js';
 import { startRecording as startStoredRecording, type RecordingMeta, type SessionRecorder } from '../recording/recorder.js';
-import { dialNode } from './node-dial.js';
+import { dialNode, type Via } from './node-access.js';
 import { certificateSelectors, routeToNode } from './routing.js';
 import { isRefusal, type LimitRefusal, type Slot } from './session-limits.js';
 import { SftpAuditError, SftpAuditor } from './sftp-audit.js';
@@ -98,7 +98,7 @@ export interface RecordingTarget {
   clientAddr: string;
   /** The real client's IP address (checked against the certificate's source-address). */
   clientIp: string;
-  via: 'subsystem' | 'direct-tcpip' | 'tls';
+  via: Via;
 }
 
 /** What the caller lends a user connection: its node-session slot and the channel limit of its outer connection. */
@@ -468,7 +468,7 @@ class RecordedSession {
         ...this.who,
         node_addr: `${this.target.node.addr.host}:${this.target.node.addr.port}`,
         client_addr: this.target.clientAddr,
-        via: this.target.via === 'tls' ? 'subsystem' : this.target.via,
+        via: this.target.via,
         mode: 'recording',
         ...(this.recordingName !== undefined ? { recording: this.recordingName } : {}),
       });

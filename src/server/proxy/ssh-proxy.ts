@@ -45,26 +45,23 @@
  *   asks every implementation to accept). Beyond either ssh2 ends the connection.
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { randomUUID } from 'node:crypto';
-import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
+import type { Duplex } from 'node:stream';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
-import { formatHostPort, type HostPort, type NodeConfig } from '../../config/index.js';
+import { formatHostPort, type HostPort } from '../../config/index.js';
 import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
 import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
-import { rejectWithReason } from '../../sshconn/channels.js';
 import { issueHostCertificate } from '../auth/issuer.js';
-import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
+import { claimedIdentity } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
-import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
-import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
-import { acceptProxied, refusalReporter } from './proxy-protocol.js';
-import { dialNode, RELAY_BUFFER_BYTES } from './node-dial.js';
+import { parseProxySubsystem, reachableNodes } from './routing.js';
+import { isRefusal, type Slot } from './session-limits.js';
+import { NodeAccess, RELAY_BUFFER_BYTES, type Requester, type Who } from './node-access.js';
 import { closeRecordedSessions, serveRecordedSession } from './recording-proxy.js';
-
-export { NODE_DIAL_TIMEOUT_MS } from './node-dial.js';
+import { rejectWithReason } from '../../sshconn/channels.js';
+import { acceptProxied, refusalReporter } from './proxy-protocol.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -82,8 +79,6 @@ export const MAX_AUTH_FAILURES = 6;
 export const MAX_AUTH_REQUESTS = 20;
 /** Lifetime of the proxy's own host certificate; re-signed when less than half is left. */
 const HOST_CERT_TTL_SECONDS = 24 * 3600;
-/** How long the proxy waits for a session.end to be stored before closing a channel the node ended anyway. */
-const SESSION_END_AUDIT_WAIT_MS = 5_000;
 /**
  * chacha20-poly1305 first: with ssh2's native binding it relays faster than
  * AES-GCM (FACTS.md); the AES modes stay for clients that prefer them.
@@ -99,6 +94,8 @@ export interface SshProxyOptions {
   maxUnauthenticated?: number;
   maxAuthFailures?: number;
   maxAuthRequests?: number;
+  /** The authorisation and relay shared with the TLS route (server/index.ts makes one per process); default: a new one, closed with the service. */
+  access?: NodeAccess;
 }
 
 interface Limits {
@@ -141,7 +138,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
-  const limiter = new SessionLimiter(() => rt.config.proxy.limits, (e) => auditOrWarn(rt, e));
+  const access = opts.access ?? new NodeAccess(rt);
 
   // Names clients connect to the proxy by; ssh checks the certificate's principals against them.
   const principals = () =>
@@ -187,7 +184,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         algorithms: { cipher: CIPHERS as ssh2.CipherAlgorithm[] },
         ident: 'Jumpgate',
       },
-      (conn, info) => handleConnection(rt, conn, info, limits, limiter),
+      (conn, info) => handleConnection(rt, conn, info, limits, access),
     );
     if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${signer.id})`);
     identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
@@ -290,7 +287,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         net.close(() => resolve());
         for (const s of sockets) s.destroy();
         closeRecordedSessions(rt);
-        limiter.close();
+        if (!opts.access) access.close();
       }),
   };
 }
@@ -317,7 +314,7 @@ interface Denial {
   login: string;
 }
 
-function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits, limiter: SessionLimiter): void {
+function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits, access: NodeAccess): void {
   const clientAddr = formatHostPort({ host: info.ip ?? 'unknown', port: info.port ?? 0 });
   const socket = (conn as unknown as { _sock: Socket })._sock;
   let cert: Certificate | undefined;
@@ -366,14 +363,14 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         clientAddress: info.ip ?? '',
         loginCommand,
       });
-      const sel = certificateSelectors(rt.config, c);
+      const sel = access.identify(c);
       if ('ok' in sel) {
         denial = { code: sel.code, message: sel.message, user: c.keyId, login: ctx.username };
         banner(sel.message);
         return reject();
       }
       if (ctx.signature !== undefined) {
-        const slot = limiter.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
+        const slot = access.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
         if (isRefusal(slot)) {
           // Audited by the limiter (aggregated); the connection has nothing else to offer.
           banner(slot.message);
@@ -419,7 +416,8 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     if (socket) handshakes.get(socket)?.();
     const who: Who = { user: cert!.keyId, login, clientAddr };
     rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
-    const channels = limiter.channels(who);
+    const channels = access.limiter.channels(who);
+    const requester: Requester = { who, cert: cert!, selectors };
 
     conn.on('session', (accept, reject) => {
       const chSlot = channels.admit();
@@ -461,30 +459,33 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (!ch) return;
         ch.once('close', () => chSlot.release());
         const target = parseProxySubsystem(req.name);
-        const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port);
+        if ('ok' in target) access.deny(who, req.name, target);
+        const route = 'ok' in target ? target : access.authorizeNodeRoute(requester, target.host, target.port);
         if (!route.ok) {
-          deny(rt, who, 'ok' in target ? req.name : target.host, route);
           ch.stderr.write(`jumpgate proxy: ${route.message}\n`);
           ch.exit(route.code === 'BAD_REQUEST' ? 2 : 1);
           ch.end();
           return;
         }
-        const slot = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
-        if (isRefusal(slot)) {
-          ch.stderr.write(`jumpgate proxy: ${slot.message}\n`);
-          ch.exit(1);
-          ch.end();
-          return;
-        }
+        const { slot } = route;
         if (rt.config.auth.sessionRecording === 'proxy') {
           // Recording mode: the proxy ends the user's SSH itself (recording-proxy.ts); the channel carries it.
-          return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr, clientIp: info.ip ?? '', via: 'subsystem' }, {
+          return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr: who.clientAddr, clientIp: info.ip ?? '', via: 'subsystem' }, {
             slot,
-            channels: limiter.channels(who),
+            channels: access.limiter.channels(who),
           });
         }
-        dialNode(route.node)
-          .then((sock) => void relay(rt, who, route.node, 'subsystem', ch, sock, slot))
+        const client = {
+          stream: ch as unknown as Duplex,
+          refuse: (message: string) => {
+            ch.stderr.write(`jumpgate proxy: ${message}\n`);
+            ch.exit(1);
+            ch.end();
+          },
+        };
+        access
+          .dial(route.node)
+          .then((sock) => void access.relay(who, route.node, 'subsystem', client, sock, slot))
           .catch((err: Error) => {
             slot.release();
             rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
@@ -498,17 +499,12 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     conn.on('tcpip', (accept, reject, req) => {
       const chSlot = channels.admit();
       if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
-      const route = routeToNode(rt.config, selectors, req.destIP, req.destPort);
+      const route = access.authorizeNodeRoute(requester, req.destIP, req.destPort);
       if (!route.ok) {
         chSlot.release();
-        deny(rt, who, req.destIP, route);
         return rejectWithReason(conn, reject, route.message);
       }
-      const admitted = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
-      if (isRefusal(admitted)) {
-        chSlot.release();
-        return rejectWithReason(conn, reject, admitted.message);
-      }
+      const admitted = route.slot;
       const slot: Slot = {
         release: () => {
           admitted.release();
@@ -518,19 +514,21 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
       if (rt.config.auth.sessionRecording === 'proxy') {
         const ch = accept();
         if (!ch) return slot.release();
-        return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr, clientIp: info.ip ?? '', via: 'direct-tcpip' }, {
+        return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr: who.clientAddr, clientIp: info.ip ?? '', via: 'direct-tcpip' }, {
           slot,
-          channels: limiter.channels(who),
+          channels: access.limiter.channels(who),
         });
       }
-      dialNode(route.node)
+      access
+        .dial(route.node)
         .then((sock) => {
           const ch = accept();
           if (!ch) {
             slot.release();
             return void sock.destroy();
           }
-          void relay(rt, who, route.node, 'direct-tcpip', ch, sock, slot);
+          const client = { stream: ch as unknown as Duplex, refuse: () => ch.end() };
+          void access.relay(who, route.node, 'direct-tcpip', client, sock, slot);
         })
         .catch((err: Error) => {
           slot.release();
@@ -541,12 +539,6 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   });
 }
 
-interface Who {
-  user: string;
-  login: string;
-  clientAddr: string;
-}
-
 function keyIdOf(blob: Buffer): string | undefined {
   try {
     return parseCertificate(blob).keyId;
@@ -555,129 +547,4 @@ function keyIdOf(blob: Buffer): string | undefined {
   }
 }
 
-function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal): void {
-  auditOrWarn(rt, {
-    event: 'access.denied',
-    stage: 'routing',
-    user: who.user,
-    login: who.login,
-    node: requested,
-    client_addr: who.clientAddr,
-    code: refusal.code,
-    reason: refusal.message,
-  });
-}
 
-/**
- * For events of something that already happened or is refused anyway: a full
- * disk or a lost database is a WARN, never a crash or an unhandled rejection
- * in an ssh2 event handler. Resolves when the event is stored or the warning
- * written.
- */
-function auditOrWarn(rt: ServerRuntime, event: AuditEvent): Promise<void> {
-  return rt.audit.emit(event).catch((err: Error) => rt.log.warn(`ssh proxy: ${err.message}`));
-}
-
-
-/**
- * Joins an SSH channel and a node socket with back-pressure both ways
- * (pipe: a full socket pauses the channel, which withholds the SSH window),
- * counts the bytes, audits the session from start to end, and releases the
- * session's limit slot (session-limits.ts) when it ends.
- *
- * Audit order: session.start is stored before any byte moves (neither stream
- * is read until then: both buffer); refused if it cannot be (fail closed).
- * When the node hangs up first, session.end is stored (waiting at most
- * SESSION_END_AUDIT_WAIT_MS) before the client's channel is closed; when the
- * client goes first, it is written after. Never rejects.
- */
-async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket, slot: Slot): Promise<void> {
-  const sessionId = randomUUID();
-  const started = Date.now();
-  let toNode = 0;
-  let fromNode = 0;
-  const chan = ch as unknown as Duplex;
-  // Either side may go away while session.start is being stored: note it now, act on it after.
-  let clientGone = false;
-  let nodeGone = false;
-  const onClientClose = () => (clientGone = true);
-  const onNodeClose = () => (nodeGone = true);
-  ch.once('close', onClientClose);
-  sock.once('close', onNodeClose);
-  sock.on('error', (err) => rt.log.debug(`ssh proxy: session ${sessionId}: node socket: ${err.message}`));
-  chan.on('error', (err: Error) => rt.log.debug(`ssh proxy: session ${sessionId}: channel: ${err.message}`));
-  try {
-    await rt.audit.emit({
-      event: 'session.start',
-      session_id: sessionId,
-      user: who.user,
-      login: who.login,
-      node: node.name,
-      node_addr: formatHostPort(node.addr),
-      client_addr: who.clientAddr,
-      via,
-    });
-  } catch (err) {
-    // Fail closed: no session the audit log does not hold.
-    slot.release();
-    rt.log.warn(`ssh proxy: ${who.user}: session to ${node.name} refused: ${(err as Error).message}`);
-    sock.destroy();
-    if (via === 'subsystem' && !clientGone) {
-      ch.stderr.write('jumpgate proxy: the proxy cannot write its audit log; the session was refused\n');
-      ch.exit(1);
-    }
-    ch.end();
-    return;
-  }
-  ch.removeListener('close', onClientClose);
-  sock.removeListener('close', onNodeClose);
-  chan.on('data', (b: Buffer) => (toNode += b.length));
-  sock.on('data', (b: Buffer) => (fromNode += b.length));
-  chan.pipe(sock);
-  // Not `end: true`: the channel is closed only once session.end is stored (nodeEnded).
-  sock.pipe(chan, { end: false });
-
-  let ended: Promise<void> | undefined;
-  const end = (): Promise<void> => {
-    ended ??= (() => {
-      slot.release();
-      return auditOrWarn(rt, {
-        event: 'session.end',
-        session_id: sessionId,
-        user: who.user,
-        login: who.login,
-        node: node.name,
-        client_addr: who.clientAddr,
-        bytes_to_node: toNode,
-        bytes_from_node: fromNode,
-        duration_ms: Date.now() - started,
-      });
-    })();
-    return ended;
-  };
-  // The node hung up: what it said is already queued on the channel (its data
-  // came before its end); store session.end, then end the channel (ssh2 sends
-  // EOF and CLOSE). A reset socket never emits 'end', hence 'close'.
-  let nodeEnded = false;
-  let clientClosed = false;
-  const nodeDone = () => {
-    if (nodeEnded) return;
-    nodeEnded = true;
-    const stored = clientClosed ? end() : Promise.race([end(), new Promise<void>((r) => setTimeout(r, SESSION_END_AUDIT_WAIT_MS).unref())]);
-    void stored.then(() => {
-      if (!chan.writableEnded) chan.end();
-    });
-  };
-  sock.once('end', nodeDone);
-  sock.once('close', nodeDone);
-  // The client went away: let the socket flush what it already took, then give up on it.
-  const clientDone = () => {
-    clientClosed = true;
-    sock.end();
-    setTimeout(() => sock.destroy(), 5_000).unref();
-    void end();
-  };
-  ch.once('close', clientDone);
-  if (clientGone) clientDone();
-  if (nodeGone) nodeDone();
-}
