@@ -95,6 +95,23 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
     assert.ok(start, 'session.start in recording mode');
     assert.match(String(start['session_id']), new RegExp(`^${UUID}$`));
     await waitFor(() => events('session.end').some((e) => e['session_id'] === start['session_id']), 'session.end of the tmux session');
+    // The recording: asciicast v2 in the store, named in session.start and session.end, readable by the real asciinema.
+    const name = `${String(start['session_id'])}.cast`;
+    assert.equal(start['recording'], name);
+    assert.equal(events('session.end').find((e) => e['session_id'] === start['session_id'])!['recording'], name);
+    const cast = readFileSync(join(cluster.dataDir, 'recordings', name), 'utf8').trimEnd().split('\n');
+    const header = JSON.parse(cast[0]!) as Record<string, unknown>;
+    assert.equal(header['version'], 2);
+    assert.equal(header['width'], 100);
+    assert.equal(header['height'], 30);
+    const evs = cast.slice(1).map((l) => JSON.parse(l) as [number, string, string]);
+    assert.ok(evs.some(([, k, d]) => k === 'o' && d.includes('42-MARK')), 'the output is recorded');
+    assert.ok(evs.some(([, k, d]) => k === 'r' && d === '90x25'), 'the resize is recorded');
+    assert.ok(!evs.some(([, k]) => k === 'i'), 'no input without record_input');
+    const asciinema = requireTool('asciinema', 'apt-get install -y asciinema');
+    const played = await run('script', ['-qec', `${asciinema} cat ${join(cluster.dataDir, 'recordings', name)}`, '/dev/null'], { timeoutMs: 20_000 });
+    assert.equal(played.code, 0, played.stderr);
+    assert.match(played.stdout, /42-MARK/);
   });
 
   test("the node sees the per-session certificate (key id user/session/ID, from the proxy's address), never the user's own", async () => {
@@ -205,5 +222,37 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
       open = await nodeConnections();
     }
     assert.equal(open, 0, 'connections from the proxy to the node still open');
+  });
+
+  // Last: it kills the server.
+  test('a recording survives kill -9 of the server mid-session (at most the last second is lost)', async () => {
+    const child = spawn(ssh, ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', '-tt', 'node1'], { env: user.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr!.on('data', () => {});
+    const gone = new Promise<void>((res) => child.once('exit', () => res()));
+    try {
+      child.stdin!.write('echo $((1000+337))-BEFORE-KILL\n');
+      await waitFor(() => /1337-BEFORE-KILL/.test(out), 'the output before the kill', 20_000);
+      const start = events('session.start').at(-1)!;
+      const file = join(cluster.dataDir, 'recordings', String(start['recording']));
+      // The writer flushes every 500 ms: the output is in the file within about a second.
+      await waitFor(() => {
+        try {
+          return readFileSync(file, 'utf8').includes('1337-BEFORE-KILL');
+        } catch {
+          return false;
+        }
+      }, 'the output in the recording', 5_000);
+      process.kill(cluster.pid, 'SIGKILL');
+      await cluster.exited;
+      const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+      assert.equal((JSON.parse(lines[0]!) as { version: number }).version, 2);
+      for (const l of lines.slice(1)) JSON.parse(l); // every line whole: no torn event
+      assert.ok(lines.some((l) => l.includes('1337-BEFORE-KILL')));
+      await gone;
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
