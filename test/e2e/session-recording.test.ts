@@ -17,6 +17,7 @@ import { requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/t
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { freePort } from '../helpers/sshd.js';
+import { startSshAgent } from '../helpers/ssh-agent.js';
 
 const LOGIN = 'root'; // sshd as root logs in as anyone; the tests run as root in CI
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
@@ -222,6 +223,22 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
       open = await nodeConnections();
     }
     assert.equal(open, 0, 'connections from the proxy to the node still open');
+  });
+
+  test('ssh -A forwards the agent to the node only when a role allows it', async () => {
+    const agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
+    try {
+      const refused = await run(ssh, ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', '-A', 'node1', 'ssh-add -l; echo status=$?'], { env: { ...user.env, SSH_AUTH_SOCK: agent.sock }, timeoutMs: 30_000 });
+      assert.equal(refused.code, 0, refused.stderr);
+      assert.match(refused.stdout, /status=2/, 'no agent on the node for a role without forward_agent');
+      const withAgent = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home-agent'), username: LOGIN, roles: ['agent'] });
+      const r = await run(ssh, ['-F', withAgent.sshConfigFile, '-o', 'BatchMode=yes', '-A', 'node1', 'ssh-add -l; echo status=$?'], { env: { ...withAgent.env, SSH_AUTH_SOCK: agent.sock }, timeoutMs: 30_000 });
+      assert.equal(r.code, 0, `${r.stderr}\n--- server ---\n${cluster.log()}`);
+      // 1 = the user's (empty) agent answered through proxy and node; 2 would mean no agent reached the node.
+      assert.match(r.stdout, /status=1/);
+    } finally {
+      await agent.stop();
+    }
   });
 
   // Last: it kills the server.
