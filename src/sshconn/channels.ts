@@ -8,7 +8,8 @@
  *   server can open only forwarded-tcpip, x11 and streamlocal channels).
  * Both use the same ssh2 internals its own public calls use (the channel
  * manager and the protocol writer); the ssh2 version is pinned and patched
- * (patches/), and test/sshconn/channels.test.ts fails if these stop working.
+ * (patches/), and test/e2e/session-recording.test.ts (sftp, ssh -A through
+ * the recording proxy) fails if these stop working.
  */
 import type { Client, ClientChannel, Connection, ServerChannel } from 'ssh2';
 
