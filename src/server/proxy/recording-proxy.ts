@@ -123,7 +123,7 @@ interface HostServer {
  * NODE_HOST_CERT_TTL_SECONDS is left or the host CA's newest trusted key
  * changed. One in-memory ed25519 key for all of them.
  */
-class NodeHostCerts {
+export class NodeHostCerts {
   private readonly key = generateKeyPair('ed25519');
   private readonly keyText = encodeOpenSSHPrivateKey(this.key.privateKey, 'jumpgate recording proxy');
   private readonly servers = new Map<string, HostServer>();
@@ -132,6 +132,7 @@ class NodeHostCerts {
   constructor(
     private readonly rt: ServerRuntime,
     private readonly onConnection: (conn: Connection) => void,
+    private readonly max = MAX_NODE_HOST_CERTS,
   ) {}
 
   get size(): number {
@@ -179,7 +180,7 @@ class NodeHostCerts {
     );
     this.servers.delete(key);
     this.servers.set(key, { caKeyId: signer.id, validBefore: Number(cert.validBefore), server });
-    while (this.servers.size > MAX_NODE_HOST_CERTS) this.servers.delete(this.servers.keys().next().value!);
+    while (this.servers.size > this.max) this.servers.delete(this.servers.keys().next().value!);
     return server;
   }
 }
