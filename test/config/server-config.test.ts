@@ -149,6 +149,7 @@ test('a minimal config gets every default', () => {
     roles: new Map(),
     nodes: [],
     storage: { type: 'dir' },
+    recordings: { maxBytesPerSession: 64 * 1024 * 1024 },
   });
 });
 
