@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
+import { builtProgram, requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { freePort } from '../helpers/sshd.js';
@@ -131,6 +131,16 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
     const exec = events('session.exec').at(-1)!;
     assert.equal(exec['command'], 'echo on-node; exit 7');
     assert.equal(exec['pty'], false);
+  });
+
+  test('tsh ssh through the recording proxy: stdout and stderr apart, the exit status, and a signal death (exit-signal)', async () => {
+    const tsh = (args: string[]) => run(process.execPath, [builtProgram('tsh'), ...args], { env: user.env, timeoutMs: 30_000 });
+    const r = await tsh(['ssh', 'node1', 'echo to-out; echo to-err >&2; exit 3']);
+    assert.equal(r.code, 3, `${r.stderr}\n--- server ---\n${cluster.log()}`);
+    assert.equal(r.stdout, 'to-out\n');
+    assert.match(r.stderr, /to-err/);
+    const killed = await tsh(['ssh', 'node1', 'kill -TERM $$']);
+    assert.equal(killed.code, 128 + 15, killed.stderr);
   });
 
   test('scp of 5 MB there (SFTP protocol) and back (legacy scp -O) is byte-exact and audited with path and size', async () => {
