@@ -52,10 +52,14 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
   }
   const events = (name: string) => cluster.audit().filter((e) => e['event'] === name);
   const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-  /** TCP connections from the proxy to the node's sshd that are still open. */
+  /** Established TCP connections to the node's sshd port (/proc/net/tcp: remote port in hex, state 01); only the proxy dials it. */
   const nodeConnections = async () => {
-    const r = await run('ss', ['-Htn', 'state', 'established', `( dport = :${cluster.node.port} )`], { timeoutMs: 5_000 });
-    return r.stdout.split('\n').filter((l) => l.trim() !== '').length;
+    const port = cluster.node.port.toString(16).toUpperCase().padStart(4, '0');
+    const rows = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((f) => readFileSync(f, 'utf8').split('\n').slice(1));
+    return rows.filter((l) => {
+      const cols = l.trim().split(/\s+/);
+      return cols[2]?.endsWith(`:${port}`) && cols[3] === '01';
+    }).length;
   };
 
   test('plain ssh -tt in tmux: a shell on the node, output on the screen, `exit 7` exits 7, and only the @cert-authority line is trusted', async () => {
@@ -223,16 +227,25 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
     }
   });
 
-  test('when the sessions are over, no connection to the node is left open', async () => {
+  test('no node connection outlives its session: a clean exit and a client killed mid-session both close it', async () => {
     const r = await sshWith(['node1', 'true']);
     assert.equal(r.code, 0, r.stderr);
-    const deadline = Date.now() + 10_000;
-    let open = await nodeConnections();
-    while (open > 0 && Date.now() < deadline) {
-      await new Promise((res) => setTimeout(res, 100));
-      open = await nodeConnections();
+    const child = spawn(ssh, ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', 'node1', 'sleep 60'], { env: user.env, stdio: 'ignore' });
+    const open = async (want: (n: number) => boolean, what: string) => {
+      const deadline = Date.now() + 15_000;
+      let n = await nodeConnections();
+      while (!want(n)) {
+        if (Date.now() > deadline) assert.fail(`${what}: ${n} connections from the proxy to the node`);
+        await new Promise((res) => setTimeout(res, 100));
+        n = await nodeConnections();
+      }
+    };
+    try {
+      await open((n) => n >= 1, 'the running session has its node connection'); // the counter sees them
+    } finally {
+      child.kill('SIGKILL');
     }
-    assert.equal(open, 0, 'connections from the proxy to the node still open');
+    await open((n) => n === 0, 'left open after the client was killed');
   });
 
   test('ssh -A forwards the agent to the node only when a role allows it', async () => {

@@ -227,6 +227,12 @@ export function serveRecordedSession(rt: ServerRuntime, stream: Duplex, target: 
     opts.slot.release();
   };
   stream.once('close', release);
+  // The user's side of the transport ended (tsh's ProxyCommand saw ssh die and sent EOF, then waits for the close):
+  // an SSH connection cannot go on without it, so end ours too; the stream's close then ends the session and the node's.
+  stream.once('end', () => {
+    if (!stream.writableEnded) stream.end();
+    setTimeout(() => stream.destroy(), 5_000).unref();
+  });
   stream.on('error', (err: Error) => rt.log.debug(`recording proxy: ${target.user}: stream: ${err.message}`));
   pendingByStream.set(stream, { rt, target, opts: { ...opts, slot: { release } } });
   certs.server(target.node).then(
@@ -394,6 +400,7 @@ class RecordedSession {
     this.conn.on('session', (accept, reject) => this.onSession(accept, reject));
     this.conn.on('tcpip', (accept, reject, info) => this.onDirectTcpip(accept, reject, info));
     this.conn.once('close', () => void this.finish());
+    this.conn.once('end', () => void this.finish());
   }
 
   /** Dials the node, signs the per-session certificate for the proxy's address on that connection, logs in. */
