@@ -108,6 +108,12 @@ describe('issueSessionCertificate (the recording proxy to a node)', () => {
     assert.deepEqual(event['principals'], ['alice']);
   });
 
+  test("a user certificate's force-command is carried over, so the node still runs only it", async () => {
+    const cert = await issueSessionCertificate(request({ forceCommand: 'uptime' }), deps);
+    assert.equal(cert.criticalOptions.get('force-command'), 'uptime');
+    assert.equal(cert.criticalOptions.get('source-address'), '10.0.0.7');
+  });
+
   test('refuses what would widen it: hours, no source address, a name instead of an address, a non-permit extension, a session id that is not a UUID', async () => {
     for (const [over, why] of [
       [{ ttlSeconds: 3600 }, /TTL 3600 s is outside 1\.\.600 s/],

@@ -182,8 +182,11 @@ export class SessionCertRequest {
   readonly sourceAddresses: string[];
   /** The permit-* extensions the user's roles allow (flags). */
   readonly extensions: string[];
+  /** The user's certificate's `force-command`, carried over so the node still runs only it. */
+  readonly forceCommand: string | undefined;
 
-  constructor(f: { user: string; login: string; sessionId: string; publicKey: PublicKey; ttlSeconds: number; sourceAddresses: string[]; extensions: string[] }) {
+  constructor(f: { user: string; login: string; sessionId: string; publicKey: PublicKey; ttlSeconds: number; sourceAddresses: string[]; extensions: string[]; forceCommand?: string }) {
+    this.forceCommand = f.forceCommand;
     this.user = f.user;
     this.login = f.login;
     this.sessionId = f.sessionId;
@@ -213,7 +216,8 @@ export class SessionCertRequest {
  * (PROTOCOL.certkeys user certificate): principal = the session's login only,
  * key id `<user>/session/<session id>` (sshd logs it: "ID ..."), valid for
  * `ttlSeconds` (minutes), critical option `source-address` = the proxy's
- * addresses toward the node, and only the permit-* extensions given (the
+ * addresses toward the node (and the user's `force-command`, if their
+ * certificate has one), and only the permit-* extensions given (the
  * user's roles allow them). Audited as `cert.issued` (via `session`, with
  * `session_id`), durable before it resolves.
  * @throws AuthError SESSION_CERT_INVALID (a bad request); rejects with AuditUnavailableError when the event cannot be stored.
@@ -226,7 +230,7 @@ export async function issueSessionCertificate(input: SessionCertRequest, deps: I
     keyId: `${input.user}/session/${input.sessionId}`,
     principals: [input.login],
     ttlSeconds: input.ttlSeconds,
-    criticalOptions: { 'source-address': input.sourceAddresses.join(',') },
+    criticalOptions: { ...(input.forceCommand !== undefined ? { 'force-command': input.forceCommand } : {}), 'source-address': input.sourceAddresses.join(',') },
     extensions: Object.fromEntries(input.extensions.map((e) => [e, ''])),
   });
   const cert = signCertificate(req, deps.ca.get('user').active, deps.clock());

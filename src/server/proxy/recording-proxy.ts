@@ -52,7 +52,7 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthContext, ClientChannel, Connection, PseudoTtyInfo, PublicKeyAuthMethod, ServerChannel } from 'ssh2';
 import type { NodeConfig } from '../../config/index.js';
-import { CertError, EXT_PERMIT_AGENT_FORWARDING, EXT_PERMIT_PORT_FORWARDING, EXT_PERMIT_PTY, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, type Certificate } from '../../sshcert/index.js';
+import { CertError, OPT_FORCE_COMMAND, EXT_PERMIT_AGENT_FORWARDING, EXT_PERMIT_PORT_FORWARDING, EXT_PERMIT_PTY, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, type Certificate } from '../../sshcert/index.js';
 import { certIdentity, clientHostKeyAlgorithms, hostCertKey, hostCertVerifier, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
 import { openAgentChannel, openSubsystem, rejectWithReason } from '../../sshconn/channels.js';
 import { printable } from '../../util/printable.js';
@@ -428,6 +428,7 @@ class RecordedSession {
           ttlSeconds: SESSION_CERT_TTL_SECONDS,
           sourceAddresses: [source],
           extensions: this.permits.extensions,
+          ...(this.cert.criticalOptions.has(OPT_FORCE_COMMAND) ? { forceCommand: this.cert.criticalOptions.get(OPT_FORCE_COMMAND)! } : {}),
         }),
         { config: this.rt.config, ca: this.rt.ca, audit: this.rt.audit, clock: this.rt.clock },
       );
