@@ -50,6 +50,8 @@ export interface ServerConfig {
   nodes: NodeConfig[];
   /** Where the cluster's shared state lives (`storage`; server/storage/). */
   storage: StorageConfig;
+  /** Session recordings (`recordings`; server/recording/). */
+  recordings: RecordingsConfig;
   /**
    * Things that are allowed but probably wrong (present only when there are any);
    * the server prints them at start. Example: a claims_to_roles rule naming a role
@@ -118,6 +120,17 @@ export type StorageConfig =
       maxConnections: number;
     };
 
+/** `recordings`: where session recordings' bytes go and how big one may grow. */
+export interface RecordingsConfig {
+  /**
+   * Absolute (`recordings.dir`). Unset: <data_dir>/recordings with storage.type dir,
+   * the database with postgres.
+   */
+  dir?: string;
+  /** Bytes one session's recording may reach; after it output is no longer recorded (`max_bytes_per_session`). */
+  maxBytesPerSession: number;
+}
+
 export interface AuthConfig {
   /** Default TTL of user certificates (`auth.cert_ttl`, default 24h). */
   certTtlSeconds: number;
@@ -125,7 +138,16 @@ export interface AuthConfig {
   loginTimeoutSeconds: number;
   /** Absent: no browser login; tctl still signs certificates. */
   oidc?: OidcConfig;
+  /**
+   * `auth.session_recording` (default `off`): `proxy` makes the SSH proxy end
+   * every node session itself, record it and open its own session to the node
+   * with a per-session certificate (server/proxy/recording-proxy.ts).
+   */
+  sessionRecording: SessionRecordingMode;
 }
+
+/** `auth.session_recording`: where sessions are recorded (`off`: nowhere; `proxy`: at the proxy, Teleport's recording proxy mode). */
+export type SessionRecordingMode = 'off' | 'proxy';
 
 export interface ClaimRule {
   claim: string;
@@ -166,6 +188,10 @@ export interface RoleConfig {
   portForwarding: boolean;
   x11Forwarding: boolean;
   permitUserRc: boolean;
+  /** `review_sessions`: may list and replay every user's recordings (others: only their own). */
+  reviewSessions: boolean;
+  /** `record_input`: recordings of this role's sessions also keep what the user typed (passwords typed at a prompt included: off by default). */
+  recordInput: boolean;
 }
 
 export interface NodeConfig {
@@ -189,12 +215,17 @@ export const CONFIG_DEFAULTS = {
   forwardAgent: false,
   x11Forwarding: false,
   permitUserRc: false,
+  reviewSessions: false,
+  recordInput: false,
+  sessionRecording: 'off',
   maxConnectionsPerUser: 32,
   maxChannelsPerConnection: 10,
   maxSessionsPerUser: 64,
   maxNodeDialsPerUser: 8,
   maxNodeDialsPerNode: 32,
   nodeLoginGraceTime: '2m',
+  /** 64 MiB: hours of busy terminal output; a `cat` of a huge file stops being recorded. */
+  recordingMaxBytesPerSession: 64 * 1024 * 1024,
 } as const;
 
 /** One problem in a config file, located by key path and, when known, line. */
@@ -715,6 +746,30 @@ function storageSchema(ctx: SchemaContext) {
   );
 }
 
+/** Smallest `recordings.max_bytes_per_session`: room for the header and some output. */
+export const MIN_RECORDING_BYTES = 4096;
+
+function recordingsSchema(ctx: SchemaContext) {
+  return v.pipe(
+    section({
+      dir: v.optional(path(ctx)),
+      max_bytes_per_session: v.optional(
+        v.pipe(
+          v.instance(YamlNumber, not('a whole number of bytes, e.g. 67108864')),
+          v.transform((n) => n.value),
+          v.integer('must be a whole number of bytes'),
+          v.minValue(MIN_RECORDING_BYTES, `must be at least ${MIN_RECORDING_BYTES} bytes`),
+          v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'),
+        ),
+      ),
+    }),
+    v.transform((o): RecordingsConfig => ({
+      ...(o.dir !== undefined ? { dir: o.dir } : {}),
+      maxBytesPerSession: o.max_bytes_per_session ?? CONFIG_DEFAULTS.recordingMaxBytesPerSession,
+    })),
+  );
+}
+
 const labelName = (allowStar: boolean) =>
   v.pipe(
     v.string(),
@@ -767,6 +822,8 @@ const roleSchema = () =>
     port_forwarding: v.optional(flag(), CONFIG_DEFAULTS.portForwarding),
     x11_forwarding: v.optional(flag(), CONFIG_DEFAULTS.x11Forwarding),
     permit_user_rc: v.optional(flag(), CONFIG_DEFAULTS.permitUserRc),
+    review_sessions: v.optional(flag(), CONFIG_DEFAULTS.reviewSessions),
+    record_input: v.optional(flag(), CONFIG_DEFAULTS.recordInput),
   });
 
 const roleName = () =>
@@ -840,12 +897,17 @@ function configSchema(ctx: SchemaContext) {
             '10m',
           ),
           oidc: v.optional(v.nullable(oidcSchema(ctx))),
+          session_recording: v.optional(
+            v.picklist(['off', 'proxy'], not('off or proxy')),
+            CONFIG_DEFAULTS.sessionRecording,
+          ),
         }),
         {},
       ),
       roles: v.optional(mapping(roleName(), roleSchema()), {}),
       nodes: v.optional(nodesSchema(ctx), []),
       storage: v.optional(storageSchema(ctx), { type: 'dir' as const }),
+      recordings: v.optional(recordingsSchema(ctx), {}),
     }),
     v.transform((c): Omit<ServerConfig, 'file'> => {
       const certTtlSeconds = c.auth.cert_ttl;
@@ -861,9 +923,11 @@ function configSchema(ctx: SchemaContext) {
           portForwarding: r.port_forwarding,
           x11Forwarding: r.x11_forwarding,
           permitUserRc: r.permit_user_rc,
+          reviewSessions: r.review_sessions,
+          recordInput: r.record_input,
         });
       }
-      const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds: c.auth.login_timeout };
+      const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds: c.auth.login_timeout, sessionRecording: c.auth.session_recording };
       if (c.auth.oidc) {
         auth.oidc = c.auth.oidc;
         // A warning, not an error: a rule may name a role that is not defined (fails
@@ -879,7 +943,7 @@ function configSchema(ctx: SchemaContext) {
           }),
         );
       }
-      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage };
+      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage, recordings: c.recordings };
     }),
   );
 }

@@ -120,6 +120,8 @@ export interface CertIssuedEvent {
   host?: string;
   principals: string[];
   roles?: string[];
+  /** Per-session node certificates (via `session`): the session it was made for. */
+  session_id?: string;
   valid_before: string;
   key_fingerprint: string;
 }
@@ -151,6 +153,10 @@ export interface SessionStartEvent {
   client_addr: string;
   /** How the client reached the proxy: an SSH channel (subsystem, direct-tcpip) or the web port's TLS route. */
   via: 'subsystem' | 'direct-tcpip' | 'tls-routing';
+  /** auth.session_recording: proxy: the proxy ended the user's SSH session itself (recording-proxy.ts). */
+  mode?: 'recording';
+  /** The recording's name (absent when nothing is recorded). */
+  recording?: string;
 }
 
 /** `session.end`: that session closed, with its byte counts. */
@@ -168,6 +174,8 @@ export interface SessionEndEvent {
   reason?: 'locked';
   /** The lock that ended it (reason `locked`). */
   lock_id?: string;
+  /** The recording's name (absent when nothing was recorded). */
+  recording?: string;
 }
 
 /** What a lock names (auth/locks.ts LockTarget), as audit events show it: e.g. `user=alice`. */
@@ -199,6 +207,78 @@ export interface LockDeletedEvent extends LockFields {
 /** `lock.expired`: the lock's TTL ran out; written once in the cluster (the proxy that claimed it). */
 export interface LockExpiredEvent extends LockFields {
   event: 'lock.expired';
+}
+
+/** What every event inside a recorded session names (recording-proxy.ts). */
+interface InSessionFields {
+  session_id: string;
+  user: string;
+  login: string;
+  node: string;
+}
+
+/** `session.exec`: a command run on the node inside a recorded session (exec request; before it runs). */
+export interface SessionExecEvent extends InSessionFields {
+  event: 'session.exec';
+  command: string;
+  pty: boolean;
+}
+
+/**
+ * `session.sftp`: one SFTP operation (draft-ietf-secsh-filexfer-02), read by
+ * the proxy from the client's requests and the node's answers. A file
+ * (`open`) is one event when its handle is closed, with the bytes read and
+ * written through it; `remove`, `rename`, `mkdir`, `rmdir`, `setstat`,
+ * `symlink` one event each, when requested.
+ */
+export interface SessionSftpEvent extends InSessionFields {
+  event: 'session.sftp';
+  action: 'open' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'setstat' | 'symlink';
+  path: string;
+  /** rename, symlink: the second path. */
+  target?: string;
+  /** open: SSH_FXF_* flags by name (read, write, append, creat, trunc, excl). */
+  flags?: string[];
+  /** open: bytes the node sent in answer to READ requests on this handle (a download). */
+  bytes_read?: number;
+  /** open: bytes the client sent in WRITE requests on this handle (an upload). */
+  bytes_written?: number;
+}
+
+/** `session.scp`: an `scp -t` (upload) or `scp -f` (download) run on the node (legacy scp protocol: the command line is all the proxy reads). */
+export interface SessionScpEvent extends InSessionFields {
+  event: 'session.scp';
+  direction: 'upload' | 'download';
+  path: string;
+}
+
+/**
+ * `recording.truncated`: the session's recording reached
+ * recordings.max_bytes_per_session; its output is no longer recorded (the session goes on).
+ */
+export interface RecordingTruncatedEvent {
+  event: 'recording.truncated';
+  session_id: string;
+  recording: string;
+  user: string;
+  login: string;
+  node: string;
+  max_bytes: number;
+}
+
+/**
+ * `recording.read`: `user` read a recording: replayed or listed through the
+ * HTTPS API (`via: api`, from `client_addr`), or exported by tctl on the
+ * server host (`via: tctl`). `owner` is whose session it was.
+ */
+export interface RecordingReadEvent {
+  event: 'recording.read';
+  session_id: string;
+  recording: string;
+  user: string;
+  owner: string;
+  via: 'api' | 'tctl';
+  client_addr?: string;
 }
 
 /**
@@ -246,6 +326,9 @@ export type AuditEvent =
   | CaRotatedEvent
   | SessionStartEvent
   | SessionEndEvent
+  | SessionExecEvent
+  | SessionSftpEvent
+  | SessionScpEvent
   | AccessDeniedEvent
   | FailuresSummaryEvent
   | HeadlessStartEvent
@@ -254,7 +337,9 @@ export type AuditEvent =
   | HeadlessFailureEvent
   | LockCreatedEvent
   | LockDeletedEvent
-  | LockExpiredEvent;
+  | LockExpiredEvent
+  | RecordingTruncatedEvent
+  | RecordingReadEvent;
 
 export type AuditEventType = AuditEvent['event'];
 

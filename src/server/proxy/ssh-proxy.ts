@@ -60,6 +60,8 @@ import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX, REVOKE_SUBSYSTEM } from '../..
 import { parseProxySubsystem, reachableNodes } from './routing.js';
 import { isRefusal, type Slot } from './session-limits.js';
 import { NodeAccess, RELAY_BUFFER_BYTES, type Requester, type Who } from './node-access.js';
+import { closeRecordedSessions, serveRecordedSession } from './recording-proxy.js';
+import { rejectWithReason } from '../../sshconn/channels.js';
 import { acceptProxied, refusalReporter } from './proxy-protocol.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
@@ -285,6 +287,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       new Promise<void>((resolve) => {
         net.close(() => resolve());
         for (const s of sockets) s.destroy();
+        closeRecordedSessions(rt);
         if (!opts.access) access.close();
       }),
   };
@@ -479,6 +482,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           return;
         }
         const { slot } = route;
+        if (rt.config.auth.sessionRecording === 'proxy') {
+          // Recording mode: the proxy ends the user's SSH itself (recording-proxy.ts); the channel carries it.
+          return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr: who.clientAddr, clientIp: info.ip ?? '', via: 'subsystem' }, {
+            slot,
+            channels: access.limiter.channels(who),
+          });
+        }
         const client = {
           stream: ch as unknown as Duplex,
           refuse: (message: string) => {
@@ -520,6 +530,14 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           chSlot.release();
         },
       };
+      if (rt.config.auth.sessionRecording === 'proxy') {
+        const ch = accept();
+        if (!ch) return slot.release();
+        return serveRecordedSession(rt, ch as unknown as Duplex, { node: route.node, user: who.user, clientAddr: who.clientAddr, clientIp: info.ip ?? '', via: 'direct-tcpip' }, {
+          slot,
+          channels: access.limiter.channels(who),
+        });
+      }
       access
         .dial(route.node)
         .then((sock) => {
@@ -584,22 +602,4 @@ function keyIdOf(blob: Buffer): string | undefined {
   }
 }
 
-/**
- * Rejects a channel open with a description the user sees (OpenSSH prints
- * "open failed: administratively prohibited: <reason>"). ssh2's `reject()`
- * always sends an empty description and picks the reason code itself, so the
- * one protocol call it makes is wrapped for the duration of the call.
- */
-function rejectWithReason(conn: Connection, reject: () => void, description: string): void {
-  const proto = (conn as unknown as { _protocol: { channelOpenFail(recipient: number, reason: number, desc: string): void } })._protocol;
-  const original = proto.channelOpenFail;
-  proto.channelOpenFail = function (recipient: number) {
-    original.call(this, recipient, 1 /* SSH_OPEN_ADMINISTRATIVELY_PROHIBITED, RFC 4254 §5.1 */, description);
-  };
-  try {
-    reject();
-  } finally {
-    proto.channelOpenFail = original;
-  }
-}
 

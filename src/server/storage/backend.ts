@@ -21,6 +21,10 @@
  *     issued (`issued_cert`: what the revocation list needs, auth/revocation.ts). A keyed item per
  *     (kind, key), a JSON value, an optional expiry; create-if-absent and take
  *     (read + delete at once) give the single-use semantics tokens need.
+ *   - session recordings' bytes (`recordings`): append-only byte streams by
+ *     name (asciicast files); files under `recordings.dir`, or chunks in the
+ *     database with postgres unless `recordings.dir` is set. Their metadata
+ *     are `recording` items.
  *
  * Rules every implementation keeps:
  *   - A promise that resolves means the write is durable (fsynced, or the
@@ -186,6 +190,41 @@ export interface ItemBackend {
   take<T>(kind: ItemKind, key: string): Promise<Item<T> | undefined>;
 }
 
+/**
+ * A recording's name: what `recordings.dir` names a file by and the database a
+ * row by: letters, digits, `.`, `_`, `-`, at most 128, not starting with a dot
+ * (never a path).
+ */
+export const RECORDING_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+
+/** Throws a UserError BAD_RECORDING_NAME unless `name` matches RECORDING_NAME (checked by every backend). */
+export function checkRecordingName(name: string): void {
+  if (!RECORDING_NAME.test(name)) {
+    throw new UserError('BAD_RECORDING_NAME', `${JSON.stringify(name.slice(0, 140))} is not a recording name`, {
+      hint: 'a recording name is letters, digits, ".", "_" and "-" (at most 128), e.g. 6f1c…-….cast',
+    });
+  }
+}
+
+/**
+ * Recordings' bytes: append-only streams by name. One writer per name at a
+ * time (the proxy that runs the session); readers may read while it writes
+ * and see a prefix (possibly a torn last line).
+ */
+export interface RecordingBackend {
+  /** Appends `data` to recording `name`, creating it: durable when the promise resolves. */
+  append(name: string, data: Buffer): Promise<void>;
+  /** Stored bytes of `name`; undefined when there is no such recording. */
+  size(name: string): Promise<number | undefined>;
+  /**
+   * The bytes of `name` from `offset` (default 0), in chunks of at most
+   * about 1 MiB, in order; nothing when there is no such recording.
+   */
+  read(name: string, offset?: number): AsyncIterable<Buffer>;
+  /** Removes the bytes; false when there were none. */
+  delete(name: string): Promise<boolean>;
+}
+
 /** What changed, for watchers: a CA type, or an item kind. */
 export type ChangeTopic = `ca:${CaType}` | `item:${ItemKind}`;
 
@@ -197,6 +236,8 @@ export interface StateBackend {
   readonly pending: PendingBackend;
   readonly audit: AuditBackend;
   readonly items: ItemBackend;
+  /** Recordings' bytes (the metadata are `recording` items). */
+  readonly recordings: RecordingBackend;
   /**
    * Calls `onChange` when another process changed `topic`, within
    * CHANGE_VISIBILITY_MS (postgres: LISTEN/NOTIFY with a polling safety net;

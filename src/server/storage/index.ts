@@ -16,6 +16,6 @@ export * from './backend.js';
  *   UserError WRITE_DENIED etc. when the data directory cannot be created (dir).
  */
 export async function openStateBackend(config: ServerConfig, opts: BackendOptions): Promise<StateBackend> {
-  if (config.storage.type === 'postgres') return openPostgresBackend(config.storage, opts);
-  return new DirBackend(config.dataDir, opts);
+  if (config.storage.type === 'postgres') return openPostgresBackend(config.storage, opts, config.recordings.dir);
+  return new DirBackend(config.dataDir, opts, config.recordings.dir);
 }

@@ -18,6 +18,9 @@ export const AUDIT_EVENT_TYPES = [
   'ca.rotated',
   'session.start',
   'session.end',
+  'session.exec',
+  'session.sftp',
+  'session.scp',
   'access.denied',
   'failures.summary',
   'headless.start',
@@ -27,6 +30,8 @@ export const AUDIT_EVENT_TYPES = [
   'lock.created',
   'lock.deleted',
   'lock.expired',
+  'recording.truncated',
+  'recording.read',
 ] as const satisfies readonly AuditEventType[];
 // The reverse direction: a new event type in the union that is missing here fails to compile.
 type Missing = Exclude<AuditEventType, (typeof AUDIT_EVENT_TYPES)[number]>;

@@ -5,6 +5,7 @@
  *   <data_dir>/           0700
  *   ├── ca/               CA keys and ca.json (ca-files.ts)
  *   ├── audit.log         0600  one JSON event per line (audit-file.ts)
+ *   ├── recordings/       0700  session recordings, unless recordings.dir says elsewhere (recording-files.ts)
  *   └── state/<kind>/     keyed items, one file each (items.ts)
  *
  * Pending logins live in this process's memory (auth/pending-logins.ts: the
@@ -23,6 +24,7 @@ import { CA_TYPES, ITEM_KINDS, type BackendOptions, type CaType, type ChangeTopi
 import { DirAuditFile } from './audit-file.js';
 import { DirCaFiles } from './ca-files.js';
 import { DirItems } from './items.js';
+import { DirRecordings } from './recording-files.js';
 
 /** How often the ca.json and state/<kind>/ stamps are compared for watch(): a tctl change is seen within about this. */
 export const CA_POLL_MS = 500;
@@ -52,20 +54,26 @@ export class DirBackend implements StateBackend {
   readonly pending: PendingBackend = new MemoryPending();
   readonly audit: DirAuditFile;
   readonly items: DirItems;
+  readonly recordings: DirRecordings;
   private readonly watchers = new Set<(topic: ChangeTopic) => void>();
   private timer: NodeJS.Timeout | undefined;
   private stamps = new Map<string, string | undefined>();
 
-  /** Creates the data directory (0700) if absent; nothing else is touched until used. */
+  /**
+   * Creates the data directory (0700) if absent; nothing else is touched until used.
+   * `recordingsDir`: absolute, `recordings.dir` (default <data_dir>/recordings).
+   */
   constructor(
     readonly dataDir: string,
     private readonly opts: BackendOptions,
+    recordingsDir: string = join(dataDir, 'recordings'),
   ) {
     this.location = dataDir;
     ensurePrivateDir(dataDir);
     this.ca = new DirCaFiles(dataDir, opts.warn);
     this.audit = new DirAuditFile(dataDir);
     this.items = new DirItems(dataDir, opts.clock);
+    this.recordings = new DirRecordings(recordingsDir);
   }
 
   /** Polls the stamps every CA_POLL_MS (an unref'd timer) and reports `ca:<type>` / `item:<kind>` when one changed. */
@@ -126,6 +134,6 @@ export class DirBackend implements StateBackend {
 }
 
 /** Opens the dir backend of `config.dataDir`. */
-export function openDirBackend(config: Pick<ServerConfig, 'dataDir'>, opts: BackendOptions): DirBackend {
-  return new DirBackend(config.dataDir, opts);
+export function openDirBackend(config: Pick<ServerConfig, 'dataDir'> & { recordings?: Pick<ServerConfig['recordings'], 'dir'> }, opts: BackendOptions): DirBackend {
+  return new DirBackend(config.dataDir, opts, config.recordings?.dir);
 }

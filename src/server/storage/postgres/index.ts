@@ -10,6 +10,7 @@
  *   pending_logins   pending logins, sealed, capped               add under an advisory xact lock
  *   audit_events     the cluster's one ordered audit log          INSERT (committed = resolved)
  *   items            (kind, key) → json, expiry, revision         single statements
+ *   recording_chunks (name, seq) → bytes: recordings' bytes      INSERT per append (unless recordings.dir is set)
  *
  * Changes: every write other processes must see runs
  * pg_notify('jumpgate_changes', topic) in its transaction. One dedicated
@@ -36,6 +37,7 @@ import { prefixKey, sourceKey } from '../../limits.js';
 import { printable } from '../../../util/printable.js';
 import {
   CA_TYPES,
+  checkRecordingName,
   StoreUnavailableError,
   type AuditBackend,
   type AuditQuery,
@@ -49,12 +51,14 @@ import {
   type PendingBackend,
   type PendingLimits,
   type PendingRecord,
+  type RecordingBackend,
   type StateBackend,
   type StoredAuditEvent,
   type StoredCa,
   type StoredCaKey,
 } from '../backend.js';
 import { loadKeyRing, type KeyRing } from '../crypto.js';
+import { DirRecordings } from '../dir/recording-files.js';
 import { readConnTarget, scrub, type ConnTarget } from './conn-string.js';
 import { migrate } from './schema.js';
 import * as R from './rows.js';
@@ -73,6 +77,8 @@ export const CHANNEL = 'jumpgate_changes';
 /** Largest `limit` an audit query may ask for. */
 export const MAX_AUDIT_QUERY = 100_000;
 const LISTEN_BACKOFF_MAX_MS = 5_000;
+/** Chunks of a recording read per query (a chunk is one flush: about a second of output, up to 256 KiB). */
+const RECORDING_PAGE_ROWS = 16;
 
 /**
  * Connects to the database named by `storage`, applies the schema migrations
@@ -82,10 +88,10 @@ const LISTEN_BACKOFF_MAX_MS = 5_000;
  *   EncryptionKeyError (crypto.ts) for an unusable key file; UserError STORE_SCHEMA_NEWER for a
  *   database written by a newer Jumpgate.
  */
-export async function openPostgresBackend(storage: PostgresStorage, opts: BackendOptions): Promise<PostgresBackend> {
+export async function openPostgresBackend(storage: PostgresStorage, opts: BackendOptions, recordingsDir?: string): Promise<PostgresBackend> {
   const keys = loadKeyRing(storage);
   const target = readConnTarget(storage, opts.warn);
-  const backend = new PostgresBackend(target, keys, storage.maxConnections, opts);
+  const backend = new PostgresBackend(target, keys, storage.maxConnections, opts, recordingsDir);
   try {
     await backend.start();
   } catch (err) {
@@ -109,6 +115,8 @@ export class PostgresBackend implements StateBackend {
   readonly pending: PendingBackend;
   readonly audit: AuditBackend;
   readonly items: ItemBackend;
+  /** recording_chunks, or files when `recordings.dir` is set. */
+  readonly recordings: RecordingBackend;
 
   private readonly pool: pg.Pool;
   private ok = true;
@@ -131,6 +139,7 @@ export class PostgresBackend implements StateBackend {
     private readonly keys: KeyRing,
     maxConnections: number,
     private readonly opts: BackendOptions,
+    recordingsDir?: string,
   ) {
     this.location = target.location;
     this.pool = new pg.Pool({
@@ -164,6 +173,12 @@ export class PostgresBackend implements StateBackend {
       list: (kind) => this.listItems(kind),
       delete: (kind, key) => this.deleteItem(kind, key),
       take: (kind, key) => this.takeItem(kind, key),
+    };
+    this.recordings = recordingsDir !== undefined ? new DirRecordings(recordingsDir) : {
+      append: (name, data) => this.appendRecording(name, data),
+      size: (name) => this.recordingSize(name),
+      read: (name, offset) => this.readRecording(name, offset),
+      delete: (name) => this.deleteRecording(name),
     };
   }
 
@@ -444,6 +459,48 @@ export class PostgresBackend implements StateBackend {
     return this.rows(R.AuditRow, r, 'audit_events')
       .reverse()
       .map((row) => ({ ...row.data, seq: Number(row.seq) }) as StoredAuditEvent);
+  }
+
+  // ── recordings ────────────────────────────────────────────────────────
+
+  private async appendRecording(name: string, data: Buffer): Promise<void> {
+    checkRecordingName(name);
+    if (data.length === 0) return;
+    await this.query('append to a recording', 'INSERT INTO recording_chunks (name, data) VALUES ($1, $2)', [name, data]);
+  }
+
+  private async recordingSize(name: string): Promise<number | undefined> {
+    checkRecordingName(name);
+    const r = await this.query('read a recording\'s size', 'SELECT sum(length(data))::bigint::text AS n FROM recording_chunks WHERE name = $1', [name]);
+    const n = this.rows(R.RecordingSizeRow, r, 'recording_chunks')[0]?.n;
+    return n === null || n === undefined ? undefined : Number(n);
+  }
+
+  /** Pages through the chunks in seq order, RECORDING_PAGE_ROWS at a time (bounded memory). */
+  private async *readRecording(name: string, offset = 0): AsyncIterable<Buffer> {
+    checkRecordingName(name);
+    let after = '0';
+    let skip = offset;
+    for (;;) {
+      const r = await this.query('read a recording', `SELECT seq::text AS seq, data FROM recording_chunks WHERE name = $1 AND seq > $2 ORDER BY seq LIMIT ${RECORDING_PAGE_ROWS}`, [name, after]);
+      const rows = this.rows(R.RecordingChunkRow, r, 'recording_chunks');
+      for (const row of rows) {
+        after = row.seq;
+        if (skip >= row.data.length) {
+          skip -= row.data.length;
+          continue;
+        }
+        yield skip > 0 ? row.data.subarray(skip) : row.data;
+        skip = 0;
+      }
+      if (rows.length < RECORDING_PAGE_ROWS) return;
+    }
+  }
+
+  private async deleteRecording(name: string): Promise<boolean> {
+    checkRecordingName(name);
+    const r = await this.query('delete a recording', 'DELETE FROM recording_chunks WHERE name = $1', [name]);
+    return (r.rowCount ?? 0) > 0;
   }
 
   // ── items ─────────────────────────────────────────────────────────────

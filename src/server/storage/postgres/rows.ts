@@ -58,3 +58,6 @@ export function checkRows<S extends v.GenericSchema>(schema: S, rows: readonly u
     });
   });
 }
+
+export const RecordingChunkRow = v.object({ seq: digits, data: bytes });
+export const RecordingSizeRow = v.object({ n: v.nullable(digits) });

@@ -113,6 +113,16 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX items_expires ON items (kind, expires_at) WHERE expires_at IS NOT NULL;
   `,
+  // 2: session recordings' bytes (without recordings.dir): one row per append (about one a second per
+  // session), read back in seq order.
+  `
+  CREATE TABLE recording_chunks (
+    name text NOT NULL,
+    seq bigserial NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (name, seq)
+  );
+  `,
 ];
 
 /** The newest schema version this binary knows. */
