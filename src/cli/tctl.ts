@@ -95,6 +95,25 @@ export const buildTctl: ProgramBuilder = (deps) => {
       await withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
     });
 
+  const recordings = program.command('recordings').description('session recordings (auth.session_recording: proxy)');
+  recordings
+    .command('ls')
+    .description('list every recording: session id, user, login, node, start, duration, size')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof recordings, o: { format: 'text' | 'json' }) {
+      const cmd = await import('./commands/tctl/recordings.js');
+      await withContext(this, (ctx) => cmd.runLs({ format: o.format }, ctx, deps));
+    });
+  recordings
+    .command('export')
+    .description('write a recording (asciicast v2, for asciinema play/cat) to a file or stdout; audited')
+    .argument('<session-id>', 'from `tctl recordings ls`')
+    .option('--out <file>', 'write here (0600) instead of stdout')
+    .action(async function (this: typeof recordings, sessionId: string, o: { out?: string }) {
+      const cmd = await import('./commands/tctl/recordings.js');
+      await withContext(this, (ctx) => cmd.runExport({ sessionId, ...(o.out !== undefined ? { out: resolve(deps.cwd, o.out) } : {}) }, ctx, deps));
+    });
+
   const audit = program.command('audit').description('the audit log');
   audit
     .command('ls')

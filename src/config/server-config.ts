@@ -179,6 +179,8 @@ export interface RoleConfig {
   portForwarding: boolean;
   x11Forwarding: boolean;
   permitUserRc: boolean;
+  /** May list and replay every user's session recordings (`review_sessions`); others only their own. */
+  reviewSessions: boolean;
 }
 
 export interface NodeConfig {
@@ -806,6 +808,7 @@ const roleSchema = () =>
     port_forwarding: v.optional(flag(), CONFIG_DEFAULTS.portForwarding),
     x11_forwarding: v.optional(flag(), CONFIG_DEFAULTS.x11Forwarding),
     permit_user_rc: v.optional(flag(), CONFIG_DEFAULTS.permitUserRc),
+    review_sessions: v.optional(flag(), false),
   });
 
 const roleName = () =>
@@ -901,6 +904,7 @@ function configSchema(ctx: SchemaContext) {
           portForwarding: r.port_forwarding,
           x11Forwarding: r.x11_forwarding,
           permitUserRc: r.permit_user_rc,
+          reviewSessions: r.review_sessions,
         });
       }
       const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds: c.auth.login_timeout };

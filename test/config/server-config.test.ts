@@ -112,6 +112,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
           portForwarding: true,
           x11Forwarding: false,
           permitUserRc: false,
+          reviewSessions: false,
         },
       ],
     ]),

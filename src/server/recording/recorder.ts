@@ -21,7 +21,8 @@
  * the log; the session itself goes on.
  */
 import type { ServerRuntime } from '../runtime.js';
-import { CastEncoder, type CastHeader } from './asciicast.js';
+import type { CastHeader } from '../../shared/asciicast.js';
+import { CastEncoder } from './asciicast.js';
 import { recordingName, type RecordingInfo } from './recordings.js';
 
 /** How often buffered events are appended to the store (the most a crash loses). */
