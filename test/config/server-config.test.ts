@@ -147,6 +147,7 @@ test('a minimal config gets every default', () => {
     roles: new Map(),
     nodes: [],
     storage: { type: 'dir' },
+    recordings: { maxBytesPerSession: 64 * 1024 * 1024 },
   });
 });
 
@@ -183,6 +184,7 @@ nodes:
     portForwarding: true,
     x11Forwarding: false,
     permitUserRc: false,
+    reviewSessions: false,
   });
   assert.deepEqual(config.nodes[0]?.addr, { host: '10.0.0.1', port: 22 });
 });
@@ -210,6 +212,7 @@ test('role flags, list selectors and a max_session_ttl longer than cert_ttl are 
     portForwarding: false,
     x11Forwarding: true,
     permitUserRc: true,
+    reviewSessions: false,
   });
 });
 
@@ -607,4 +610,13 @@ describe('proxy.proxy_protocol_from', () => {
     assertProblem(text, 10, 'proxy.proxy_protocol_from[6]', /must be an IP address or CIDR range of your load balancer/);
     assertProblem(`${base}proxy:\n  proxy_protocol_from: 10.0.0.5\n`, 3, 'proxy.proxy_protocol_from', /must be a list/);
   });
+});
+
+test('recordings: dir resolved against the config file, max_bytes_per_session kept; review_sessions on roles; a cap below 4096 bytes is refused', () => {
+  const c = parseServerConfig('cluster_name: t.test\nrecordings:\n  dir: rec\n  max_bytes_per_session: 1048576\nroles:\n  auditor: { logins: [a], review_sessions: true }\n  user: { logins: [a] }\n', FILE);
+  assert.deepEqual(c.recordings, { dir: '/etc/jumpgate/rec', maxBytesPerSession: 1_048_576 });
+  assert.equal(c.roles.get('auditor')!.reviewSessions, true);
+  assert.equal(c.roles.get('user')!.reviewSessions, false);
+  assert.deepEqual(parseServerConfig('cluster_name: t.test\n', FILE).recordings, { maxBytesPerSession: 64 * 1024 * 1024 });
+  assertProblem('cluster_name: t.test\nrecordings:\n  max_bytes_per_session: 100\n', 3, 'recordings.max_bytes_per_session', /must be at least 4096 bytes/);
 });
