@@ -33,11 +33,16 @@ export interface ProxyBenchResult {
 
 const GIB = 1024 ** 3;
 
-export async function benchProxy(opts: { bytes?: number; throughputRuns?: number; setupRuns?: number } = {}): Promise<ProxyBenchResult> {
+/**
+ * `recording: true` runs the same comparison with `auth.session_recording:
+ * proxy` (the proxy ends each session, records it and opens its own to the
+ * node: server/proxy/recording-proxy.ts).
+ */
+export async function benchProxy(opts: { bytes?: number; throughputRuns?: number; setupRuns?: number; recording?: boolean } = {}): Promise<ProxyBenchResult> {
   const bytes = opts.bytes ?? GIB;
   const ssh = requireTool('ssh', 'apt-get install -y openssh-client');
   const tmp = tempDir('bench-proxy');
-  const cluster = await startProxyCluster(tmp.dir);
+  const cluster = await startProxyCluster(tmp.dir, opts.recording ? { authYaml: ['  session_recording: proxy'] } : {});
   const jumpDir = join(tmp.dir, 'jump');
   mkdirSync(jumpDir);
   const jump = await startSshd({ dir: jumpDir, hostKey: cluster.hostKeyFile, hostCertificate: `${cluster.hostKeyFile}-cert.pub`, trustedUserCaKeys: cluster.userCaFile, extra: ['LogLevel ERROR'] });
@@ -142,5 +147,23 @@ export function formatProxyBench(r: ProxyBenchResult): string {
     `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores): other work on the machine moves these figures by ±30% or more.`,
     '',
     `For comparison, \`ssh -J user@proxy:port node1\` through Jumpgate (direct-tcpip, no tsh in the path): ${f(median(r.dashJMBps))} MB/s (${r.dashJMBps.map(f).join(', ')}), set-up ${f(median(r.dashJSetupMs))} ms.`,
+  ].join('\n');
+}
+
+/** The BENCHMARKS.md section of recording mode (targets: throughput >= 0.8x ProxyJump, set-up <= 1.2x). */
+export function formatRecordingBench(r: ProxyBenchResult): string {
+  const tp = median(r.proxyMBps) / median(r.jumpMBps);
+  const su = median(r.proxySetupMs) / median(r.jumpSetupMs);
+  const f = (n: number) => n.toFixed(0);
+  const mib = Math.round(r.bytes / 1024 ** 2);
+  return [
+    '| what | Jumpgate, recording on (generated ssh config) | OpenSSH ProxyJump via sshd | ratio | target |',
+    '|---|---|---|---|---|',
+    `| ${mib} MiB \`cat > /dev/null\`, MB/s (median of ${r.proxyMBps.length}; runs) | ${f(median(r.proxyMBps))} (${r.proxyMBps.map(f).join(', ')}) | ${f(median(r.jumpMBps))} (${r.jumpMBps.map(f).join(', ')}) | ${tp.toFixed(2)}x | >= 0.8x: ${tp >= 0.8 ? 'meets' : 'MISSES'} |`,
+    `| \`ssh node1 true\`, ms (median of ${r.proxySetupMs.length}) | ${f(median(r.proxySetupMs))} | ${f(median(r.jumpSetupMs))} | ${su.toFixed(2)}x | <= 1.2x: ${su <= 1.2 ? 'meets' : 'MISSES'} |`,
+    '',
+    `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores): other work on the machine moves these figures by ±30% or more.`,
+    '',
+    `For comparison, \`ssh -J user@proxy:port node1\` with recording on (direct-tcpip): ${f(median(r.dashJMBps))} MB/s (${r.dashJMBps.map(f).join(', ')}), set-up ${f(median(r.dashJSetupMs))} ms.`,
   ].join('\n');
 }

@@ -2,11 +2,11 @@
  * `npm run bench`: every benchmark, each compared in the same run against the
  * baseline it must beat. Prints Markdown; with `--write` it also replaces the
  * matching section of BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
- * Usage: npm run bench [-- --only sign|login|proxy|storage|startup] [-- --write]
+ * Usage: npm run bench [-- --only sign|login|proxy|recording|storage|startup] [-- --write]
  */
 import { benchSigning } from './sign.js';
 import { benchLogin, median } from './login.js';
-import { benchProxy, formatProxyBench } from './proxy.js';
+import { benchProxy, formatProxyBench, formatRecordingBench } from './proxy.js';
 import { benchStartup, formatStartupBench } from './startup.js';
 import { benchStorage, formatStorageBench } from './storage.js';
 import { BENCHMARKS_FILE, formatSection, writeSections } from './report.js';
@@ -62,6 +62,18 @@ const sections: Section[] = [
         'Jumpgate path: ssh → ProxyCommand `tsh proxy ssh` (ssh2, user certificate) → jumpgate (ssh2, relay) → sshd.',
         'Baseline: ssh → ProxyJump via a second sshd (same host certificate, same user certificate) → sshd.',
         'Both carry the end-to-end ssh session inside a second encrypted hop; the runs alternate.',
+      ].join('\n'),
+  },
+  {
+    name: 'recording',
+    title: 'Session recording (auth.session_recording: proxy) vs OpenSSH ProxyJump, same run',
+    run: async () =>
+      [
+        formatRecordingBench(await benchProxy({ recording: true, bytes: 256 * 1024 ** 2, setupRuns: 10 })),
+        '',
+        'Jumpgate path: ssh → ProxyCommand `tsh proxy ssh` → jumpgate (ssh2: the outer hop, then an ssh2 server that ends the user\'s',
+        'session, records it, and an ssh2 client with a per-session certificate) → sshd. Every byte is decrypted and encrypted once more',
+        'than without recording. Baseline: ssh → ProxyJump via a second sshd → sshd; the runs alternate.',
       ].join('\n'),
   },
   {

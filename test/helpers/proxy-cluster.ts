@@ -43,6 +43,10 @@ export interface ProxyClusterOptions {
   publicHost?: string;
   /** More keys under `proxy:`, each line indented by two spaces (e.g. `  proxy_protocol_from: [127.0.0.1]`). */
   proxyYaml?: string[];
+  /** More keys under `auth:`, indented by two spaces (e.g. `  session_recording: proxy`). */
+  authYaml?: string[];
+  /** More roles under `roles:`, indented by two spaces. */
+  rolesYaml?: string[];
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
@@ -57,7 +61,6 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
   const [webPort, sshPort] = [opts.webPort ?? (await freePort()), await freePort()];
   const oidc = opts.oidc
     ? [
-        'auth:',
         '  oidc:',
         `    issuer: ${opts.oidc.issuer}`,
         `    client_id: ${opts.oidc.clientId}`,
@@ -76,7 +79,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       `  ssh_listen_addr: 127.0.0.1:${sshPort}`,
       `  ssh_public_addr: ${publicHost}:${sshPort}`,
       ...(opts.proxyYaml ?? []),
-      ...oidc,
+      ...(oidc.length > 0 || opts.authYaml ? ['auth:', ...(opts.authYaml ?? []), ...oidc] : []),
       'roles:',
       '  user:',
       '    logins: ["{{username}}"]',
@@ -85,6 +88,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       '    logins: ["{{username}}"]',
       '    node_labels: { env: test }',
       '    forward_agent: true',
+      ...(opts.rolesYaml ?? []),
       'nodes:',
       ...inventory.map((n) => `  - { name: ${n.name}, addr: "${nodeHost}:${nodePort}", labels: { env: ${n.env} } }`),
       '',

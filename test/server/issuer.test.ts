@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { AuthError } from '../../src/errors.js';
 import { parseServerConfig } from '../../src/config/index.js';
-import { issueUser, issueUserCertificate, type IssuerDeps } from '../../src/server/auth/issuer.js';
+import { issueSessionCertificate, issueUser, issueUserCertificate, SessionCertRequest, type IssuerDeps } from '../../src/server/auth/issuer.js';
 import { generateKeyPair, verifyCertificate } from '../../src/sshcert/index.js';
 import { decodeIdentity } from '../../src/sshcert/identity.js';
 import { testRuntime } from '../helpers/runtime.js';
@@ -84,5 +84,39 @@ describe('issueUser', () => {
   test('issueUserCertificate is issueUser without the access', async () => {
     const cert = await issueUserCertificate({ username: 'bob', roles: ['svc'], claims: { unix_logins: 'deploy' }, publicKey: key(), via: 'tctl' }, deps);
     assert.deepEqual(cert.principals, ['deploy']);
+  });
+});
+
+describe('issueSessionCertificate (the recording proxy to a node)', () => {
+  const SESSION = '0b6a8a52-3f4e-4c8e-9a43-1d2a3b4c5d6e';
+  const request = (over: Partial<ConstructorParameters<typeof SessionCertRequest>[0]> = {}) =>
+    new SessionCertRequest({ user: 'alice', login: 'alice', sessionId: SESSION, publicKey: key(), ttlSeconds: 300, sourceAddresses: ['10.0.0.7'], extensions: ['permit-pty', 'permit-port-forwarding'], ...over });
+
+  test('one login, key id user/session/ID, minutes, source-address = the proxy, only the permits given; audited with the session id', async () => {
+    const now = deps.clock();
+    const cert = await issueSessionCertificate(request(), deps);
+    assert.deepEqual(cert.principals, ['alice']);
+    assert.equal(cert.keyId, `alice/session/${SESSION}`);
+    assert.equal(cert.criticalOptions.get('source-address'), '10.0.0.7');
+    assert.deepEqual([...cert.extensions.keys()], ['permit-port-forwarding', 'permit-pty']);
+    assert.ok(Number(cert.validBefore) - Math.floor(now.getTime() / 1000) <= 300 + 1);
+    verifyCertificate(cert, { type: 'user', trustedCAs: deps.ca.get('user').trusted.map((k) => k.publicKey), now, clientAddress: '10.0.0.7', principal: 'alice' });
+    const event = issued().at(-1)!;
+    assert.equal(event['via'], 'session');
+    assert.equal(event['session_id'], SESSION);
+    assert.equal(event['user'], 'alice');
+    assert.deepEqual(event['principals'], ['alice']);
+  });
+
+  test('refuses what would widen it: hours, no source address, a name instead of an address, a non-permit extension, a session id that is not a UUID', async () => {
+    for (const [over, why] of [
+      [{ ttlSeconds: 3600 }, /TTL 3600 s is outside 1\.\.600 s/],
+      [{ sourceAddresses: [] }, /no source address/],
+      [{ sourceAddresses: ['proxy.example'] }, /"proxy\.example" is not an IP address/],
+      [{ extensions: ['force-command'] }, /"force-command" is not a permit-\* flag/],
+      [{ sessionId: 'x\ny' }, /is not a UUID/],
+    ] as Array<[Partial<ConstructorParameters<typeof SessionCertRequest>[0]>, RegExp]>) {
+      await assert.rejects(issueSessionCertificate(request(over), deps), (err: unknown) => err instanceof AuthError && err.code === 'SESSION_CERT_INVALID' && why.test(err.message));
+    }
   });
 });
