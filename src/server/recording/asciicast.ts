@@ -51,11 +51,13 @@ export class CastEncoder {
 
   /** Terminal output from the node. */
   output(data: Buffer, nowMs: number): void {
+    if (this.truncated) return; // past the cap: not even decoded (a bulk copy after the cap costs nothing here)
     this.event(nowMs, 'o', this.out.write(data));
   }
 
   /** Keystrokes from the user (only when the role asks for input recording). */
   input(data: Buffer, nowMs: number): void {
+    if (this.truncated) return;
     this.event(nowMs, 'i', this.in.write(data));
   }
 

@@ -9,7 +9,7 @@ import { UsageError, UserError } from '../../../errors.js';
 import { findRecording, listRecordings, SESSION_ID } from '../../../server/recording/recordings.js';
 import { formatDuration } from '../../../shared/duration.js';
 import { writeFileAtomic } from '../../../util/atomic-write.js';
-import { printable } from '../../../util/printable.js';
+import { printable, terminalJson } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import type { ServerContext } from '../../server-context.js';
 
@@ -21,7 +21,7 @@ export interface RecordingsLsOptions {
 export async function runLs(opts: RecordingsLsOptions, ctx: ServerContext, deps: Deps): Promise<void> {
   const list = await listRecordings(ctx.store, undefined, (l) => deps.io.stderr.write(`${printable(l, 500)}\n`));
   if (opts.format === 'json') {
-    deps.io.stdout.write(JSON.stringify(list, null, 2).replace(/[\u0080-\u009f\u2028\u2029\u200b-\u200f\u061c\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
+    deps.io.stdout.write(terminalJson(list) + '\n');
     return;
   }
   const rows = [

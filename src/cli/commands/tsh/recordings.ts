@@ -18,7 +18,7 @@ import { fetchRecording, fetchRecordingList, type RecordingsClientOptions } from
 import { castText, replay } from '../../../client/replay.js';
 import { parseCast, type ParsedCast } from '../../../shared/asciicast.js';
 import { formatDuration } from '../../../shared/duration.js';
-import { printable } from '../../../util/printable.js';
+import { printable, terminalJson } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { credentialOptions } from './client-context.js';
 
@@ -47,8 +47,7 @@ async function clientOptions(proxy: string | undefined, deps: Deps): Promise<Rec
 export async function runLs(opts: RecordingsLsOptions, deps: Deps): Promise<void> {
   const list = await fetchRecordingList(await clientOptions(opts.proxy, deps));
   if (opts.format === 'json') {
-    // JSON.stringify escapes C0 controls; C1, bidi and line separators stay raw in JSON: escape those as tctl audit ls does.
-    deps.io.stdout.write(JSON.stringify(list, null, 2).replace(/[\u0080-\u009f\u2028\u2029\u200b-\u200f\u061c\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
+    deps.io.stdout.write(terminalJson(list) + '\n');
     return;
   }
   const rows = [
