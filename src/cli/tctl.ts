@@ -26,6 +26,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl auth rotate --type=user --grace-period=30h',
     'tctl nodes ls --format=json',
     'tctl audit ls --since=1h --type=session.start',
+    'tctl recordings export 0b7c2f1e-5d3a-4c1b-9e8f-7a6b5c4d3e2f --out=session.cast',
     'tctl storage migrate --to=/etc/jumpgate-postgres.yaml',
   ]).addOption(new Option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)'));
 

@@ -18,6 +18,8 @@ export const buildTsh: ProgramBuilder = (deps) => {
     'ssh alice@node1                    # after tsh login, plain OpenSSH works',
     'tsh ssh node1 uptime',
     'tsh ls env=prod',
+    'tsh recordings ls',
+    'tsh play 0b7c2f1e-5d3a-4c1b-9e8f-7a6b5c4d3e2f --speed=2',
     'tsh logout',
   ]);
 
