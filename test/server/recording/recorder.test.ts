@@ -15,7 +15,7 @@ import { findRecording, listRecordings } from '../../../src/server/recording/rec
 import type { ServerRuntime } from '../../../src/server/runtime.js';
 import { parseCast } from '../../../src/shared/asciicast.js';
 import { testRuntime } from '../../helpers/runtime.js';
-import { tempDir } from '../../helpers/tools.js';
+import { requireTool, run, tempDir } from '../../helpers/tools.js';
 
 const meta = (sessionId: string, over: Partial<RecordingMeta> = {}): RecordingMeta => ({
   sessionId,
@@ -160,6 +160,11 @@ describe('session recorder (dir backend)', () => {
     assert.equal(events.length, 1);
     assert.equal(events[0]!['session_id'], 's-cap');
     assert.equal(events[0]!['max_bytes'], 8192);
+    // The real asciinema (2.2) reads a file that ends with the marker event.
+    requireTool('asciinema', 'apt-get install asciinema');
+    const cat = await run('script', ['-qec', `asciinema cat '${join(tmp.dir, 'data', 'recordings', 's-cap.cast')}'`, '/dev/null'], { timeoutMs: 20_000 });
+    assert.equal(cat.code, 0, cat.stdout + cat.stderr);
+    assert.match(cat.stdout, /^0 y{70}/m);
   });
 
   test('a session id that cannot name a recording is refused before anything is stored', async () => {
