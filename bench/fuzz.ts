@@ -2,7 +2,7 @@
  * Long fuzz runs, one named target at a time, with the same corpora,
  * mutators and checks as the CI-size tests (test/fuzz/targets.ts).
  *
- *   npm run fuzz -- [--target certs|agent|noproxy|config|login-answer|login-start|web] [--count N] [--seed S]
+ *   npm run fuzz -- [--target certs|agent|noproxy|config|login-answer|cast|login-start|web] [--count N] [--seed S]
  *
  * Default target certs. Exits 1 (with the seed, the iteration and the input)
  * on the first input that breaks a rule, 2 on a usage error.
@@ -12,7 +12,7 @@ import { ASYNC_TARGET_NAMES, loginStartTarget, SYNC_TARGETS, webTarget } from '.
 
 const NAMES = [...Object.keys(SYNC_TARGETS), ...ASYNC_TARGET_NAMES];
 /** Default counts: about a minute each on a 2-core machine. */
-const DEFAULT_COUNT: Record<string, number> = { certs: 1_000_000, agent: 1_000_000, noproxy: 250_000, config: 30_000, 'login-answer': 100_000, 'login-start': 200_000, web: 12_000 };
+const DEFAULT_COUNT: Record<string, number> = { certs: 1_000_000, agent: 1_000_000, noproxy: 250_000, config: 30_000, 'login-answer': 100_000, cast: 200_000, 'login-start': 200_000, web: 12_000 };
 
 function usage(message: string): never {
   process.stderr.write(`fuzz: ${message}\nusage: npm run fuzz -- [--target ${NAMES.join('|')}] [--count N] [--seed S]\n`);

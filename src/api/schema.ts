@@ -205,6 +205,35 @@ export const HeadlessPollResponseSchema = v.variant(
   'expected {"status": "pending" | "slow_down" | "approved" | "denied" | "failed" | "expired"}',
 );
 
+/** Most recordings one list answer carries (the newest). */
+export const MAX_RECORDINGS_LISTED = 10_000;
+/** A session id as the recording API names it (a UUID fits). */
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{1,100}$/;
+const sessionId = v.pipe(v.string('expected a session id'), v.regex(SESSION_ID_PATTERN, 'not a session id (letters, digits, "-", "_", at most 100)'));
+/** Names that came from a certificate or the config: text (escaped before display), bounded. */
+const shortText = v.pipe(v.string('expected text'), v.maxLength(1024, 'longer than 1024 characters'));
+const count = v.pipe(v.number('expected a number'), v.integer('expected a whole number'), v.minValue(0, 'negative'), v.maxValue(Number.MAX_SAFE_INTEGER, 'too large'));
+
+/** One recording in GET /v1/recordings. */
+export const RecordingSummarySchema = v.object({
+  session_id: sessionId,
+  user: shortText,
+  login: shortText,
+  node: shortText,
+  start: isoTime,
+  /** Absent while the session runs (or when its proxy died during it). */
+  end: v.optional(isoTime),
+  duration_ms: v.optional(count),
+  /** Bytes stored now. */
+  size: count,
+  truncated: v.boolean('expected true or false'),
+});
+
+/** GET /v1/recordings: the caller's recordings (everyone's with review_sessions), newest first. */
+export const RecordingListResponseSchema = v.object({
+  recordings: v.pipe(v.array(RecordingSummarySchema), v.maxLength(MAX_RECORDINGS_LISTED, `more than ${MAX_RECORDINGS_LISTED} recordings`)),
+});
+
 /** Errors from the API: JSON with a stable code. */
 export const ApiErrorSchema = v.object({
   error: v.object({

@@ -3,7 +3,7 @@
  * names are snake_case on the wire.
  */
 import type * as v from 'valibot';
-import type { ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema } from './schema.js';
+import type { ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema, RecordingListResponseSchema, RecordingSummarySchema } from './schema.js';
 
 export const API = {
   ping: '/v1/ping',
@@ -13,6 +13,10 @@ export const API = {
   headlessPoll: '/v1/login/headless/poll',
   /** The approval page of a headless login: `${headlessPage}<request_id>` on the proxy's public address. */
   headlessPage: '/web/headless/',
+  /** GET: the recordings the certificate may see (RecordingListResponse). */
+  recordings: '/v1/recordings',
+  /** GET `${recording}<session id>`: the asciicast file (application/x-asciicast), streamed. */
+  recording: '/v1/recordings/',
 } as const;
 
 // The shapes are declared once, as valibot schemas (api/schema.ts): both
@@ -41,6 +45,10 @@ export interface LoginCallbackError {
   error: string;
   error_description: string;
 }
+
+/** GET /v1/recordings */
+export type RecordingListResponse = v.InferOutput<typeof RecordingListResponseSchema>;
+export type RecordingSummary = v.InferOutput<typeof RecordingSummarySchema>;
 
 /** Errors from the API: JSON with a stable code. */
 export type ApiError = v.InferOutput<typeof ApiErrorSchema>;

@@ -43,6 +43,8 @@ export interface Deps {
   selfCommand: string[];
   /** Resolves with the signal name when the process is asked to stop (SIGINT, SIGTERM). */
   waitForShutdown: () => Promise<string>;
+  /** Waits `ms` (tsh play's replay timing); default a timer. Tests pass a fake clock's. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** The real world, for the programs' entry points. */

@@ -29,6 +29,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl lock add --user=alice --ttl=24h --message="laptop stolen, call IT"',
     'tctl auth export --type=krl --out=/etc/ssh/revoked.krl',
     'tctl audit ls --since=1h --type=session.start',
+    'tctl recordings export 0b7c2f1e-5d3a-4c1b-9e8f-7a6b5c4d3e2f --out=session.cast',
     'tctl storage migrate --to=/etc/jumpgate-postgres.yaml',
   ]).addOption(new Option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)'));
 
@@ -130,6 +131,25 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .argument('<id>', 'the lock id')
     .action(async function (this: typeof lock, id: string) {
       await withContext(this, (ctx) => lockCmd.rm(id, ctx, deps));
+    });
+
+  const recordings = program.command('recordings').description('session recordings (auth.session_recording: proxy)');
+  recordings
+    .command('ls')
+    .description('list every recording: session id, user, login, node, start, duration, size')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof recordings, o: { format: 'text' | 'json' }) {
+      const cmd = await import('./commands/tctl/recordings.js');
+      await withContext(this, (ctx) => cmd.runLs({ format: o.format }, ctx, deps));
+    });
+  recordings
+    .command('export')
+    .description('write a recording (asciicast v2, for asciinema play/cat) to a file or stdout; audited')
+    .argument('<session-id>', 'from `tctl recordings ls`')
+    .option('--out <file>', 'write here (0600) instead of stdout')
+    .action(async function (this: typeof recordings, sessionId: string, o: { out?: string }) {
+      const cmd = await import('./commands/tctl/recordings.js');
+      await withContext(this, (ctx) => cmd.runExport({ sessionId, ...(o.out !== undefined ? { out: resolve(deps.cwd, o.out) } : {}) }, ctx, deps));
     });
 
   const audit = program.command('audit').description('the audit log');

@@ -18,6 +18,8 @@ export const buildTsh: ProgramBuilder = (deps) => {
     'ssh alice@node1                    # after tsh login, plain OpenSSH works',
     'tsh ssh node1 uptime',
     'tsh ls env=prod',
+    'tsh recordings ls',
+    'tsh play 0b7c2f1e-5d3a-4c1b-9e8f-7a6b5c4d3e2f --speed=2',
     'tsh logout',
   ]);
 
@@ -117,6 +119,37 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .argument('[label=value...]', 'only nodes with these labels')
     .action(async (labels: string[], o: { format: 'text' | 'json'; proxy?: string }) => {
       await (await import('./commands/tsh/ls.js')).run({ format: o.format, labels, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, deps);
+    });
+
+  const recordings = program.command('recordings').description('session recordings (auth.session_recording: proxy): yours, or every one with review_sessions');
+  recordings
+    .command('ls')
+    .description('list the recordings you may replay: session id, user, login, node, start, duration')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
+    .action(async (o: { format: 'text' | 'json'; proxy?: string }) => {
+      await (await import('./commands/tsh/recordings.js')).runLs({ format: o.format, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) }, deps);
+    });
+
+  program
+    .command('play')
+    .description('replay a recorded session in this terminal with its original timing')
+    .argument('<session-id>', 'from `tsh recordings ls`')
+    .option('--speed <n>', 'playback speed factor, e.g. 2 for twice as fast', '1')
+    .option('--idle-limit <seconds>', 'cut longer pauses to this many seconds (like asciinema play -i)', '2')
+    .addOption(new Option('--format <format>', 'play: replay in the terminal; cast: the asciicast file to stdout; text: the output only, escaped').choices(['play', 'cast', 'text']).default('play'))
+    .option('--proxy <host[:port]>', 'the cluster\'s proxy (default: $TSH_PROXY, or the current profile)')
+    .addHelpText('after', '\nExamples:\n  tsh play 3f6c1d2e-... --speed=4\n  tsh play 3f6c1d2e-... --format=cast > session.cast   # for asciinema play / asciinema cat\n  tsh play 3f6c1d2e-... --format=text | less\n')
+    .action(async (sessionId: string, o: { speed: string; idleLimit: string; format: 'play' | 'cast' | 'text'; proxy?: string }) => {
+      const num = (flag: string, text: string) => {
+        const n = Number(text);
+        if (text.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError('USAGE_BAD_NUMBER', `${flag}=${printable(text, 40)} is not a number above 0`, { hint: `e.g. ${flag}=2` });
+        return n;
+      };
+      await (await import('./commands/tsh/recordings.js')).runPlay(
+        { sessionId, speed: num('--speed', o.speed), idleLimitSeconds: num('--idle-limit', o.idleLimit), format: o.format, ...(o.proxy !== undefined ? { proxy: o.proxy } : {}) },
+        deps,
+      );
     });
 
   program

@@ -30,6 +30,16 @@ export function wellFormed(text: string): string {
   return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
+/**
+ * `value` as indented JSON that is safe in a terminal: JSON.stringify escapes
+ * only C0 controls; DEL, C1 (an 8-bit CSI), line separators, bidi overrides
+ * and zero-width characters are written as `\uXXXX` too (still valid JSON,
+ * the same value when parsed).
+ */
+export function terminalJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 // Line/paragraph separators, bidi marks (LRM, RLM, ALM), embeddings and overrides,
 // isolates, zero-width space/joiners, word joiner and invisible operators, the BOM,
 // and surrogates that are not part of a pair.

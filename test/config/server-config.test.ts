@@ -626,3 +626,12 @@ describe('proxy.proxy_protocol_from', () => {
     assertProblem(`${base}proxy:\n  proxy_protocol_from: 10.0.0.5\n`, 3, 'proxy.proxy_protocol_from', /must be a list/);
   });
 });
+
+test('recordings: dir resolved against the config file, max_bytes_per_session kept; review_sessions on roles; a cap below 4096 bytes is refused', () => {
+  const c = parseServerConfig('cluster_name: t.test\nrecordings:\n  dir: rec\n  max_bytes_per_session: 1048576\nroles:\n  auditor: { logins: [a], review_sessions: true }\n  user: { logins: [a] }\n', FILE);
+  assert.deepEqual(c.recordings, { dir: '/etc/jumpgate/rec', maxBytesPerSession: 1_048_576 });
+  assert.equal(c.roles.get('auditor')!.reviewSessions, true);
+  assert.equal(c.roles.get('user')!.reviewSessions, false);
+  assert.deepEqual(parseServerConfig('cluster_name: t.test\n', FILE).recordings, { maxBytesPerSession: 64 * 1024 * 1024 });
+  assertProblem('cluster_name: t.test\nrecordings:\n  max_bytes_per_session: 100\n', 3, 'recordings.max_bytes_per_session', /must be at least 4096 bytes/);
+});

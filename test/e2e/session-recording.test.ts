@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { builtProgram, requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
+import { builtProgram, requireTool, run, runProgram, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { freePort } from '../helpers/sshd.js';
@@ -117,6 +117,14 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
     const played = await run('script', ['-qec', `${asciinema} cat ${join(cluster.dataDir, 'recordings', name)}`, '/dev/null'], { timeoutMs: 20_000 });
     assert.equal(played.code, 0, played.stderr);
     assert.match(played.stdout, /42-MARK/);
+    // Listed and replayed by the user through the proxy's HTTPS API (tsh recordings ls, tsh play).
+    const ls = await runProgram('tsh', ['recordings', 'ls', '--format=json'], { env: user.env });
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.ok((JSON.parse(ls.stdout) as Array<{ session_id: string }>).some((r) => r.session_id === start['session_id']), ls.stdout);
+    const text = await runProgram('tsh', ['play', String(start['session_id']), '--format=text'], { env: user.env });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /42-MARK/);
+    assert.doesNotMatch(text.stdout, /\x1b/, 'no raw escape sequence in the text form');
   });
 
   test("the node sees the per-session certificate (key id user/session/ID, from the proxy's address), never the user's own", async () => {

@@ -8,11 +8,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runProgram, tempDir, type RunResult } from '../helpers/tools.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { writeKeyFile } from '../helpers/storage.js';
+import { testRuntime } from '../helpers/runtime.js';
+import { loadServerConfig } from '../../src/config/index.js';
+import { startRecording } from '../../src/server/recording/recorder.js';
 
 function yaml(dataDir: string, storage: string[] = []): string {
   return ['cluster_name: e2e.test', `data_dir: ${dataDir}`, 'roles:', '  user:', '    logins: [deploy]', ...storage, ''].join('\n');
@@ -81,11 +84,19 @@ describe('tctl audit ls, storage migrate and rekey', () => {
     const before = await tctl(dirConfig, ['auth', 'export', '--type=user']);
     ok(before, 'export from dir');
     assert.equal(before.stdout.trim().split('\n').length, 2, 'the rotated-out key is still trusted');
+    // A recording in the dir store (the real recorder): its item and its bytes move too.
+    const rt = await testRuntime(loadServerConfig(dirConfig));
+    const rec = await startRecording(rt, { sessionId: 'migrated-session', user: 'alice', login: 'alice', node: 'node1', clientAddr: '127.0.0.1', cols: 80, rows: 24, term: 'xterm', recordInput: false });
+    rec.output(Buffer.from('moved to postgres\r\n'));
+    await rec.close();
+    await rt.audit.close();
+    await rt.store.close();
     const m = await tctl(dirConfig, ['storage', 'migrate', `--to=${pgConfig}`]);
     ok(m, 'migrate');
     assert.match(m.stdout, /^user\tSHA256:\S+\tactive$/m);
     assert.match(m.stdout, /^user\tSHA256:\S+\ttrusted until \d{4}-/m);
     assert.match(m.stderr, /CA fingerprints verified the same/);
+    assert.match(m.stderr, /recordings: 1 copied/);
     assert.doesNotMatch(m.stderr + m.stdout, new RegExp(pg.connString.split(':')[2]!.split('@')[0]!), 'the password never appears');
     for (const type of ['user', 'host']) {
       const a = await tctl(dirConfig, ['auth', 'export', `--type=${type}`]);
@@ -103,8 +114,13 @@ describe('tctl audit ls, storage migrate and rekey', () => {
     assert.match(again.stderr, /user CA: already there, the same keys/);
     assert.match(again.stderr, /already copied by an earlier run/);
     assert.match(again.stderr, /0 events copied in order/);
+    assert.match(again.stderr, /recordings: 0 copied/);
     const after = JSON.parse((await tctl(pgConfig, ['audit', 'ls', '--format=json'])).stdout) as unknown[];
     assert.equal(after.length, pgEvents.length, 'nothing copied twice');
+    // Last: the export is audited into postgres (a later migrate would no longer find a prefix of the dir log).
+    const exported = await tctl(pgConfig, ['recordings', 'export', 'migrated-session']);
+    ok(exported, 'export the recording from postgres');
+    assert.equal(exported.stdout, readFileSync(join(tmp.dir, 'data', 'recordings', 'migrated-session.cast'), 'utf8'));
   });
 
   test('storage migrate never overwrites a different CA; migrating a store into itself is a usage error', async () => {

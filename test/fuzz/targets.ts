@@ -14,6 +14,7 @@
  * | login-start | mutated JSON to LoginService.start | ApiRequestError (4xx) only         |
  * | web         | mutated raw HTTP/1.1 requests      | 2xx/3xx/4xx with the headers; no 5xx |
  * | login-answer| mutated sealed login answers (JSON) through tsh's checks and the ssh_config / known_hosts renderers | UserError only; output scoped to the cluster (login-answer.ts) |
+ * | cast        | mutated asciicast v2 recordings through tsh play's parser and text form | Error "line N: …" only; the text holds no control character but newline |
  */
 import { connect as tlsConnect } from 'node:tls';
 import { ConfigError } from '../../src/errors.js';
@@ -25,6 +26,8 @@ import { mutate, mutateText, type Rng } from '../helpers/fuzz.js';
 import { certCorpus, certFuzzTarget, isExpectedCertError } from '../sshcert/fuzz-corpus.js';
 import { agentCorpus, agentFuzzTarget, isExpectedAgentError } from './agent-corpus.js';
 import { loginAnswerTarget } from './login-answer.js';
+import { parseCast } from '../../src/shared/asciicast.js';
+import { castText } from '../../src/client/replay.js';
 
 /** A target whose inputs are checked in-process, one at a time. */
 export interface SyncTarget {
@@ -98,6 +101,28 @@ export const noproxyTarget: SyncTarget = {
     }
   },
   expected: () => false,
+};
+
+// --- recordings: what tsh play reads ------------------------------------------
+
+const CAST_CORPUS = [
+  '{"version":2,"width":80,"height":24,"timestamp":1764489600,"env":{"TERM":"xterm"},"title":"alice@node1"}\n[0.1,"o","$ "]\n[0.5,"i","l"]\n[1,"r","100x30"]\n[1.2,"o","\\u001b[31mred\\u001b[0m\\r\\n"]\n[2,"m","marker"]\n',
+  '{"version":2,"width":80,"height":24}\n[0.1,"o","\\u001b]0;title\\u0007\\u009b31m\\u202e€\\r\\n"]\n[0.3,"o","torn',
+];
+const CAST_DICT = ['\\u001b[', '\\u001b]', '\\u0007', '\\u009b', '\\u2028', '\\r\\n', '"o"', '"i"', '"r"', '[', ']', '{', '}', ',', '\n', '-1', '1e308', '"version":2', '\\ud800'];
+
+/** tsh play parses a recording from the proxy: only a located parse error, and a text form with no control character but newline. */
+export const castTarget: SyncTarget = {
+  kind: 'sync',
+  corpus: () => CAST_CORPUS.map((s) => Buffer.from(s)),
+  mutator: (input, rng) => mutateText(input, rng, CAST_DICT),
+  target(input) {
+    const text = castText(parseCast(input.toString('utf8')));
+    // eslint-disable-next-line no-control-regex
+    const bad = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.exec(text);
+    if (bad) throw new FuzzViolation(`the text form holds U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0')}`);
+  },
+  expected: (err) => err instanceof Error && /^line \d+: /.test(err.message),
 };
 
 // --- server config ----------------------------------------------------------
@@ -337,5 +362,5 @@ function parseAnswer(raw: Buffer, complete = false): { status: number; headers: 
 }
 
 /** The names `npm run fuzz -- --target NAME` accepts. */
-export const SYNC_TARGETS = { certs: certsTarget, agent: agentTarget, noproxy: noproxyTarget, config: configTarget, 'login-answer': loginAnswerTarget } as const;
+export const SYNC_TARGETS = { certs: certsTarget, agent: agentTarget, noproxy: noproxyTarget, config: configTarget, 'login-answer': loginAnswerTarget, cast: castTarget } as const;
 export const ASYNC_TARGET_NAMES = ['login-start', 'web'] as const;

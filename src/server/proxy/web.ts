@@ -1,6 +1,7 @@
 /**
  * The proxy's HTTPS API (node:https): discovery (`/v1/ping`), login start,
- * the OIDC callback, and headless logins (`/v1/login/headless/*`, the
+ * the OIDC callback, recordings (`/v1/recordings`, signed with the user's
+ * certificate: recordings-web.ts), and headless logins (`/v1/login/headless/*`, the
  * `/web/headless` pages: headless-web.ts). Small on purpose: bounded bodies and headers, short
  * timeouts, TLS 1.2+, security headers on every response.
  */
@@ -24,6 +25,8 @@ import { HeadlessLoginService } from '../auth/headless-login.js';
 import { handleHeadlessCallback, handleHeadlessPage, isHeadlessPath } from './headless-web.js';
 import { acceptProxied, adoptProxiedPeer, refusalReporter } from './proxy-protocol.js';
 import { readBody } from './body.js';
+import { handleRecordingFetch, handleRecordingList } from './recordings-web.js';
+import { NonceCache } from './request-auth.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -84,6 +87,7 @@ export interface WebDeps {
 /** Starts the HTTPS API on `listen` (port 0 = any free port). */
 export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<RunningService & { server: Server; limits: WebLimits }> {
   const limits: WebLimits = { ...WEB_LIMITS, ...deps.limits };
+  const nonces = new NonceCache();
   const server = createServer(
     {
       cert: deps.tls.cert,
@@ -99,7 +103,7 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
       requireHostHeader: false,
     },
     (req, res) => {
-      handle(req, res, deps).catch((err: unknown) => {
+      handle(req, res, deps, nonces).catch((err: unknown) => {
         if (err instanceof AuditUnavailableError) {
           // Fail closed: nothing is issued that the audit log does not hold.
           deps.rt.log.warn(`web: ${req.method} ${pathOf(req)} refused: ${err.message}`);
@@ -206,7 +210,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: W
   setTimeout(() => socket.destroy(), 1_000).unref();
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps, nonces: NonceCache): Promise<void> {
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
   const clientAddr = req.socket.remoteAddress ?? 'unknown';
   try {
@@ -248,7 +252,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
         const body = await readJson(req, res);
         return sendJson(res, 200, await deps.headless.poll(body, clientAddr));
       }
+      case `GET ${API.recordings}`:
+        return await handleRecordingList(req, res, deps.rt, clientAddr, nonces);
       default:
+        if (req.method === 'GET' && path.startsWith(API.recording)) return await handleRecordingFetch(req, res, deps.rt, path.slice(API.recording.length), clientAddr, nonces);
         if (deps.headless && isHeadlessPath(path)) return handleHeadlessPage(req, res, path, deps.headless, clientAddr, deps.rt.log);
         if (path === API.ping || path === API.loginStart || path === API.oidcCallback) {
           return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${(req.method ?? '').slice(0, 20)} is not allowed on ${path.slice(0, 100)}` } });

@@ -21,7 +21,8 @@
  * the log; the session itself goes on.
  */
 import type { ServerRuntime } from '../runtime.js';
-import { CastEncoder, type CastHeader } from './asciicast.js';
+import type { CastHeader } from '../../shared/asciicast.js';
+import { CastEncoder } from './asciicast.js';
 import { recordingName, type RecordingInfo } from './recordings.js';
 
 /** How often buffered events are appended to the store (the most a crash loses). */
@@ -84,8 +85,10 @@ class Recorder implements SessionRecorder {
   private flushing: Promise<void> = Promise.resolve();
   private closed: Promise<void> | undefined;
   private stored = 0;
-  private waiting = 0;
+  /** Encoded bytes whose append failed, tried again first by the next flush. */
+  private pending: Buffer[] = [];
   private failing = false;
+  private earlyFlush = false;
   private auditedTruncation = false;
 
   constructor(
@@ -122,7 +125,7 @@ class Recorder implements SessionRecorder {
 
   async start(): Promise<void> {
     await this.rt.store.items.put('recording', this.meta.sessionId, this.info);
-    await this.flushNow();
+    await this.flush();
     this.timer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
     this.timer.unref();
   }
@@ -155,7 +158,7 @@ class Recorder implements SessionRecorder {
     const end = this.rt.clock();
     this.enc.end(end.getTime());
     this.after();
-    await this.flushNow();
+    await this.flush();
     if (this.failing) throw new Error(`the recording ${this.name} could not be stored completely (see the server log)`);
     this.info.end = end.toISOString();
     this.info.duration_ms = Math.max(0, end.getTime() - this.startMs);
@@ -179,8 +182,11 @@ class Recorder implements SessionRecorder {
         })
         .catch((err: unknown) => this.rt.log.warn(`recording ${this.name}: the truncation could not be audited: ${(err as Error).message}`));
     }
-    this.waiting = this.enc.bytes - this.stored;
-    if (this.waiting >= FLUSH_BYTES) void this.flush();
+    // One early flush at a time: while it runs, what arrives goes into the next one.
+    if (!this.earlyFlush && this.enc.bytes - this.stored >= FLUSH_BYTES) {
+      this.earlyFlush = true;
+      void this.flush().finally(() => (this.earlyFlush = false));
+    }
   }
 
   /** Queues a flush after the one in flight; never rejects (failures are logged and retried by the next flush). */
@@ -188,12 +194,6 @@ class Recorder implements SessionRecorder {
     this.flushing = this.flushing.then(() => this.appendPending());
     return this.flushing;
   }
-
-  private async flushNow(): Promise<void> {
-    await this.flush();
-  }
-
-  private pending: Buffer[] = [];
 
   private async appendPending(): Promise<void> {
     const fresh = this.enc.take();

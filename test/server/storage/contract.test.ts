@@ -336,5 +336,52 @@ for (const make of BACKENDS) {
         await waitFor(() => heard.includes('item:node'), 'item:node change', CHANGE_VISIBILITY_MS);
       });
     });
+
+    describe('recordings', () => {
+      const collect = async (it: AsyncIterable<Buffer>) => {
+        const parts: Buffer[] = [];
+        for await (const c of it) parts.push(c);
+        return Buffer.concat(parts);
+      };
+
+      test("appends are read back in order by another instance, whole or from an offset; an unknown name has no size and no bytes", async () => {
+        const store = await h.fresh();
+        const [a, b] = await Promise.all([store.open(), store.open()]);
+        assert.equal(await b.recordings.size('s1.cast'), undefined);
+        assert.equal((await collect(b.recordings.read('s1.cast'))).length, 0);
+        await a.recordings.append('s1.cast', Buffer.from('{"version": 2}\n'));
+        await a.recordings.append('s1.cast', Buffer.from([0xe2, 0x82]));
+        await a.recordings.append('s1.cast', Buffer.from([0xac, 0x0a]));
+        await a.recordings.append('s2.cast', Buffer.from('other'));
+        const want = Buffer.concat([Buffer.from('{"version": 2}\n'), Buffer.from([0xe2, 0x82, 0xac, 0x0a])]);
+        assert.equal(await b.recordings.size('s1.cast'), want.length);
+        assert.deepEqual(await collect(b.recordings.read('s1.cast')), want);
+        assert.deepEqual(await collect(b.recordings.read('s1.cast', 15)), want.subarray(15), 'from an offset inside a chunk');
+        assert.deepEqual(await collect(b.recordings.read('s2.cast')), Buffer.from('other'));
+        assert.equal(await b.recordings.delete('s2.cast'), true);
+        assert.equal(await a.recordings.size('s2.cast'), undefined);
+        assert.equal(await a.recordings.delete('s2.cast'), false);
+      });
+
+      test('a recording of many appends (3 MiB) reads back byte for byte', async () => {
+        const store = await h.fresh();
+        const a = await store.open();
+        const parts = Array.from({ length: 48 }, (_, i) => randomBytes(64 * 1024 + i));
+        for (const p of parts) await a.recordings.append('big.cast', p);
+        const whole = Buffer.concat(parts);
+        assert.equal(await a.recordings.size('big.cast'), whole.length);
+        assert.ok((await collect(a.recordings.read('big.cast'))).equals(whole));
+        assert.ok((await collect(a.recordings.read('big.cast', 1_000_000))).equals(whole.subarray(1_000_000)));
+      });
+
+      test('a name that could be a path is refused with BAD_RECORDING_NAME', async () => {
+        const store = await h.fresh();
+        const a = await store.open();
+        for (const name of ['../x.cast', 'a/b', '', '.hidden', 'x'.repeat(129), 'a\nb']) {
+          await assert.rejects(a.recordings.append(name, Buffer.from('x')), { code: 'BAD_RECORDING_NAME' }, JSON.stringify(name));
+          await assert.rejects(a.recordings.size(name), { code: 'BAD_RECORDING_NAME' });
+        }
+      });
+    });
   });
 }

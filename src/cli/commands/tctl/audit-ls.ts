@@ -6,7 +6,7 @@ import * as v from 'valibot';
 import { UsageError } from '../../../errors.js';
 import type { AuditEventType } from '../../../server/auth/audit.js';
 import type { StateBackend, StoredAuditEvent } from '../../../server/storage/backend.js';
-import { printable } from '../../../util/printable.js';
+import { printable, terminalJson } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 
 /** Every audit event type (auth/audit.ts AuditEvent), for --type's check and help. */
@@ -94,9 +94,8 @@ export async function run(opts: AuditLsOptions, ctx: { store: StateBackend; cloc
     }
   }
   if (opts.format === 'json') {
-    // JSON.stringify escapes C0 controls only: C1 (an 8-bit CSI), line separators, bidi overrides and
-    // zero-width characters are escaped too, so `tctl audit ls --format=json` in a terminal shows them as text.
-    deps.io.stdout.write(JSON.stringify(events, null, 2).replace(/[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
+    // C1 (an 8-bit CSI), line separators, bidi overrides and zero-width characters escaped too (terminalJson).
+    deps.io.stdout.write(terminalJson(events) + '\n');
     return;
   }
   if (events.length === 0) {

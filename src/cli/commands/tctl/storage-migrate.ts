@@ -2,7 +2,7 @@
  * `tctl storage migrate --to=FILE`: copies the cluster state of the store
  * named by --config (usually `type: dir`) into the store named by FILE
  * (usually `type: postgres`): both CAs with every key and its trust window,
- * the items (tokens, locks, ...), and the audit log in its order. Pending
+ * the items (tokens, locks, ...), the recordings' bytes, and the audit log in its order. Pending
  * logins are not copied: they live minutes and are tied to the old process.
  *
  * Safe to run again: a CA already in the target with the same keys is left
@@ -22,6 +22,8 @@ import { MAX_AUDIT_QUERY } from '../../../server/storage/postgres/index.js';
 export interface MigrateResult {
   cas: { type: CaType; outcome: 'copied' | 'already-there'; fingerprints: { id: string; fingerprint: string; active: boolean; trustedUntil?: string }[] }[];
   items: number;
+  /** Recordings whose bytes were copied (or completed, after a stopped run). */
+  recordings: number;
   audit: { copied: number; skipped: number };
 }
 
@@ -42,7 +44,7 @@ export function caFingerprints(ca: StoredCa): MigrateResult['cas'][number]['fing
  * @throws UserError CA_CONFLICT when the target holds a different CA; StoreUnavailableError from either store.
  */
 export async function migrateStore(from: StateBackend, to: StateBackend, progress: (line: string) => void): Promise<MigrateResult> {
-  const result: MigrateResult = { cas: [], items: 0, audit: { copied: 0, skipped: 0 } };
+  const result: MigrateResult = { cas: [], items: 0, recordings: 0, audit: { copied: 0, skipped: 0 } };
   for (const type of CA_TYPES) {
     const src = await from.ca.read(type);
     if (!src) {
@@ -80,6 +82,19 @@ export async function migrateStore(from: StateBackend, to: StateBackend, progres
     }
   }
   progress(`items (tokens, locks, nodes, ...): ${result.items} copied`);
+
+  // The bytes behind the recording items: copied unless the target has them (the same recordings.dir, or an
+  // earlier run); a target that holds a shorter prefix (a stopped run) is completed from where it stopped.
+  for (const item of await from.items.list<{ name?: unknown }>('recording')) {
+    const name = item.value?.name;
+    if (typeof name !== 'string') continue;
+    const have = (await to.recordings.size(name)) ?? 0;
+    const want = (await from.recordings.size(name)) ?? 0;
+    if (have >= want) continue;
+    for await (const chunk of from.recordings.read(name, have)) await to.recordings.append(name, chunk);
+    result.recordings++;
+  }
+  progress(`recordings: ${result.recordings} copied`);
 
   const events = await from.audit.query({ limit: Number.MAX_SAFE_INTEGER });
   if (from.kind === 'postgres' && events.length >= MAX_AUDIT_QUERY) {

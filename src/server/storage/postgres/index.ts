@@ -482,7 +482,7 @@ export class PostgresBackend implements StateBackend {
     let after = '0';
     let skip = offset;
     for (;;) {
-      const r = await this.query('read a recording', `SELECT seq::text AS seq, data FROM recording_chunks WHERE name = $1 AND seq > $2 ORDER BY seq LIMIT ${RECORDING_PAGE_ROWS}`, [name, after]);
+      const r = await this.query('read a recording', `SELECT seq, data FROM recording_chunks WHERE name = $1 AND seq > $2 ORDER BY seq LIMIT ${RECORDING_PAGE_ROWS}`, [name, after]);
       const rows = this.rows(R.RecordingChunkRow, r, 'recording_chunks');
       for (const row of rows) {
         after = row.seq;

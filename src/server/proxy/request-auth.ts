@@ -1,0 +1,87 @@
+/**
+ * The proxy's side of api/cert-auth.ts: who sent an HTTPS API request,
+ * proven with the user's SSH certificate and a signature by its key.
+ * Checks, in order (any failure is 401 with the reason; nothing says whether
+ * anything the request names exists):
+ *   1. the header has the scheme's exact shape;
+ *   2. the time is within CERT_AUTH_MAX_SKEW_MS of the server's clock;
+ *   3. the certificate verifies (sshcert verifyCertificate): a user
+ *      certificate from a trusted user CA, valid now, source-address
+ *      against the TCP peer, no unknown critical option;
+ *   4. the signature over certAuthPayload verifies with the certified key;
+ *   5. the nonce was not seen in the window (NonceCache, per process).
+ * The roles are read from the certificate against the current config
+ * (routing.ts certificateSelectors), as the SSH proxy does.
+ */
+import { CERT_AUTH_MAX_SKEW_MS, certAuthPayload, parseCertAuth } from '../../api/cert-auth.js';
+import { CertError, parseCertificate, verifyCertificate, verifySignature, type Certificate } from '../../sshcert/index.js';
+import { ApiRequestError } from '../auth/login.js';
+import type { ServerRuntime } from '../runtime.js';
+import { certificateSelectors } from './routing.js';
+
+/** Nonces remembered at once (a full cache refuses new requests until entries expire: 503, not a hole). */
+export const MAX_NONCES = 100_000;
+
+/** An authenticated API caller. */
+export interface ApiCaller {
+  /** The certificate's key id: the user name. */
+  user: string;
+  /** The certificate's roles that the config still defines. */
+  roles: string[];
+  cert: Certificate;
+}
+
+/** Nonces seen within the skew window (a replayed signed header is refused). */
+export class NonceCache {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly max = MAX_NONCES) {}
+
+  /** Records `nonce` until `untilMs`; false when it was already there. */
+  use(nonce: string, nowMs: number, untilMs: number): boolean {
+    if (this.seen.size >= this.max) {
+      for (const [k, exp] of this.seen) if (exp <= nowMs) this.seen.delete(k);
+      if (this.seen.size >= this.max) throw new ApiRequestError(503, 'BUSY', 'too many API requests right now; try again in a minute', 60);
+    }
+    const prev = this.seen.get(nonce);
+    if (prev !== undefined && prev > nowMs) return false;
+    this.seen.set(nonce, untilMs);
+    return true;
+  }
+}
+
+/**
+ * Authenticates the request (see the module comment).
+ * @throws ApiRequestError 401 NOT_AUTHENTICATED / CERT_* with the reason and `tsh login` as the fix; 403 NO_ROLES.
+ */
+export function authenticateRequest(
+  rt: ServerRuntime,
+  req: { method?: string | undefined; url?: string | undefined; headers: { authorization?: string | undefined } },
+  clientAddr: string,
+  nonces: NonceCache,
+): ApiCaller {
+  const auth = parseCertAuth(req.headers.authorization);
+  const relogin = `log in again with \`tsh login --proxy=${rt.config.proxy.publicAddr.host}:${rt.config.proxy.publicAddr.port}\``;
+  if (!auth) throw new ApiRequestError(401, 'NOT_AUTHENTICATED', `this endpoint needs a request signed with your certificate (Authorization: Jumpgate-SSH-Cert); use tsh`);
+  const now = rt.clock();
+  if (Math.abs(auth.ts - now.getTime()) > CERT_AUTH_MAX_SKEW_MS) {
+    throw new ApiRequestError(401, 'CLOCK_SKEW', `the request's time is more than ${CERT_AUTH_MAX_SKEW_MS / 1000}s from the proxy's clock (${now.toISOString()}); set this machine's clock right (NTP)`);
+  }
+  let cert: Certificate;
+  try {
+    cert = parseCertificate(auth.cert);
+    verifyCertificate(cert, { trustedCAs: rt.ca.get('user').trusted.map((k) => k.publicKey), now, type: 'user', clientAddress: clientAddr });
+  } catch (err) {
+    if (err instanceof CertError) throw new ApiRequestError(401, err.code, `${err.message}; ${relogin}`);
+    throw err;
+  }
+  const payload = certAuthPayload({ method: req.method ?? '', target: req.url ?? '', ts: auth.ts, nonce: auth.nonce });
+  if (!verifySignature(cert.key, payload, auth.sig)) {
+    throw new ApiRequestError(401, 'CERT_BAD_SIGNATURE', `the request's signature does not verify with the key certified for "${cert.keyId}"`);
+  }
+  if (!nonces.use(auth.nonce, now.getTime(), auth.ts + CERT_AUTH_MAX_SKEW_MS)) {
+    throw new ApiRequestError(401, 'REPLAYED', 'this signed request was already used; sign a new one (tsh does)');
+  }
+  const sel = certificateSelectors(rt.config, cert);
+  if ('ok' in sel) throw new ApiRequestError(403, sel.code, sel.message);
+  return { user: cert.keyId, roles: sel.roles, cert };
+}
