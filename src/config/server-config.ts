@@ -30,6 +30,7 @@ import {
   type ParseHostPortOptions,
 } from '../shared/address.js';
 import { DurationError, formatDuration, parseDuration } from '../shared/duration.js';
+import { LABEL_KEY } from '../shared/labels.js';
 import { printable } from '../util/printable.js';
 import { parseAddressRange, type AddressRange } from '../util/ip.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
@@ -50,6 +51,8 @@ export interface ServerConfig {
   nodes: NodeConfig[];
   /** Where the cluster's shared state lives (`storage`; server/storage/). */
   storage: StorageConfig;
+  /** Joined nodes (`node_agent`: heartbeats, host certificates; server/nodes/). */
+  nodeAgent: NodeAgentConfig;
   /**
    * Things that are allowed but probably wrong (present only when there are any);
    * the server prints them at start. Example: a claims_to_roles rule naming a role
@@ -168,6 +171,14 @@ export interface RoleConfig {
   permitUserRc: boolean;
 }
 
+/** `node_agent`: how the server treats nodes that joined with a token (`jumpgate node start`). */
+export interface NodeAgentConfig {
+  /** A joined node that has not heartbeated for this long leaves the inventory (`heartbeat_ttl`, default 90s, 3s to 1h). */
+  heartbeatTtlSeconds: number;
+  /** Lifetime of a joined node's host certificate; the agent renews it at two thirds (`host_cert_ttl`, default 30d, 1m to 1y). */
+  hostCertTtlSeconds: number;
+}
+
 export interface NodeConfig {
   name: string;
   /** The node's sshd; the port defaults to 22. */
@@ -195,6 +206,8 @@ export const CONFIG_DEFAULTS = {
   maxNodeDialsPerUser: 8,
   maxNodeDialsPerNode: 32,
   nodeLoginGraceTime: '2m',
+  heartbeatTtl: '90s',
+  hostCertTtl: '30d',
 } as const;
 
 /** One problem in a config file, located by key path and, when known, line. */
@@ -338,7 +351,6 @@ interface SchemaContext {
 
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const ROLE_NAME = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
-const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9_./-]{0,252})?$/;
 
 /** A pending login is a bearer of the right to a certificate: keep it short-lived. */
 export const MAX_LOGIN_TIMEOUT_SECONDS = 600;
@@ -846,6 +858,19 @@ function configSchema(ctx: SchemaContext) {
       roles: v.optional(mapping(roleName(), roleSchema()), {}),
       nodes: v.optional(nodesSchema(ctx), []),
       storage: v.optional(storageSchema(ctx), { type: 'dir' as const }),
+      node_agent: v.optional(
+        section({
+          heartbeat_ttl: v.optional(
+            v.pipe(duration(), v.check((s) => s >= 3 && s <= 3600, (i) => `${formatDuration(i.input)} is outside 3s to 1h: agents heartbeat every third of it`)),
+            CONFIG_DEFAULTS.heartbeatTtl,
+          ),
+          host_cert_ttl: v.optional(
+            v.pipe(duration(), v.check((s) => s >= 60 && s <= 365 * 86_400, (i) => `${formatDuration(i.input)} is outside 1m to 365d: use e.g. 30d (agents renew at two thirds of it)`)),
+            CONFIG_DEFAULTS.hostCertTtl,
+          ),
+        }),
+        {},
+      ),
     }),
     v.transform((c): Omit<ServerConfig, 'file'> => {
       const certTtlSeconds = c.auth.cert_ttl;
@@ -879,7 +904,8 @@ function configSchema(ctx: SchemaContext) {
           }),
         );
       }
-      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage };
+      const nodeAgent: NodeAgentConfig = { heartbeatTtlSeconds: c.node_agent.heartbeat_ttl, hostCertTtlSeconds: c.node_agent.host_cert_ttl };
+      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage, nodeAgent };
     }),
   );
 }

@@ -9,6 +9,7 @@ import type { AuditLog } from './auth/audit.js';
 import type { CaStore } from './auth/ca.js';
 import { printable } from '../util/printable.js';
 import type { StateBackend } from './storage/backend.js';
+import type { InventoryNode } from './nodes/inventory.js';
 
 /**
  * Server log lines (stderr); `debug` only with --debug. Never pass secrets.
@@ -48,6 +49,13 @@ export interface ServerRuntime {
   clock: () => Date;
   log: ServerLog;
   env: Record<string, string | undefined>;
+  /** The live inventory (static nodes + joined ones heartbeating: server/nodes/inventory.ts); absent = the static list. */
+  inventory?: { nodes(): InventoryNode[] };
+}
+
+/** The nodes routing, `tsh ls` and the login answer use: the live inventory, or the config's static list. */
+export function inventoryNodes(rt: Pick<ServerRuntime, 'config' | 'inventory'>): InventoryNode[] {
+  return rt.inventory?.nodes() ?? rt.config.nodes.map((n) => ({ ...n, source: 'static' as const }));
 }
 
 /** A started listener: the port it really bound (config may say 0) and how to stop it. */

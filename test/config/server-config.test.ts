@@ -73,6 +73,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
     clusterName: 'example.test',
     dataDir: '/etc/jumpgate/data',
     storage: { type: 'dir' },
+    nodeAgent: { heartbeatTtlSeconds: 90, hostCertTtlSeconds: 30 * 86_400 },
     proxy: {
       webListenAddr: { host: '127.0.0.1', port: 3080 },
       publicAddr: { host: 'localhost', port: 3080 },
@@ -145,6 +146,7 @@ test('a minimal config gets every default', () => {
     roles: new Map(),
     nodes: [],
     storage: { type: 'dir' },
+    nodeAgent: { heartbeatTtlSeconds: 90, hostCertTtlSeconds: 30 * 86_400 },
   });
 });
 

@@ -55,7 +55,7 @@ import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/i
 import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
-import type { RunningService, ServerRuntime } from '../runtime.js';
+import { inventoryNodes, type RunningService, type ServerRuntime } from '../runtime.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
 import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
@@ -453,7 +453,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
             ch.end();
             return;
           }
-          const nodes = reachableNodes(rt.config, selectors).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
+          const nodes = reachableNodes(rt.config, selectors, inventoryNodes(rt)).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
           // exit-status must go before end(): ssh2 sends nothing on a channel that finished writing.
           ch.write(JSON.stringify({ cluster: rt.config.clusterName, nodes }) + '\n');
           ch.exit(0);
@@ -465,7 +465,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (!ch) return;
         ch.once('close', () => chSlot.release());
         const target = parseProxySubsystem(req.name);
-        const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port);
+        const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port, inventoryNodes(rt));
         if (!route.ok) {
           deny(rt, who, 'ok' in target ? req.name : target.host, route);
           ch.stderr.write(`jumpgate proxy: ${route.message}\n`);
@@ -495,7 +495,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     conn.on('tcpip', (accept, reject, req) => {
       const chSlot = channels.admit();
       if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
-      const route = routeToNode(rt.config, selectors, req.destIP, req.destPort);
+      const route = routeToNode(rt.config, selectors, req.destIP, req.destPort, inventoryNodes(rt));
       if (!route.ok) {
         chSlot.release();
         deny(rt, who, req.destIP, route);

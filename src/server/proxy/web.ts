@@ -24,6 +24,7 @@ import { HeadlessLoginService } from '../auth/headless-login.js';
 import { handleHeadlessCallback, handleHeadlessPage, isHeadlessPath } from './headless-web.js';
 import { acceptProxied, adoptProxiedPeer, refusalReporter } from './proxy-protocol.js';
 import { readBody } from './body.js';
+import type { NodeService } from '../nodes/node-service.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -77,6 +78,8 @@ export interface WebDeps {
   headless?: HeadlessLoginService;
   /** host:port clients use for HTTPS and SSH (the real ports once bound). */
   publicAddrs: () => { web: string; ssh: string };
+  /** The node API (`jumpgate node start`: join, heartbeat, renew; server/nodes/node-service.ts). */
+  nodes?: NodeService;
   /** Overrides of WEB_LIMITS (tests use short timeouts). */
   limits?: Partial<WebLimits>;
 }
@@ -248,6 +251,23 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps):
         const body = await readJson(req, res);
         return sendJson(res, 200, await deps.headless.poll(body, clientAddr));
       }
+      case `POST ${API.nodeJoin}`: {
+        if (!deps.nodes) break;
+        deps.nodes.admit(clientAddr); // before the body is read
+        const body = await readJson(req, res);
+        return sendJson(res, 200, await deps.nodes.join(body, clientAddr));
+      }
+      case `POST ${API.nodeHeartbeat}`: {
+        if (!deps.nodes) break;
+        const body = await readJson(req, res);
+        const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
+        return sendJson(res, 200, await deps.nodes.heartbeat(body, req.headers.authorization, clientAddr, closed));
+      }
+      case `POST ${API.nodeRenew}`: {
+        if (!deps.nodes) break;
+        const body = await readJson(req, res);
+        return sendJson(res, 200, await deps.nodes.renew(body, req.headers.authorization, clientAddr));
+      }
       default:
         if (deps.headless && isHeadlessPath(path)) return handleHeadlessPage(req, res, path, deps.headless, clientAddr, deps.rt.log);
         if (path === API.ping || path === API.loginStart || path === API.oidcCallback) {
@@ -320,6 +340,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.destroyed) return; // a held heartbeat whose node went away
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
