@@ -13,7 +13,6 @@
  */
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
 import { parseHostPort } from '../../shared/address.js';
-import type { ServerLog } from '../runtime.js';
 import type { ItemBackend, StateBackend } from '../storage/backend.js';
 
 /** A joined node as stored (the `node` item's value; key = the lower-case name). */
@@ -80,7 +79,7 @@ export class Inventory {
   private readonly staticList: InventoryNode[];
 
   constructor(
-    private readonly deps: { config: ServerConfig; store: StateBackend; clock: () => Date; log: ServerLog },
+    private readonly deps: { config: ServerConfig; store: StateBackend; clock: () => Date; log: { warn(line: string): void } },
   ) {
     this.staticList = staticNodes(deps.config);
   }
