@@ -329,9 +329,11 @@ class NodeAgent {
   private async presentedCert(): Promise<string> {
     try {
       const r = await run(this.opts.sshKeyscan ?? 'ssh-keyscan', ['-c', '-T', '3', '-p', String(this.opts.addr.port), this.opts.addr.host], { timeout: 5_000 });
+      // With -c the certificate lines carry no host name: "<type> <base64>".
       for (const line of r.stdout.split('\n')) {
         const f = line.trim().split(/\s+/);
-        if (f[1]?.endsWith('-cert-v01@openssh.com') && f[2]) return f[2];
+        const i = f.findIndex((x) => x.endsWith('-cert-v01@openssh.com'));
+        if (i >= 0 && f[i + 1]) return f[i + 1]!;
       }
     } catch {
       // not answering (yet)
@@ -422,8 +424,13 @@ function certExpiry(cert: Certificate): string {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 }
 
