@@ -39,8 +39,8 @@ import type { Inventory, JoinedNode } from './inventory.js';
 export const JOIN_RATE_LIMIT = { perMinute: 30, burst: 20 };
 /** Most joined nodes one cluster keeps (live or not); `tctl nodes rm` makes room. */
 export const MAX_JOINED_NODES = 10_000;
-/** Longest a heartbeat is held waiting for a change. */
-export const MAX_HEARTBEAT_HOLD_SECONDS = 60;
+/** Longest a heartbeat is held waiting for a change: below the HTTPS server's 30 s requestTimeout (web.ts WEB_LIMITS). */
+export const MAX_HEARTBEAT_HOLD_SECONDS = 20;
 /** How often the trust material is compared with the last one (changes reach held heartbeats this fast). */
 export const STATE_CHECK_MS = 1_000;
 

@@ -11,6 +11,10 @@ import { isLabelName } from '../../../shared/labels.js';
 import { runNodeAgent, type NodeAgentOptions } from '../../../server/node-agent/agent.js';
 import { parseLabels } from '../../flags.js';
 import type { Deps } from '../../deps.js';
+import * as v from 'valibot';
+import { readYamlTree, YamlNumber } from '../../../config/yaml-tree.js';
+import { firstIssue } from '../../../api/schema.js';
+import { ConfigError } from '../../../errors.js';
 
 export interface NodeStartFlags {
   token?: string;
@@ -24,6 +28,52 @@ export interface NodeStartFlags {
   reload?: string;
   sshdPidFile?: string;
   insecure?: boolean;
+  config?: string;
+}
+
+const text = v.pipe(v.string('expected text'), v.minLength(1, 'is empty'));
+/** `jumpgate node start --config FILE`: the flags' keys in YAML (flags given on the command line win). */
+const NodeConfigSchema = v.strictObject(
+  {
+    token: v.optional(text),
+    token_file: v.optional(text),
+    proxy: v.optional(text),
+    name: v.optional(text),
+    addr: v.optional(text),
+    data_dir: v.optional(text),
+    labels: v.optional(v.record(v.string(), v.union([v.string(), v.pipe(v.instance(YamlNumber), v.transform((n) => n.source)), v.pipe(v.boolean(), v.transform(String))]), 'expected a mapping of label: value')),
+    label_cmd: v.optional(v.record(v.string(), text, 'expected a mapping of label: command')),
+    reload: v.optional(text),
+    sshd_pid_file: v.optional(text),
+    insecure: v.optional(v.boolean('expected true or false')),
+  },
+  (i) => `unknown key ${JSON.stringify(i.received)}; the keys are token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, insecure`,
+);
+
+/** Reads --config into flags (the command line's own flags win). @throws ConfigError naming the file, line and key */
+export function readNodeConfig(file: string): NodeStartFlags {
+  const tree = readYamlTree(readFileSync(file, 'utf8'));
+  const problem = tree.problems[0];
+  if (problem) throw new ConfigError(`${file}:${problem.line ?? '?'}`, problem.path, problem.reason);
+  const r = v.safeParse(NodeConfigSchema, tree.value ?? {});
+  if (!r.success) {
+    const { field, reason } = firstIssue(r.issues);
+    throw new ConfigError(`${file}:${tree.lineOf(field) ?? '?'}`, field, reason);
+  }
+  const c = r.output;
+  return {
+    ...(c.token !== undefined ? { token: c.token } : {}),
+    ...(c.token_file !== undefined ? { tokenFile: resolve(file, '..', c.token_file) } : {}),
+    ...(c.proxy !== undefined ? { proxy: c.proxy } : {}),
+    ...(c.name !== undefined ? { name: c.name } : {}),
+    ...(c.addr !== undefined ? { addr: c.addr } : {}),
+    ...(c.data_dir !== undefined ? { dataDir: resolve(file, '..', c.data_dir) } : {}),
+    ...(c.labels !== undefined ? { labels: Object.entries(c.labels).map(([k, val]) => `${k}=${val}`).join(',') } : {}),
+    ...(c.label_cmd !== undefined ? { labelCmd: Object.entries(c.label_cmd).map(([k, cmd]) => `${k}=${cmd}`) } : {}),
+    ...(c.reload !== undefined ? { reload: c.reload } : {}),
+    ...(c.sshd_pid_file !== undefined ? { sshdPidFile: resolve(file, '..', c.sshd_pid_file) } : {}),
+    ...(c.insecure !== undefined ? { insecure: c.insecure } : {}),
+  };
 }
 
 /** Default sshd PidFile (Debian, RHEL). */
@@ -74,7 +124,9 @@ export function nodeStartOptions(f: NodeStartFlags, deps: Pick<Deps, 'cwd' | 'en
 }
 
 /** Runs the agent until SIGINT/SIGTERM. */
-export async function run(f: NodeStartFlags, deps: Deps): Promise<void> {
+export async function run(given: NodeStartFlags, deps: Deps): Promise<void> {
+  const fromFile = given.config !== undefined ? readNodeConfig(resolve(deps.cwd, given.config)) : {};
+  const f: NodeStartFlags = { ...fromFile, ...Object.fromEntries(Object.entries(given).filter(([, val]) => val !== undefined && !(Array.isArray(val) && val.length === 0))) };
   const opts = nodeStartOptions(f, deps);
   const stop = new AbortController();
   void deps.waitForShutdown().then(() => stop.abort());
