@@ -47,7 +47,7 @@ const NodeConfigSchema = v.strictObject(
     sshd_pid_file: v.optional(text),
     insecure: v.optional(v.boolean('expected true or false')),
   },
-  (i) => `unknown key ${JSON.stringify(i.received)}; the keys are token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, insecure`,
+  (i) => `unknown key ${i.received}; the keys are token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, insecure`,
 );
 
 /** Reads --config into flags (the command line's own flags win). @throws ConfigError naming the file, line and key */
