@@ -116,8 +116,11 @@ export async function main(argv: string[]): Promise<void> {
     for (const s of sources) s.destroy();
     const afterJoins = procStat(cluster.pid);
     console.error(`${joined.length} joined in ${((Date.now() - joinStart) / 1000).toFixed(1)} s; proxy RSS ${afterJoins.rssMiB.toFixed(1)} MiB`);
+    const interval = Math.min(20, Math.floor(parseFloat(o.heartbeatTtl) / 3));
     const loops = joined.map(async (n, i) => {
-      await new Promise((r) => setTimeout(r, (i * 30_000) / joined.length / 10)); // spread the first round
+      // Agents start at different times: the first round spread over one interval (1,000 TLS handshakes at
+      // once overflow the listen backlog and reset connections).
+      await new Promise((r) => setTimeout(r, (i * interval * 1000) / joined.length));
       while (!stop) {
         try {
           const r = await post(n.agent, webPort, API.nodeHeartbeat, { name: n.name, addr: '10.0.0.1:22', labels: { env: 'load' }, state: n.state }, n.credential);
@@ -133,12 +136,12 @@ export async function main(argv: string[]): Promise<void> {
           // A kept-alive socket the server closed as the request went out: retry once at once, as HTTP clients do.
           if (!stop) {
             reconnects++;
-            if (reconnects <= 5) console.error(`heartbeat ${n.name}: ${(err as Error).message} (retrying)`);
+            if (reconnects <= 5) console.error(`heartbeat ${n.name}: ${(err as Error).message} (retrying in 2 s, as the agent does)`);
+            await new Promise((res) => setTimeout(res, 2_000));
           }
         }
       }
     });
-    const interval = Math.min(20, Math.floor(parseFloat(o.heartbeatTtl) / 3));
     await new Promise((r) => setTimeout(r, (interval + 5) * 1000));
     const a = procStat(cluster.pid);
     const hb0 = heartbeats;
@@ -163,6 +166,7 @@ export async function main(argv: string[]): Promise<void> {
     for (const n of joined) n.agent.destroy();
     await Promise.race([Promise.allSettled(loops), new Promise((r) => setTimeout(r, 2_000))]);
     if (failures > 0 || online < joined.length) process.exitCode = 1;
+    if (reconnects > 0 || failures > 0) console.error(`--- proxy log (last lines) ---\n${cluster.log().split('\n').slice(-15).join('\n')}`);
   } finally {
     stop = true;
     await cluster.stop();

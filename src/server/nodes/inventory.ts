@@ -8,8 +8,9 @@
  * The joined nodes are a cached snapshot so routing stays synchronous and
  * never waits on the database: refreshed when another process changes a node
  * (`store.watch` topic `item:node`, at most once a second), every third of
- * the heartbeat TTL (the dir backend pushes no item changes; `tctl nodes rm`
- * runs in another process), and at once for this process's own writes.
+ * the heartbeat TTL or 10 s (the dir backend pushes no item changes; `tctl
+ * nodes rm` runs in another process), and at once for this process's own
+ * heartbeats (which reach the store only every half TTL: node-service.ts).
  */
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
 import { parseHostPort } from '../../shared/address.js';
@@ -87,7 +88,7 @@ export class Inventory {
   /** Loads the joined nodes and starts following changes. */
   async start(): Promise<void> {
     await this.refresh();
-    const everyMs = Math.max(1_000, (this.deps.config.nodeAgent.heartbeatTtlSeconds * 1000) / 3);
+    const everyMs = Math.max(1_000, Math.min(10_000, (this.deps.config.nodeAgent.heartbeatTtlSeconds * 1000) / 3));
     this.timer = setInterval(() => void this.refreshQuietly(), everyMs);
     this.timer.unref();
     this.unwatch = this.deps.store.watch((topic) => {
@@ -103,7 +104,11 @@ export class Inventory {
   /** Re-reads the joined nodes from the store. */
   async refresh(): Promise<void> {
     const next = new Map<string, JoinedNode>();
-    for (const n of await readJoinedNodes(this.deps.store.items)) next.set(n.name.toLowerCase(), n);
+    for (const n of await readJoinedNodes(this.deps.store.items)) {
+      // Heartbeats this proxy took but did not store yet (node-service.ts) are newer than the stored ones.
+      const mine = this.joined.get(n.name.toLowerCase());
+      next.set(n.name.toLowerCase(), mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
+    }
     this.joined = next;
   }
 

@@ -194,11 +194,17 @@ export class NodeService {
     const p = parseShape(NodeHeartbeatRequestSchema, body);
     if (!p.ok) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid heartbeat: ${p.field}: ${p.reason}`);
     const req = p.value;
-    const node = await this.authenticate(req.name, authorization, clientAddr, 'heartbeat');
+    const { node, retired } = await this.authenticate(req.name, authorization, clientAddr, 'heartbeat');
     const labels = { ...req.labels, ...node.token_labels };
     if (Object.keys(labels).length > MAX_NODE_LABELS) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid heartbeat: labels: more than ${MAX_NODE_LABELS} with the token's`);
-    const updated: JoinedNode = { ...node, addr: formatHostPort(parseHostPort(req.addr)), labels, last_heartbeat: this.rt.clock().getTime() };
-    await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
+    const now = this.rt.clock().getTime();
+    const updated: JoinedNode = { ...node, addr: formatHostPort(parseHostPort(req.addr)), labels, last_heartbeat: now };
+    // Liveness needs no fsync per heartbeat: this proxy keeps it in memory, the store gets it once the stored one
+    // is half a TTL old (or when anything else changed), which other proxies see within a second (watch item:node).
+    const changed = updated.addr !== node.addr || JSON.stringify(updated.labels) !== JSON.stringify(node.labels) || retired;
+    if (changed || now - node.last_heartbeat >= (this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000) / 2) {
+      await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
+    }
     this.deps.inventory.noteStored(updated);
     if (req.state === this.trust.state) {
       await new Promise<void>((resolve) => {
@@ -223,7 +229,7 @@ export class NodeService {
   async renew(body: unknown, authorization: string | undefined, clientAddr: string): Promise<NodeRenewResponse> {
     const p = parseShape(NodeRenewRequestSchema, body);
     if (!p.ok) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid renewal: ${p.field}: ${p.reason}`);
-    const node = await this.authenticate(p.value.name, authorization, clientAddr, 'renew');
+    const { node } = await this.authenticate(p.value.name, authorization, clientAddr, 'renew');
     const publicKey = this.parseKey(p.value.public_key);
     if (formatPublicKeyLine(publicKey) !== node.host_key) {
       throw new ApiRequestError(400, 'NODE_KEY_CHANGED', `a renewal certifies the key ${node.name} joined with; to use a new host key, remove the node (\`tctl nodes rm ${node.name}\`) and join again`);
@@ -248,7 +254,7 @@ export class NodeService {
   }
 
   /** The stored node whose credential `authorization` carries; the newest credential's first use retires the previous. */
-  private async authenticate(name: string, authorization: string | undefined, clientAddr: string, stage: 'heartbeat' | 'renew'): Promise<JoinedNode> {
+  private async authenticate(name: string, authorization: string | undefined, clientAddr: string, stage: 'heartbeat' | 'renew'): Promise<{ node: JoinedNode; retired: boolean }> {
     const refuse = (why: string) => {
       const over = this.limiter.take(clientAddr, this.rt.clock().getTime());
       this.failed(stage, why, clientAddr, name);
@@ -265,8 +271,8 @@ export class NodeService {
     const given = Buffer.from(hashCredential(secret), 'hex');
     const match = item.value.credentials.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), given));
     if (match < 0) throw refuse('wrong node credential');
-    if (match === 0 && item.value.credentials.length > 1) return { ...item.value, credentials: [item.value.credentials[0]!] };
-    return item.value;
+    if (match === 0 && item.value.credentials.length > 1) return { node: { ...item.value, credentials: [item.value.credentials[0]!] }, retired: true };
+    return { node: item.value, retired: false };
   }
 
   private parseKey(line: string): PublicKey {
