@@ -40,7 +40,7 @@ import {
 import { API } from '../../api/types.js';
 import { UserError } from '../../errors.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../../shared/address.js';
-import { looksLikeKrl } from '../../sshcert/krl.js';
+import { parseKrl } from '../../sshcert/krl.js';
 import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, parseOpenSSHPrivateKey, type Certificate, type PublicKey } from '../../sshcert/index.js';
 import { stageFile } from '../../util/atomic-write.js';
 import { printable } from '../../util/printable.js';
@@ -242,7 +242,11 @@ class NodeAgent {
 
   private krl(b64: string): Buffer {
     const krl = Buffer.from(b64, 'base64');
-    if (!looksLikeKrl(krl)) throw new UserError('NODE_BAD_KRL', 'the proxy sent a revocation list that is not an OpenSSH KRL; kept the old one');
+    try {
+      parseKrl(krl); // sshd refuses every key with a RevokedKeys file it cannot read
+    } catch (err) {
+      throw new UserError('NODE_BAD_KRL', `the proxy sent a revocation list that is not an OpenSSH KRL (${(err as Error).message}); kept the old one`);
+    }
     return krl;
   }
 

@@ -8,7 +8,7 @@
  * The joined nodes are a cached snapshot so routing stays synchronous and
  * never waits on the database: refreshed when another process changes a node
  * (`store.watch` topic `item:node`, at most once a second), every third of
- * the heartbeat TTL or 10 s (the dir backend pushes no item changes; `tctl
+ * the heartbeat TTL (the dir backend pushes no item changes; `tctl
  * nodes rm` runs in another process), and at once for this process's own
  * heartbeats (which reach the store only every half TTL: node-service.ts).
  */
@@ -88,7 +88,7 @@ export class Inventory {
   /** Loads the joined nodes and starts following changes. */
   async start(): Promise<void> {
     await this.refresh();
-    const everyMs = Math.max(1_000, Math.min(10_000, (this.deps.config.nodeAgent.heartbeatTtlSeconds * 1000) / 3));
+    const everyMs = Math.max(1_000, (this.deps.config.nodeAgent.heartbeatTtlSeconds * 1000) / 3);
     this.timer = setInterval(() => void this.refreshQuietly(), everyMs);
     this.timer.unref();
     this.unwatch = this.deps.store.watch((topic) => {

@@ -26,7 +26,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { NodeHeartbeatResponse, NodeJoinResponse, NodeRenewResponse } from '../../api/types.js';
 import { MAX_NODE_LABELS, NodeHeartbeatRequestSchema, NodeJoinRequestSchema, NodeRenewRequestSchema, parseShape } from '../../api/schema.js';
 import { parseHostPort, formatHostPort } from '../../shared/address.js';
-import { encodeEmptyKrl } from '../../sshcert/krl.js';
+import { encodeKrl, parseKrl } from '../../sshcert/krl.js';
+import { currentKrl } from '../auth/revocation.js';
 import { encodeCertificateLine, formatPublicKeyLine, fingerprintSha256, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
 import { ApiRequestError } from '../auth/login.js';
 import { issueHostCertificate } from '../auth/issuer.js';
@@ -44,8 +45,17 @@ export const MAX_HEARTBEAT_HOLD_SECONDS = 20;
 /** How often the trust material is compared with the last one (changes reach held heartbeats this fast). */
 export const STATE_CHECK_MS = 1_000;
 
-/** The KRL every node gets until locks exist (the `locks` branch replaces `krl` with its server function). */
-const EMPTY_KRL = encodeEmptyKrl({ version: 0n, generatedAt: new Date(0), comment: 'jumpgate' });
+/** How often the KRL is rebuilt from the locks (auth/revocation.ts currentKrl): lock changes reach nodes within this plus a second. */
+export const KRL_REFRESH_MS = 3_000;
+
+/** The KRL before the first build: revokes nothing. */
+const EMPTY_KRL = encodeKrl({ version: 0n, generatedDate: 0n, comment: 'jumpgate locks', certificates: [], explicitKeys: [], sha256: [] });
+
+/** What a KRL revokes, without its header (version and date change on every build). */
+function krlContent(krl: Buffer): string {
+  const k = parseKrl(krl);
+  return JSON.stringify({ c: k.certificates.map((c) => ({ ca: c.caKey?.toString('base64'), s: c.serials.map(String), r: (c.ranges ?? []).map((r) => r.map(String)), k: c.keyIds })), e: k.explicitKeys.map((b) => b.toString('base64')), h: k.sha256.map((b) => b.toString('base64')) });
+}
 
 /** What nodes are sent to keep sshd current, and its state id. */
 interface Trust {
@@ -57,7 +67,7 @@ interface Trust {
 export interface NodeServiceDeps {
   rt: ServerRuntime;
   inventory: Inventory;
-  /** The current KRL bytes (PROTOCOL.krl); default: an empty one. */
+  /** The current KRL bytes (PROTOCOL.krl); default: auth/revocation.ts currentKrl, rebuilt every KRL_REFRESH_MS. */
   krl?: () => Buffer;
 }
 
@@ -67,11 +77,30 @@ export class NodeService {
   private trust: Trust;
   private waiters = new Set<() => void>();
   private timer: NodeJS.Timeout;
+  private krlTimer: NodeJS.Timeout | undefined;
+  /** The KRL sent to nodes: replaced only when what it revokes changes (so nodes are not woken by a new date). */
+  private krl: { bytes: Buffer; content: string } = { bytes: EMPTY_KRL, content: krlContent(EMPTY_KRL) };
 
   constructor(private readonly deps: NodeServiceDeps) {
     this.trust = this.currentTrust();
     this.timer = setInterval(() => this.checkTrust(), STATE_CHECK_MS);
     this.timer.unref();
+    if (!deps.krl) {
+      void this.refreshKrl();
+      this.krlTimer = setInterval(() => void this.refreshKrl(), KRL_REFRESH_MS);
+      this.krlTimer.unref();
+    }
+  }
+
+  /** Rebuilds the KRL from the locks; keeps the last one when the store cannot be read. */
+  async refreshKrl(): Promise<void> {
+    try {
+      const bytes = Buffer.from(await currentKrl(this.rt));
+      const content = krlContent(bytes);
+      if (content !== this.krl.content) this.krl = { bytes, content };
+    } catch (err) {
+      this.rt.log.warn(`nodes: cannot rebuild the revocation list (nodes keep the last one): ${(err as Error).message}`);
+    }
   }
 
   private get rt(): ServerRuntime {
@@ -85,7 +114,7 @@ export class NodeService {
 
   private currentTrust(): Trust {
     const userCa = this.rt.ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey, `jumpgate user CA ${this.rt.config.clusterName}`));
-    const krl = (this.deps.krl?.() ?? EMPTY_KRL).toString('base64');
+    const krl = (this.deps.krl?.() ?? this.krl.bytes).toString('base64');
     const state = createHash('sha256').update(userCa.join('\n')).update('\0').update(krl).digest('base64url').slice(0, 22);
     return { state, user_ca: userCa, krl };
   }
@@ -286,6 +315,7 @@ export class NodeService {
   /** Releases every held heartbeat and stops the state timer. */
   close(): void {
     clearInterval(this.timer);
+    clearInterval(this.krlTimer);
     for (const w of [...this.waiters]) w();
     this.waiters.clear();
   }
