@@ -20,6 +20,7 @@ import type { PendingLimits } from './auth/pending-logins.js';
 import { openStateBackend, type StateBackend } from './storage/index.js';
 import { OidcConnector } from './auth/oidc.js';
 import { startWebApi, type WebLimits } from './proxy/web.js';
+import { NodeAccess } from './proxy/node-access.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
 import type { RunningService, ServerLog, ServerRuntime } from './runtime.js';
 import { API } from '../api/types.js';
@@ -30,8 +31,8 @@ export interface StartOptions {
   clock: () => Date;
   log: ServerLog;
   env: Record<string, string | undefined>;
-  /** Starts the SSH proxy service (server/proxy/ssh-proxy.ts). */
-  startSshProxy: (rt: ServerRuntime, listen: HostPort) => Promise<RunningService>;
+  /** Starts the SSH proxy service (server/proxy/ssh-proxy.ts) with the process's one NodeAccess (shared with the TLS route). */
+  startSshProxy: (rt: ServerRuntime, listen: HostPort, opts: { access: NodeAccess }) => Promise<RunningService>;
   /** Overrides of the HTTPS API's limits (tests use short timeouts); default WEB_LIMITS. */
   webLimits?: Partial<WebLimits>;
   /** Overrides the login start rate limit; default LOGIN_RATE_LIMIT. */
@@ -148,13 +149,15 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate, opts.pendingLimits);
   const headless = new HeadlessLoginService(rt, rt.store.items, oidc, publicAddrs);
 
-  const started: RunningService[] = [];
+  // One authorisation, one set of per-user limits, for the SSH port and the web port's TLS route.
+  const access = new NodeAccess(rt);
+  const started: RunningService[] = [{ port: 0, close: async () => access.close() }];
   let web: Awaited<ReturnType<typeof startWebApi>> | undefined;
   try {
     web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, nodes, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
     started.push(web);
     webPort = web.port;
-    const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr);
+    const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr, { access });
     started.push(ssh);
     sshPort = ssh.port;
   } catch (err) {

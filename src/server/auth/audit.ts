@@ -149,7 +149,8 @@ export interface SessionStartEvent {
   node: string;
   node_addr: string;
   client_addr: string;
-  via: 'subsystem' | 'direct-tcpip';
+  /** How the client reached the proxy: an SSH channel (subsystem, direct-tcpip) or the web port's TLS route. */
+  via: 'subsystem' | 'direct-tcpip' | 'tls-routing';
 }
 
 /** `session.end`: that session closed, with its byte counts. */

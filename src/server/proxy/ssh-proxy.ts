@@ -44,21 +44,21 @@
  *   (MAX_PACKET_SIZE in ssh2/lib/protocol/crypto.js, the minimum RFC 4253 §6.1
  *   asks every implementation to accept). Beyond either ssh2 ends the connection.
  */
-import { createServer, connect as netConnect, type NetConnectOpts, type Server as NetServer, type Socket } from 'node:net';
-import { randomUUID } from 'node:crypto';
-import type { Duplex } from 'node:stream';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
+import type { Duplex } from 'node:stream';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
-import { formatHostPort, type HostPort, type NodeConfig } from '../../config/index.js';
+import { formatHostPort, type HostPort } from '../../config/index.js';
 import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, parseCertificate, type Certificate } from '../../sshcert/index.js';
 import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
-import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
+import { claimedIdentity } from '../auth/audit.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import { inventoryNodes, type RunningService, type ServerRuntime } from '../runtime.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
-import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
-import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
+import { parseProxySubsystem, reachableNodes } from './routing.js';
+import { isRefusal, type Slot } from './session-limits.js';
+import { NodeAccess, RELAY_BUFFER_BYTES, type Requester, type Who } from './node-access.js';
 import { acceptProxied, refusalReporter } from './proxy-protocol.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
@@ -75,20 +75,8 @@ export const MAX_UNAUTHENTICATED = 4_096;
 export const MAX_AUTH_FAILURES = 6;
 /** Authentication requests of any outcome per connection ("none" not counted): each one costs signature checks. */
 export const MAX_AUTH_REQUESTS = 20;
-/** How long dialling a node may take. */
-export const NODE_DIAL_TIMEOUT_MS = 10_000;
 /** Lifetime of the proxy's own host certificate; re-signed when less than half is left. */
 const HOST_CERT_TTL_SECONDS = 24 * 3600;
-/** How long the proxy waits for a session.end to be stored before closing a channel the node ended anyway. */
-const SESSION_END_AUDIT_WAIT_MS = 5_000;
-/**
- * Stream buffers on the relay. Node's default (16 KiB) makes the relay stall
- * between SSH window adjustments; 1 MiB was measured to lift a 1 GiB transfer
- * from ~150 to ~190-250 MB/s (FACTS.md). It is a ceiling, not an allocation:
- * a stream holds only what is queued, so an idle session costs nothing for it
- * (npm run load: 1,000 idle sessions, same RSS with 16 KiB and with 1 MiB).
- */
-const RELAY_BUFFER_BYTES = 1 << 20;
 /**
  * chacha20-poly1305 first: with ssh2's native binding it relays faster than
  * AES-GCM (FACTS.md); the AES modes stay for clients that prefer them.
@@ -104,6 +92,8 @@ export interface SshProxyOptions {
   maxUnauthenticated?: number;
   maxAuthFailures?: number;
   maxAuthRequests?: number;
+  /** The authorisation and relay shared with the TLS route (server/index.ts makes one per process); default: a new one, closed with the service. */
+  access?: NodeAccess;
 }
 
 interface Limits {
@@ -146,7 +136,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
   let lastLimitWarning = 0;
   let identity: HostIdentity | undefined;
   let port = listen.port;
-  const limiter = new SessionLimiter(() => rt.config.proxy.limits, (e) => auditOrWarn(rt, e));
+  const access = opts.access ?? new NodeAccess(rt);
 
   // Names clients connect to the proxy by; ssh checks the certificate's principals against them.
   const principals = () =>
@@ -192,7 +182,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
         algorithms: { cipher: CIPHERS as ssh2.CipherAlgorithm[] },
         ident: 'Jumpgate',
       },
-      (conn, info) => handleConnection(rt, conn, info, limits, limiter),
+      (conn, info) => handleConnection(rt, conn, info, limits, access),
     );
     if (identity) rt.log.info(`ssh proxy: host certificate re-signed (host CA key ${signer.id})`);
     identity = { caKeyId: signer.id, validBefore: Number(cert.validBefore), server };
@@ -294,7 +284,7 @@ export async function startSshProxy(rt: ServerRuntime, listen: HostPort, opts: S
       new Promise<void>((resolve) => {
         net.close(() => resolve());
         for (const s of sockets) s.destroy();
-        limiter.close();
+        if (!opts.access) access.close();
       }),
   };
 }
@@ -321,7 +311,7 @@ interface Denial {
   login: string;
 }
 
-function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits, limiter: SessionLimiter): void {
+function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo, limits: Limits, access: NodeAccess): void {
   const clientAddr = formatHostPort({ host: info.ip ?? 'unknown', port: info.port ?? 0 });
   const socket = (conn as unknown as { _sock: Socket })._sock;
   let cert: Certificate | undefined;
@@ -370,14 +360,14 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         clientAddress: info.ip ?? '',
         loginCommand,
       });
-      const sel = certificateSelectors(rt.config, c);
+      const sel = access.identify(c);
       if ('ok' in sel) {
         denial = { code: sel.code, message: sel.message, user: c.keyId, login: ctx.username };
         banner(sel.message);
         return reject();
       }
       if (ctx.signature !== undefined) {
-        const slot = limiter.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
+        const slot = access.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
         if (isRefusal(slot)) {
           // Audited by the limiter (aggregated); the connection has nothing else to offer.
           banner(slot.message);
@@ -423,7 +413,8 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     if (socket) handshakes.get(socket)?.();
     const who: Who = { user: cert!.keyId, login, clientAddr };
     rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
-    const channels = limiter.channels(who);
+    const channels = access.limiter.channels(who);
+    const requester: Requester = { who, cert: cert!, selectors };
 
     conn.on('session', (accept, reject) => {
       const chSlot = channels.admit();
@@ -465,23 +456,26 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         if (!ch) return;
         ch.once('close', () => chSlot.release());
         const target = parseProxySubsystem(req.name);
-        const route = 'ok' in target ? target : routeToNode(rt.config, selectors, target.host, target.port, inventoryNodes(rt));
+        if ('ok' in target) access.deny(who, req.name, target);
+        const route = 'ok' in target ? target : access.authorizeNodeRoute(requester, target.host, target.port);
         if (!route.ok) {
-          deny(rt, who, 'ok' in target ? req.name : target.host, route);
           ch.stderr.write(`jumpgate proxy: ${route.message}\n`);
           ch.exit(route.code === 'BAD_REQUEST' ? 2 : 1);
           ch.end();
           return;
         }
-        const slot = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
-        if (isRefusal(slot)) {
-          ch.stderr.write(`jumpgate proxy: ${slot.message}\n`);
-          ch.exit(1);
-          ch.end();
-          return;
-        }
-        dialNode(route.node)
-          .then((sock) => void relay(rt, who, route.node, 'subsystem', ch, sock, slot))
+        const { slot } = route;
+        const client = {
+          stream: ch as unknown as Duplex,
+          refuse: (message: string) => {
+            ch.stderr.write(`jumpgate proxy: ${message}\n`);
+            ch.exit(1);
+            ch.end();
+          },
+        };
+        access
+          .dial(route.node)
+          .then((sock) => void access.relay(who, route.node, 'subsystem', client, sock, slot))
           .catch((err: Error) => {
             slot.release();
             rt.log.warn(`ssh proxy: ${who.user}: cannot reach ${route.node.name} (${formatHostPort(route.node.addr)}): ${err.message}`);
@@ -495,31 +489,28 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
     conn.on('tcpip', (accept, reject, req) => {
       const chSlot = channels.admit();
       if (isRefusal(chSlot)) return rejectWithReason(conn, reject, chSlot.message);
-      const route = routeToNode(rt.config, selectors, req.destIP, req.destPort, inventoryNodes(rt));
+      const route = access.authorizeNodeRoute(requester, req.destIP, req.destPort);
       if (!route.ok) {
         chSlot.release();
-        deny(rt, who, req.destIP, route);
         return rejectWithReason(conn, reject, route.message);
       }
-      const admitted = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
-      if (isRefusal(admitted)) {
-        chSlot.release();
-        return rejectWithReason(conn, reject, admitted.message);
-      }
+      const admitted = route.slot;
       const slot: Slot = {
         release: () => {
           admitted.release();
           chSlot.release();
         },
       };
-      dialNode(route.node)
+      access
+        .dial(route.node)
         .then((sock) => {
           const ch = accept();
           if (!ch) {
             slot.release();
             return void sock.destroy();
           }
-          void relay(rt, who, route.node, 'direct-tcpip', ch, sock, slot);
+          const client = { stream: ch as unknown as Duplex, refuse: () => ch.end() };
+          void access.relay(who, route.node, 'direct-tcpip', client, sock, slot);
         })
         .catch((err: Error) => {
           slot.release();
@@ -530,41 +521,12 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   });
 }
 
-interface Who {
-  user: string;
-  login: string;
-  clientAddr: string;
-}
-
 function keyIdOf(blob: Buffer): string | undefined {
   try {
     return parseCertificate(blob).keyId;
   } catch {
     return undefined;
   }
-}
-
-function deny(rt: ServerRuntime, who: Who, requested: string, refusal: Refusal): void {
-  auditOrWarn(rt, {
-    event: 'access.denied',
-    stage: 'routing',
-    user: who.user,
-    login: who.login,
-    node: requested,
-    client_addr: who.clientAddr,
-    code: refusal.code,
-    reason: refusal.message,
-  });
-}
-
-/**
- * For events of something that already happened or is refused anyway: a full
- * disk or a lost database is a WARN, never a crash or an unhandled rejection
- * in an ssh2 event handler. Resolves when the event is stored or the warning
- * written.
- */
-function auditOrWarn(rt: ServerRuntime, event: AuditEvent): Promise<void> {
-  return rt.audit.emit(event).catch((err: Error) => rt.log.warn(`ssh proxy: ${err.message}`));
 }
 
 /**
@@ -586,131 +548,3 @@ function rejectWithReason(conn: Connection, reject: () => void, description: str
   }
 }
 
-/**
- * Opens TCP to a node's sshd. Directly, never through HTTPS_PROXY: nodes sit
- * on the proxy's own network (that is what a bastion is for), the inventory
- * addresses are internal, and a corporate HTTP proxy in the server's
- * environment is meant for its calls out (the IdP), not for them.
- */
-function dialNode(node: NodeConfig): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    // highWaterMark is passed through to the stream (Node >= 18); @types/node omits it from the connect options.
-    const sock = netConnect({ host: node.addr.host, port: node.addr.port, noDelay: true, highWaterMark: RELAY_BUFFER_BYTES } as NetConnectOpts);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no answer within ${NODE_DIAL_TIMEOUT_MS / 1000} s`));
-    }, NODE_DIAL_TIMEOUT_MS);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      resolve(sock);
-    });
-    sock.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'EHOSTUNREACH' ? 'host unreachable' : err.message));
-    });
-  });
-}
-
-/**
- * Joins an SSH channel and a node socket with back-pressure both ways
- * (pipe: a full socket pauses the channel, which withholds the SSH window),
- * counts the bytes, audits the session from start to end, and releases the
- * session's limit slot (session-limits.ts) when it ends.
- *
- * Audit order: session.start is stored before any byte moves (neither stream
- * is read until then: both buffer); refused if it cannot be (fail closed).
- * When the node hangs up first, session.end is stored (waiting at most
- * SESSION_END_AUDIT_WAIT_MS) before the client's channel is closed; when the
- * client goes first, it is written after. Never rejects.
- */
-async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsystem' | 'direct-tcpip', ch: ServerChannel, sock: Socket, slot: Slot): Promise<void> {
-  const sessionId = randomUUID();
-  const started = Date.now();
-  let toNode = 0;
-  let fromNode = 0;
-  const chan = ch as unknown as Duplex;
-  // Either side may go away while session.start is being stored: note it now, act on it after.
-  let clientGone = false;
-  let nodeGone = false;
-  const onClientClose = () => (clientGone = true);
-  const onNodeClose = () => (nodeGone = true);
-  ch.once('close', onClientClose);
-  sock.once('close', onNodeClose);
-  sock.on('error', (err) => rt.log.debug(`ssh proxy: session ${sessionId}: node socket: ${err.message}`));
-  chan.on('error', (err: Error) => rt.log.debug(`ssh proxy: session ${sessionId}: channel: ${err.message}`));
-  try {
-    await rt.audit.emit({
-      event: 'session.start',
-      session_id: sessionId,
-      user: who.user,
-      login: who.login,
-      node: node.name,
-      node_addr: formatHostPort(node.addr),
-      client_addr: who.clientAddr,
-      via,
-    });
-  } catch (err) {
-    // Fail closed: no session the audit log does not hold.
-    slot.release();
-    rt.log.warn(`ssh proxy: ${who.user}: session to ${node.name} refused: ${(err as Error).message}`);
-    sock.destroy();
-    if (via === 'subsystem' && !clientGone) {
-      ch.stderr.write('jumpgate proxy: the proxy cannot write its audit log; the session was refused\n');
-      ch.exit(1);
-    }
-    ch.end();
-    return;
-  }
-  ch.removeListener('close', onClientClose);
-  sock.removeListener('close', onNodeClose);
-  chan.on('data', (b: Buffer) => (toNode += b.length));
-  sock.on('data', (b: Buffer) => (fromNode += b.length));
-  chan.pipe(sock);
-  // Not `end: true`: the channel is closed only once session.end is stored (nodeEnded).
-  sock.pipe(chan, { end: false });
-
-  let ended: Promise<void> | undefined;
-  const end = (): Promise<void> => {
-    ended ??= (() => {
-      slot.release();
-      return auditOrWarn(rt, {
-        event: 'session.end',
-        session_id: sessionId,
-        user: who.user,
-        login: who.login,
-        node: node.name,
-        client_addr: who.clientAddr,
-        bytes_to_node: toNode,
-        bytes_from_node: fromNode,
-        duration_ms: Date.now() - started,
-      });
-    })();
-    return ended;
-  };
-  // The node hung up: what it said is already queued on the channel (its data
-  // came before its end); store session.end, then end the channel (ssh2 sends
-  // EOF and CLOSE). A reset socket never emits 'end', hence 'close'.
-  let nodeEnded = false;
-  let clientClosed = false;
-  const nodeDone = () => {
-    if (nodeEnded) return;
-    nodeEnded = true;
-    const stored = clientClosed ? end() : Promise.race([end(), new Promise<void>((r) => setTimeout(r, SESSION_END_AUDIT_WAIT_MS).unref())]);
-    void stored.then(() => {
-      if (!chan.writableEnded) chan.end();
-    });
-  };
-  sock.once('end', nodeDone);
-  sock.once('close', nodeDone);
-  // The client went away: let the socket flush what it already took, then give up on it.
-  const clientDone = () => {
-    clientClosed = true;
-    sock.end();
-    setTimeout(() => sock.destroy(), 5_000).unref();
-    void end();
-  };
-  ch.once('close', clientDone);
-  if (clientGone) clientDone();
-  if (nodeGone) nodeDone();
-}
