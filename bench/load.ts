@@ -639,4 +639,6 @@ async function coordinator(o: Opts): Promise<void> {
 }
 
 if (process.argv.includes('--worker')) await worker();
+// --agents N: simulated node agents heartbeating (bench/node-agents.ts).
+else if (process.argv.includes('--agents')) await (await import('./node-agents.js')).main(process.argv.slice(2));
 else await coordinator(parseArgs(process.argv.slice(2)));

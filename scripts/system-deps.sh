@@ -46,6 +46,7 @@ haproxy                           haproxy          tests
 asciinema                         asciinema        tests
 /usr/lib/postgresql/*/bin/initdb  postgresql       tests
 /usr/lib/wine/wine64              wine64           tests
+systemd-analyze                   systemd          tests
 '
 
 found() {

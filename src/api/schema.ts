@@ -11,6 +11,13 @@
  */
 import * as v from 'valibot';
 import { isClusterName, isPlainHostName, isPlainHostPort, isPlainToken } from './names.js';
+import { isHostname } from '../shared/address.js';
+import { isLabelName } from '../shared/labels.js';
+
+/** A node name: the same rule as the static inventory's (config nodes[].name, shared/address.ts isHostname). */
+export function isNodeName(text: string): boolean {
+  return isHostname(text) && !text.endsWith('.');
+}
 
 /** Longest ttl_seconds a client may ask for (the server's roles cap it far lower). */
 export const MAX_TTL_REQUEST_SECONDS = 365 * 24 * 3600;
@@ -263,3 +270,115 @@ export function parseShape<S extends v.GenericSchema>(schema: S, value: unknown)
   const r = v.safeParse(schema, value);
   return r.success ? { ok: true, value: r.output } : { ok: false, ...firstIssue(r.issues) };
 }
+
+/*
+ * Nodes that join (`jumpgate node start`, server/nodes/): join with a token,
+ * then heartbeat and renew with the node credential. The agent parses every
+ * answer with these too.
+ */
+
+/** Most labels a node may send (token labels included). */
+export const MAX_NODE_LABELS = 32;
+/** Longest label value. */
+export const MAX_LABEL_VALUE = 256;
+/** Longest revocation list a node accepts (base64 of the KRL: sshd reads it at every connection). */
+export const MAX_KRL_BYTES = 1024 * 1024;
+/** Most user CA keys one answer may carry. */
+export const MAX_USER_CA_KEYS = 16;
+/** Longest time the server holds a heartbeat waiting for a change (seconds). */
+export const MAX_HEARTBEAT_WAIT_SECONDS = 1200;
+
+const nodeName = v.pipe(
+  v.string('expected a node name'),
+  v.check(isNodeName, 'not a node name: letters, digits, "-" and "." like a host name (at most 253), not all digits'),
+);
+const labelMap = v.pipe(
+  v.record(
+    v.pipe(v.string(), v.check(isLabelName, 'not a label name: letters, digits, "-", "_", "." and "/"')),
+    v.pipe(
+      v.string('expected a label value'),
+      v.minLength(1, 'is empty'),
+      v.maxLength(MAX_LABEL_VALUE, `longer than ${MAX_LABEL_VALUE} characters`),
+      v.regex(/^[ -~]+$/, 'not printable ASCII'),
+    ),
+    'expected a mapping of label names to values',
+  ),
+  v.check((m) => Object.keys(m).length <= MAX_NODE_LABELS, `has more than ${MAX_NODE_LABELS} labels`),
+);
+/** The node credential: 32 random bytes, base64url (the server keeps only its SHA-256). */
+const nodeCredential = base64url32('expected the node credential (32 bytes, base64url)');
+const keyLines = (max: number) => v.pipe(v.array(keyLine, 'expected a list of key lines'), v.minLength(1, 'is empty'), v.maxLength(max, `has more than ${max} keys`));
+const krlBase64 = v.pipe(
+  v.string('expected a base64 KRL'),
+  v.maxLength(Math.ceil(MAX_KRL_BYTES / 3) * 4, `longer than ${MAX_KRL_BYTES} bytes`),
+  v.regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64'),
+);
+
+/** POST /v1/nodes/join: a node's first call, with a join token (tctl tokens add). */
+export const NodeJoinRequestSchema = v.object(
+  {
+    token: v.pipe(v.string('expected a join token'), v.regex(/^[A-Za-z0-9_-]{16,128}$/, 'not a join token (as printed by tctl tokens add)')),
+    name: nodeName,
+    /** host:port the proxy dials (the node's sshd). */
+    addr: hostPort,
+    labels: labelMap,
+    /** The node's host public key, made on the node; its private half never leaves it. */
+    public_key: keyLine,
+  },
+  'expected a JSON object',
+);
+
+/** What a node needs to keep its sshd current, in every join, renew and (when changed) heartbeat answer. */
+const nodeTrust = {
+  /** Every trusted user CA key (during a rotation: new and old): sshd's TrustedUserCAKeys. */
+  user_ca: keyLines(MAX_USER_CA_KEYS),
+  /** The current key revocation list (PROTOCOL.krl), base64: sshd's RevokedKeys. */
+  krl: krlBase64,
+  /** Changes whenever user_ca or krl does; the agent sends it back in its heartbeat. */
+  state: v.pipe(v.string('expected a state'), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a state id')),
+};
+
+export const NodeJoinResponseSchema = v.object({
+  cluster_name: clusterName,
+  /** The host certificate for the sent key (principals: the name, name.<cluster>, the address's host). */
+  host_certificate: keyLine,
+  /** The node credential for every later call (Authorization: Bearer); renewed with the host certificate. */
+  credential: nodeCredential,
+  /** Seconds between heartbeats (a third of node_agent.heartbeat_ttl). */
+  heartbeat_interval_seconds: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_HEARTBEAT_WAIT_SECONDS)),
+  ...nodeTrust,
+});
+
+/** POST /v1/nodes/heartbeat (Authorization: Bearer <credential>): alive, and what changed since `state`. */
+export const NodeHeartbeatRequestSchema = v.object(
+  {
+    name: nodeName,
+    addr: hostPort,
+    labels: labelMap,
+    /** The state of the last answer ('' = none): the server holds the request until it changes or the interval passes. */
+    state: v.pipe(v.string('expected a state'), v.regex(/^[A-Za-z0-9_-]{0,64}$/, 'not a state id')),
+  },
+  'expected a JSON object',
+);
+
+/** Either nothing changed (`state` only), or the new trust material. */
+export const NodeHeartbeatResponseSchema = v.object({
+  state: nodeTrust.state,
+  user_ca: v.optional(nodeTrust.user_ca),
+  krl: v.optional(nodeTrust.krl),
+  heartbeat_interval_seconds: NodeJoinResponseSchema.entries.heartbeat_interval_seconds,
+});
+
+/** POST /v1/nodes/renew (Authorization: Bearer <credential>): a new host certificate and a new credential. */
+export const NodeRenewRequestSchema = v.object(
+  {
+    name: nodeName,
+    public_key: keyLine,
+  },
+  'expected a JSON object',
+);
+
+export const NodeRenewResponseSchema = v.object({
+  host_certificate: keyLine,
+  credential: nodeCredential,
+});

@@ -3,7 +3,7 @@
  * names are snake_case on the wire.
  */
 import type * as v from 'valibot';
-import type { ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema, RecordingListResponseSchema, RecordingSummarySchema } from './schema.js';
+import type { NodeHeartbeatRequestSchema, NodeHeartbeatResponseSchema, NodeJoinRequestSchema, NodeJoinResponseSchema, NodeRenewRequestSchema, NodeRenewResponseSchema, ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema, RecordingListResponseSchema, RecordingSummarySchema } from './schema.js';
 
 export const API = {
   ping: '/v1/ping',
@@ -17,6 +17,9 @@ export const API = {
   recordings: '/v1/recordings',
   /** GET `${recording}<session id>`: the asciicast file (application/x-asciicast), streamed. */
   recording: '/v1/recordings/',
+  nodeJoin: '/v1/nodes/join',
+  nodeHeartbeat: '/v1/nodes/heartbeat',
+  nodeRenew: '/v1/nodes/renew',
 } as const;
 
 // The shapes are declared once, as valibot schemas (api/schema.ts): both
@@ -52,3 +55,11 @@ export type RecordingSummary = v.InferOutput<typeof RecordingSummarySchema>;
 
 /** Errors from the API: JSON with a stable code. */
 export type ApiError = v.InferOutput<typeof ApiErrorSchema>;
+
+/** POST /v1/nodes/join, /v1/nodes/heartbeat, /v1/nodes/renew (jumpgate node start). */
+export type NodeJoinRequest = v.InferOutput<typeof NodeJoinRequestSchema>;
+export type NodeJoinResponse = v.InferOutput<typeof NodeJoinResponseSchema>;
+export type NodeHeartbeatRequest = v.InferOutput<typeof NodeHeartbeatRequestSchema>;
+export type NodeHeartbeatResponse = v.InferOutput<typeof NodeHeartbeatResponseSchema>;
+export type NodeRenewRequest = v.InferOutput<typeof NodeRenewRequestSchema>;
+export type NodeRenewResponse = v.InferOutput<typeof NodeRenewResponseSchema>;

@@ -3,7 +3,7 @@ import { Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { baseProgram, parseList, runMain, type ProgramBuilder } from './main.js';
-import { flagDuration } from './flags.js';
+import { flagDuration, parseLabels } from './flags.js';
 import { openServerContext, type ServerContext } from './server-context.js';
 import type { Deps } from './deps.js';
 import * as authExport from './commands/tctl/auth-export.js';
@@ -11,6 +11,7 @@ import * as authSign from './commands/tctl/auth-sign.js';
 import * as authRotate from './commands/tctl/auth-rotate.js';
 import * as nodesLs from './commands/tctl/nodes-ls.js';
 import * as lockCmd from './commands/tctl/lock.js';
+import * as tokens from './commands/tctl/tokens.js';
 import * as auditLs from './commands/tctl/audit-ls.js';
 import * as storageMigrate from './commands/tctl/storage-migrate.js';
 import * as storageRekey from './commands/tctl/storage-rekey.js';
@@ -25,6 +26,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl auth sign --host=node1,node1.example.test --format=openssh --out=/etc/ssh/jumpgate_host_key',
     'tctl auth sign --user=alice --roles=user --format=openssh --out=./alice --ttl=1h',
     'tctl auth rotate --type=user --grace-period=30h',
+    'tctl tokens add --type=node --ttl=1h --labels=env=prod',
     'tctl nodes ls --format=json',
     'tctl lock add --user=alice --ttl=24h --message="laptop stolen, call IT"',
     'tctl auth export --type=krl --out=/etc/ssh/revoked.krl',
@@ -150,6 +152,48 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .action(async function (this: typeof recordings, sessionId: string, o: { out?: string }) {
       const cmd = await import('./commands/tctl/recordings.js');
       await withContext(this, (ctx) => cmd.runExport({ sessionId, ...(o.out !== undefined ? { out: resolve(deps.cwd, o.out) } : {}) }, ctx, deps));
+    });
+
+  nodes
+    .command('rm')
+    .description('remove a joined node: its credential is refused from now on and it leaves the inventory')
+    .argument('<name>', 'the node name')
+    .action(async function (this: typeof nodes, name: string) {
+      await withContext(this, (ctx) => nodesLs.rm(name, ctx, deps));
+    });
+
+  const tokenCmd = program.command('tokens').description('join tokens for `jumpgate node start`');
+  tokenCmd
+    .command('add')
+    .description('make a join token and print the `jumpgate node start` line that uses it')
+    .addOption(new Option('--type <type>', 'what joins with it').choices(['node']).makeOptionMandatory())
+    .option('--ttl <duration>', 'how long the token may be used (default 30m, at most 7d)')
+    .option('--labels <labels>', 'labels every node joining with it gets, e.g. env=prod,rack=r12')
+    .option('--reusable', 'usable by many nodes until it expires (default: single use)', false)
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof tokenCmd, o: { type: 'node'; ttl?: string; labels?: string; reusable: boolean; format: 'text' | 'json' }) {
+      const opts: tokens.TokensAddOptions = {
+        type: o.type,
+        labels: o.labels === undefined ? {} : parseLabels('--labels', o.labels),
+        reusable: o.reusable,
+        format: o.format,
+        ...(o.ttl !== undefined ? { ttlSeconds: flagDuration('--ttl', o.ttl) } : {}),
+      };
+      await withContext(this, (ctx) => tokens.add(opts, ctx, deps));
+    });
+  tokenCmd
+    .command('ls')
+    .description('list the join tokens by id (the tokens themselves are not stored)')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof tokenCmd, o: { format: 'text' | 'json' }) {
+      await withContext(this, (ctx) => tokens.ls({ format: o.format }, ctx, deps));
+    });
+  tokenCmd
+    .command('rm')
+    .description('remove a join token')
+    .argument('<token>', 'the token, or its id from `tctl tokens ls`')
+    .action(async function (this: typeof tokenCmd, token: string) {
+      await withContext(this, (ctx) => tokens.rm(token, ctx, deps));
     });
 
   const audit = program.command('audit').description('the audit log');

@@ -30,6 +30,7 @@ import {
   type ParseHostPortOptions,
 } from '../shared/address.js';
 import { DurationError, formatDuration, parseDuration } from '../shared/duration.js';
+import { LABEL_KEY } from '../shared/labels.js';
 import { printable } from '../util/printable.js';
 import { parseAddressRange, type AddressRange } from '../util/ip.js';
 import { LoginTemplateError, parseLoginTemplate } from './login-template.js';
@@ -52,6 +53,8 @@ export interface ServerConfig {
   storage: StorageConfig;
   /** Session recordings (`recordings`; server/recording/). */
   recordings: RecordingsConfig;
+  /** Joined nodes (`node_agent`: heartbeats, host certificates; server/nodes/). */
+  nodeAgent: NodeAgentConfig;
   /**
    * Things that are allowed but probably wrong (present only when there are any);
    * the server prints them at start. Example: a claims_to_roles rule naming a role
@@ -194,6 +197,14 @@ export interface RoleConfig {
   recordInput: boolean;
 }
 
+/** `node_agent`: how the server treats nodes that joined with a token (`jumpgate node start`). */
+export interface NodeAgentConfig {
+  /** A joined node that has not heartbeated for this long leaves the inventory (`heartbeat_ttl`, default 90s, 3s to 1h). */
+  heartbeatTtlSeconds: number;
+  /** Lifetime of a joined node's host certificate; the agent renews it at two thirds (`host_cert_ttl`, default 30d, 1m to 1y). */
+  hostCertTtlSeconds: number;
+}
+
 export interface NodeConfig {
   name: string;
   /** The node's sshd; the port defaults to 22. */
@@ -226,6 +237,8 @@ export const CONFIG_DEFAULTS = {
   nodeLoginGraceTime: '2m',
   /** 64 MiB: hours of busy terminal output; a `cat` of a huge file stops being recorded. */
   recordingMaxBytesPerSession: 64 * 1024 * 1024,
+  heartbeatTtl: '90s',
+  hostCertTtl: '30d',
 } as const;
 
 /** One problem in a config file, located by key path and, when known, line. */
@@ -369,7 +382,6 @@ interface SchemaContext {
 
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const ROLE_NAME = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
-const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9_./-]{0,252})?$/;
 
 /** A pending login is a bearer of the right to a certificate: keep it short-lived. */
 export const MAX_LOGIN_TIMEOUT_SECONDS = 600;
@@ -908,6 +920,19 @@ function configSchema(ctx: SchemaContext) {
       nodes: v.optional(nodesSchema(ctx), []),
       storage: v.optional(storageSchema(ctx), { type: 'dir' as const }),
       recordings: v.optional(recordingsSchema(ctx), {}),
+      node_agent: v.optional(
+        section({
+          heartbeat_ttl: v.optional(
+            v.pipe(duration(), v.check((s) => s >= 3 && s <= 3600, (i) => `${formatDuration(i.input)} is outside 3s to 1h: agents heartbeat every third of it`)),
+            CONFIG_DEFAULTS.heartbeatTtl,
+          ),
+          host_cert_ttl: v.optional(
+            v.pipe(duration(), v.check((s) => s >= 60 && s <= 365 * 86_400, (i) => `${formatDuration(i.input)} is outside 1m to 365d: use e.g. 30d (agents renew at two thirds of it)`)),
+            CONFIG_DEFAULTS.hostCertTtl,
+          ),
+        }),
+        {},
+      ),
     }),
     v.transform((c): Omit<ServerConfig, 'file'> => {
       const certTtlSeconds = c.auth.cert_ttl;
@@ -943,7 +968,8 @@ function configSchema(ctx: SchemaContext) {
           }),
         );
       }
-      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage, recordings: c.recordings };
+      const nodeAgent: NodeAgentConfig = { heartbeatTtlSeconds: c.node_agent.heartbeat_ttl, hostCertTtlSeconds: c.node_agent.host_cert_ttl };
+      return { clusterName: c.cluster_name, dataDir: c.data_dir, proxy: c.proxy, auth, roles, nodes: c.nodes, storage: c.storage, recordings: c.recordings, nodeAgent };
     }),
   );
 }

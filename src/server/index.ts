@@ -26,6 +26,8 @@ import { NodeAccess } from './proxy/node-access.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
 import type { RunningService, ServerLog, ServerRuntime } from './runtime.js';
 import { API } from '../api/types.js';
+import { Inventory } from './nodes/inventory.js';
+import { NodeService } from './nodes/node-service.js';
 
 export interface StartOptions {
   clock: () => Date;
@@ -59,6 +61,9 @@ export interface RunningServer {
   login: LoginService;
   /** Headless logins (tsh login --headless), their state in `rt.store.items`. */
   headless: HeadlessLoginService;
+  /** The live inventory and the node API (server/nodes/). */
+  inventory: Inventory;
+  nodes: NodeService;
   /** The HTTPS API's server and the limits it runs with (tests inspect both). */
   web: { server: HttpsServer; limits: WebLimits };
   close(): Promise<void>;
@@ -126,7 +131,19 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     await store.close();
     throw err;
   }
+  const inventory = new Inventory({ config, store, clock: opts.clock, log: opts.log });
+  try {
+    await inventory.start();
+  } catch (err) {
+    unwatch();
+    await store.close();
+    throw err;
+  }
+  rt.inventory = inventory;
+  const nodes = new NodeService({ rt, inventory });
   const shutdown = async () => {
+    nodes.close();
+    inventory.close();
     unwatch();
     rt.locks.close();
     await rt.audit.close();
@@ -154,7 +171,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   const started: RunningService[] = [{ port: 0, close: async () => access.close() }];
   let web: Awaited<ReturnType<typeof startWebApi>> | undefined;
   try {
-    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
+    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, nodes, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
     started.push(web);
     webPort = web.port;
     const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr, { access });
@@ -173,6 +190,8 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     publicAddrs,
     login,
     headless,
+    inventory,
+    nodes,
     web: { server: web.server, limits: web.limits },
     close: async () => {
       await Promise.allSettled(started.map((s) => s.close()));

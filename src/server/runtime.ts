@@ -11,6 +11,7 @@ import type { LockService } from './auth/locks.js';
 import type { ActiveSessions } from './proxy/active-sessions.js';
 import { printable } from '../util/printable.js';
 import type { StateBackend } from './storage/backend.js';
+import type { InventoryNode } from './nodes/inventory.js';
 
 /**
  * Server log lines (stderr); `debug` only with --debug. Never pass secrets.
@@ -54,6 +55,13 @@ export interface ServerRuntime {
   clock: () => Date;
   log: ServerLog;
   env: Record<string, string | undefined>;
+  /** The live inventory (static nodes + joined ones heartbeating: server/nodes/inventory.ts); absent = the static list. */
+  inventory?: { nodes(): InventoryNode[] };
+}
+
+/** The nodes routing, `tsh ls` and the login answer use: the live inventory, or the config's static list. */
+export function inventoryNodes(rt: Pick<ServerRuntime, 'config' | 'inventory'>): InventoryNode[] {
+  return rt.inventory?.nodes() ?? rt.config.nodes.map((n) => ({ ...n, source: 'static' as const }));
 }
 
 /** A started listener: the port it really bound (config may say 0) and how to stop it. */

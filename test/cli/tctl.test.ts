@@ -157,11 +157,11 @@ describe('tctl', () => {
     try {
       const json = await s.tctl(['nodes', 'ls', '--format=json']);
       assert.deepEqual(JSON.parse(json.out), [
-        { name: 'node1', addr: '127.0.0.1:2222', labels: { env: 'test' } },
-        { name: 'db1', addr: '[::1]:22', labels: { env: 'prod', role: 'db' } },
+        { name: 'node1', addr: '127.0.0.1:2222', labels: { env: 'test' }, source: 'static' },
+        { name: 'db1', addr: '[::1]:22', labels: { env: 'prod', role: 'db' }, source: 'static' },
       ]);
       const text = await s.tctl(['nodes', 'ls']);
-      assert.match(text.out, /^Node +Address +Labels\nnode1 +127\.0\.0\.1:2222 +env=test\ndb1 +\[::1\]:22 +env=prod,role=db\n$/);
+      assert.match(text.out, /^Node +Address +Source +Last heartbeat +Labels\nnode1 +127\.0\.0\.1:2222 +static +- +env=test\ndb1 +\[::1\]:22 +static +- +env=prod,role=db\n$/);
     } finally {
       s.cleanup();
     }

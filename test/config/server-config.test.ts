@@ -74,6 +74,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
     dataDir: '/etc/jumpgate/data',
     storage: { type: 'dir' },
     recordings: { maxBytesPerSession: 64 * 1024 * 1024 },
+    nodeAgent: { heartbeatTtlSeconds: 90, hostCertTtlSeconds: 30 * 86_400 },
     proxy: {
       webListenAddr: { host: '127.0.0.1', port: 3080 },
       publicAddr: { host: 'localhost', port: 3080 },
@@ -150,6 +151,7 @@ test('a minimal config gets every default', () => {
     nodes: [],
     storage: { type: 'dir' },
     recordings: { maxBytesPerSession: 64 * 1024 * 1024 },
+    nodeAgent: { heartbeatTtlSeconds: 90, hostCertTtlSeconds: 30 * 86_400 },
   });
 });
 

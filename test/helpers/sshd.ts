@@ -22,6 +22,10 @@ export interface SshdOptions {
   extra?: string[];
   /** The loopback address to listen on (default 127.0.0.1; any 127.x works on Linux). */
   listenAddress?: string;
+  /** A fixed port (default: a free one). */
+  port?: number;
+  /** sshd's PidFile (default none): a node agent's SIGHUP goes to that pid. */
+  pidFile?: string;
 }
 
 /** Asks the kernel for a free loopback port (sshd cannot report a port 0 choice). */
@@ -42,7 +46,7 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
   const sshd = requireTool('sshd', 'apt-get install -y openssh-server');
   if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const conf = join(opts.dir, 'sshd_config');
     writeFileSync(
       conf,
@@ -58,7 +62,7 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
         'KbdInteractiveAuthentication no',
         'UsePAM no',
         'StrictModes no',
-        'PidFile none',
+        `PidFile ${opts.pidFile ?? 'none'}`,
         // DEBUG2: sshd says why it refused a certificate (e.g. a CA not listed) only at this level.
         'LogLevel DEBUG2',
         'PermitRootLogin prohibit-password',

@@ -106,20 +106,20 @@ describe('routeToNode: which node a request names, and whether the roles reach i
   ];
   for (const c of cases) {
     test(`${c.name}: ${c.host}:${c.port} with [${c.roles}] → ${c.want}`, () => {
-      const r = routeToNode(config, selectorsFor(c.roles), c.host, c.port);
+      const r = routeToNode(config, selectorsFor(c.roles), c.host, c.port, config.nodes);
       assert.equal(r.ok ? r.node.name : r.code, c.want);
     });
   }
 
   test('an unknown node and a denied one read the same to the user', () => {
-    const unknown = routeToNode(config, selectorsFor('dev'), 'prod9', 22);
-    const denied = routeToNode(config, selectorsFor('dev'), 'prod1', 22);
+    const unknown = routeToNode(config, selectorsFor('dev'), 'prod9', 22, config.nodes);
+    const denied = routeToNode(config, selectorsFor('dev'), 'prod1', 22, config.nodes);
     assert.ok(!unknown.ok && !denied.ok);
     assert.equal(unknown.message.replace('prod9', 'X'), denied.message.replace('prod1', 'X'));
   });
 
   test('reachableNodes lists what the roles select, in inventory order', () => {
-    assert.deepEqual(reachableNodes(config, selectorsFor('db,dev')).map((n) => n.name), ['web1', 'web2', 'db1', 'multi-a', 'multi-b', 'WebServer01']);
+    assert.deepEqual(reachableNodes(config, selectorsFor("db,dev"), config.nodes).map((n) => n.name), ['web1', 'web2', 'db1', 'multi-a', 'multi-b', 'WebServer01']);
   });
 });
 

@@ -318,7 +318,48 @@ export interface FailuresSummaryEvent {
   last_time: string;
 }
 
+/** `token.created` / `token.removed`: a join token (tctl tokens); `token` is its id (a prefix of its SHA-256), never the token. */
+export interface TokenEvent {
+  event: 'token.created' | 'token.removed';
+  token: string;
+  token_type: 'node';
+  reusable: boolean;
+  expires_at: string;
+  labels: Record<string, string>;
+}
+
+/** `node.joined`: a node joined with token `token` (id) from `client_addr`; single-use tokens are used up by it. */
+export interface NodeJoinedEvent {
+  event: 'node.joined';
+  node: string;
+  node_addr: string;
+  client_addr: string;
+  token: string;
+  labels: Record<string, string>;
+  key_fingerprint: string;
+}
+
+/** `node.removed`: `tctl nodes rm`: the node's credential is void, it leaves the inventory. */
+export interface NodeRemovedEvent {
+  event: 'node.removed';
+  node: string;
+}
+
+/** `node.failure`: a join, heartbeat or renewal refused (a bad token or credential, a name taken). Anyone can cause it: aggregated. */
+export interface NodeFailureEvent {
+  event: 'node.failure';
+  stage: 'join' | 'heartbeat' | 'renew' | 'rate_limit';
+  reason: string;
+  client_addr: string;
+  /** The name the caller claimed (nobody vouched for it yet). */
+  claimed_node?: string;
+}
+
 export type AuditEvent =
+  | TokenEvent
+  | NodeJoinedEvent
+  | NodeRemovedEvent
+  | NodeFailureEvent
   | LoginSuccessEvent
   | LoginFailureEvent
   | CertIssuedEvent
@@ -344,7 +385,7 @@ export type AuditEvent =
 export type AuditEventType = AuditEvent['event'];
 
 /** The events anyone can cause without credentials (they go through `unauthenticated`). */
-export type UnauthenticatedEvent = LoginFailureEvent | AccessDeniedEvent | HeadlessFailureEvent;
+export type UnauthenticatedEvent = LoginFailureEvent | AccessDeniedEvent | HeadlessFailureEvent | NodeFailureEvent;
 
 /** Longest string field written; longer ones are cut with "…" and the event gets `truncated: true`. */
 export const MAX_AUDIT_FIELD_CHARS = 1_024;

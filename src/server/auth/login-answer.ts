@@ -6,7 +6,7 @@
 import type { LoginResult } from '../../api/types.js';
 import { formatHostPort } from '../../shared/address.js';
 import { formatPublicKeyLine, type Certificate } from '../../sshcert/index.js';
-import type { ServerRuntime } from '../runtime.js';
+import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { nodeAllowed, type Access } from './roles.js';
 
 /** Every trusted host CA key as an OpenSSH public key line (clients scope them in known_hosts). */
@@ -21,7 +21,7 @@ export function hostCaLines(rt: ServerRuntime): string[] {
  */
 export function loginAnswer(rt: ServerRuntime, addrs: { web: string; ssh: string }, issued: { cert: Certificate; access: Access }, username: string, clientNonce: string): LoginResult {
   const { cert, access } = issued;
-  const nodes = rt.config.nodes.filter((n) => nodeAllowed(access, n));
+  const nodes = inventoryNodes(rt).filter((n) => nodeAllowed(access, n));
   return {
     v: 1,
     client_nonce: clientNonce,

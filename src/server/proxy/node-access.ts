@@ -24,8 +24,8 @@
  * lock ends it, telling the user through `RelayClient.notify` where the
  * path has a way to.
  *
- * Seams for other branches: a live node inventory replaces `rt.config.nodes` under
- * routing.ts `routeToNode`.
+ * Routing goes through the live node inventory (nodes/inventory.ts, through
+ * runtime.ts `inventoryNodes`): the static `nodes:` list plus joined nodes.
  */
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -35,7 +35,7 @@ import type { Certificate } from '../../sshcert/index.js';
 import type { AuditEvent } from '../auth/audit.js';
 import { lockedMessage, type Lock } from '../auth/locks.js';
 import type { EndReason } from './active-sessions.js';
-import type { ServerRuntime } from '../runtime.js';
+import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { certificateSelectors, routeToNode, type Refusal } from './routing.js';
 import { isRefusal, SessionLimiter, type LimitRefusal, type Slot } from './session-limits.js';
 
@@ -144,7 +144,7 @@ export class NodeAccess {
       this.deny(who, requested, refusal);
       return refusal;
     }
-    const route = routeToNode(this.rt.config, selectors, host, port);
+    const route = routeToNode(this.rt.config, selectors, host, port, inventoryNodes(this.rt));
     if (!route.ok) {
       this.deny(who, requested, route);
       return route;

@@ -59,7 +59,7 @@ import { printable } from '../../util/printable.js';
 import type { AuditEvent } from '../auth/audit.js';
 import { lockedMessage } from '../auth/locks.js';
 import { hostCertPrincipals, issueHostCertificate, issueSessionCertificate, SessionCertRequest } from '../auth/issuer.js';
-import type { ServerRuntime } from '../runtime.js';
+import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { startRecording as startStoredRecording, type RecordingMeta, type SessionRecorder } from '../recording/recorder.js';
 import type { EndReason } from './active-sessions.js';
 import { dialNode, type Via } from './node-access.js';
@@ -334,7 +334,7 @@ function handleUserConnection(rt: ServerRuntime, conn: Connection, stream: Duple
       if (c.keyId !== target.user) return refuse(`this connection was opened for ${printable(target.user)}; log in to the node with that user's certificate`);
       const sel = certificateSelectors(rt.config, c);
       if ('ok' in sel) return refuse(sel.message);
-      const route = routeToNode(rt.config, sel.selectors, node.name, node.addr.port);
+      const route = routeToNode(rt.config, sel.selectors, node.name, node.addr.port, inventoryNodes(rt));
       if (!route.ok) return refuse(route.message);
       // The inner login may differ from the outer hop's: a lock on it (or on the user, role, node, certificate) holds here too.
       const lock = rt.locks.check({ user: c.keyId, roles: sel.roles, logins: [ctx.username], node: node.name, serial: c.serial });

@@ -81,8 +81,8 @@ export function certificateSelectors(config: ServerConfig, cert: Certificate): {
 }
 
 /** The nodes a set of selectors reaches, in inventory order. */
-export function reachableNodes(config: ServerConfig, selectors: Record<string, string | string[]>[]): NodeConfig[] {
-  return config.nodes.filter((n) => selectors.some((s) => matchLabels(s, n.labels)));
+export function reachableNodes<N extends NodeConfig>(config: ServerConfig, selectors: Record<string, string | string[]>[], inventory: readonly N[]): N[] {
+  return inventory.filter((n) => selectors.some((s) => matchLabels(s, n.labels)));
 }
 
 /**
@@ -96,13 +96,15 @@ export function routeToNode(
   selectors: Record<string, string | string[]>[],
   host: string,
   port: number,
+  /** The live inventory (runtime.ts inventoryNodes: static + joined nodes); required so no caller routes on the static list alone. */
+  inventory: readonly NodeConfig[],
 ): { ok: true; node: NodeConfig } | Refusal {
   const wanted = host.toLowerCase().replace(/\.$/, '');
   const suffix = `.${config.clusterName.toLowerCase()}`;
   const short = wanted.endsWith(suffix) ? wanted.slice(0, -suffix.length) : undefined;
-  let node = config.nodes.find((n) => n.name.toLowerCase() === wanted) ?? (short ? config.nodes.find((n) => n.name.toLowerCase() === short) : undefined);
+  let node = inventory.find((n) => n.name.toLowerCase() === wanted) ?? (short ? inventory.find((n) => n.name.toLowerCase() === short) : undefined);
   if (!node) {
-    const byAddr = config.nodes.filter((n) => n.addr.host.toLowerCase() === wanted);
+    const byAddr = inventory.filter((n) => n.addr.host.toLowerCase() === wanted);
     const byAddrPort = byAddr.filter((n) => n.addr.port === port);
     if (byAddrPort.length === 1) node = byAddrPort[0];
     else if (byAddr.length === 1) node = byAddr[0];

@@ -55,8 +55,8 @@ import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity } from '../auth/audit.js';
 import { addLock, lockedMessage } from '../auth/locks.js';
 import { prefixKey, SourceCounter } from '../limits.js';
-import type { RunningService, ServerRuntime } from '../runtime.js';
 import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX, REVOKE_SUBSYSTEM } from '../../shared/wire-names.js';
+import { inventoryNodes, type RunningService, type ServerRuntime } from '../runtime.js';
 import { parseProxySubsystem, reachableNodes } from './routing.js';
 import { isRefusal, type Slot } from './session-limits.js';
 import { NodeAccess, RELAY_BUFFER_BYTES, type Requester, type Who } from './node-access.js';
@@ -455,7 +455,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
             ch.end();
             return;
           }
-          const nodes = reachableNodes(rt.config, selectors).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
+          const nodes = reachableNodes(rt.config, selectors, inventoryNodes(rt)).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
           // exit-status must go before end(): ssh2 sends nothing on a channel that finished writing.
           ch.write(JSON.stringify({ cluster: rt.config.clusterName, nodes }) + '\n');
           ch.exit(0);

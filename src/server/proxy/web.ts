@@ -27,6 +27,7 @@ import { acceptProxied, adoptProxiedPeer, refusalReporter } from './proxy-protoc
 import { readBody } from './body.js';
 import { handleRecordingFetch, handleRecordingList } from './recordings-web.js';
 import { NonceCache } from './request-auth.js';
+import type { NodeService } from '../nodes/node-service.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -80,6 +81,8 @@ export interface WebDeps {
   headless?: HeadlessLoginService;
   /** host:port clients use for HTTPS and SSH (the real ports once bound). */
   publicAddrs: () => { web: string; ssh: string };
+  /** The node API (`jumpgate node start`: join, heartbeat, renew; server/nodes/node-service.ts). */
+  nodes?: NodeService;
   /** Overrides of WEB_LIMITS (tests use short timeouts). */
   limits?: Partial<WebLimits>;
 }
@@ -254,6 +257,23 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps, 
       }
       case `GET ${API.recordings}`:
         return await handleRecordingList(req, res, deps.rt, clientAddr, nonces);
+      case `POST ${API.nodeJoin}`: {
+        if (!deps.nodes) break;
+        deps.nodes.admit(clientAddr); // before the body is read
+        const body = await readJson(req, res);
+        return sendJson(res, 200, await deps.nodes.join(body, clientAddr));
+      }
+      case `POST ${API.nodeHeartbeat}`: {
+        if (!deps.nodes) break;
+        const body = await readJson(req, res);
+        const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
+        return sendJson(res, 200, await deps.nodes.heartbeat(body, req.headers.authorization, clientAddr, closed));
+      }
+      case `POST ${API.nodeRenew}`: {
+        if (!deps.nodes) break;
+        const body = await readJson(req, res);
+        return sendJson(res, 200, await deps.nodes.renew(body, req.headers.authorization, clientAddr));
+      }
       default:
         if (req.method === 'GET' && path.startsWith(API.recording)) return await handleRecordingFetch(req, res, deps.rt, path.slice(API.recording.length), clientAddr, nonces);
         if (deps.headless && isHeadlessPath(path)) return handleHeadlessPage(req, res, path, deps.headless, clientAddr, deps.rt.log);
@@ -327,6 +347,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.destroyed) return; // a held heartbeat whose node went away
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);

@@ -1,0 +1,156 @@
+/**
+ * The live inventory: the static `nodes:` of the config plus the nodes that
+ * joined (`node` items in the state store, written by node-service.ts) and
+ * heartbeated within `node_agent.heartbeat_ttl`. Routing (proxy/routing.ts),
+ * `tsh ls` (the nodes@jumpgate.dev subsystem), the login answer, role label
+ * matching and `tctl nodes ls` all read it.
+ *
+ * The joined nodes are a cached snapshot so routing stays synchronous and
+ * never waits on the database: refreshed when another process changes a node
+ * (`store.watch` topic `item:node`, at most once a second), every third of
+ * the heartbeat TTL (the dir backend pushes no item changes; `tctl
+ * nodes rm` runs in another process), and at once for this process's own
+ * heartbeats (which reach the store only every half TTL: node-service.ts).
+ */
+import type { NodeConfig, ServerConfig } from '../../config/index.js';
+import { parseHostPort } from '../../shared/address.js';
+import type { ItemBackend, StateBackend } from '../storage/backend.js';
+
+/** A joined node as stored (the `node` item's value; key = the lower-case name). */
+export interface JoinedNode {
+  name: string;
+  /** host:port the proxy dials. */
+  addr: string;
+  /** Labels as routed on: the node's own (static and command labels), then the token's over them. */
+  labels: Record<string, string>;
+  /** The labels of the token it joined with (they win over what the node sends). */
+  token_labels: Record<string, string>;
+  /** Id of that token. */
+  token: string;
+  /** ISO 8601. */
+  joined_at: string;
+  /** Milliseconds since the epoch. */
+  last_heartbeat: number;
+  /** SHA-256 (hex) of the current node credential, then of the previous one until the new one is used. */
+  credentials: string[];
+  /** The node's host public key (OpenSSH line): renewals certify only it. */
+  host_key: string;
+  cert_serial: string;
+  /** ISO 8601. */
+  cert_valid_before: string;
+}
+
+/** One inventory entry: a NodeConfig plus where it came from. */
+export interface InventoryNode extends NodeConfig {
+  source: 'static' | 'joined';
+  /** Joined nodes: the last heartbeat. */
+  lastHeartbeat?: Date;
+}
+
+/** The static list as inventory entries. */
+export function staticNodes(config: ServerConfig): InventoryNode[] {
+  return config.nodes.map((n) => ({ ...n, source: 'static' as const }));
+}
+
+/** A stored joined node as an inventory entry (undefined when its address no longer parses). */
+export function joinedEntry(n: JoinedNode): InventoryNode | undefined {
+  try {
+    return { name: n.name, addr: parseHostPort(n.addr), labels: n.labels, source: 'joined', lastHeartbeat: new Date(n.last_heartbeat) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a joined node's last heartbeat is within the TTL at `nowMs`. */
+export function isLive(n: Pick<JoinedNode, 'last_heartbeat'>, config: ServerConfig, nowMs: number): boolean {
+  return nowMs - n.last_heartbeat < config.nodeAgent.heartbeatTtlSeconds * 1000;
+}
+
+/** Reads every joined node from the store (tctl, and the cache's refresh). */
+export async function readJoinedNodes(items: ItemBackend): Promise<JoinedNode[]> {
+  return (await items.list<JoinedNode>('node')).map((i) => i.value);
+}
+
+/** The running server's inventory cache (see the top of this file). */
+export class Inventory {
+  private joined = new Map<string, JoinedNode>();
+  private timer: NodeJS.Timeout | undefined;
+  private unwatch: () => void = () => {};
+  private pending: NodeJS.Timeout | undefined;
+  private readonly staticList: InventoryNode[];
+
+  constructor(
+    private readonly deps: { config: ServerConfig; store: StateBackend; clock: () => Date; log: { warn(line: string): void } },
+  ) {
+    this.staticList = staticNodes(deps.config);
+  }
+
+  /** Loads the joined nodes and starts following changes. */
+  async start(): Promise<void> {
+    await this.refresh();
+    const everyMs = Math.max(1_000, (this.deps.config.nodeAgent.heartbeatTtlSeconds * 1000) / 3);
+    this.timer = setInterval(() => void this.refreshQuietly(), everyMs);
+    this.timer.unref();
+    this.unwatch = this.deps.store.watch((topic) => {
+      if (topic !== 'item:node' || this.pending) return;
+      this.pending = setTimeout(() => {
+        this.pending = undefined;
+        void this.refreshQuietly();
+      }, 1_000);
+      this.pending.unref();
+    });
+  }
+
+  /** Re-reads the joined nodes from the store. */
+  async refresh(): Promise<void> {
+    const next = new Map<string, JoinedNode>();
+    for (const n of await readJoinedNodes(this.deps.store.items)) {
+      // Heartbeats this proxy took but did not store yet (node-service.ts) are newer than the stored ones.
+      const mine = this.joined.get(n.name.toLowerCase());
+      next.set(n.name.toLowerCase(), mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
+    }
+    this.joined = next;
+  }
+
+  private async refreshQuietly(): Promise<void> {
+    try {
+      await this.refresh();
+    } catch (err) {
+      this.deps.log.warn(`inventory: cannot re-read the joined nodes (keeping the last list): ${(err as Error).message}`);
+    }
+  }
+
+  /** This process stored `n` (join, heartbeat, renewal). */
+  noteStored(n: JoinedNode): void {
+    this.joined.set(n.name.toLowerCase(), n);
+  }
+
+  /** This process found `name` gone (removed by tctl nodes rm). */
+  forget(name: string): void {
+    this.joined.delete(name.toLowerCase());
+  }
+
+  /** The static list, then the live joined nodes by name. */
+  nodes(): InventoryNode[] {
+    const now = this.deps.clock().getTime();
+    const live: InventoryNode[] = [];
+    for (const n of this.joined.values()) {
+      if (!isLive(n, this.deps.config, now)) continue;
+      const e = joinedEntry(n);
+      if (e) live.push(e);
+    }
+    live.sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.staticList, ...live];
+  }
+
+  /** How many joined nodes are stored (live or not): the cap on joins counts them. */
+  joinedCount(): number {
+    return this.joined.size;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    clearTimeout(this.pending);
+    this.unwatch();
+  }
+}

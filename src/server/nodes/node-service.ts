@@ -1,0 +1,332 @@
+/**
+ * The proxy's side of `jumpgate node start` (HTTPS API, api/schema.ts):
+ *
+ *   POST /v1/nodes/join       token + name + addr + labels + host PUBLIC key
+ *                             → host certificate, user CA keys, KRL, node credential
+ *   POST /v1/nodes/heartbeat  Bearer credential; the node is alive; held until the
+ *                             trust material (user CA keys, KRL) changes or the
+ *                             heartbeat interval passes (a long poll: changes reach
+ *                             the node within a second, one request per interval)
+ *   POST /v1/nodes/renew      Bearer credential → new host certificate (same key) and
+ *                             a new credential
+ *
+ * The node credential is 32 random bytes (base64url), bound to the node's
+ * name; the server keeps only its SHA-256 in the node's item. It rotates with
+ * every renewal (two thirds of node_agent.host_cert_ttl): the old one stays
+ * valid until the new one is first used (an answer lost in transit does not
+ * strand the node). A stolen credential is cut off by `tctl nodes rm NAME`:
+ * the item goes, every call with it is refused, the node leaves the inventory.
+ *
+ * Limits: joins per source (JOIN_RATE_LIMIT), refused heartbeats/renewals per
+ * source (the same limiter), bodies (web.ts MAX_BODY_BYTES), labels
+ * (api/schema.ts MAX_NODE_LABELS), MAX_JOINED_NODES, and names: one node per
+ * name, never the name of a static node.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { NodeHeartbeatResponse, NodeJoinResponse, NodeRenewResponse } from '../../api/types.js';
+import { MAX_NODE_LABELS, NodeHeartbeatRequestSchema, NodeJoinRequestSchema, NodeRenewRequestSchema, parseShape } from '../../api/schema.js';
+import { parseHostPort, formatHostPort } from '../../shared/address.js';
+import { encodeKrl, parseKrl } from '../../sshcert/krl.js';
+import { currentKrl } from '../auth/revocation.js';
+import { encodeCertificateLine, formatPublicKeyLine, fingerprintSha256, parsePublicKeyLine, type PublicKey } from '../../sshcert/index.js';
+import { ApiRequestError } from '../auth/login.js';
+import { issueHostCertificate } from '../auth/issuer.js';
+import { RateLimiter } from '../limits.js';
+import type { ServerRuntime } from '../runtime.js';
+import { useToken } from './tokens.js';
+import type { Inventory, JoinedNode } from './inventory.js';
+
+/** Joins per source: a token is 192 bits, this only keeps a flood cheap. Refused heartbeats take from the same bucket. */
+export const JOIN_RATE_LIMIT = { perMinute: 30, burst: 20 };
+/** Most joined nodes one cluster keeps (live or not); `tctl nodes rm` makes room. */
+export const MAX_JOINED_NODES = 10_000;
+/** Longest a heartbeat is held waiting for a change: below the HTTPS server's 30 s requestTimeout (web.ts WEB_LIMITS). */
+export const MAX_HEARTBEAT_HOLD_SECONDS = 20;
+/** How often the trust material is compared with the last one (changes reach held heartbeats this fast). */
+export const STATE_CHECK_MS = 1_000;
+
+/** How often the KRL is rebuilt from the locks (auth/revocation.ts currentKrl): lock changes reach nodes within this plus a second. */
+export const KRL_REFRESH_MS = 3_000;
+
+/** The KRL before the first build: revokes nothing. */
+const EMPTY_KRL = encodeKrl({ version: 0n, generatedDate: 0n, comment: 'jumpgate locks', certificates: [], explicitKeys: [], sha256: [] });
+
+/** What a KRL revokes, without its header (version and date change on every build). */
+function krlContent(krl: Buffer): string {
+  const k = parseKrl(krl);
+  return JSON.stringify({ c: k.certificates.map((c) => ({ ca: c.caKey?.toString('base64'), s: c.serials.map(String), r: (c.ranges ?? []).map((r) => r.map(String)), k: c.keyIds })), e: k.explicitKeys.map((b) => b.toString('base64')), h: k.sha256.map((b) => b.toString('base64')) });
+}
+
+/** What nodes are sent to keep sshd current, and its state id. */
+interface Trust {
+  state: string;
+  user_ca: string[];
+  krl: string;
+}
+
+export interface NodeServiceDeps {
+  rt: ServerRuntime;
+  inventory: Inventory;
+  /** The current KRL bytes (PROTOCOL.krl); default: auth/revocation.ts currentKrl, rebuilt every KRL_REFRESH_MS. */
+  krl?: () => Buffer;
+}
+
+/** The node API (see the top of this file). */
+export class NodeService {
+  readonly limiter = new RateLimiter(JOIN_RATE_LIMIT.perMinute, JOIN_RATE_LIMIT.burst);
+  private trust: Trust;
+  private waiters = new Set<() => void>();
+  private timer: NodeJS.Timeout;
+  private krlTimer: NodeJS.Timeout | undefined;
+  /** The KRL sent to nodes: replaced only when what it revokes changes (so nodes are not woken by a new date). */
+  private krl: { bytes: Buffer; content: string } = { bytes: EMPTY_KRL, content: krlContent(EMPTY_KRL) };
+
+  constructor(private readonly deps: NodeServiceDeps) {
+    this.trust = this.currentTrust();
+    this.timer = setInterval(() => this.checkTrust(), STATE_CHECK_MS);
+    this.timer.unref();
+    if (!deps.krl) {
+      void this.refreshKrl();
+      this.krlTimer = setInterval(() => void this.refreshKrl(), KRL_REFRESH_MS);
+      this.krlTimer.unref();
+    }
+  }
+
+  /** Rebuilds the KRL from the locks; keeps the last one when the store cannot be read. */
+  async refreshKrl(): Promise<void> {
+    try {
+      const bytes = Buffer.from(await currentKrl(this.rt));
+      const content = krlContent(bytes);
+      if (content !== this.krl.content) this.krl = { bytes, content };
+    } catch (err) {
+      this.rt.log.warn(`nodes: cannot rebuild the revocation list (nodes keep the last one): ${(err as Error).message}`);
+    }
+  }
+
+  private get rt(): ServerRuntime {
+    return this.deps.rt;
+  }
+
+  /** Seconds between heartbeats: a third of the TTL (at most MAX_HEARTBEAT_HOLD_SECONDS). */
+  get heartbeatIntervalSeconds(): number {
+    return Math.max(1, Math.min(MAX_HEARTBEAT_HOLD_SECONDS, Math.floor(this.rt.config.nodeAgent.heartbeatTtlSeconds / 3)));
+  }
+
+  private currentTrust(): Trust {
+    const userCa = this.rt.ca.get('user').trusted.map((k) => formatPublicKeyLine(k.publicKey, `jumpgate user CA ${this.rt.config.clusterName}`));
+    const krl = (this.deps.krl?.() ?? this.krl.bytes).toString('base64');
+    const state = createHash('sha256').update(userCa.join('\n')).update('\0').update(krl).digest('base64url').slice(0, 22);
+    return { state, user_ca: userCa, krl };
+  }
+
+  /** Compares the trust material with the last; wakes every held heartbeat when it changed. */
+  checkTrust(): void {
+    let next: Trust;
+    try {
+      next = this.currentTrust();
+    } catch (err) {
+      this.rt.log.warn(`nodes: cannot build the trust material: ${(err as Error).message}`);
+      return;
+    }
+    if (next.state === this.trust.state) return;
+    this.trust = next;
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiting) w();
+  }
+
+  /** The rate limit of joins, before the body is read. @throws ApiRequestError 429 */
+  admit(clientAddr: string): void {
+    const over = this.limiter.take(clientAddr, this.rt.clock().getTime());
+    if (!over) return;
+    this.failed('rate_limit', `more than ${this.limiter.burst} node joins or refused node calls at once or ${this.limiter.perMinute} a minute`, clientAddr);
+    throw new ApiRequestError(429, 'RATE_LIMITED', `too many node joins from your address; try again in ${over.retryAfterSeconds} s`, over.retryAfterSeconds);
+  }
+
+  private failed(stage: 'join' | 'heartbeat' | 'renew' | 'rate_limit', reason: string, clientAddr: string, claimed?: string): void {
+    this.rt.audit.unauthenticated({ event: 'node.failure', stage, reason, client_addr: clientAddr, ...(claimed !== undefined ? { claimed_node: claimed } : {}) }, clientAddr);
+  }
+
+  /**
+   * POST /v1/nodes/join (see the top of this file).
+   * @throws ApiRequestError 400 NODE_BAD_REQUEST (naming the field), 401 BAD_TOKEN, 409 NODE_NAME_TAKEN, 507 TOO_MANY_NODES; AuditUnavailableError
+   */
+  async join(body: unknown, clientAddr: string): Promise<NodeJoinResponse> {
+    const p = parseShape(NodeJoinRequestSchema, body);
+    if (!p.ok) {
+      this.failed('join', `${p.field}: ${p.reason}`, clientAddr);
+      throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid join request: ${p.field}: ${p.reason}`);
+    }
+    const req = p.value;
+    const key = req.name.toLowerCase();
+    const publicKey = this.parseKey(req.public_key);
+    const addr = parseHostPort(req.addr);
+    if (this.rt.config.nodes.some((n) => n.name.toLowerCase() === key)) {
+      this.failed('join', 'name of a static node', clientAddr, req.name);
+      throw new ApiRequestError(409, 'NODE_NAME_TAKEN', `"${req.name}" is a node of the server's static nodes: list; join under another --name, or remove it from the config`);
+    }
+    if (await this.rt.store.items.get('node', key)) {
+      this.failed('join', 'name already joined', clientAddr, req.name);
+      throw new ApiRequestError(409, 'NODE_NAME_TAKEN', `a node named "${req.name}" has already joined; use another --name, or remove the old one first with \`tctl nodes rm ${req.name}\``);
+    }
+    if (this.deps.inventory.joinedCount() >= MAX_JOINED_NODES) {
+      throw new ApiRequestError(507, 'TOO_MANY_NODES', `this cluster already has ${MAX_JOINED_NODES} joined nodes; remove old ones with \`tctl nodes rm\``);
+    }
+    const token = await useToken(req.token, this.rt.store.items);
+    if (!token) {
+      this.failed('join', 'unknown, used or expired token', clientAddr, req.name);
+      throw new ApiRequestError(401, 'BAD_TOKEN', 'the join token is unknown, expired or already used; make a new one with `tctl tokens add --type=node`');
+    }
+    const labels = { ...req.labels, ...token.labels };
+    if (Object.keys(labels).length > MAX_NODE_LABELS) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid join request: labels: more than ${MAX_NODE_LABELS} with the token's`);
+    const cert = await issueHostCertificate(
+      { names: [req.name, addr.host], publicKey, ttlSeconds: this.rt.config.nodeAgent.hostCertTtlSeconds, via: 'node-join' },
+      { config: this.rt.config, ca: this.rt.ca, audit: this.rt.audit, clock: this.rt.clock },
+    );
+    const credential = randomBytes(32).toString('base64url');
+    const now = this.rt.clock();
+    const node: JoinedNode = {
+      name: req.name,
+      addr: formatHostPort(addr),
+      labels,
+      token_labels: token.labels,
+      token: token.id,
+      joined_at: now.toISOString(),
+      last_heartbeat: now.getTime(),
+      credentials: [hashCredential(credential)],
+      host_key: formatPublicKeyLine(publicKey),
+      cert_serial: cert.serial.toString(),
+      cert_valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    };
+    if (!(await this.rt.store.items.create('node', key, node))) {
+      throw new ApiRequestError(409, 'NODE_NAME_TAKEN', `a node named "${req.name}" joined at the same moment; use another --name`);
+    }
+    this.deps.inventory.noteStored(node);
+    await this.rt.audit.emit({ event: 'node.joined', node: req.name, node_addr: node.addr, client_addr: clientAddr, token: token.id, labels, key_fingerprint: fingerprintSha256(publicKey.blob) });
+    this.rt.log.info(`nodes: ${req.name} joined from ${clientAddr} (token ${token.id})`);
+    return {
+      cluster_name: this.rt.config.clusterName,
+      host_certificate: encodeCertificateLine(cert, req.name),
+      credential,
+      heartbeat_interval_seconds: this.heartbeatIntervalSeconds,
+      ...this.trust,
+    };
+  }
+
+  /**
+   * POST /v1/nodes/heartbeat: records the heartbeat, then answers at once when
+   * the node's `state` is not the current one, else when it changes or after
+   * the heartbeat interval (`closed` ends the wait early).
+   * @throws ApiRequestError 400, 401 NODE_CREDENTIAL_REFUSED
+   */
+  async heartbeat(body: unknown, authorization: string | undefined, clientAddr: string, closed: Promise<void>): Promise<NodeHeartbeatResponse> {
+    const p = parseShape(NodeHeartbeatRequestSchema, body);
+    if (!p.ok) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid heartbeat: ${p.field}: ${p.reason}`);
+    const req = p.value;
+    const { node, retired } = await this.authenticate(req.name, authorization, clientAddr, 'heartbeat');
+    const labels = { ...req.labels, ...node.token_labels };
+    if (Object.keys(labels).length > MAX_NODE_LABELS) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid heartbeat: labels: more than ${MAX_NODE_LABELS} with the token's`);
+    const now = this.rt.clock().getTime();
+    const updated: JoinedNode = { ...node, addr: formatHostPort(parseHostPort(req.addr)), labels, last_heartbeat: now };
+    // Liveness needs no fsync per heartbeat: this proxy keeps it in memory, the store gets it once the stored one
+    // is half a TTL old (or when anything else changed), which other proxies see within a second (watch item:node).
+    const changed = updated.addr !== node.addr || JSON.stringify(updated.labels) !== JSON.stringify(node.labels) || retired;
+    if (changed || now - node.last_heartbeat >= (this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000) / 2) {
+      await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
+    }
+    this.deps.inventory.noteStored(updated);
+    if (req.state === this.trust.state) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(t);
+          this.waiters.delete(wake);
+          resolve();
+        };
+        const t = setTimeout(wake, this.heartbeatIntervalSeconds * 1000);
+        this.waiters.add(wake);
+        void closed.then(wake);
+      });
+    }
+    const t = this.trust;
+    return req.state === t.state ? { state: t.state, heartbeat_interval_seconds: this.heartbeatIntervalSeconds } : { ...t, heartbeat_interval_seconds: this.heartbeatIntervalSeconds };
+  }
+
+  /**
+   * POST /v1/nodes/renew: a new host certificate for the node's key and a new credential.
+   * @throws ApiRequestError 400 (a key other than the joined one), 401 NODE_CREDENTIAL_REFUSED; AuditUnavailableError
+   */
+  async renew(body: unknown, authorization: string | undefined, clientAddr: string): Promise<NodeRenewResponse> {
+    const p = parseShape(NodeRenewRequestSchema, body);
+    if (!p.ok) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid renewal: ${p.field}: ${p.reason}`);
+    const { node } = await this.authenticate(p.value.name, authorization, clientAddr, 'renew');
+    const publicKey = this.parseKey(p.value.public_key);
+    if (formatPublicKeyLine(publicKey) !== node.host_key) {
+      throw new ApiRequestError(400, 'NODE_KEY_CHANGED', `a renewal certifies the key ${node.name} joined with; to use a new host key, remove the node (\`tctl nodes rm ${node.name}\`) and join again`);
+    }
+    const addr = parseHostPort(node.addr);
+    const cert = await issueHostCertificate(
+      { names: [node.name, addr.host], publicKey, ttlSeconds: this.rt.config.nodeAgent.hostCertTtlSeconds, via: 'node-renew' },
+      { config: this.rt.config, ca: this.rt.ca, audit: this.rt.audit, clock: this.rt.clock },
+    );
+    const credential = randomBytes(32).toString('base64url');
+    const used = hashCredential(bearer(authorization)!);
+    const updated: JoinedNode = {
+      ...node,
+      credentials: [hashCredential(credential), used],
+      cert_serial: cert.serial.toString(),
+      cert_valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+      last_heartbeat: this.rt.clock().getTime(),
+    };
+    await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
+    this.deps.inventory.noteStored(updated);
+    return { host_certificate: encodeCertificateLine(cert, node.name), credential };
+  }
+
+  /** The stored node whose credential `authorization` carries; the newest credential's first use retires the previous. */
+  private async authenticate(name: string, authorization: string | undefined, clientAddr: string, stage: 'heartbeat' | 'renew'): Promise<{ node: JoinedNode; retired: boolean }> {
+    const refuse = (why: string) => {
+      const over = this.limiter.take(clientAddr, this.rt.clock().getTime());
+      this.failed(stage, why, clientAddr, name);
+      if (over) throw new ApiRequestError(429, 'RATE_LIMITED', `too many refused node calls from your address; try again in ${over.retryAfterSeconds} s`, over.retryAfterSeconds);
+      return new ApiRequestError(401, 'NODE_CREDENTIAL_REFUSED', `the node credential of "${name}" is not valid here (was the node removed with \`tctl nodes rm\`?); join again with a new token from \`tctl tokens add --type=node\``);
+    };
+    const secret = bearer(authorization);
+    if (!secret) throw refuse('no node credential');
+    const item = await this.rt.store.items.get<JoinedNode>('node', name.toLowerCase());
+    if (!item) {
+      this.deps.inventory.forget(name);
+      throw refuse('unknown node');
+    }
+    const given = Buffer.from(hashCredential(secret), 'hex');
+    const match = item.value.credentials.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), given));
+    if (match < 0) throw refuse('wrong node credential');
+    if (match === 0 && item.value.credentials.length > 1) return { node: { ...item.value, credentials: [item.value.credentials[0]!] }, retired: true };
+    return { node: item.value, retired: false };
+  }
+
+  private parseKey(line: string): PublicKey {
+    try {
+      return parsePublicKeyLine(line).key;
+    } catch (err) {
+      throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid request: public_key: ${(err as Error).message}`);
+    }
+  }
+
+  /** Releases every held heartbeat and stops the state timer. */
+  close(): void {
+    clearInterval(this.timer);
+    clearInterval(this.krlTimer);
+    for (const w of [...this.waiters]) w();
+    this.waiters.clear();
+  }
+}
+
+function hashCredential(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+/** The credential of an `Authorization: Bearer <credential>` header (base64url, 43 characters), or undefined. */
+function bearer(authorization: string | undefined): string | undefined {
+  const m = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(authorization ?? '');
+  return m?.[1];
+}

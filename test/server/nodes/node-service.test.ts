@@ -1,0 +1,153 @@
+/**
+ * The node API's rules, in process against the real dir store, CAs and audit
+ * log (the HTTPS transport and the agent are covered end to end by
+ * test/e2e/node-agent.test.ts): tokens single use or reusable, names never
+ * shared (static or joined), the credential rotating with renewals and cut
+ * off by removal, the inventory keeping only heartbeating nodes.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadServerConfig } from '../../../src/config/index.js';
+import { formatPublicKeyLine, generateKeyPair, parseCertificateLine } from '../../../src/sshcert/index.js';
+import { Inventory } from '../../../src/server/nodes/inventory.js';
+import { NodeService } from '../../../src/server/nodes/node-service.js';
+import { createToken, listTokens, removeToken } from '../../../src/server/nodes/tokens.js';
+import { routeToNode } from '../../../src/server/proxy/routing.js';
+import type { ServerRuntime } from '../../../src/server/runtime.js';
+import { testRuntime } from '../../helpers/runtime.js';
+import { tempDir } from '../../helpers/tools.js';
+
+describe('node API: tokens, names, credentials, inventory', () => {
+  const tmp = tempDir('node-service');
+  let rt: ServerRuntime;
+  let inventory: Inventory;
+  let nodes: NodeService;
+  let now = Date.now(); // the dir store expires items by the real clock
+  const never = new Promise<void>(() => {});
+
+  before(async () => {
+    const file = join(tmp.dir, 'jumpgate.yaml');
+    writeFileSync(
+      file,
+      ['cluster_name: unit.test', `data_dir: ${join(tmp.dir, 'data')}`, 'node_agent: { heartbeat_ttl: 3s, host_cert_ttl: 1m }', 'roles:', '  user: { logins: [root], node_labels: { env: test } }', 'nodes:', '  - { name: static1, addr: "127.0.0.1:22", labels: { env: test } }', ''].join('\n'),
+    );
+    rt = await testRuntime(loadServerConfig(file));
+    rt.clock = () => new Date(now);
+    inventory = new Inventory({ config: rt.config, store: rt.store, clock: rt.clock, log: rt.log });
+    await inventory.start();
+    rt.inventory = inventory;
+    nodes = new NodeService({ rt, inventory });
+  });
+  after(async () => {
+    nodes.close();
+    inventory.close();
+    await rt.audit.close();
+    await rt.store.close();
+    tmp.cleanup();
+  });
+
+  const key = () => formatPublicKeyLine(generateKeyPair('ed25519').publicKey);
+  const token = async (o: { reusable?: boolean; labels?: Record<string, string> } = {}) =>
+    (await createToken({ ttlSeconds: 600, labels: o.labels ?? {}, reusable: o.reusable ?? false }, { items: rt.store.items, audit: rt.audit, clock: rt.clock })).token;
+  const join_ = (t: string, name: string, extra: Record<string, unknown> = {}) => nodes.join({ token: t, name, addr: '127.0.0.1:2222', labels: { team: 'ops' }, public_key: key(), ...extra }, '127.0.0.9');
+  const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (e: Error & { code?: string }) => e.code === code || assert.fail(`${e.code}: ${e.message}`));
+
+  test('a single-use token joins one node; the second use is refused; the token labels win', async () => {
+    const t = await token({ labels: { team: 'db', env: 'test' } });
+    const r = await join_(t, 'n1');
+    const cert = parseCertificateLine(r.host_certificate).cert;
+    assert.deepEqual(cert.principals, ['n1', 'n1.unit.test', '127.0.0.1']);
+    assert.equal(cert.type, 'host');
+    assert.equal(Number(cert.validBefore) - Math.floor(now / 1000), 60);
+    assert.equal(r.user_ca.length, 1);
+    assert.equal(r.heartbeat_interval_seconds, 1);
+    await rejects(join_(t, 'n2'), 'BAD_TOKEN');
+    const n1 = inventory.nodes().find((n) => n.name === 'n1');
+    assert.deepEqual(n1?.labels, { team: 'db', env: 'test' });
+    assert.equal(n1?.source, 'joined');
+  });
+
+  test('a reusable token joins many; a removed or unknown one none', async () => {
+    const t = await token({ reusable: true });
+    await join_(t, 'r1');
+    await join_(t, 'r2');
+    const id = (await listTokens(rt.store.items)).find((x) => x.reusable)!.id;
+    await removeToken(id, { items: rt.store.items, audit: rt.audit });
+    await rejects(join_(t, 'r3'), 'BAD_TOKEN');
+    await rejects(join_('A'.repeat(32), 'r4'), 'BAD_TOKEN');
+  });
+
+  test('a static node\'s name or a joined one is refused before the token is used', async () => {
+    const t = await token();
+    await rejects(join_(t, 'static1'), 'NODE_NAME_TAKEN');
+    await rejects(join_(t, 'N1'), 'NODE_NAME_TAKEN');
+    await join_(t, 'fresh1'); // the token was not spent by the refusals
+  });
+
+  test('bad shapes are refused naming the field', async () => {
+    const t = await token();
+    await assert.rejects(join_(t, 'bad name'), /name: not a node name/);
+    await assert.rejects(join_(t, 'x1', { labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) }), /labels: has more than 32 labels/);
+    await assert.rejects(join_(t, 'x1', { addr: '127.0.0.1' }), /addr: not host:port/);
+    await assert.rejects(join_(t, 'x1', { public_key: 'ssh-ed25519 AAAA' }), /public_key/);
+  });
+
+  test('heartbeats need the credential; a renewal rotates it (the old one works until the new is used); removal cuts it off', async () => {
+    const t = await token();
+    const pub = key();
+    const r = await nodes.join({ token: t, name: 'c1', addr: '127.0.0.1:2222', labels: {}, public_key: pub }, '127.0.0.9');
+    const hb = (cred: string, state = 'x') => nodes.heartbeat({ name: 'c1', addr: '127.0.0.1:2222', labels: {}, state }, `Bearer ${cred}`, '127.0.0.9', never);
+    await rejects(hb('B'.repeat(43)), 'NODE_CREDENTIAL_REFUSED');
+    const answer = await hb(r.credential);
+    assert.equal(answer.state, r.state);
+    assert.deepEqual(answer.user_ca, r.user_ca);
+    await rejects(nodes.renew({ name: 'c1', public_key: key() }, `Bearer ${r.credential}`, '127.0.0.9'), 'NODE_KEY_CHANGED');
+    const renewed = await nodes.renew({ name: 'c1', public_key: pub }, `Bearer ${r.credential}`, '127.0.0.9');
+    assert.notEqual(renewed.credential, r.credential);
+    await hb(r.credential); // the answer may have been lost: the old one still works
+    await hb(renewed.credential); // first use of the new one retires the old
+    await rejects(hb(r.credential), 'NODE_CREDENTIAL_REFUSED');
+    assert.ok(await rt.store.items.delete('node', 'c1')); // what tctl nodes rm does
+    await rejects(hb(renewed.credential), 'NODE_CREDENTIAL_REFUSED');
+  });
+
+  test('a heartbeat with the current state is held until the interval passes; the inventory drops a node silent for the TTL', async () => {
+    const t = await token({ labels: { env: 'test' } });
+    const r = await join_(t, 'h1');
+    const started = Date.now();
+    const same = await nodes.heartbeat({ name: 'h1', addr: '127.0.0.1:2222', labels: {}, state: r.state }, `Bearer ${r.credential}`, '127.0.0.9', never);
+    assert.ok(Date.now() - started >= 900, 'held for the interval');
+    assert.equal(same.user_ca, undefined, 'nothing changed: no material');
+    const sel = [{ env: 'test' }];
+    assert.equal(routeToNode(rt.config, sel, 'h1', 0, inventory.nodes()).ok, true);
+    now += 3_000;
+    assert.ok(!inventory.nodes().some((n) => n.name === 'h1'), 'gone after heartbeat_ttl');
+    const refused = routeToNode(rt.config, sel, 'h1', 0, inventory.nodes());
+    assert.equal(refused.ok ? 'ok' : refused.code, 'UNKNOWN_NODE');
+    assert.ok(inventory.nodes().some((n) => n.name === 'static1'), 'static nodes never expire');
+  });
+
+  test('a user CA rotation wakes held heartbeats with the new keys', async () => {
+    const t = await token();
+    const r = await join_(t, 'w1');
+    const held = nodes.heartbeat({ name: 'w1', addr: '127.0.0.1:2222', labels: {}, state: r.state }, `Bearer ${r.credential}`, '127.0.0.9', never);
+    await rt.ca.rotate('user', 0);
+    nodes.checkTrust();
+    const answer = await held;
+    assert.notEqual(answer.state, r.state);
+    assert.equal(answer.user_ca?.length, 1);
+    assert.notDeepEqual(answer.user_ca, r.user_ca);
+  });
+
+  test('tokens are stored as hashes: ls shows ids, rm takes the token or the id', async () => {
+    const t = await token();
+    const all = await listTokens(rt.store.items);
+    assert.ok(!JSON.stringify(all).includes(t));
+    const items = await rt.store.items.list('token');
+    assert.ok(!JSON.stringify(items).includes(t));
+    await removeToken(t, { items: rt.store.items, audit: rt.audit });
+    await assert.rejects(removeToken(t, { items: rt.store.items, audit: rt.audit }), /no join token/);
+  });
+});
