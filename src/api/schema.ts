@@ -24,6 +24,13 @@ export const MAX_TOKENS = 256;
 export const MAX_KEY_LINE = 16_384;
 
 const plainHost = v.pipe(v.string('expected a host name'), v.check(isPlainHostName, 'not a plain host name (letters, digits, "-" and "." like a DNS name, or an IP address)'));
+/** One PEM certificate (RFC 7468), at most MAX_TLS_CERT_PEM characters. */
+export const MAX_TLS_CERT_PEM = 8 * 1024;
+const pemCertificate = v.pipe(
+  v.string('expected a PEM certificate'),
+  v.maxLength(MAX_TLS_CERT_PEM, `expected a PEM certificate of at most ${MAX_TLS_CERT_PEM} characters`),
+  v.regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n?$/, 'not one PEM certificate'),
+);
 const hostPort = v.pipe(v.string('expected host:port'), v.check(isPlainHostPort, 'not host:port with a plain host name and a port from 1 to 65535'));
 const clusterName = v.pipe(
   v.string('expected a cluster name'),
@@ -71,6 +78,8 @@ export const PingResponseSchema = v.object({
     [v.object({ type: v.literal('oidc'), issuer: httpUrl }), v.object({ type: v.literal('none') })],
     'expected {"type": "oidc" | "none"}',
   ),
+  /** The web port also carries SSH (TLS routing, ALPN TLS_ROUTE_ALPN). Absent (an older proxy): false. */
+  tls_routing: v.optional(v.boolean('expected true or false')),
 });
 
 /** POST /v1/login/start */
@@ -129,6 +138,13 @@ export const LoginResultSchema = v.object({
    * tsh routes an address host only when it is one of the cluster's own names.
    */
   node_addrs: v.optional(v.pipe(v.array(hostPort, 'expected a list of host:port'), v.maxLength(MAX_NODE_NAMES, `has more than ${MAX_NODE_NAMES} addresses`))),
+  /**
+   * The X.509 client certificate for the same key (PEM, one certificate),
+   * for mutual TLS on the TLS route. Optional: an older proxy does not send it.
+   */
+  tls_cert: v.optional(pemCertificate),
+  /** The proxy routes SSH through its web port (ping's tls_routing, remembered with the login). */
+  tls_routing: v.optional(v.boolean('expected true or false')),
 });
 
 /**

@@ -306,6 +306,7 @@ function ping(deps: WebDeps): PingResponse {
     proxy: { web_public_addr: addrs.web, ssh_public_addr: addrs.ssh },
     host_ca: hostCaLines(deps.rt),
     auth: oidc ? { type: 'oidc', issuer: oidc.issuer } : { type: 'none' },
+    tls_routing: deps.rt.config.proxy.tlsRouting,
   };
 }
 
