@@ -250,3 +250,40 @@ export function parseShape<S extends v.GenericSchema>(schema: S, value: unknown)
   const r = v.safeParse(schema, value);
   return r.success ? { ok: true, value: r.output } : { ok: false, ...firstIssue(r.issues) };
 }
+
+/**
+ * The TLS route's request line (shared/wire-names.ts TLS_ROUTE_ALPN): after
+ * the mutual-TLS handshake tsh sends one JSON object and "\n". `node`: join
+ * this stream to HOST:PORT's sshd as LOGIN (port 0 = the inventory port);
+ * `ls`: the nodes the certificate reaches (the `nodes@jumpgate.dev` JSON).
+ */
+export const TlsRouteRequestSchema = v.variant(
+  'op',
+  [
+    v.object({
+      v: v.literal(1, 'expected version 1'),
+      op: v.literal('node'),
+      host: v.pipe(v.string('expected a host'), v.minLength(1, 'is empty'), v.maxLength(253, 'is longer than 253'), v.regex(/^[^\s\x00-\x1f\x7f]+$/, 'has spaces or control characters')),
+      port: v.pipe(v.number('expected a port'), v.integer('expected a port'), v.minValue(0, 'expected a port from 0 to 65535'), v.maxValue(65535, 'expected a port from 0 to 65535')),
+      login: token,
+    }),
+    v.object({ v: v.literal(1, 'expected version 1'), op: v.literal('ls'), login: token }),
+  ],
+  'expected {"op": "node" | "ls", ...}',
+);
+
+/** The TLS route's answer line: accepted (the stream is the node's from the next byte on), or refused with the reason. */
+export const TlsRouteAnswerSchema = v.variant(
+  'ok',
+  [
+    v.object({ ok: v.literal(true) }),
+    v.object({
+      ok: v.literal(false),
+      code: v.pipe(v.string('expected a code'), v.regex(/^[A-Z0-9_]{1,64}$/, 'not a code')),
+      message: v.pipe(v.string('expected a message'), v.maxLength(2000, 'is longer than 2000')),
+      /** 4: a new login may help (the certificate's roles); 2: the request was malformed; else 1. */
+      exit: v.optional(v.picklist([1, 2, 4])),
+    }),
+  ],
+  'expected {"ok": true | false, ...}',
+);

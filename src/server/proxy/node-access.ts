@@ -84,6 +84,8 @@ export interface RouteGrant {
 export interface RelayClient {
   stream: Duplex;
   refuse(message: string): void;
+  /** Called once session.start is stored, before any byte moves (the TLS route sends its "accepted" line here). */
+  onStart?(): void;
 }
 
 /**
@@ -247,6 +249,7 @@ async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: Via, cl
   }
   chan.removeListener('close', onClientClose);
   sock.removeListener('close', onNodeClose);
+  if (!clientGone) client.onStart?.();
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
   chan.pipe(sock);
