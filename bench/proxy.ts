@@ -27,6 +27,12 @@ export interface ProxyBenchResult {
   /** `ssh -J user@proxy:port node1` through Jumpgate's direct-tcpip (no tsh in the path), for comparison. */
   dashJMBps: number[];
   dashJSetupMs: number[];
+  /** The TLS route on the web port (generated config, profile with TLS routing): the same ssh through `tsh proxy ssh` over mutual TLS. */
+  tlsMBps: number[];
+  tlsSetupMs: number[];
+  /** ssh straight to the node's sshd: the limit. */
+  directMBps: number[];
+  directSetupMs: number[];
   /** 1-minute load average before and after: the figures are only as steady as the machine was quiet. */
   load: [number, number];
 }
@@ -49,6 +55,7 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
   let failed = false;
   try {
     const user = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home'), username: 'root', roles: ['user'] });
+    const tlsUser = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home-tls'), username: 'root', roles: ['user'], tlsRouting: true });
     const key = user.paths.privateKey(user.profile.name, user.profile.username);
     const baseline = join(tmp.dir, 'proxyjump_config');
     writeFileSync(
@@ -57,6 +64,9 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
         'Host jump',
         '    HostName 127.0.0.1',
         `    Port ${jump.port}`,
+        'Host direct',
+        '    HostName 127.0.0.1',
+        `    Port ${cluster.node.port}`,
         'Host node1',
         '    HostName 127.0.0.1',
         `    Port ${cluster.node.port}`,
@@ -77,13 +87,15 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     const env = user.env;
     const viaProxy = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'];
     const viaJump = ['-F', baseline, 'node1'];
+    const viaTls = ['-F', tlsUser.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'];
+    const viaDirect = ['-F', baseline, 'direct'];
     const viaDashJ = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', '-J', `root@localhost:${cluster.sshPort}`, 'root@node1'];
-    const timed = async (args: string[], shellPipe?: string): Promise<number> => {
+    const timed = async (args: string[], shellPipe?: string, envOf: NodeJS.ProcessEnv = env): Promise<number> => {
       const t0 = process.hrtime.bigint();
       const code = await new Promise<number | null>((resolve, reject) => {
         const child = shellPipe
-          ? spawn('bash', ['-c', `${shellPipe} | ${[ssh, ...args].map(q).join(' ')}`], { env, stdio: ['ignore', 'ignore', 'pipe'] })
-          : spawn(ssh, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+          ? spawn('bash', ['-c', `${shellPipe} | ${[ssh, ...args].map(q).join(' ')}`], { env: envOf, stdio: ['ignore', 'ignore', 'pipe'] })
+          : spawn(ssh, args, { env: envOf, stdio: ['ignore', 'ignore', 'pipe'] });
         let err = '';
         child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
         child.on('error', reject);
@@ -97,17 +109,37 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     await timed([...viaJump, 'true']);
 
     await timed([...viaDashJ, 'true']);
-    const r: ProxyBenchResult = { bytes, proxyMBps: [], jumpMBps: [], proxySetupMs: [], jumpSetupMs: [], dashJMBps: [], dashJSetupMs: [], load: [loadavg()[0]!, 0] };
+    await timed([...viaTls, 'true'], undefined, tlsUser.env);
+    await timed([...viaDirect, 'true']);
+    const r: ProxyBenchResult = {
+      bytes,
+      proxyMBps: [],
+      jumpMBps: [],
+      proxySetupMs: [],
+      jumpSetupMs: [],
+      dashJMBps: [],
+      dashJSetupMs: [],
+      tlsMBps: [],
+      tlsSetupMs: [],
+      directMBps: [],
+      directSetupMs: [],
+      load: [loadavg()[0]!, 0],
+    };
+    const tls = (args: string[], pipe?: string) => timed([...viaTls, ...args], pipe, tlsUser.env);
     for (let i = 0; i < (opts.setupRuns ?? 15); i++) {
       r.proxySetupMs.push(await timed([...viaProxy, 'true']));
       r.jumpSetupMs.push(await timed([...viaJump, 'true']));
       r.dashJSetupMs.push(await timed([...viaDashJ, 'true']));
+      r.tlsSetupMs.push(await tls(['true']));
+      r.directSetupMs.push(await timed([...viaDirect, 'true']));
     }
     const source = `head -c ${bytes} /dev/zero`;
     for (let i = 0; i < (opts.throughputRuns ?? 3); i++) {
       r.proxyMBps.push(bytes / 1e6 / ((await timed([...viaProxy, 'cat > /dev/null'], source)) / 1000));
       r.jumpMBps.push(bytes / 1e6 / ((await timed([...viaJump, 'cat > /dev/null'], source)) / 1000));
       r.dashJMBps.push(bytes / 1e6 / ((await timed([...viaDashJ, 'cat > /dev/null'], source)) / 1000));
+      r.tlsMBps.push(bytes / 1e6 / ((await tls(['cat > /dev/null'], source)) / 1000));
+      r.directMBps.push(bytes / 1e6 / ((await timed([...viaDirect, 'cat > /dev/null'], source)) / 1000));
     }
     r.load[1] = loadavg()[0]!;
     return r;
@@ -165,5 +197,22 @@ export function formatRecordingBench(r: ProxyBenchResult): string {
     `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores): other work on the machine moves these figures by ±30% or more.`,
     '',
     `For comparison, \`ssh -J user@proxy:port node1\` with recording on (direct-tcpip): ${f(median(r.dashJMBps))} MB/s (${r.dashJMBps.map(f).join(', ')}), set-up ${f(median(r.dashJSetupMs))} ms.`,
+  ].join('\n');
+}
+
+/** The BENCHMARKS.md section of TLS routing: the same run's figures, the web port's TLS route against ProxyJump and direct ssh. */
+export function formatTlsRoutingBench(r: ProxyBenchResult): string {
+  const f = (n: number) => n.toFixed(0);
+  const tls = median(r.tlsMBps);
+  const jump = median(r.jumpMBps);
+  const direct = median(r.directMBps);
+  const su = median(r.tlsSetupMs) / median(r.jumpSetupMs);
+  return [
+    '| what | TLS route (generated ssh config) | OpenSSH ProxyJump via sshd | direct ssh to the node | TLS / ProxyJump | TLS / direct | targets |',
+    '|---|---|---|---|---|---|---|',
+    `| 1 GiB \`cat > /dev/null\`, MB/s (median of ${r.tlsMBps.length}; runs) | ${f(tls)} (${r.tlsMBps.map(f).join(', ')}) | ${f(jump)} (${r.jumpMBps.map(f).join(', ')}) | ${f(direct)} (${r.directMBps.map(f).join(', ')}) | ${(tls / jump).toFixed(2)}x | ${(tls / direct).toFixed(2)}x | >= 1.3x ProxyJump: ${tls / jump >= 1.3 ? 'meets' : 'MISSES'}; >= 0.8x direct: ${tls / direct >= 0.8 ? 'meets' : 'MISSES'} |`,
+    `| \`ssh node1 true\`, ms (median of ${r.tlsSetupMs.length}) | ${f(median(r.tlsSetupMs))} | ${f(median(r.jumpSetupMs))} | ${f(median(r.directSetupMs))} | ${su.toFixed(2)}x | ${(median(r.tlsSetupMs) / median(r.directSetupMs)).toFixed(2)}x | <= 0.8x ProxyJump: ${su <= 0.8 ? 'meets' : 'MISSES'} |`,
+    '',
+    `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores).`,
   ].join('\n');
 }

@@ -31,6 +31,13 @@ export const MAX_TOKENS = 256;
 export const MAX_KEY_LINE = 16_384;
 
 const plainHost = v.pipe(v.string('expected a host name'), v.check(isPlainHostName, 'not a plain host name (letters, digits, "-" and "." like a DNS name, or an IP address)'));
+/** One PEM certificate (RFC 7468), at most MAX_TLS_CERT_PEM characters. */
+export const MAX_TLS_CERT_PEM = 8 * 1024;
+const pemCertificate = v.pipe(
+  v.string('expected a PEM certificate'),
+  v.maxLength(MAX_TLS_CERT_PEM, `expected a PEM certificate of at most ${MAX_TLS_CERT_PEM} characters`),
+  v.regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n?$/, 'not one PEM certificate'),
+);
 const hostPort = v.pipe(v.string('expected host:port'), v.check(isPlainHostPort, 'not host:port with a plain host name and a port from 1 to 65535'));
 const clusterName = v.pipe(
   v.string('expected a cluster name'),
@@ -78,6 +85,8 @@ export const PingResponseSchema = v.object({
     [v.object({ type: v.literal('oidc'), issuer: httpUrl }), v.object({ type: v.literal('none') })],
     'expected {"type": "oidc" | "none"}',
   ),
+  /** The web port also carries SSH (TLS routing, ALPN TLS_ROUTE_ALPN). Absent (an older proxy): false. */
+  tls_routing: v.optional(v.boolean('expected true or false')),
 });
 
 /** POST /v1/login/start */
@@ -136,6 +145,13 @@ export const LoginResultSchema = v.object({
    * tsh routes an address host only when it is one of the cluster's own names.
    */
   node_addrs: v.optional(v.pipe(v.array(hostPort, 'expected a list of host:port'), v.maxLength(MAX_NODE_NAMES, `has more than ${MAX_NODE_NAMES} addresses`))),
+  /**
+   * The X.509 client certificate for the same key (PEM, one certificate),
+   * for mutual TLS on the TLS route. Optional: an older proxy does not send it.
+   */
+  tls_cert: v.optional(pemCertificate),
+  /** The proxy routes SSH through its web port (ping's tls_routing, remembered with the login). */
+  tls_routing: v.optional(v.boolean('expected true or false')),
 });
 
 /**
@@ -382,3 +398,39 @@ export const NodeRenewResponseSchema = v.object({
   host_certificate: keyLine,
   credential: nodeCredential,
 });
+/**
+ * The TLS route's request line (shared/wire-names.ts TLS_ROUTE_ALPN): after
+ * the mutual-TLS handshake tsh sends one JSON object and "\n". `node`: join
+ * this stream to HOST:PORT's sshd as LOGIN (port 0 = the inventory port);
+ * `ls`: the nodes the certificate reaches (the `nodes@jumpgate.dev` JSON).
+ */
+export const TlsRouteRequestSchema = v.variant(
+  'op',
+  [
+    v.object({
+      v: v.literal(1, 'expected version 1'),
+      op: v.literal('node'),
+      host: v.pipe(v.string('expected a host'), v.minLength(1, 'is empty'), v.maxLength(253, 'is longer than 253'), v.regex(/^[^\s\x00-\x1f\x7f]+$/, 'has spaces or control characters')),
+      port: v.pipe(v.number('expected a port'), v.integer('expected a port'), v.minValue(0, 'expected a port from 0 to 65535'), v.maxValue(65535, 'expected a port from 0 to 65535')),
+      login: token,
+    }),
+    v.object({ v: v.literal(1, 'expected version 1'), op: v.literal('ls'), login: token }),
+  ],
+  'expected {"op": "node" | "ls", ...}',
+);
+
+/** The TLS route's answer line: accepted (the stream is the node's from the next byte on), or refused with the reason. */
+export const TlsRouteAnswerSchema = v.variant(
+  'ok',
+  [
+    v.object({ ok: v.literal(true) }),
+    v.object({
+      ok: v.literal(false),
+      code: v.pipe(v.string('expected a code'), v.regex(/^[A-Z0-9_]{1,64}$/, 'not a code')),
+      message: v.pipe(v.string('expected a message'), v.maxLength(2000, 'is longer than 2000')),
+      /** 4: a new login may help (the certificate's roles); 2: the request was malformed; else 1. */
+      exit: v.optional(v.picklist([1, 2, 4])),
+    }),
+  ],
+  'expected {"ok": true | false, ...}',
+);

@@ -3,7 +3,7 @@
  * names are snake_case on the wire.
  */
 import type * as v from 'valibot';
-import type { NodeHeartbeatRequestSchema, NodeHeartbeatResponseSchema, NodeJoinRequestSchema, NodeJoinResponseSchema, NodeRenewRequestSchema, NodeRenewResponseSchema, ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema, RecordingListResponseSchema, RecordingSummarySchema } from './schema.js';
+import type { NodeHeartbeatRequestSchema, NodeHeartbeatResponseSchema, NodeJoinRequestSchema, NodeJoinResponseSchema, NodeRenewRequestSchema, NodeRenewResponseSchema, ApiErrorSchema, HeadlessPollRequestSchema, HeadlessPollResponseSchema, HeadlessStartRequestSchema, HeadlessStartResponseSchema, LoginResultSchema, LoginStartRequestSchema, LoginStartResponseSchema, PingResponseSchema, RecordingListResponseSchema, RecordingSummarySchema, TlsRouteAnswerSchema, TlsRouteRequestSchema } from './schema.js';
 
 export const API = {
   ping: '/v1/ping',
@@ -42,6 +42,10 @@ export type HeadlessStartResponse = v.InferOutput<typeof HeadlessStartResponseSc
 /** POST /v1/login/headless/poll */
 export type HeadlessPollRequest = v.InferOutput<typeof HeadlessPollRequestSchema>;
 export type HeadlessPollResponse = v.InferOutput<typeof HeadlessPollResponseSchema>;
+
+/** The TLS route's request and answer lines (shared/wire-names.ts TLS_ROUTE_ALPN). */
+export type TlsRouteRequest = v.InferOutput<typeof TlsRouteRequestSchema>;
+export type TlsRouteAnswer = v.InferOutput<typeof TlsRouteAnswerSchema>;
 
 /** Query parameters of the loopback callback when the login failed. */
 export interface LoginCallbackError {

@@ -13,6 +13,7 @@ import { ProfileStore, type KeystoreKind, type Profile } from './profile.js';
 import { openProfileKeyStore } from './keystore.js';
 import { nonDefaultTshHome, type TshPaths } from './paths.js';
 import { EXAMPLE_PROXY, loginCommand } from './proxy-addr.js';
+import type { Env } from '../net/proxy-env.js';
 
 /**
  * How far in this machine's future a certificate's start (valid_after) may
@@ -170,4 +171,21 @@ export function credentialsFor(
 ): Promise<Credentials> {
   const { proxyAddr, ...rest } = how;
   return loadCredentials({ store: new ProfileStore(paths), keystore: (kind) => openProfileKeyStore(kind, { paths }), now, ...(profile ? { profile } : {}), ...(proxyAddr ? { proxyAddr } : {}), ...rest });
+}
+
+/**
+ * Refuses, before any connection, a login the certificate does not carry:
+ * the proxy would refuse it too, but only with "Permission denied".
+ */
+export function checkLogin(creds: Credentials, login: string): void {
+  if (creds.cert.principals.includes(login)) return;
+  throw new AuthError('LOGIN_NOT_ALLOWED', `your roles do not grant the login "${login}" (your logins: ${creds.cert.principals.join(', ')})`, {
+    hint: `use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run \`${creds.relogin}\` again`,
+  });
+}
+
+/** The default node login: the local user name when the certificate carries it, else the certificate's first login. */
+export function defaultLogin(creds: Credentials, env: Env): string {
+  const local = env['USER'] ?? env['LOGNAME'] ?? env['USERNAME'];
+  return local && creds.cert.principals.includes(local) ? local : creds.cert.principals[0]!;
 }

@@ -17,6 +17,9 @@
  *           ├── <user>-cert.pub                user certificate (OpenSSH line), with every keystore; the
  *           │                                  ssh_config block's CertificateFile (and, with the
  *           │                                  keychain, its IdentityFile: ssh signs through the agent)
+ *           ├── <user>-x509.pem          0600  X.509 client certificate for the same key (TLS routing: mutual TLS
+ *           │                                  on the web port), with every keystore; absent from older logins
+ *           ├── +last-route              0600  how the last connection went ({"path":"tls"|"ssh","node","at"}): tsh status
  *           └── +agent-keys              0600  public keys this profile loaded into ssh-agent (logout removes them);
  *                                              ("+" is not allowed in user names: no <user> file collides)
  *
@@ -142,6 +145,14 @@ export class TshPaths {
   }
   certificate(profile: string, user: string): string {
     return `${this.privateKey(profile, user)}-cert.pub`;
+  }
+  /** The X.509 client certificate (PEM) for the TLS route, issued with the SSH certificate. */
+  tlsCertificate(profile: string, user: string): string {
+    return `${this.privateKey(profile, user)}-x509.pem`;
+  }
+  /** Which path (TLS route or SSH port) the profile's last connection took (tsh status). */
+  lastRoute(profile: string): string {
+    return join(this.keysDir(profile), '+last-route');
   }
   /** Base64 public key blobs, one a line, of every key a login of this profile put into the agent. */
   agentKeys(profile: string): string {

@@ -62,6 +62,12 @@ export const ProfileSchema = v.object({
    * `never` (absent in older profiles: never).
    */
   relogin: v.optional(v.picklist(['auto', 'never'], 'expected "auto" or "never"')),
+  /**
+   * The proxy routes SSH through its web port (TLS routing) and the login
+   * left an X.509 client certificate: tsh proxy ssh / ssh / ls use that
+   * port. Absent in older profiles: the SSH port, as before.
+   */
+  tlsRouting: v.optional(v.boolean('expected true or false')),
 });
 
 /** What one login to one cluster left behind. */

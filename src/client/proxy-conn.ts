@@ -36,22 +36,8 @@ export const SSH_READY_TIMEOUT_MS = 20_000;
 // Lives with loadCredentials, so the ProxyCommand's `Match exec` check loads it without ssh2.
 export { credentialsFor } from './credentials.js';
 
-/**
- * Refuses, before any connection, a login the certificate does not carry:
- * the proxy would refuse it too, but only with "Permission denied".
- */
-export function checkLogin(creds: Credentials, login: string): void {
-  if (creds.cert.principals.includes(login)) return;
-  throw new AuthError('LOGIN_NOT_ALLOWED', `your roles do not grant the login "${login}" (your logins: ${creds.cert.principals.join(', ')})`, {
-    hint: `use one of your logins (ssh USER@host or -l USER), or ask for a role that grants it and run \`${creds.relogin}\` again`,
-  });
-}
-
-/** The default node login: the local user name when the certificate carries it, else the certificate's first login. */
-export function defaultLogin(creds: Credentials, env: Env): string {
-  const local = env['USER'] ?? env['LOGNAME'] ?? env['USERNAME'];
-  return local && creds.cert.principals.includes(local) ? local : creds.cert.principals[0]!;
-}
+// Live with loadCredentials too: `tsh proxy ssh` on the TLS route decides the login without loading ssh2.
+export { checkLogin, defaultLogin } from './credentials.js';
 
 export interface ProxyConnectOptions {
   creds: Credentials;
@@ -252,19 +238,30 @@ export function listNodes(client: ssh2.Client): Promise<NodeEntry[]> {
       ch.stderr.on('data', (b: Buffer) => (errText += b.toString()));
       ch.on('close', () => {
         try {
-          const parsed = JSON.parse(Buffer.concat(out).toString('utf8')) as { nodes?: unknown };
-          if (!Array.isArray(parsed.nodes)) throw new Error('no node list');
-          resolve(
-            parsed.nodes.map((n: Partial<NodeEntry>) => ({
-              name: String(n.name ?? ''),
-              addr: String(n.addr ?? ''),
-              labels: Object.fromEntries(Object.entries(n.labels ?? {}).map(([k, v]) => [String(k), String(v)])),
-            })),
-          );
+          resolve(parseNodeList(Buffer.concat(out).toString('utf8'), errText));
         } catch (e) {
-          reject(new UserError('PROXY_BAD_ANSWER', `the proxy's node list is unreadable (${(e as Error).message})${errText ? `: ${printable(errText)}` : ''}`));
+          reject(e);
         }
       });
     });
   });
+}
+
+/**
+ * The proxy's node list (`{"cluster", "nodes": [{name, addr, labels}]}`, the
+ * same JSON on the SSH port's nodes@jumpgate.dev and the TLS route's `ls`).
+ * @throws UserError PROXY_BAD_ANSWER naming what is wrong (and `errText`, the proxy's stderr).
+ */
+export function parseNodeList(text: string, errText: string): NodeEntry[] {
+  try {
+    const parsed = JSON.parse(text) as { nodes?: unknown };
+    if (!Array.isArray(parsed.nodes)) throw new Error('no node list');
+    return parsed.nodes.map((n: Partial<NodeEntry>) => ({
+      name: String(n.name ?? ''),
+      addr: String(n.addr ?? ''),
+      labels: Object.fromEntries(Object.entries(n.labels ?? {}).map(([k, v]) => [String(k), String(v)])),
+    }));
+  } catch (e) {
+    throw new UserError('PROXY_BAD_ANSWER', `the proxy's node list is unreadable (${(e as Error).message})${errText ? `: ${printable(errText)}` : ''}`);
+  }
 }

@@ -20,7 +20,8 @@ import type { Env } from '../net/index.js';
 import { EXT_PERMIT_AGENT_FORWARDING, EXT_PERMIT_PORT_FORWARDING, EXT_PERMIT_PTY } from '../sshcert/index.js';
 import { AgentClient, startAgentHint } from './agent.js';
 import type { Credentials } from './credentials.js';
-import { clusterHostCAs, connectProxy, identityOf, openNodeChannel, sshOver } from './proxy-conn.js';
+import { clusterHostCAs, identityOf, sshOver } from './proxy-conn.js';
+import { openNodeStream } from './node-route.js';
 import type { TshPaths } from './paths.js';
 
 /** One -L or -R: `[bind_address:]port:host:hostport` (ssh(1)). */
@@ -121,11 +122,12 @@ export async function runSshSession(o: SshSessionOptions): Promise<number> {
     throw new UserError('PTY_DENIED', 'your roles do not allow a terminal (-t)', { hint: 'run a command without -t' });
   }
 
-  const proxy = await connectProxy({ creds: o.creds, paths: o.paths, env: o.env, login: o.login, now: o.now, ...(o.log ? { log: o.log } : {}) });
+  // The TLS route on the web port when the login recorded it, else the SSH port (node-route.ts).
+  const route = await openNodeStream({ creds: o.creds, paths: o.paths, env: o.env, login: o.login, now: o.now, stderr: (t) => o.io.stderr.write(t), ...(o.log ? { log: o.log } : {}) }, o.host, o.port);
   const servers: Server[] = [];
   let node: ssh2.Client | undefined;
   try {
-    const channel = await openNodeChannel(proxy, o.host, o.port, (t) => o.io.stderr.write(t), o.creds.relogin);
+    const channel = route.stream;
     const cas = clusterHostCAs(o.paths, o.creds);
     node = await sshOver(channel, {
       what: o.host,
@@ -156,7 +158,7 @@ export async function runSshSession(o: SshSessionOptions): Promise<number> {
   } finally {
     for (const s of servers) s.close();
     node?.end();
-    proxy.end();
+    route.close();
   }
 }
 

@@ -31,6 +31,10 @@ proxy:
   # send-proxy-v2), which names the real client; anyone else's header is
   # refused. Default: none (off).
   # proxy_protocol_from: [10.0.0.5, 10.0.1.0/24]
+  # SSH through the web port too (TLS routing, chosen by ALPN): tsh reaches
+  # nodes through an HTTP proxy that allows CONNECT to this port only.
+  # ssh_listen_addr stays for ssh -J. Default: true.
+  # tls_routing: true
   # What one signed-in user may make the SSH proxy and the nodes hold (defaults
   # shown). A node connection counts as "still authenticating" from the dial
   # until it closes or node_login_grace_time passes (the proxy cannot see inside

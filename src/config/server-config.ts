@@ -82,6 +82,12 @@ export interface ProxyConfig {
    * Empty: the PROXY protocol is off.
    */
   proxyProtocolFrom: AddressRange[];
+  /**
+   * `tls_routing` (default true): the web port also carries SSH, chosen by
+   * ALPN (server/proxy/tls-route.ts), for clients behind an HTTP proxy that
+   * allows CONNECT to 443 only. Off: the web port is HTTPS only.
+   */
+  tlsRouting: boolean;
 }
 
 /**
@@ -572,6 +578,7 @@ function proxySchema(ctx: SchemaContext) {
       tls_cert_file: v.optional(path(ctx)),
       tls_key_file: v.optional(path(ctx)),
       proxy_protocol_from: v.optional(list(balancerRange()), []),
+      tls_routing: v.optional(flag(), true),
     }),
     v.rawCheck(({ dataset, addIssue }) => {
       // Checks run even when the section had problems (to report everything): look before reading.
@@ -611,6 +618,7 @@ function proxySchema(ctx: SchemaContext) {
         sshPublicAddr: p.ssh_public_addr ?? p.ssh_listen_addr,
         limits: p.limits,
         proxyProtocolFrom: p.proxy_protocol_from,
+        tlsRouting: p.tls_routing,
       };
       if (p.tls_cert_file !== undefined) proxy.tlsCertFile = p.tls_cert_file;
       if (p.tls_key_file !== undefined) proxy.tlsKeyFile = p.tls_key_file;

@@ -23,6 +23,7 @@ import { openStateBackend, type StateBackend } from './storage/index.js';
 import { OidcConnector } from './auth/oidc.js';
 import { startWebApi, type WebLimits } from './proxy/web.js';
 import { NodeAccess } from './proxy/node-access.js';
+import { TlsRoute } from './proxy/tls-route.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
 import type { RunningService, ServerLog, ServerRuntime } from './runtime.js';
 import { API } from '../api/types.js';
@@ -171,7 +172,9 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   const started: RunningService[] = [{ port: 0, close: async () => access.close() }];
   let web: Awaited<ReturnType<typeof startWebApi>> | undefined;
   try {
-    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, nodes, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
+    // proxy.tls_routing: SSH through the web port too, authorised by the same NodeAccess as the SSH port.
+    const route = new TlsRoute(rt, tls, access);
+    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, nodes, route, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
     started.push(web);
     webPort = web.port;
     const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr, { access });

@@ -19,3 +19,13 @@ export const ROLES_EXTENSION = 'roles@jumpgate.dev';
 
 /** The subsystem by which tsh asks the proxy to lock the certificate it authenticated with (tsh logout --revoke). */
 export const REVOKE_SUBSYSTEM = 'revoke@jumpgate.dev';
+/**
+ * The ALPN protocol (RFC 7301) that asks the web port for the TLS route to a
+ * node instead of HTTPS (Teleport's is `teleport-proxy-ssh`); the route
+ * speaks one request line and one answer line (api/schema.ts
+ * TlsRouteRequestSchema / TlsRouteAnswerSchema), then the raw SSH stream.
+ */
+export const TLS_ROUTE_ALPN = 'jumpgate-ssh/1';
+
+/** The longest request or answer line on the TLS route, newline included. */
+export const TLS_ROUTE_MAX_LINE = 64 * 1024;

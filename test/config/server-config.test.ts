@@ -84,6 +84,7 @@ test('the example config from CONTRACT.md parses to the expected object', () => 
       tlsKeyFile: '/path/key.pem',
       limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
       proxyProtocolFrom: [],
+      tlsRouting: true,
     },
     auth: {
       certTtlSeconds: 86_400,
@@ -145,6 +146,7 @@ test('a minimal config gets every default', () => {
       sshPublicAddr: { host: '127.0.0.1', port: 3023 },
       limits: { maxConnectionsPerUser: 32, maxChannelsPerConnection: 10, maxSessionsPerUser: 64, maxNodeDialsPerUser: 8, maxNodeDialsPerNode: 32, nodeLoginGraceSeconds: 120 },
       proxyProtocolFrom: [],
+      tlsRouting: true,
     },
     auth: { certTtlSeconds: 86_400, loginTimeoutSeconds: 600, sessionRecording: 'off' },
     roles: new Map(),

@@ -19,6 +19,7 @@ import { knownHostsPatterns, writeClusterHostCAs } from '../../src/client/known-
 import { installSshConfigBlock, renderSshConfigBlock, sshConfigInput } from '../../src/client/ssh-config.js';
 import { encodeCertificateLine, encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, type Certificate } from '../../src/sshcert/index.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
+import { issueClientCertificate } from '../../src/server/auth/x509-ca.js';
 import { REPO } from './tools.js';
 
 export interface FakeLoginOptions {
@@ -46,6 +47,8 @@ export interface FakeLoginOptions {
   agentSock?: string;
   /** What the login remembers for the block's `tsh proxy ssh --relogin=` (a login that could open a browser: auto). Default: not set (never). */
   relogin?: 'auto' | 'never';
+  /** Also the X.509 client certificate and `tlsRouting` in the profile, as a login to a TLS-routing proxy leaves them. Default false. */
+  tlsRouting?: boolean;
 }
 
 export interface FakeLogin {
@@ -93,6 +96,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     keystore: o.keystore ?? 'file',
     insecure: true,
     ...(o.relogin ? { relogin: o.relogin } : {}),
+    ...(o.tlsRouting ? { tlsRouting: true } : {}),
     nodeNames: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => n.name),
     nodeAddrs: o.config.nodes.filter((n) => nodeAllowed(access, n)).map((n) => formatHostPort(n.addr)),
   };
@@ -103,6 +107,10 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
     await keystore.save(profile.name, profile.username, encodeOpenSSHPrivateKey(kp.privateKey, `${o.username}@${profile.name}`));
     writeFileAtomic(paths.publicKey(profile.name, profile.username), formatPublicKeyLine(kp.publicKey, o.username) + '\n', 0o644);
     writeFileAtomic(paths.certificate(profile.name, profile.username), encodeCertificateLine(cert, o.username) + '\n', 0o644);
+    if (o.tlsRouting) {
+      const signer = ca.get('user').trusted.find((k) => k.publicKey.blob.equals(cert.signatureKey.blob))!;
+      writeFileAtomic(paths.tlsCertificate(profile.name, profile.username), issueClientCertificate(signer, o.config.clusterName, cert));
+    }
     store.save(profile);
     writeClusterHostCAs(paths.knownHosts(), {
       clusterName: profile.clusterName,

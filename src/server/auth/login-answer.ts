@@ -8,10 +8,21 @@ import { formatHostPort } from '../../shared/address.js';
 import { formatPublicKeyLine, type Certificate } from '../../sshcert/index.js';
 import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { nodeAllowed, type Access } from './roles.js';
+import { issueClientCertificate } from './x509-ca.js';
 
 /** Every trusted host CA key as an OpenSSH public key line (clients scope them in known_hosts). */
 export function hostCaLines(rt: ServerRuntime): string[] {
   return rt.ca.get('host').trusted.map((k) => formatPublicKeyLine(k.publicKey, `jumpgate host CA ${rt.config.clusterName}`));
+}
+
+/**
+ * The X.509 client certificate (x509-ca.ts) for the same key and identity,
+ * signed by the X.509 key of the SSH certificate's own CA generation, and
+ * whether the web port routes SSH.
+ */
+function tlsPart(rt: ServerRuntime, cert: Certificate): Pick<LoginResult, 'tls_cert' | 'tls_routing'> {
+  const signer = rt.ca.get('user').trusted.find((k) => k.publicKey.blob.equals(cert.signatureKey.blob));
+  return { ...(signer ? { tls_cert: issueClientCertificate(signer, rt.config.clusterName, cert) } : {}), tls_routing: rt.config.proxy.tlsRouting };
 }
 
 /**
@@ -36,5 +47,6 @@ export function loginAnswer(rt: ServerRuntime, addrs: { web: string; ssh: string
     web_public_addr: addrs.web,
     nodes: nodes.map((n) => n.name),
     node_addrs: nodes.map((n) => formatHostPort(n.addr)),
+    ...tlsPart(rt, cert),
   };
 }

@@ -94,6 +94,8 @@ export interface RelayClient {
   refuse(message: string): void;
   /** Tells the user something while the session runs (SSH session channels: stderr); absent where the path has no side channel (direct-tcpip, TLS). */
   notify?(message: string): void;
+  /** Called once session.start is stored, before any byte moves (the TLS route sends its "accepted" line here). */
+  onStart?(): void;
 }
 
 /**
@@ -295,6 +297,7 @@ async function relay(rt: ServerRuntime, who: Who, subject: { roles: string[]; se
       sock.destroy();
     },
   });
+  if (!clientGone) client.onStart?.();
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
   chan.pipe(sock);

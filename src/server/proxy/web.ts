@@ -28,6 +28,9 @@ import { readBody } from './body.js';
 import { handleRecordingFetch, handleRecordingList } from './recordings-web.js';
 import { NonceCache } from './request-auth.js';
 import type { NodeService } from '../nodes/node-service.js';
+import { peekAlpn } from './alpn-mux.js';
+import type { TlsRoute } from './tls-route.js';
+import { TLS_ROUTE_ALPN } from '../../shared/wire-names.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -85,6 +88,12 @@ export interface WebDeps {
   nodes?: NodeService;
   /** Overrides of WEB_LIMITS (tests use short timeouts). */
   limits?: Partial<WebLimits>;
+  /**
+   * The SSH route (tls-route.ts): connections whose ClientHello offers
+   * TLS_ROUTE_ALPN go there when proxy.tls_routing is on; without it the
+   * port is HTTPS only.
+   */
+  route?: TlsRoute;
 }
 
 /** Starts the HTTPS API on `listen` (port 0 = any free port). */
@@ -131,8 +140,26 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
   // before TLS starts; the https server then gets the socket as its 'connection', reporting the real client.
   const refusedHeader = refusalReporter(deps.rt.log, 'web');
   const peekingPerSource = new SourceCounter(limits.maxConnectionsPerAddress);
+  // TLS routing: the ClientHello is peeked (alpn-mux.ts) and the socket goes to the HTTPS server or the SSH route,
+  // so only the route ever asks for a client certificate. Counted per source while it is read, like the PROXY header.
+  const route = deps.rt.config.proxy.tlsRouting ? deps.route : undefined;
+  const dispatch = (socket: Socket) => {
+    if (!route) return void server.emit('connection', socket);
+    const source = socket.remoteAddress ?? 'unknown';
+    const release = peekingPerSource.acquire(source);
+    if (!release) {
+      deps.rt.log.debug(`web: refused a connection from ${source}: it already has ${limits.maxConnectionsPerAddress} that sent no ClientHello yet`);
+      return void socket.destroy();
+    }
+    peekAlpn(socket, limits.tlsHandshakeTimeoutMs, (alpn) => {
+      release();
+      if (alpn?.includes(TLS_ROUTE_ALPN)) route.accept(socket);
+      else server.emit('connection', socket);
+    });
+    socket.once('close', release);
+  };
   const front = createNetServer((raw) =>
-    acceptProxied(raw, { trusted: deps.rt.config.proxy.proxyProtocolFrom, untrusted: 'peek', peekingPerSource }, (socket) => server.emit('connection', socket), refusedHeader),
+    acceptProxied(raw, { trusted: deps.rt.config.proxy.proxyProtocolFrom, untrusted: 'peek', peekingPerSource }, dispatch, refusedHeader),
   );
   front.maxConnections = limits.maxConnections;
   server.on('secureConnection', adoptProxiedPeer);
@@ -154,6 +181,7 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
     close: () =>
       new Promise<void>((resolve) => {
         front.close(() => resolve());
+        route?.close();
         server.close();
         server.closeAllConnections();
       }),
@@ -333,6 +361,7 @@ function ping(deps: WebDeps): PingResponse {
     proxy: { web_public_addr: addrs.web, ssh_public_addr: addrs.ssh },
     host_ca: hostCaLines(deps.rt),
     auth: oidc ? { type: 'oidc', issuer: oidc.issuer } : { type: 'none' },
+    tls_routing: deps.rt.config.proxy.tlsRouting,
   };
 }
 

@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { AuthError, UsageError, UserError } from '../../../errors.js';
 import { AgentClient, AgentError, startAgentHint } from '../../../client/agent.js';
 import { agentComment, profileKeys, recordKey, removeProfileEntries } from '../../../client/agent-entries.js';
@@ -219,6 +220,8 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     // What the ssh_config block's ProxyCommand does when this certificate has run out (ssh-config.ts).
     relogin: opts.browser !== 'none' && canOpenBrowser(browserSystem(deps)) ? 'auto' : 'never',
   };
+  const tlsCert = tlsCertificateFor(r, login.publicKey.key);
+  if (tlsCert !== undefined && r.tls_routing === true) profile.tlsRouting = true;
   const { notes, earlierKeys } = await store.locked(async () => {
     const earlier = previousProfile(store, profile.name);
     // Read before saveKeys overwrites them: the earlier login's keys, so its agent entries can be found.
@@ -237,7 +240,7 @@ export async function run(opts: LoginOptions, deps: Deps, hooks: LoginHooks): Pr
     // The renderers' own guards run before the first write, so a value they refuse leaves nothing behind.
     formatHostCaLines(hostCa.clusterName, hostCa.patterns, hostCa.caKeys, hostCa);
     if (opts.sshConfig && hooks.checkSshConfig) hooks.checkSshConfig(profile, paths, deps);
-    await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate);
+    await saveKeys(keystore, paths, profile, login.privateKeyPem, formatPublicKeyLine(login.publicKey, r.username), r.certificate, tlsCert);
     recordKey(paths, profile.name, login.publicKey.blob);
     if (earlier && (earlier.username !== profile.username || earlier.keystore !== profile.keystore)) {
       await forgetEarlierKey(paths, earlier, profile);
@@ -331,18 +334,35 @@ export function clockWarning(serverDate: Date | undefined, asked: Date, answered
  * anything is replaced), then the key is saved, then the files are renamed
  * into place. A failure at any step leaves the previous login intact.
  */
-async function saveKeys(keystore: KeyStore, paths: TshPaths, profile: Profile, pem: string, pubLine: string, certLine: string): Promise<void> {
+async function saveKeys(keystore: KeyStore, paths: TshPaths, profile: Profile, pem: string, pubLine: string, certLine: string, tlsCert: string | undefined): Promise<void> {
   new ProfileStore(paths).ensureDirs(profile.name);
   const staged: StagedFile[] = [];
   try {
     staged.push(stageFile(paths.publicKey(profile.name, profile.username), pubLine + '\n', 0o644));
     staged.push(stageFile(paths.certificate(profile.name, profile.username), certLine + '\n', 0o644));
+    // The TLS route's client certificate; an older proxy sends none: then no stale one from an earlier login stays.
+    if (tlsCert !== undefined) staged.push(stageFile(paths.tlsCertificate(profile.name, profile.username), tlsCert, 0o600));
+    else rmSync(paths.tlsCertificate(profile.name, profile.username), { force: true });
     await keystore.save(profile.name, profile.username, pem);
   } catch (err) {
     for (const f of staged) f.abort();
     throw err;
   }
   for (const f of staged) f.commit();
+}
+
+/**
+ * The login answer's X.509 client certificate when it certifies the key this
+ * login made (else undefined: tsh then keeps to the SSH port).
+ */
+function tlsCertificateFor(r: LoginResult, key: KeyObject): string | undefined {
+  if (r.tls_cert === undefined) return undefined;
+  try {
+    const x = new X509Certificate(r.tls_cert);
+    return x.publicKey.export({ format: 'der', type: 'spki' }).equals(key.export({ format: 'der', type: 'spki' })) ? r.tls_cert : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The profile this login replaces, if any; a damaged one counts as none (the login rewrites it). */
@@ -367,7 +387,7 @@ async function forgetEarlierKey(paths: TshPaths, earlier: Profile, now: Profile)
     // An unreachable keychain must not fail the new login; logout tries again.
   }
   if (earlier.username !== now.username) {
-    for (const f of [paths.publicKey(earlier.name, earlier.username), paths.certificate(earlier.name, earlier.username)]) rmSync(f, { force: true });
+    for (const f of [paths.publicKey(earlier.name, earlier.username), paths.certificate(earlier.name, earlier.username), paths.tlsCertificate(earlier.name, earlier.username)]) rmSync(f, { force: true });
   }
 }
 

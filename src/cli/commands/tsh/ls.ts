@@ -1,6 +1,8 @@
 import { UsageError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { connectProxy, credentialsFor, defaultLogin, listNodes, type NodeEntry } from '../../../client/proxy-conn.js';
+import { credentialsFor, defaultLogin } from '../../../client/credentials.js';
+import type { NodeEntry } from '../../../client/proxy-conn.js';
+import { listNodesVia } from '../../../client/node-route.js';
 import { profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
@@ -33,13 +35,8 @@ export async function run(opts: LsOptions, deps: Deps): Promise<void> {
   const paths = new TshPaths(deps);
   const creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
-  const proxy = await connectProxy({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
-  let nodes: NodeEntry[];
-  try {
-    nodes = await listNodes(proxy);
-  } finally {
-    proxy.end();
-  }
+  // The TLS route on the web port when the login recorded it, else the SSH port (client/node-route.ts).
+  let { nodes }: { nodes: NodeEntry[] } = await listNodesVia({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
   nodes = nodes.filter((n) => filters.every(([k, v]) => n.labels[k] === v)).sort((a, b) => a.name.localeCompare(b.name));
   if (opts.format === 'json') {
     deps.io.stdout.write(JSON.stringify(nodes, null, 2) + '\n');

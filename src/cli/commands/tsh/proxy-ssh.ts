@@ -1,7 +1,7 @@
 import { UsageError, UserError } from '../../../errors.js';
 import { TshPaths } from '../../../client/paths.js';
-import { checkLogin, connectProxy, defaultLogin, openNodeChannel } from '../../../client/proxy-conn.js';
-import type { Credentials } from '../../../client/credentials.js';
+import { checkLogin, defaultLogin, type Credentials } from '../../../client/credentials.js';
+import { openNodeStream } from '../../../client/node-route.js';
 import type { Deps } from '../../deps.js';
 import { proxyCredentials, type ReloginMode } from './relogin.js';
 
@@ -79,12 +79,13 @@ async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
   checkLogin(creds, login);
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
   await keepInAgent(creds, deps, log);
-  const proxy = await connectProxy({ creds, paths, env: deps.env, login, now: deps.clock, ...(log ? { log } : {}) });
+  // The TLS route on the web port when the login recorded it, else the SSH port (client/node-route.ts).
+  const node = await openNodeStream({ creds, paths, env: deps.env, login, now: deps.clock, stderr: (t) => deps.io.stderr.write(t), ...(log ? { log } : {}) }, target.host, target.port);
+  const ch = node.stream;
   try {
-    const ch = await openNodeChannel(proxy, target.host, target.port, (t) => deps.io.stderr.write(t), creds.relogin);
     await new Promise<void>((resolve) => {
       // ssh closed its end of our stdout (it exited): nothing left to relay.
-      deps.io.stdout.on('error', () => ch.close());
+      deps.io.stdout.on('error', () => node.close());
       deps.io.stdin.pipe(ch);
       // stdout stays open: the process exits right after, once it has drained (runMain).
       ch.pipe(deps.io.stdout, { end: false });
@@ -94,6 +95,6 @@ async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
       });
     });
   } finally {
-    proxy.end();
+    node.close();
   }
 }

@@ -7,6 +7,7 @@ import { formatDuration } from '../../../shared/duration.js';
 import type { Deps } from '../../deps.js';
 import { printable } from '../../../util/printable.js';
 import { credentialOptions } from './client-context.js';
+import { readLastRoute, type LastRoute } from '../../../client/last-route.js';
 
 export interface StatusOptions {
   format: 'text' | 'json';
@@ -18,6 +19,7 @@ interface ProfileStatus {
   validity: CertValidity | undefined;
   valid: boolean;
   current: boolean;
+  lastRoute: LastRoute | undefined;
 }
 
 /**
@@ -37,7 +39,7 @@ export function run(opts: StatusOptions, deps: Deps): void {
   const all: ProfileStatus[] = store.list().map((profile) => {
     const cert = readProfileCertificate(paths, profile)?.cert;
     const validity = cert ? certValidity(cert, nowDate, how.leewaySeconds) : undefined;
-    return { profile, cert, validity, valid: validity?.state === 'valid', current: profile.name === current };
+    return { profile, cert, validity, valid: validity?.state === 'valid', current: profile.name === current, lastRoute: readLastRoute(paths, profile.name) };
   });
   if (opts.format === 'json') {
     deps.io.stdout.write(JSON.stringify({ current: current ?? null, profiles: all.map((s) => toJson(s, now)) }, null, 2) + '\n');
@@ -87,7 +89,19 @@ function toJson(s: ProfileStatus, now: bigint) {
     clock_behind_seconds: s.validity && s.validity.state !== 'expired' ? s.validity.behindSeconds : 0,
     extensions: s.cert ? [...s.cert.extensions.keys()].filter((k) => !k.includes('@')) : [],
     keystore: s.profile.keystore,
+    /** The login recorded that the proxy routes SSH through its web port (TLS routing). */
+    tls_routing: s.profile.tlsRouting === true,
+    /** The path of the last connection to a node: `tls` (web port) or `ssh` (SSH port), the node and when; null before the first. */
+    last_connection: s.lastRoute ? { path: s.lastRoute.path, node: s.lastRoute.node, at: s.lastRoute.at } : null,
   };
+}
+
+/** "TLS routing (web port localhost:3080) to node1 at …" / "SSH port localhost:3023 to …". */
+function routeText(s: ProfileStatus): string {
+  const r = s.lastRoute;
+  if (!r) return s.profile.tlsRouting ? 'none yet (TLS routing on the web port is available)' : 'none yet';
+  const via = r.path === 'tls' ? `TLS routing (web port ${s.profile.webProxyAddr})` : `SSH port ${s.profile.sshProxyAddr}`;
+  return `${via} to ${r.node} at ${r.at}`;
 }
 
 function toText(s: ProfileStatus, now: bigint, deps: Deps): string {
@@ -107,6 +121,7 @@ function toText(s: ProfileStatus, now: bigint, deps: Deps): string {
     ['Valid until', v.until ? `${p(v.until)} [${remaining}]` : remaining],
     ['Extensions', p(j.extensions.join(', '))],
     ['Key', s.profile.keystore === 'keychain' ? 'OS keychain' : 'file under TSH_HOME'],
+    ['Last path', p(routeText(s))],
   ];
   const head = `${s.current ? '> ' : '  '}Profile ${c.bold(printable(j.profile))}`;
   return [head, ...rows.map(([k, val]) => `  ${(k + ':').padEnd(14)}${val}`)].join('\n');

@@ -1,0 +1,37 @@
+/**
+ * `+last-route` (paths.ts): which path a profile's last connection to a node
+ * took, for `tsh status`. Kept apart from node-route.ts so `tsh status`
+ * loads no dialer.
+ */
+import { readFileSync } from 'node:fs';
+import * as v from 'valibot';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import type { Credentials } from './credentials.js';
+import type { TshPaths } from './paths.js';
+
+/** The two ways to a node: `tls` (the web port, TLS routing) or `ssh` (the SSH proxy port). */
+export type RoutePath = 'tls' | 'ssh';
+
+const LastRouteSchema = v.object({ path: v.picklist(['tls', 'ssh']), node: v.pipe(v.string(), v.maxLength(253)), at: v.pipe(v.string(), v.maxLength(40)) });
+
+/** What `+last-route` holds: the path of the profile's last connection, to which node, when (ISO). */
+export type LastRoute = v.InferOutput<typeof LastRouteSchema>;
+
+/** Records the path of a connection; a failure to write is not the connection's problem (ignored). */
+export function recordRoute(paths: TshPaths, creds: Credentials, path: RoutePath, node: string, now: Date): void {
+  try {
+    writeFileAtomic(paths.lastRoute(creds.profile.name), JSON.stringify({ path, node, at: now.toISOString() }) + '\n');
+  } catch {
+    // a read-only TSH_HOME: tsh status then shows nothing
+  }
+}
+
+/** The profile's last connection path, or undefined (none yet, or unreadable). */
+export function readLastRoute(paths: TshPaths, profile: string): LastRoute | undefined {
+  try {
+    const r = v.safeParse(LastRouteSchema, JSON.parse(readFileSync(paths.lastRoute(profile), 'utf8')));
+    return r.success ? r.output : undefined;
+  } catch {
+    return undefined;
+  }
+}
