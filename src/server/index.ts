@@ -23,6 +23,10 @@ import { startWebApi, type WebLimits } from './proxy/web.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls.js';
 import type { RunningService, ServerLog, ServerRuntime } from './runtime.js';
 import { API } from '../api/types.js';
+import { WebApp } from './web/app.js';
+import { WebSessions } from './web/sessions.js';
+import { WebTerminals } from './web/terminal.js';
+import { SECURITY_HEADERS } from './proxy/web.js';
 
 export interface StartOptions {
   clock: () => Date;
@@ -44,6 +48,8 @@ export interface StartOptions {
   serverId?: string;
   /** For the default server id. */
   pid?: number;
+  /** The built web UI (default dist/webui next to the bundle: server/web/app.ts defaultWebUiDir). */
+  webUiDir?: string;
 }
 
 export interface RunningServer {
@@ -56,6 +62,8 @@ export interface RunningServer {
   login: LoginService;
   /** Headless logins (tsh login --headless), their state in `rt.store.items`. */
   headless: HeadlessLoginService;
+  /** The web UI (/web): sessions, pages and API, running terminals (lock enforcement ends them: terminals.endWhere). */
+  webUi: { sessions: WebSessions; app: WebApp; terminals: WebTerminals };
   /** The HTTPS API's server and the limits it runs with (tests inspect both). */
   web: { server: HttpsServer; limits: WebLimits };
   close(): Promise<void>;
@@ -130,11 +138,13 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     : undefined;
   const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate, opts.pendingLimits);
   const headless = new HeadlessLoginService(rt, rt.store.items, oidc, publicAddrs);
+  const sessions = new WebSessions(rt, rt.store.items, oidc);
+  const webUi = { sessions, app: new WebApp({ rt, sessions, ...(opts.webUiDir ? { webUiDir: opts.webUiDir } : {}) }), terminals: new WebTerminals(rt, sessions, SECURITY_HEADERS) };
 
   const started: RunningService[] = [];
   let web: Awaited<ReturnType<typeof startWebApi>> | undefined;
   try {
-    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
+    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, web: webUi, publicAddrs, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
     started.push(web);
     webPort = web.port;
     const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr);
@@ -153,8 +163,10 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     publicAddrs,
     login,
     headless,
+    webUi,
     web: { server: web.server, limits: web.limits },
     close: async () => {
+      webUi.terminals.close();
       await Promise.allSettled(started.map((s) => s.close()));
       await shutdown();
     },

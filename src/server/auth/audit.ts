@@ -108,6 +108,25 @@ export interface HeadlessFailureEvent {
   user?: string;
 }
 
+/** `web.login`: `user` signed in to the web UI (server/web/sessions.ts) through the IdP; the session ends at `expires_at` at the latest. */
+export interface WebLoginEvent {
+  event: 'web.login';
+  user: string;
+  roles: string[];
+  client_addr: string;
+  /** sha256 of the session's cookie value, first 16 hex digits: names the session without being it. */
+  web_session: string;
+  expires_at: string;
+}
+
+/** `web.logout`: `user` signed out of the web UI; the session is deleted from the state store. */
+export interface WebLogoutEvent {
+  event: 'web.logout';
+  user: string;
+  client_addr: string;
+  web_session: string;
+}
+
 /** `cert.issued`: a certificate was signed (before it leaves the server). */
 export interface CertIssuedEvent {
   event: 'cert.issued';
@@ -149,7 +168,8 @@ export interface SessionStartEvent {
   node: string;
   node_addr: string;
   client_addr: string;
-  via: 'subsystem' | 'direct-tcpip';
+  /** `web`: a terminal in the browser (server/web/terminal.ts), the proxy's own SSH client to the node. */
+  via: 'subsystem' | 'direct-tcpip' | 'web';
 }
 
 /** `session.end`: that session closed, with its byte counts. */
@@ -215,7 +235,9 @@ export type AuditEvent =
   | HeadlessStartEvent
   | HeadlessApprovedEvent
   | HeadlessDeniedEvent
-  | HeadlessFailureEvent;
+  | HeadlessFailureEvent
+  | WebLoginEvent
+  | WebLogoutEvent;
 
 export type AuditEventType = AuditEvent['event'];
 

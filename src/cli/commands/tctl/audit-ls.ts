@@ -24,6 +24,8 @@ export const AUDIT_EVENT_TYPES = [
   'headless.approved',
   'headless.denied',
   'headless.failure',
+  'web.login',
+  'web.logout',
 ] as const satisfies readonly AuditEventType[];
 // The reverse direction: a new event type in the union that is missing here fails to compile.
 type Missing = Exclude<AuditEventType, (typeof AUDIT_EVENT_TYPES)[number]>;
