@@ -33,6 +33,8 @@ import { TERMINAL_PATH } from './terminal.js';
 export const WEBUI_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; font-src 'self'; connect-src 'self'; " +
   "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/** The API's answers (JSON) and redirects: nothing to load, never framed. */
+export const API_CSP = "default-src 'none'; frame-ancestors 'none'";
 /** Most audit events one request returns. */
 export const MAX_AUDIT_EVENTS = 500;
 
@@ -97,6 +99,8 @@ export class WebApp {
   /** Serves one request on a path `owns` accepted; API refusals are thrown as ApiRequestError (web.ts answers them as JSON). */
   async handle(req: IncomingMessage, res: ServerResponse, path: string, clientAddr: string): Promise<void> {
     const method = req.method ?? '';
+    // Not a page (the page and its assets set their own): nothing on these answers may load or frame anything.
+    res.setHeader('content-security-policy', API_CSP);
     if (path === '/web' || path === '/web/') {
       if (method !== 'GET' && method !== 'HEAD') throw new ApiRequestError(405, 'METHOD_NOT_ALLOWED', 'only GET is served here');
       return this.page(res);
