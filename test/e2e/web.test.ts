@@ -136,7 +136,9 @@ describe('the web UI in Chromium', () => {
     await page.locator('.xterm').click();
     const marker = randomBytes(6).toString('hex');
     await typeLine(`echo M-${marker}-$((6*7))`);
+    lap('typed');
     await page.waitForFunction((m) => [...document.querySelectorAll('.xterm-rows > div')].some((d) => d.textContent?.includes(`M-${m}-42`)), marker);
+    lap('marker');
     await typeLine('printf "U=\\342\\234\\223=U\\n"');
     await page.waitForFunction(() => [...document.querySelectorAll('.xterm-rows > div')].some((d) => d.textContent?.includes('U=✓=U')));
     const size = async () => {
