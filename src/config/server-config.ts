@@ -125,7 +125,16 @@ export interface AuthConfig {
   loginTimeoutSeconds: number;
   /** Absent: no browser login; tctl still signs certificates. */
   oidc?: OidcConfig;
+  /**
+   * `auth.session_recording` (default `off`): `proxy` makes the SSH proxy end
+   * every node session itself, record it and open its own session to the node
+   * with a per-session certificate (server/proxy/recording-proxy.ts).
+   */
+  sessionRecording: SessionRecordingMode;
 }
+
+/** `auth.session_recording`: where sessions are recorded (`off`: nowhere; `proxy`: at the proxy, Teleport's recording proxy mode). */
+export type SessionRecordingMode = 'off' | 'proxy';
 
 export interface ClaimRule {
   claim: string;
@@ -166,6 +175,10 @@ export interface RoleConfig {
   portForwarding: boolean;
   x11Forwarding: boolean;
   permitUserRc: boolean;
+  /** `review_sessions`: may list and replay every user's recordings (others: only their own). */
+  reviewSessions: boolean;
+  /** `record_input`: recordings of this role's sessions also keep what the user typed (passwords typed at a prompt included: off by default). */
+  recordInput: boolean;
 }
 
 export interface NodeConfig {
@@ -189,6 +202,9 @@ export const CONFIG_DEFAULTS = {
   forwardAgent: false,
   x11Forwarding: false,
   permitUserRc: false,
+  reviewSessions: false,
+  recordInput: false,
+  sessionRecording: 'off',
   maxConnectionsPerUser: 32,
   maxChannelsPerConnection: 10,
   maxSessionsPerUser: 64,
@@ -767,6 +783,8 @@ const roleSchema = () =>
     port_forwarding: v.optional(flag(), CONFIG_DEFAULTS.portForwarding),
     x11_forwarding: v.optional(flag(), CONFIG_DEFAULTS.x11Forwarding),
     permit_user_rc: v.optional(flag(), CONFIG_DEFAULTS.permitUserRc),
+    review_sessions: v.optional(flag(), CONFIG_DEFAULTS.reviewSessions),
+    record_input: v.optional(flag(), CONFIG_DEFAULTS.recordInput),
   });
 
 const roleName = () =>
@@ -840,6 +858,10 @@ function configSchema(ctx: SchemaContext) {
             '10m',
           ),
           oidc: v.optional(v.nullable(oidcSchema(ctx))),
+          session_recording: v.optional(
+            v.picklist(['off', 'proxy'], not('off or proxy')),
+            CONFIG_DEFAULTS.sessionRecording,
+          ),
         }),
         {},
       ),
@@ -861,9 +883,11 @@ function configSchema(ctx: SchemaContext) {
           portForwarding: r.port_forwarding,
           x11Forwarding: r.x11_forwarding,
           permitUserRc: r.permit_user_rc,
+          reviewSessions: r.review_sessions,
+          recordInput: r.record_input,
         });
       }
-      const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds: c.auth.login_timeout };
+      const auth: AuthConfig = { certTtlSeconds, loginTimeoutSeconds: c.auth.login_timeout, sessionRecording: c.auth.session_recording };
       if (c.auth.oidc) {
         auth.oidc = c.auth.oidc;
         // A warning, not an error: a rule may name a role that is not defined (fails

@@ -24,10 +24,19 @@ import { request } from '../helpers/web-api.js';
 
 const SECRET = 'web-e2e-secret';
 /** sshd runs as root in the tests and logs in as anyone: the IdP user is `root`, whose role's login is {{username}}. */
-const ROOT = { login: 'root', claims: { preferred_username: 'root', email: 'root@example.test', email_verified: true, groups: [] } };
+const ROOT = { login: 'root', claims: { preferred_username: 'root', email: 'root@example.test', email_verified: true, groups: ['auditors'] } };
 const SCREENSHOTS = join(REPO, 'artifacts', 'screenshots');
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
+
+/** Polls an async condition every 50 ms (waitFor's shape, for conditions that need a browser round trip). */
+async function waitForAsync(fn: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('the web UI in Chromium', () => {
   const tmp = tempDir('web-e2e');
@@ -46,6 +55,8 @@ describe('the web UI in Chromium', () => {
     cluster = await startProxyCluster(tmp.dir, {
       webPort,
       oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: SECRET },
+      rolesYaml: ['  auditor:', '    logins: ["{{username}}"]', '    node_labels: { env: test }', '    review_sessions: true'],
+      claimsToRolesYaml: ['{ claim: groups, value: auditors, roles: [user, auditor] }'],
       nodes: [
         { name: 'node1', env: 'test' },
         { name: 'node2', env: 'test' },
@@ -70,6 +81,8 @@ describe('the web UI in Chromium', () => {
 
   /** What the terminal shows, row by row (xterm.js's DOM renderer). */
   const screenText = async () => (await page.locator('.xterm-rows > div').allTextContents()).join('\n');
+  /** Resolves when a terminal row shows `text`. */
+  const onScreen = (text: string | RegExp) => page.locator('.xterm-rows > div', { hasText: text }).first().waitFor();
   const typeLine = async (line: string) => {
     await page.keyboard.type(line);
     await page.keyboard.press('Enter');
@@ -115,16 +128,16 @@ describe('the web UI in Chromium', () => {
     await page.setViewportSize(PHONE);
     await page.screenshot({ path: join(SCREENSHOTS, 'web-nodes-390x844.png') });
     // Nothing overflows sideways on a phone.
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow} px at 390 px`);
     await page.setViewportSize(DESKTOP);
     // Keyboard: Tab from the filter reaches the login select, then the first Connect.
     await page.getByLabel('Filter').fill('');
     await page.getByLabel('Filter').focus();
     await page.keyboard.press('Tab');
-    assert.equal(await page.evaluate(() => document.activeElement?.id), 'login');
+    assert.equal(await page.evaluate<string>('document.activeElement.id'), 'login');
     await page.keyboard.press('Tab');
-    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Connect to node1');
+    assert.equal(await page.evaluate<string>("document.activeElement.getAttribute('aria-label')"), 'Connect to node1');
   });
 
   test('opens a terminal on node1: echo of a random marker appears on screen, UTF-8 survives, a resize reaches the shell', async () => {
@@ -137,14 +150,14 @@ describe('the web UI in Chromium', () => {
     const marker = randomBytes(6).toString('hex');
     await typeLine(`echo M-${marker}-$((6*7))`);
     lap('typed');
-    await page.waitForFunction((m) => [...document.querySelectorAll('.xterm-rows > div')].some((d) => d.textContent?.includes(`M-${m}-42`)), marker);
+    await onScreen(`M-${marker}-42`);
     lap('marker');
     await typeLine('printf "U=\\342\\234\\223=U\\n"');
-    await page.waitForFunction(() => [...document.querySelectorAll('.xterm-rows > div')].some((d) => d.textContent?.includes('U=✓=U')));
+    await onScreen('U=✓=U');
     const size = async () => {
       const tag = randomBytes(3).toString('hex');
       await typeLine(`echo S${tag}=$(stty size | tr ' ' x)=`);
-      await page.waitForFunction((t) => [...document.querySelectorAll('.xterm-rows > div')].some((d) => new RegExp(`S${t}=\\d+x\\d+=`).test(d.textContent ?? '')), tag);
+      await onScreen(new RegExp(`S${tag}=\\d+x\\d+=`));
       const m = new RegExp(`S${tag}=(\\d+)x(\\d+)=`).exec(await screenText());
       return { rows: Number(m![1]), cols: Number(m![2]) };
     };
@@ -154,10 +167,8 @@ describe('the web UI in Chromium', () => {
     assert.ok(wide.cols > 100, `a 1280 px window gives a wide terminal: ${JSON.stringify(wide)}`);
     await page.screenshot({ path: join(SCREENSHOTS, 'web-terminal-1280x800.png') });
     await page.setViewportSize(PHONE);
-    await page.waitForFunction((cols) => {
-      // xterm.js re-fits on the container's resize; wait until the helper textarea reflects it.
-      return document.querySelector('.xterm-screen')!.getBoundingClientRect().width < cols * 5;
-    }, wide.cols);
+    // xterm.js re-fits when its container shrinks (ResizeObserver) and tells the proxy; wait for the narrower screen.
+    await waitForAsync(async () => ((await page.locator('.xterm-screen').boundingBox())?.width ?? 1e9) < PHONE.width, 'the terminal to shrink');
     lap('shrunk');
     const narrow = await size();
     lap('size2');
@@ -231,8 +242,16 @@ describe('the web UI in Chromium', () => {
     assert.equal(await upgrade(`https://127.0.0.1:${cluster.webPort}`, true), 101, 'the same request from this origin is upgraded');
     // The session is still there: the refused POST changed nothing.
     assert.equal((await request(cluster.webPort, { path: '/web/api/me', headers })).status, 200);
-    assert.equal(me.review_sessions, false);
-    assert.equal((await request(cluster.webPort, { path: '/web/api/audit', headers })).status, 403, 'the audit log is for review_sessions roles');
+    assert.equal(me.review_sessions, true);
+  });
+
+  test('shows the audit log to a review_sessions role: the web sign-in and the web terminal session are there', async () => {
+    await page.goto(`${base}/web#/audit`);
+    await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+    const rows = await page.locator('table.audit tbody tr').allTextContents();
+    assert.ok(rows.some((r) => r.includes('web.login') && r.includes('root')), 'web.login is listed');
+    assert.ok(rows.some((r) => r.includes('session.start') && r.includes('via=web')), 'the web session is listed');
+    await page.screenshot({ path: join(SCREENSHOTS, 'web-audit-1280x800.png') });
   });
 
   test('signs out: the session is deleted on the server, the cookie cleared, the page shows the sign-in again', async () => {

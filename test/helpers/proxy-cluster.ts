@@ -43,6 +43,10 @@ export interface ProxyClusterOptions {
   publicHost?: string;
   /** More keys under `proxy:`, each line indented by two spaces (e.g. `  proxy_protocol_from: [127.0.0.1]`). */
   proxyYaml?: string[];
+  /** More roles, each line indented by two spaces (e.g. `  auditor:`, `    review_sessions: true`). */
+  rolesYaml?: string[];
+  /** More claims_to_roles rules (with oidc), checked before email_verified → user, e.g. `{ claim: groups, value: auditors, roles: [auditor, user] }`. */
+  claimsToRolesYaml?: string[];
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
@@ -63,6 +67,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
         `    client_id: ${opts.oidc.clientId}`,
         `    client_secret: ${opts.oidc.clientSecret}`,
         '    claims_to_roles:',
+        ...(opts.claimsToRolesYaml ?? []).map((r) => `      - ${r}`),
         '      - { claim: email_verified, value: true, roles: [user] }',
       ]
     : [];
@@ -85,6 +90,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
       '    logins: ["{{username}}"]',
       '    node_labels: { env: test }',
       '    forward_agent: true',
+      ...(opts.rolesYaml ?? []),
       'nodes:',
       ...inventory.map((n) => `  - { name: ${n.name}, addr: "${nodeHost}:${nodePort}", labels: { env: ${n.env} } }`),
       '',

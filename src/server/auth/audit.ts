@@ -139,6 +139,8 @@ export interface CertIssuedEvent {
   host?: string;
   principals: string[];
   roles?: string[];
+  /** Per-session node certificates (via `session`): the session it was made for. */
+  session_id?: string;
   valid_before: string;
   key_fingerprint: string;
 }
@@ -170,6 +172,10 @@ export interface SessionStartEvent {
   client_addr: string;
   /** `web`: a terminal in the browser (server/web/terminal.ts), the proxy's own SSH client to the node. */
   via: 'subsystem' | 'direct-tcpip' | 'web';
+  /** auth.session_recording: proxy: the proxy ended the user's SSH session itself (recording-proxy.ts). */
+  mode?: 'recording';
+  /** The recording's name (absent when nothing is recorded). */
+  recording?: string;
 }
 
 /** `session.end`: that session closed, with its byte counts. */
@@ -183,6 +189,51 @@ export interface SessionEndEvent {
   bytes_to_node: number;
   bytes_from_node: number;
   duration_ms: number;
+  /** The recording's name (absent when nothing was recorded). */
+  recording?: string;
+}
+
+/** What every event inside a recorded session names (recording-proxy.ts). */
+interface InSessionFields {
+  session_id: string;
+  user: string;
+  login: string;
+  node: string;
+}
+
+/** `session.exec`: a command run on the node inside a recorded session (exec request; before it runs). */
+export interface SessionExecEvent extends InSessionFields {
+  event: 'session.exec';
+  command: string;
+  pty: boolean;
+}
+
+/**
+ * `session.sftp`: one SFTP operation (draft-ietf-secsh-filexfer-02), read by
+ * the proxy from the client's requests and the node's answers. A file
+ * (`open`) is one event when its handle is closed, with the bytes read and
+ * written through it; `remove`, `rename`, `mkdir`, `rmdir`, `setstat`,
+ * `symlink` one event each, when requested.
+ */
+export interface SessionSftpEvent extends InSessionFields {
+  event: 'session.sftp';
+  action: 'open' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'setstat' | 'symlink';
+  path: string;
+  /** rename, symlink: the second path. */
+  target?: string;
+  /** open: SSH_FXF_* flags by name (read, write, append, creat, trunc, excl). */
+  flags?: string[];
+  /** open: bytes the node sent in answer to READ requests on this handle (a download). */
+  bytes_read?: number;
+  /** open: bytes the client sent in WRITE requests on this handle (an upload). */
+  bytes_written?: number;
+}
+
+/** `session.scp`: an `scp -t` (upload) or `scp -f` (download) run on the node (legacy scp protocol: the command line is all the proxy reads). */
+export interface SessionScpEvent extends InSessionFields {
+  event: 'session.scp';
+  direction: 'upload' | 'download';
+  path: string;
 }
 
 /**
@@ -230,6 +281,9 @@ export type AuditEvent =
   | CaRotatedEvent
   | SessionStartEvent
   | SessionEndEvent
+  | SessionExecEvent
+  | SessionSftpEvent
+  | SessionScpEvent
   | AccessDeniedEvent
   | FailuresSummaryEvent
   | HeadlessStartEvent

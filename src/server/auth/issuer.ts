@@ -159,3 +159,87 @@ export async function issueHostCertificate(input: HostCertInput, deps: IssuerDep
   });
   return cert;
 }
+
+/** Longest life of a per-session node certificate (the recording proxy's hop to the node). */
+export const MAX_SESSION_CERT_TTL_SECONDS = 10 * 60;
+
+/**
+ * What the recording proxy asks for when it opens its own session to a node
+ * for a user (server/proxy/recording-proxy.ts). Checks itself (`check()`):
+ * one login, a session id, a TTL of at most MAX_SESSION_CERT_TTL_SECONDS,
+ * at least one source address, only permit-* extensions.
+ */
+export class SessionCertRequest {
+  /** The user (the key id of the user's verified certificate). */
+  readonly user: string;
+  /** The one Unix login of this session (must be a principal of the user's certificate). */
+  readonly login: string;
+  readonly sessionId: string;
+  /** The session's ephemeral key (made for this session, never stored). */
+  readonly publicKey: PublicKey;
+  readonly ttlSeconds: number;
+  /** The proxy's address(es) toward the node: the `source-address` critical option. */
+  readonly sourceAddresses: string[];
+  /** The permit-* extensions the user's roles allow (flags). */
+  readonly extensions: string[];
+
+  constructor(f: { user: string; login: string; sessionId: string; publicKey: PublicKey; ttlSeconds: number; sourceAddresses: string[]; extensions: string[] }) {
+    this.user = f.user;
+    this.login = f.login;
+    this.sessionId = f.sessionId;
+    this.publicKey = f.publicKey;
+    this.ttlSeconds = f.ttlSeconds;
+    this.sourceAddresses = [...f.sourceAddresses];
+    this.extensions = [...new Set(f.extensions)].sort();
+  }
+
+  /** Throws AuthError SESSION_CERT_INVALID naming the first rule the request breaks. */
+  check(): void {
+    const bad = (m: string) => new AuthError('SESSION_CERT_INVALID', `cannot sign a session certificate: ${m}`);
+    if (this.user === '') throw bad('no user');
+    if (this.login === '') throw bad('no login');
+    if (!/^[0-9a-f-]{36}$/.test(this.sessionId)) throw bad(`session id ${JSON.stringify(this.sessionId)} is not a UUID`);
+    if (!Number.isInteger(this.ttlSeconds) || this.ttlSeconds <= 0 || this.ttlSeconds > MAX_SESSION_CERT_TTL_SECONDS) {
+      throw bad(`TTL ${this.ttlSeconds} s is outside 1..${MAX_SESSION_CERT_TTL_SECONDS} s`);
+    }
+    if (this.sourceAddresses.length === 0) throw bad('no source address: the certificate must work only from the proxy');
+    for (const a of this.sourceAddresses) if (isIP(a) === 0) throw bad(`source address ${JSON.stringify(a)} is not an IP address`);
+    for (const e of this.extensions) if (!e.startsWith('permit-')) throw bad(`extension ${JSON.stringify(e)} is not a permit-* flag`);
+  }
+}
+
+/**
+ * Signs the per-session certificate the recording proxy presents to a node
+ * (PROTOCOL.certkeys user certificate): principal = the session's login only,
+ * key id `<user>/session/<session id>` (sshd logs it: "ID ..."), valid for
+ * `ttlSeconds` (minutes), critical option `source-address` = the proxy's
+ * addresses toward the node, and only the permit-* extensions given (the
+ * user's roles allow them). Audited as `cert.issued` (via `session`, with
+ * `session_id`), durable before it resolves.
+ * @throws AuthError SESSION_CERT_INVALID (a bad request); rejects with AuditUnavailableError when the event cannot be stored.
+ */
+export async function issueSessionCertificate(input: SessionCertRequest, deps: IssuerDeps): Promise<Certificate> {
+  input.check();
+  const req = new CertRequest({
+    publicKey: input.publicKey,
+    type: 'user',
+    keyId: `${input.user}/session/${input.sessionId}`,
+    principals: [input.login],
+    ttlSeconds: input.ttlSeconds,
+    criticalOptions: { 'source-address': input.sourceAddresses.join(',') },
+    extensions: Object.fromEntries(input.extensions.map((e) => [e, ''])),
+  });
+  const cert = signCertificate(req, deps.ca.get('user').active, deps.clock());
+  await deps.audit.emit({
+    event: 'cert.issued',
+    cert_type: 'user',
+    via: 'session',
+    serial: cert.serial.toString(),
+    user: input.user,
+    principals: cert.principals,
+    session_id: input.sessionId,
+    valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    key_fingerprint: fingerprintSha256(input.publicKey.blob),
+  });
+  return cert;
+}

@@ -151,12 +151,9 @@ export class WebApp {
     }
   }
 
-  /**
-   * Whether the session's roles may review sessions (recordings of others, the audit log).
-   * SEAM: `roles.<name>.review_sessions` comes with the `recstore` branch's config change; read loosely until it lands.
-   */
+  /** Whether one of the session's roles (as the config says now) has `review_sessions: true`: every recording, the audit log. */
   reviewer(session: WebSession): boolean {
-    return session.roles.some((r) => (this.deps.rt.config.roles.get(r) as { reviewSessions?: boolean } | undefined)?.reviewSessions === true);
+    return session.roles.some((r) => this.deps.rt.config.roles.get(r)?.reviewSessions === true);
   }
 
   private page(res: ServerResponse): void {

@@ -37,7 +37,7 @@ import { certConnectConfig, certIdentity, clientHostKeyAlgorithms, hostCertVerif
 import { printable } from '../../util/printable.js';
 import { routeToNode } from '../proxy/routing.js';
 import type { ServerRuntime } from '../runtime.js';
-import { issueSessionCertificate, SessionCertRequest } from './session-cert.js';
+import { issueSessionCertificate, SessionCertRequest } from '../auth/issuer.js';
 import { sameOrigin, type WebSession, type WebSessions } from './sessions.js';
 
 /** The WebSocket's path on the web port. */
