@@ -423,7 +423,7 @@ async function setUpDir(o: Opts, dir: string): Promise<Target> {
   let hostCert, userCert;
   try {
     hostCert = await issueHostCertificate({ names: nodeNames, publicKey: hostKey.publicKey, ttlSeconds: 24 * 3600, via: 'load' }, { config: pre, ca, audit, clock });
-    userCert = await issueUserCertificate({ username: 'root', roles: ['user'], publicKey: userKey.publicKey, via: 'load' }, { config: pre, ca, audit, clock });
+    userCert = await issueUserCertificate({ username: 'root', roles: ['user'], publicKey: userKey.publicKey, via: 'load' }, { config: pre, ca, audit, clock, store: state.store });
   } finally {
     await state.close();
   }

@@ -10,6 +10,7 @@ import * as authExport from './commands/tctl/auth-export.js';
 import * as authSign from './commands/tctl/auth-sign.js';
 import * as authRotate from './commands/tctl/auth-rotate.js';
 import * as nodesLs from './commands/tctl/nodes-ls.js';
+import * as lockCmd from './commands/tctl/lock.js';
 import * as auditLs from './commands/tctl/audit-ls.js';
 import * as storageMigrate from './commands/tctl/storage-migrate.js';
 import * as storageRekey from './commands/tctl/storage-rekey.js';
@@ -25,6 +26,8 @@ export const buildTctl: ProgramBuilder = (deps) => {
     'tctl auth sign --user=alice --roles=user --format=openssh --out=./alice --ttl=1h',
     'tctl auth rotate --type=user --grace-period=30h',
     'tctl nodes ls --format=json',
+    'tctl lock add --user=alice --ttl=24h --message="laptop stolen, call IT"',
+    'tctl auth export --type=krl --out=/etc/ssh/revoked.krl',
     'tctl audit ls --since=1h --type=session.start',
     'tctl storage migrate --to=/etc/jumpgate-postgres.yaml',
   ]).addOption(new Option('-c, --config <file>', 'server configuration file (default: $JUMPGATE_CONFIG or /etc/jumpgate.yaml)'));
@@ -42,12 +45,16 @@ export const buildTctl: ProgramBuilder = (deps) => {
 
   auth
     .command('export')
-    .description('print the CA public keys: user CA for TrustedUserCAKeys, host CA as @cert-authority lines')
-    .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host']).makeOptionMandatory())
+    .description('print the CA public keys (user CA for TrustedUserCAKeys, host CA as @cert-authority lines) or the key revocation list (krl, for RevokedKeys)')
+    .addOption(new Option('--type <type>', 'which CA, or krl: the revocation list of the certificates locks cover').choices(['user', 'host', 'krl']).makeOptionMandatory())
     .option('--hosts <patterns>', 'known_hosts patterns for the host CA line (comma-separated; default *)')
-    .action(async function (this: typeof auth, o: { type: 'user' | 'host'; hosts?: string }) {
+    .option('--out <file>', 'with --type=krl: write the KRL to FILE instead of stdout')
+    .action(async function (this: typeof auth, o: { type: 'user' | 'host' | 'krl'; hosts?: string; out?: string }) {
       if (o.hosts !== undefined && o.type !== 'host') throw new UsageError('USAGE_HOSTS_NEEDS_HOST', '--hosts goes with --type=host');
-      await withContext(this, (ctx) => authExport.run({ type: o.type, hosts: o.hosts === undefined ? undefined : parseList('--hosts', o.hosts) }, ctx, deps));
+      if (o.out !== undefined && o.type !== 'krl') throw new UsageError('USAGE_OUT_NEEDS_KRL', '--out goes with --type=krl');
+      await withContext(this, (ctx) =>
+        authExport.run({ type: o.type, hosts: o.hosts === undefined ? undefined : parseList('--hosts', o.hosts), ...(o.out !== undefined ? { out: resolvePath(deps, o.out) } : {}) }, ctx, deps),
+      );
     });
 
   auth
@@ -93,6 +100,36 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async function (this: typeof nodes, o: { format: 'text' | 'json' }) {
       await withContext(this, (ctx) => nodesLs.run({ format: o.format }, ctx, deps));
+    });
+
+  const lock = program.command('lock').description('locks: cut a user, a login, a node or a role off now, on every proxy (and on nodes through the KRL)');
+  lock
+    .command('add')
+    .description('add a lock: matching logins and connections are refused and running sessions ended within 5 s; prints the lock id')
+    .option('--user <name>', 'lock this user (every certificate whose key id it is)')
+    .option('--login <login>', 'lock this Unix login (the user keeps other logins)')
+    .option('--node <name>', 'lock this node: nobody reaches it through the proxy')
+    .option('--role <role>', 'lock everyone holding this role')
+    .option('--ttl <duration>', 'expire the lock after DURATION, e.g. 1h (default: until `tctl lock rm`)')
+    .option('--message <text>', 'what locked-out users are told')
+    .action(async function (this: typeof lock, o: { user?: string; login?: string; node?: string; role?: string; ttl?: string; message?: string }) {
+      const opts: lockCmd.LockAddOptions = { ...o, ...(o.ttl !== undefined ? { ttlSeconds: flagDuration('--ttl', o.ttl) } : {}) };
+      lockCmd.lockTarget(opts); // usage errors before the store is opened
+      await withContext(this, (ctx) => lockCmd.add(opts, ctx, deps));
+    });
+  lock
+    .command('ls')
+    .description('list the locks in force')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async function (this: typeof lock, o: { format: 'text' | 'json' }) {
+      await withContext(this, (ctx) => lockCmd.ls({ format: o.format }, ctx, deps));
+    });
+  lock
+    .command('rm')
+    .description('remove a lock (its id from `tctl lock ls`)')
+    .argument('<id>', 'the lock id')
+    .action(async function (this: typeof lock, id: string) {
+      await withContext(this, (ctx) => lockCmd.rm(id, ctx, deps));
     });
 
   const audit = program.command('audit').description('the audit log');

@@ -88,8 +88,9 @@ export const buildTsh: ProgramBuilder = (deps) => {
     .command('logout')
     .description('remove the key, certificate, keychain item and every ssh-agent entry of the current profile')
     .option('--proxy <host[:port]>', 'the profile to log out of (default: the current one)')
-    .action(async (o: { proxy?: string }) => {
-      await (await import('./commands/tsh/logout.js')).run(o.proxy !== undefined ? { proxy: o.proxy } : {}, deps);
+    .option('--revoke', "first have the proxy lock this profile's certificate (it stops working on every proxy within 5 s), e.g. after a suspected leak")
+    .action(async (o: { proxy?: string; revoke?: boolean }) => {
+      await (await import('./commands/tsh/logout.js')).run({ ...(o.proxy !== undefined ? { proxy: o.proxy } : {}), ...(o.revoke ? { revoke: true } : {}) }, deps);
     });
 
   program

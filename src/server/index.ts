@@ -13,6 +13,8 @@ import { formatHostPort } from '../shared/address.js';
 import { createHttpDispatcher } from '../net/index.js';
 import { AuditLog } from './auth/audit.js';
 import { openCaStore } from './auth/ca.js';
+import { LockService, lockedMessage } from './auth/locks.js';
+import { ActiveSessions } from './proxy/active-sessions.js';
 import { LoginService } from './auth/login.js';
 import { HeadlessLoginService } from './auth/headless-login.js';
 import { ensurePrivateDir } from '../util/private-dir.js';
@@ -90,19 +92,32 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   let rt: ServerRuntime;
   let tls: TlsMaterial;
   let unwatch = () => {};
+  let locks: LockService | undefined;
   try {
     const ca = await openCaStore(store.kind === 'dir' ? { ca: store.ca, location: join(store.location, 'ca') } : store, opts.clock, warn);
+    const audit = new AuditLog(store.audit, opts.clock, {
+      serverId,
+      location: store.kind === 'dir' ? join(store.location, 'audit.log') : store.location,
+      warn,
+      ...(opts.auditReserveBytes !== undefined ? { reserveBytes: opts.auditReserveBytes } : {}),
+    });
+    // The locks are known before anything listens; a lock change ends the matching running sessions.
+    locks = new LockService({ store, audit, clock: opts.clock, warn });
+    const sessions = new ActiveSessions();
+    await locks.start();
+    const lockSvc = locks;
+    locks.onChange(() => {
+      const n = sessions.endLocked((s) => lockSvc.check({ user: s.user, roles: s.roles, logins: [s.login], node: s.node, serial: s.serial }), lockedMessage);
+      if (n > 0) opts.log.info(`locks: ended ${n} running session(s)`);
+    });
     rt = {
       config,
       store,
       serverId,
       ca,
-      audit: new AuditLog(store.audit, opts.clock, {
-        serverId,
-        location: store.kind === 'dir' ? join(store.location, 'audit.log') : store.location,
-        warn,
-        ...(opts.auditReserveBytes !== undefined ? { reserveBytes: opts.auditReserveBytes } : {}),
-      }),
+      audit,
+      locks,
+      sessions,
       clock: opts.clock,
       log: opts.log,
       env: opts.env,
@@ -114,11 +129,13 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     tls = loadTlsMaterial(config, opts.log, opts.clock());
   } catch (err) {
     unwatch();
+    locks?.close();
     await store.close();
     throw err;
   }
   const shutdown = async () => {
     unwatch();
+    rt.locks.close();
     await rt.audit.close();
     await store.close();
   };

@@ -7,6 +7,8 @@
 import type { ServerConfig } from '../config/index.js';
 import type { AuditLog } from './auth/audit.js';
 import type { CaStore } from './auth/ca.js';
+import type { LockService } from './auth/locks.js';
+import type { ActiveSessions } from './proxy/active-sessions.js';
 import { printable } from '../util/printable.js';
 import type { StateBackend } from './storage/backend.js';
 
@@ -45,6 +47,10 @@ export interface ServerRuntime {
   serverId: string;
   ca: CaStore;
   audit: AuditLog;
+  /** The locks in force (auth/locks.ts), in memory, following the store: every new login, connection and channel is checked against them. */
+  locks: LockService;
+  /** The live relayed sessions (proxy/active-sessions.ts): a lock ends the matching ones. Every relay registers here. */
+  sessions: ActiveSessions;
   clock: () => Date;
   log: ServerLog;
   env: Record<string, string | undefined>;

@@ -16,3 +16,6 @@ export const NODES_SUBSYSTEM = 'nodes@jumpgate.dev';
 
 /** The certificate extension that carries a user's roles, comma-separated. */
 export const ROLES_EXTENSION = 'roles@jumpgate.dev';
+
+/** The subsystem by which tsh asks the proxy to lock the certificate it authenticated with (tsh logout --revoke). */
+export const REVOKE_SUBSYSTEM = 'revoke@jumpgate.dev';

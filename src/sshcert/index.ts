@@ -13,3 +13,4 @@ export * from './request.js';
 export * from './sign.js';
 export * from './verify.js';
 export * from './source-address.js';
+export * from './krl.js';

@@ -51,7 +51,7 @@ describe('proxy.limits end to end: one user cannot fill a node’s MaxStartups (
     const kp = generateKeyPair('ed25519');
     let cert;
     try {
-      cert = await issueUserCertificate({ username, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: cluster.config, ca, audit: state.audit, clock });
+      cert = await issueUserCertificate({ username, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: cluster.config, ca, audit: state.audit, clock, store: state.store });
     } finally {
       await state.close();
     }

@@ -19,7 +19,7 @@ import { startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { launchBrowser } from '../helpers/browser.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { freePort } from '../helpers/sshd.js';
-import { REPO, tempDir, waitFor } from '../helpers/tools.js';
+import { REPO, runProgram, tempDir, waitFor } from '../helpers/tools.js';
 import { request } from '../helpers/web-api.js';
 
 const SECRET = 'web-e2e-secret';
@@ -81,6 +81,20 @@ describe('the web UI in Chromium', () => {
 
   /** What the terminal shows, row by row (xterm.js's DOM renderer). */
   const screenText = async () => (await page.locator('.xterm-rows > div').allTextContents()).join('\n');
+  /** What a person does at /web: Sign in with SSO, the IdP's login form (unless it remembers them) and consent, back on the node list. */
+  const signIn = async () => {
+    await page.goto(`${base}/web`);
+    await page.getByRole('link', { name: 'Sign in with SSO' }).click();
+    await page.waitForLoadState();
+    if (await page.locator('input[name="login"]').count()) {
+      await page.fill('input[name="login"]', 'root');
+      await page.fill('input[name="password"]', 'any-password');
+      await Promise.all([page.waitForLoadState(), page.click('button[type="submit"]')]);
+    }
+    const consent = page.locator('button[type="submit"]:has-text("Continue")');
+    if (await consent.count()) await consent.first().click();
+    await page.getByRole('heading', { name: 'Nodes' }).waitFor();
+  };
   /** Resolves when a terminal row shows `text`. */
   const onScreen = (text: string | RegExp) => page.locator('.xterm-rows > div', { hasText: text }).first().waitFor();
   const typeLine = async (line: string) => {
@@ -89,21 +103,7 @@ describe('the web UI in Chromium', () => {
   };
 
   test('signs in through the IdP and sets a __Host- session cookie: HttpOnly, Secure, SameSite=Strict, no longer than cert_ttl', async () => {
-    const t0 = Date.now();
-    const lap = (what: string) => console.log(`# ${what} +${Date.now() - t0} ms`);
-    await page.goto(`${base}/web`);
-    lap('page');
-    await page.getByRole('link', { name: 'Sign in with SSO' }).click();
-    lap('clicked');
-    await page.fill('input[name="login"]', 'root');
-    await page.fill('input[name="password"]', 'any-password');
-    await Promise.all([page.waitForLoadState(), page.click('button[type="submit"]')]);
-    const consent = page.locator('button[type="submit"]:has-text("Continue")');
-    if (await consent.count()) await consent.first().click();
-    lap('consent');
-    await page.getByRole('heading', { name: 'Nodes' }).waitFor();
-    lap('nodes');
-    assert.equal(new URL(page.url()).pathname, '/web');
+    await signIn();
     const cookie = (await context.cookies(base)).find((c) => c.name === '__Host-jumpgate_session');
     assert.ok(cookie, 'the session cookie is set');
     assert.equal(cookie.httpOnly, true);
@@ -254,9 +254,26 @@ describe('the web UI in Chromium', () => {
     await page.screenshot({ path: join(SCREENSHOTS, 'web-audit-1280x800.png') });
   });
 
-  test('signs out: the session is deleted on the server, the cookie cleared, the page shows the sign-in again', async () => {
+  test('a lock on the user ends their running web terminal with the lock\'s message, and ends their web session', async () => {
+    await page.goto(`${base}/web#/terminal/node2`);
+    await page.waitForSelector('body[data-terminal="ready"]');
     const cookie = (await context.cookies(base)).find((c) => c.name === '__Host-jumpgate_session')!;
-    await page.goto(`${base}/web#/nodes`);
+    const add = await runProgram('tctl', ['lock', 'add', '--user=root', '--message=laptop stolen, call IT', '--config', cluster.configFile]);
+    assert.equal(add.code, 0, add.stderr);
+    await page.waitForSelector('body[data-terminal="ended-locked"]', { timeout: 10_000 });
+    assert.match((await page.locator('#term-status').textContent()) ?? '', /access locked \(user=root.*laptop stolen, call IT/);
+    await waitFor(() => cluster.audit().some((e) => e['event'] === 'session.end' && e['node'] === 'node2' && e['reason'] === 'locked'), 'session.end reason=locked');
+    const me = await request(cluster.webPort, { path: '/web/api/me', headers: { cookie: `${cookie.name}=${cookie.value}` } });
+    assert.equal(me.status, 401, 'the locked user is signed out');
+    const id = /\b([0-9a-f-]{8,})\b/.exec(add.stdout)![1]!;
+    const rm = await runProgram('tctl', ['lock', 'rm', id, '--config', cluster.configFile]);
+    assert.equal(rm.code, 0, rm.stderr);
+  });
+
+  test('signs out: the session is deleted on the server, the cookie cleared, the page shows the sign-in again', async () => {
+    // The proxy sees the lock's removal within LOCK_POLL_MS (2 s); a sign-in before that is refused ("Access locked").
+    await signIn().catch(async () => signIn());
+    const cookie = (await context.cookies(base)).find((c) => c.name === '__Host-jumpgate_session')!;
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     assert.ok(!(await context.cookies(base)).some((c) => c.name === '__Host-jumpgate_session'), 'the cookie is cleared');

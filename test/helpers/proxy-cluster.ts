@@ -43,7 +43,7 @@ export interface ProxyClusterOptions {
   publicHost?: string;
   /** More keys under `proxy:`, each line indented by two spaces (e.g. `  proxy_protocol_from: [127.0.0.1]`). */
   proxyYaml?: string[];
-  /** More roles, each line indented by two spaces (e.g. `  auditor:`, `    review_sessions: true`). */
+  /** More roles under `roles:`, each line indented by two spaces (e.g. `  ops:`, `    logins: [root]`). */
   rolesYaml?: string[];
   /** More claims_to_roles rules (with oidc), checked before email_verified → user, e.g. `{ claim: groups, value: auditors, roles: [auditor, user] }`. */
   claimsToRolesYaml?: string[];

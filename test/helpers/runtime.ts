@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import type { ServerConfig } from '../../src/config/index.js';
 import { AuditLog } from '../../src/server/auth/audit.js';
 import { openCaStore, type CaStore } from '../../src/server/auth/ca.js';
+import { LockService } from '../../src/server/auth/locks.js';
+import { ActiveSessions } from '../../src/server/proxy/active-sessions.js';
 import type { ServerRuntime } from '../../src/server/runtime.js';
 import { DirBackend } from '../../src/server/storage/dir/index.js';
 
@@ -38,12 +40,16 @@ export async function openDirState(dataDir: string, opts: { clock?: () => Date; 
 /** A ServerRuntime for in-process service tests: the dir backend in the config's data dir (real CAs and audit log), log lines collected. */
 export async function testRuntime(config: ServerConfig, logs: string[] = []): Promise<ServerRuntime> {
   const state = await openDirState(config.dataDir, { warn: (l) => logs.push(l) });
+  // Not started: in-process tests add locks through it by refresh(); the server starts its own (server/index.ts).
+  const locks = new LockService({ store: state.store, audit: state.audit, clock: state.clock, warn: (l) => logs.push(l) });
   return {
     config,
     store: state.store,
     serverId: 'test',
     ca: state.ca,
     audit: state.audit,
+    locks,
+    sessions: new ActiveSessions(),
     clock: state.clock,
     env: {},
     log: { info: (l) => logs.push(l), warn: (l) => logs.push(l), debug: (l) => logs.push(l) },

@@ -71,7 +71,7 @@ export async function fakeLogin(o: FakeLoginOptions): Promise<FakeLogin> {
   try {
     cert = await issueUserCertificate(
       { username: o.username, roles: o.roles, publicKey: kp.publicKey, via: 'test-fake-login', ...(o.ttlSeconds ? { requestedTtlSeconds: o.ttlSeconds } : {}) },
-      { config: o.config, ca, audit, clock },
+      { config: o.config, ca, audit, clock, store: state.store },
     );
   } finally {
     await state.close();

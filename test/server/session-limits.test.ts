@@ -91,7 +91,7 @@ nodes:
 
   async function connect(user: string): Promise<{ client: ssh2.Client; banners: string[] }> {
     const kp = generateKeyPair('ed25519');
-    const cert = await issueUserCertificate({ username: user, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config, ca: rt.ca, audit: rt.audit, clock: rt.clock });
+    const cert = await issueUserCertificate({ username: user, roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config, ca: rt.ca, audit: rt.audit, clock: rt.clock, store: rt.store });
     const client = new ssh2.Client();
     clients.push(client);
     const banners: string[] = [];

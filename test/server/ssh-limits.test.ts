@@ -257,7 +257,7 @@ nodes:
   /** A certificate login (ssh2 client, user CA of the data directory), optionally from another loopback address. */
   async function login(port: number, localAddress = '127.0.0.1'): Promise<ssh2.Client> {
     const kp = generateKeyPair('ed25519');
-    const cert = await issueUserCertificate({ username: 'alice', roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock });
+    const cert = await issueUserCertificate({ username: 'alice', roles: ['user'], publicKey: kp.publicKey, via: 'test' }, { config: rt.config, ca: rt.ca, audit: rt.audit, clock: rt.clock, store: rt.store });
     const auth: PublicKeyAuthMethod = { type: 'publickey', username: 'alice', key: certIdentity(kp.privateKey, cert.blob) };
     const sock = netConnect({ host: '127.0.0.1', port, localAddress });
     const client = new ssh2.Client();

@@ -75,7 +75,7 @@ nodes:
     const kp = generateKeyPair('ed25519');
     const cert = await issueUserCertificate(
       { username: opts.login ?? 'alice', roles: opts.roles ?? ['user'], publicKey: kp.publicKey, via: 'test' },
-      { config: opts.cfg ?? config, ca: opts.ca ?? rt.ca, audit: rt.audit, clock: rt.clock },
+      { config: opts.cfg ?? config, ca: opts.ca ?? rt.ca, audit: rt.audit, clock: rt.clock, store: rt.store },
     );
     return certIdentity(kp.privateKey, cert.blob);
   }

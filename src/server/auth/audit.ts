@@ -191,6 +191,10 @@ export interface SessionEndEvent {
   duration_ms: number;
   /** The recording's name (absent when nothing was recorded). */
   recording?: string;
+  /** Why the proxy ended it, when it did (`locked`: a lock matched the running session: auth/locks.ts). */
+  reason?: 'locked';
+  /** The lock that ended it (reason `locked`). */
+  lock_id?: string;
 }
 
 /** What every event inside a recorded session names (recording-proxy.ts). */
@@ -234,6 +238,37 @@ export interface SessionScpEvent extends InSessionFields {
   event: 'session.scp';
   direction: 'upload' | 'download';
   path: string;
+}
+
+/** What a lock names (auth/locks.ts LockTarget), as audit events show it: e.g. `user=alice`. */
+export interface LockFields {
+  lock_id: string;
+  /** `user`, `login`, `node`, `role` or `cert` (one certificate, by serial: tsh logout --revoke). */
+  target: string;
+  /** The user, login, node, role or serial the lock names. */
+  target_value: string;
+  message: string;
+  /** ISO 8601; absent = until removed. */
+  expires?: string;
+}
+
+/** `lock.created`: an admin (tctl, `by`) or a user (tsh logout --revoke) added a lock. */
+export interface LockCreatedEvent extends LockFields {
+  event: 'lock.created';
+  /** Who added it: `tctl@<host>`, or the user who revoked their own certificate. */
+  by: string;
+  user?: string;
+}
+
+/** `lock.deleted`: `tctl lock rm`. */
+export interface LockDeletedEvent extends LockFields {
+  event: 'lock.deleted';
+  by: string;
+}
+
+/** `lock.expired`: the lock's TTL ran out; written once in the cluster (the proxy that claimed it). */
+export interface LockExpiredEvent extends LockFields {
+  event: 'lock.expired';
 }
 
 /**
@@ -291,7 +326,10 @@ export type AuditEvent =
   | HeadlessDeniedEvent
   | HeadlessFailureEvent
   | WebLoginEvent
-  | WebLogoutEvent;
+  | WebLogoutEvent
+  | LockCreatedEvent
+  | LockDeletedEvent
+  | LockExpiredEvent;
 
 export type AuditEventType = AuditEvent['event'];
 

@@ -9,8 +9,11 @@ import { CertRequest, fingerprintSha256, signCertificate, type Certificate, type
 import { encodeIdentity, type UserIdentity } from '../../sshcert/identity.js';
 import type { ServerConfig } from '../../config/index.js';
 import { ROLES_EXTENSION } from '../../shared/wire-names.js';
+import type { StateBackend } from '../storage/backend.js';
 import type { AuditLog } from './audit.js';
 import type { CaKey, CaStore } from './ca.js';
+import { activeLocks, findLock, lockedMessage, type Lock } from './locks.js';
+import { recordIssued } from './revocation.js';
 import { certTtlSeconds, resolveAccess, type Access } from './roles.js';
 
 /** The roles extension (shared/wire-names.ts), re-exported for the issuer's callers. */
@@ -21,6 +24,15 @@ export interface IssuerDeps {
   ca: CaStore;
   audit: AuditLog;
   clock: () => Date;
+  /** The state store: the locks are read from it and every user certificate is recorded in it (auth/revocation.ts). */
+  store: StateBackend;
+}
+
+/** A login refused by a lock (auth/locks.ts): exit 4, the lock's message for the user. */
+export class LockedError extends AuthError {
+  constructor(readonly lock: Lock) {
+    super('ACCESS_LOCKED', lockedMessage(lock), { hint: 'ask your administrator; `tctl lock ls` shows the locks, `tctl lock rm ID` lifts one' });
+  }
 }
 
 export interface UserCertInput {
@@ -52,23 +64,41 @@ export interface IssuedUserCertificate {
  * (`resolveAccess`), and that one `Access` gives the principals (the logins),
  * the roles and traits extensions, the permit-* flags and the TTL cap; the
  * caller gets the same `Access` back for anything else it decides (the
- * login's answer, the nodes it lists). Key id = username. `cert.issued` is
- * stored durably in the audit log before the promise resolves.
- * @throws (rejects) AuditUnavailableError when it cannot be; UserError ROLE_UNKNOWN, AuthError ACCESS_NO_ROLES / ACCESS_NO_LOGINS /
+ * login's answer, the nodes it lists). Key id = username. Locks
+ * (auth/locks.ts) are checked first: a user or role lock refuses, a login
+ * lock leaves that login out. The certificate is recorded for the revocation
+ * list (`issued_cert`) and `cert.issued` is stored durably in the audit log
+ * before the promise resolves.
+ * @throws (rejects) LockedError ACCESS_LOCKED; StoreUnavailableError; AuditUnavailableError when it cannot be; UserError ROLE_UNKNOWN, AuthError ACCESS_NO_ROLES / ACCESS_NO_LOGINS /
  *   ROLE_BAD_LOGIN / ROLE_BAD_CLAIM / ACCESS_TOO_MANY_LOGINS (roles.ts), UserError TTL_INVALID.
  */
 export async function issueUser(input: UserCertInput, deps: IssuerDeps): Promise<IssuedUserCertificate> {
   const access = resolveAccess(deps.config, input.username, input.roles, input.claims);
   const ttlSeconds = certTtlSeconds(deps.config, access, input.requestedTtlSeconds);
+  // Locks are read fresh from the store (tctl has no lock service): a user or role lock refuses, a login lock removes that login.
+  const now = deps.clock();
+  const locks = await activeLocks(deps.store, now);
+  const roles = [...new Set([...input.roles, ...access.roles])];
+  const lock = findLock(
+    locks.filter((l) => l.target === 'user' || l.target === 'role'),
+    { user: input.username, roles },
+    now,
+  );
+  if (lock) throw new LockedError(lock);
+  const loginLocks = locks.filter((l) => l.target === 'login');
+  const logins = access.logins.filter((p) => !loginLocks.some((l) => l.value === p));
+  if (logins.length === 0) throw new LockedError(loginLocks.find((l) => access.logins.includes(l.value))!);
   const identity: UserIdentity = {
     username: input.username,
-    principals: access.logins,
+    principals: logins,
     roles: access.roles,
     traits: access.traits,
     permits: Object.keys(access.extensions).sort(),
   };
   const req = new CertRequest({ publicKey: input.publicKey, type: 'user', ttlSeconds, ...encodeIdentity(identity) });
   const cert = signCertificate(req, deps.ca.get('user').active, deps.clock());
+  // Remembered (serial, key id, logins, roles) so a lock can put it in the revocation list.
+  await recordIssued(deps.store, cert, access.roles);
   // cert.issued is durable before the certificate leaves (AuditUnavailableError otherwise).
   await deps.audit.emit({
     event: 'cert.issued',
@@ -137,7 +167,7 @@ export interface HostCertInput {
  * principals = hostCertPrincipals(names, cluster), key id = the first of them.
  * The proxy's own certificate (ssh-proxy.ts) goes through here too, without long forms.
  */
-export async function issueHostCertificate(input: HostCertInput, deps: IssuerDeps): Promise<Certificate> {
+export async function issueHostCertificate(input: HostCertInput, deps: Omit<IssuerDeps, 'store'>): Promise<Certificate> {
   const principals = hostCertPrincipals(input.names, deps.config.clusterName, input.longForms === false ? { longForms: false } : {});
   const req = new CertRequest({
     publicKey: input.publicKey,

@@ -54,12 +54,14 @@ import { CertError, OPT_FORCE_COMMAND, encodeCertificateLine, encodeOpenSSHPriva
 import { hostCertKey, sendAuthBanner, verifyUserCertAuth } from '../../sshconn/index.js';
 import { issueHostCertificate } from '../auth/issuer.js';
 import { claimedIdentity, type AuditEvent } from '../auth/audit.js';
+import { addLock, lockedMessage, type Lock } from '../auth/locks.js';
 import { prefixKey, SourceCounter } from '../limits.js';
 import type { RunningService, ServerRuntime } from '../runtime.js';
-import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX } from '../../shared/wire-names.js';
+import { NODES_SUBSYSTEM, PROXY_SUBSYSTEM_PREFIX, REVOKE_SUBSYSTEM } from '../../shared/wire-names.js';
 import { certificateSelectors, parseProxySubsystem, reachableNodes, routeToNode, type Refusal } from './routing.js';
 import { isRefusal, SessionLimiter, type Slot } from './session-limits.js';
 import { acceptProxied, refusalReporter } from './proxy-protocol.js';
+import type { EndReason } from './active-sessions.js';
 
 /** A connection must finish key exchange and authentication within this (half-open and idle pre-auth connections are dropped). */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -328,6 +330,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
   let login = '';
   let denial: Denial | undefined;
   let selectors: Record<string, string | string[]>[] = [];
+  let roles: string[] = [];
   let requests = 0;
   let failures = 0;
   let connectionSlot: Slot | undefined;
@@ -376,6 +379,13 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         banner(sel.message);
         return reject();
       }
+      // Locks (auth/locks.ts): a locked user, login, role or certificate gets the lock's message, no connection.
+      const lock = rt.locks.check({ user: c.keyId, roles: sel.roles, logins: [ctx.username], serial: c.serial });
+      if (lock) {
+        denial = { code: 'ACCESS_LOCKED', message: lockedMessage(lock), user: c.keyId, login: ctx.username };
+        banner(lockedMessage(lock));
+        return reject();
+      }
       if (ctx.signature !== undefined) {
         const slot = limiter.admitConnection({ user: c.keyId, login: ctx.username, clientAddr });
         if (isRefusal(slot)) {
@@ -388,6 +398,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         cert = c;
         login = ctx.username;
         selectors = sel.selectors;
+        roles = sel.roles;
       }
       return ctx.accept();
     } catch (err) {
@@ -421,7 +432,7 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
 
   conn.on('ready', () => {
     if (socket) handshakes.get(socket)?.();
-    const who: Who = { user: cert!.keyId, login, clientAddr };
+    const who: Who = { user: cert!.keyId, login, clientAddr, roles, serial: cert!.serial };
     rt.log.debug(`ssh proxy: ${clientAddr}: ${who.user} authenticated as ${login}`);
     const channels = limiter.channels(who);
 
@@ -460,6 +471,12 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           ch.end();
           return;
         }
+        if (req.name === REVOKE_SUBSYSTEM) {
+          const ch = acc();
+          if (!ch) return;
+          void revokeOwnCertificate(rt, who, cert!, ch);
+          return;
+        }
         if (!req.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) return rej?.();
         const ch = acc();
         if (!ch) return;
@@ -470,6 +487,14 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
           deny(rt, who, 'ok' in target ? req.name : target.host, route);
           ch.stderr.write(`jumpgate proxy: ${route.message}\n`);
           ch.exit(route.code === 'BAD_REQUEST' ? 2 : 1);
+          ch.end();
+          return;
+        }
+        const locked = lockFor(rt, who, route.node.name);
+        if (locked) {
+          denyLocked(rt, who, route.node.name, locked);
+          ch.stderr.write(`jumpgate proxy: ${lockedMessage(locked)}\n`);
+          ch.exit(1);
           ch.end();
           return;
         }
@@ -500,6 +525,12 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
         chSlot.release();
         deny(rt, who, req.destIP, route);
         return rejectWithReason(conn, reject, route.message);
+      }
+      const locked = lockFor(rt, who, route.node.name);
+      if (locked) {
+        chSlot.release();
+        denyLocked(rt, who, route.node.name, locked);
+        return rejectWithReason(conn, reject, lockedMessage(locked));
       }
       const admitted = limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
       if (isRefusal(admitted)) {
@@ -534,6 +565,63 @@ interface Who {
   user: string;
   login: string;
   clientAddr: string;
+  /** The certificate's roles still defined (routing.ts certificateSelectors). */
+  roles: string[];
+  serial: bigint;
+}
+
+/**
+ * `tsh logout --revoke` (subsystem revoke@jumpgate.dev): locks the
+ * certificate this connection authenticated with, by serial, until it
+ * expires (a `cert` lock: the proxies refuse it, the KRL lists it). Answers
+ * one JSON line `{"lock_id","serial","expires"}` and exit 0, or a reason on
+ * stderr and exit 1. Asking twice returns the lock already there. The user
+ * can lock only their own certificate, so what one user makes the server
+ * hold is one lock per certificate they were issued.
+ */
+async function revokeOwnCertificate(rt: ServerRuntime, who: Who, cert: Certificate, ch: ServerChannel): Promise<void> {
+  const serial = cert.serial.toString();
+  try {
+    const existing = rt.locks.current().find((l) => l.target === 'cert' && l.value === serial);
+    const lock =
+      existing ??
+      (await addLock(rt, {
+        target: 'cert',
+        value: serial,
+        caKey: cert.signatureKey.blob,
+        expiresAt: new Date(Number(cert.validBefore) * 1000),
+        message: `certificate ${serial} revoked by its owner (tsh logout --revoke)`,
+        createdBy: `${who.user} (tsh logout --revoke from ${who.clientAddr})`,
+        user: who.user,
+      }));
+    await rt.locks.refresh();
+    rt.log.info(`ssh proxy: ${who.user} revoked their certificate ${serial} (lock ${lock.id})`);
+    ch.write(JSON.stringify({ lock_id: lock.id, serial, expires: lock.expires ?? null }) + '\n');
+    ch.exit(0);
+  } catch (err) {
+    rt.log.warn(`ssh proxy: ${who.user}: cannot revoke certificate ${serial}: ${(err as Error).message}`);
+    ch.stderr.write(`jumpgate proxy: the certificate was NOT revoked: ${(err as Error).message}\n`);
+    ch.exit(1);
+  }
+  ch.end();
+}
+
+/** The lock (auth/locks.ts) that holds for `who` reaching `node` now, if any: checked per channel, since locks come and go while a connection is open. */
+function lockFor(rt: ServerRuntime, who: Who, node: string): Lock | undefined {
+  return rt.locks.check({ user: who.user, roles: who.roles, logins: [who.login], node, serial: who.serial });
+}
+
+function denyLocked(rt: ServerRuntime, who: Who, node: string, lock: Lock): void {
+  auditOrWarn(rt, {
+    event: 'access.denied',
+    stage: 'routing',
+    user: who.user,
+    login: who.login,
+    node,
+    client_addr: who.clientAddr,
+    code: 'ACCESS_LOCKED',
+    reason: lockedMessage(lock),
+  });
 }
 
 function keyIdOf(blob: Buffer): string | undefined {
@@ -664,6 +752,25 @@ async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsys
   }
   ch.removeListener('close', onClientClose);
   sock.removeListener('close', onNodeClose);
+  // A lock (auth/locks.ts) ends the session through the registry: tell the user why, hang up on the node, close the channel once session.end is stored.
+  let endReason: EndReason | undefined;
+  const unregister = rt.sessions.register({
+    id: sessionId,
+    user: who.user,
+    login: who.login,
+    node: node.name,
+    roles: who.roles,
+    serial: who.serial,
+    clientAddr: who.clientAddr,
+    end: (reason) => {
+      if (endReason) return;
+      endReason = reason;
+      rt.log.info(`ssh proxy: session ${sessionId} of ${who.user} on ${node.name} ended: lock ${reason.lockId}`);
+      // Only a session channel has stderr (ssh shows tsh's stderr); a direct-tcpip channel just closes.
+      if (via === 'subsystem' && !chan.writableEnded) ch.stderr.write(`\njumpgate proxy: ${reason.message}\n`);
+      sock.destroy();
+    },
+  });
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
   chan.pipe(sock);
@@ -674,6 +781,7 @@ async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsys
   const end = (): Promise<void> => {
     ended ??= (() => {
       slot.release();
+      unregister();
       return auditOrWarn(rt, {
         event: 'session.end',
         session_id: sessionId,
@@ -684,6 +792,7 @@ async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsys
         bytes_to_node: toNode,
         bytes_from_node: fromNode,
         duration_ms: Date.now() - started,
+        ...(endReason ? { reason: endReason.reason, lock_id: endReason.lockId } : {}),
       });
     })();
     return ended;
@@ -698,7 +807,10 @@ async function relay(rt: ServerRuntime, who: Who, node: NodeConfig, via: 'subsys
     nodeEnded = true;
     const stored = clientClosed ? end() : Promise.race([end(), new Promise<void>((r) => setTimeout(r, SESSION_END_AUDIT_WAIT_MS).unref())]);
     void stored.then(() => {
+      if (endReason && via === 'subsystem' && !chan.writableEnded) ch.exit(1);
       if (!chan.writableEnded) chan.end();
+      // Ended by a lock: the channel goes now, whatever the client does with its half.
+      if (endReason) ch.close();
     });
   };
   sock.once('end', nodeDone);

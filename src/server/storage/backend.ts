@@ -17,7 +17,8 @@
  *   - the audit log (`audit`): append-only, one order for the whole cluster,
  *     each event stamped with the writer's `server_id`.
  *   - everything else (`items`): join tokens, node heartbeats, locks, web
- *     sessions, headless logins, recording metadata. A keyed item per
+ *     sessions, headless logins, recording metadata, the user certificates
+ *     issued (`issued_cert`: what the revocation list needs, auth/revocation.ts). A keyed item per
  *     (kind, key), a JSON value, an optional expiry; create-if-absent and take
  *     (read + delete at once) give the single-use semantics tokens need.
  *
@@ -158,7 +159,7 @@ export interface AuditBackend {
 }
 
 /** Kinds of items; each later feature adds its own here. */
-export const ITEM_KINDS = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording'] as const;
+export const ITEM_KINDS = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording', 'issued_cert'] as const;
 export type ItemKind = (typeof ITEM_KINDS)[number];
 
 export interface Item<T = unknown> {

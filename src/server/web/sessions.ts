@@ -37,6 +37,7 @@ import type { ItemBackend } from '../storage/backend.js';
 import { ApiRequestError, LOGIN_RATE_LIMIT, type IdpConnector } from '../auth/login.js';
 import { OidcConnector, type OidcChecks } from '../auth/oidc.js';
 import { certTtlSeconds, mapClaimsToRoles, resolveAccess, type Access } from '../auth/roles.js';
+import { lockedMessage } from '../auth/locks.js';
 
 /** OIDC states of web sign-ins start with this: web.ts sends their callbacks here. */
 export const WEB_STATE_PREFIX = 'web.';
@@ -209,6 +210,8 @@ export class WebSessions {
     } catch (err) {
       return refuse(403, 'No access', `${(err as Error).message}.`);
     }
+    const lock = this.rt.locks.check({ user, roles });
+    if (lock) return refuse(403, 'Access locked', `${lockedMessage(lock)}.`);
     const ttl = certTtlSeconds(this.rt.config, access);
     const cookie = randomBytes(32).toString('base64url');
     const d = digest(cookie);
@@ -249,6 +252,11 @@ export class WebSessions {
     if (this.now() >= s.expires_at) return undefined;
     const roles = s.roles.filter((r) => this.rt.config.roles.has(r));
     if (roles.length === 0) return undefined;
+    if (this.rt.locks.check({ user: s.user, roles })) {
+      // A lock on the user or a role ends the session for good (the terminals too: they re-check here).
+      await this.items.delete(KIND, `s.${d}`);
+      return undefined;
+    }
     let access: Access;
     try {
       access = resolveAccess(this.rt.config, s.user, roles, s.claims);

@@ -36,6 +36,7 @@ import { generateKeyPair } from '../../sshcert/index.js';
 import { certConnectConfig, certIdentity, clientHostKeyAlgorithms, hostCertVerifier } from '../../sshconn/index.js';
 import { printable } from '../../util/printable.js';
 import { routeToNode } from '../proxy/routing.js';
+import { lockedMessage } from '../auth/locks.js';
 import type { ServerRuntime } from '../runtime.js';
 import { issueSessionCertificate, SessionCertRequest } from '../auth/issuer.js';
 import { sameOrigin, type WebSession, type WebSessions } from './sessions.js';
@@ -199,6 +200,8 @@ export class WebTerminals {
       return sendEnd(ws, 'error', route.message);
     }
     if (!session.access.logins.includes(m.login)) return sendEnd(ws, 'error', `you may not log in as "${printable(m.login, 64)}"; your logins: ${session.access.logins.join(', ')}`);
+    const lock = this.rt.locks.check({ user: session.user, roles: session.roles, logins: [m.login], node: route.node.name });
+    if (lock) return sendEnd(ws, 'locked', lockedMessage(lock));
     await this.open(ws, session, route.node, m, clientAddr, release);
   }
 
@@ -223,7 +226,7 @@ export class WebTerminals {
         sourceAddresses: [sock.localAddress!.replace(/^::ffff:/, '')],
         extensions: Object.keys(session.access.extensions),
       }),
-      { config: this.rt.config, ca: this.rt.ca, audit: this.rt.audit, clock: this.rt.clock },
+      { config: this.rt.config, ca: this.rt.ca, audit: this.rt.audit, clock: this.rt.clock, store: this.rt.store },
     );
     if (gone()) return void sock.destroy();
     const client = new ssh2.Client();
@@ -279,19 +282,32 @@ export class WebTerminals {
       roles: session.roles,
       end: (reason, message) => finish(reason, message),
     };
-    const finish = (reason: EndReason, message: string) => {
+    let unregister = () => {};
+    const finish = (reason: EndReason, message: string, lockId?: string) => {
       if (ended) return;
       ended = true;
       if (recheck) clearInterval(recheck);
       this.running.delete(terminal);
+      unregister();
       release();
       sendEnd(ws, reason, message);
       client.end();
       void this.rt.audit
-        .emit({ event: 'session.end', session_id: sessionId, user: session.user, login: m.login, node: node.name, client_addr: clientAddr, bytes_to_node: toNode, bytes_from_node: fromNode, duration_ms: Date.now() - started })
+        .emit({ event: 'session.end', session_id: sessionId, user: session.user, login: m.login, node: node.name, client_addr: clientAddr, bytes_to_node: toNode, bytes_from_node: fromNode, duration_ms: Date.now() - started, ...(lockId ? { reason: 'locked' as const, lock_id: lockId } : {}) })
         .catch((err: Error) => this.rt.log.warn(`web terminal: ${err.message}`));
     };
     this.running.add(terminal);
+    // A lock that covers this session ends it (server/index.ts walks rt.sessions on every lock change).
+    unregister = this.rt.sessions.register({
+      id: sessionId,
+      user: session.user,
+      login: m.login,
+      node: node.name,
+      roles: session.roles,
+      serial: cert.serial,
+      clientAddr,
+      end: (r) => finish('locked', r.message, r.lockId),
+    });
     ws.send(JSON.stringify({ type: 'ready', session_id: sessionId, node: node.name, login: m.login }));
     const toBrowser = (b: Buffer) => {
       fromNode += b.length;

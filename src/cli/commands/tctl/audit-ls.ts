@@ -29,6 +29,9 @@ export const AUDIT_EVENT_TYPES = [
   'headless.failure',
   'web.login',
   'web.logout',
+  'lock.created',
+  'lock.deleted',
+  'lock.expired',
 ] as const satisfies readonly AuditEventType[];
 // The reverse direction: a new event type in the union that is missing here fails to compile.
 type Missing = Exclude<AuditEventType, (typeof AUDIT_EVENT_TYPES)[number]>;

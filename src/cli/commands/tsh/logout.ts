@@ -7,11 +7,16 @@ import { TshPaths } from '../../../client/paths.js';
 import { ProfileStore, type Profile } from '../../../client/profile.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
-import { parseProxyFlag } from '../../../client/proxy-addr.js';
+import { parseProxyFlag, profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
+import { connectProxy, credentialsFor, defaultLogin } from '../../../client/proxy-conn.js';
+import { revokeOwnCertificate } from '../../../client/revoke.js';
+import { credentialOptions } from './client-context.js';
 
 export interface LogoutOptions {
   /** The profile's proxy (HOST[:PORT]); default: the current profile. */
   proxy?: string;
+  /** First have the proxy lock the profile's certificate (it stops working everywhere within 5 s, nodes through the KRL). */
+  revoke?: boolean;
 }
 
 /**
@@ -25,6 +30,8 @@ export interface LogoutOptions {
 export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
   const say = (l: string) => deps.io.stderr.write(`${l}\n`);
   const paths = new TshPaths(deps);
+  // --revoke first: if the proxy cannot lock the certificate, nothing is removed (the user can retry) and the error says so.
+  if (opts.revoke) await revoke(opts, deps, paths, say);
   const store = new ProfileStore(paths);
   const name = opts.proxy ? parseProxyFlag(opts.proxy).host : store.currentName();
   if (!name) {
@@ -65,6 +72,37 @@ export async function run(opts: LogoutOptions, deps: Deps): Promise<void> {
     return;
   }
   say(profile ? `Logged out ${printable(profile.username)} from ${printable(profile.name)}.` : `Logged out from ${printable(name)}.`);
+}
+
+/**
+ * Connects to the proxy with the profile's certificate and has it lock that
+ * certificate. @throws UserError REVOKE_FAILED (nothing removed locally).
+ */
+async function revoke(opts: LogoutOptions, deps: Deps, paths: TshPaths, say: (l: string) => void): Promise<void> {
+  const notRevoked = (err: unknown): never => {
+    throw new UserError('REVOKE_FAILED', `the certificate was NOT revoked and nothing was removed: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'retry, or ask an administrator for `tctl lock add --user=YOU`; `tsh logout` without --revoke removes the local files only',
+    });
+  };
+  let creds;
+  try {
+    creds = await credentialsFor(paths, profileNameFor(opts.proxy, deps.env), deps.clock(), { ...credentialOptions(deps), proxyAddr: proxyAddrFor(opts.proxy, deps.env) });
+  } catch (err) {
+    return notRevoked(err);
+  }
+  const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
+  try {
+    const proxy = await connectProxy({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
+    try {
+      const answer = await revokeOwnCertificate(proxy);
+      say(`Revoked certificate ${answer.serial} (lock ${answer.lock_id}${answer.expires ? `, until it expires at ${answer.expires}` : ''}): every proxy refuses it within 5 s.`);
+    } finally {
+      proxy.end();
+    }
+  } catch (err) {
+    notRevoked(err);
+  }
 }
 
 /** User names that have a key, public key or certificate file under keys/PROFILE. */
