@@ -92,10 +92,12 @@ async function webEcho(web: { port: number; cookie: string }, n: number): Promis
     }
   });
   const until = (want: string) =>
-    new Promise<void>((resolve) => {
-      waiting = { want, resolve };
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`web terminal: ${JSON.stringify(want)} did not come back within 20 s; saw ${JSON.stringify(seen.slice(-200))}`)), 20_000);
+      waiting = { want, resolve: () => (clearTimeout(timer), resolve()) };
       if (seen.includes(want)) {
         waiting = undefined;
+        clearTimeout(timer);
         resolve();
       }
     });
@@ -142,7 +144,8 @@ async function sshEcho(ssh: string, args: string[], env: NodeJS.ProcessEnv, n: n
   const until = (want: string) =>
     new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`ssh exited (${code}) before ${JSON.stringify(want)} came back`)));
-      waiting = { want, resolve };
+      const timer = setTimeout(() => reject(new Error(`ssh: ${JSON.stringify(want)} did not come back within 20 s; saw ${JSON.stringify(seen.slice(-200))}`)), 20_000);
+      waiting = { want, resolve: () => (clearTimeout(timer), resolve()) };
       if (seen.includes(want)) {
         waiting = undefined;
         resolve();

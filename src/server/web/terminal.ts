@@ -186,6 +186,16 @@ export class WebTerminals {
     ws.on('error', (err) => this.rt.log.debug(`web terminal: ${session.user}: websocket: ${err.message}`));
     const start = await firstMessage(ws);
     if (!start) return void ws.close(1008, 'no start message');
+    // What the page sends while the node session is being opened (typing ahead, a paste) is kept, up to
+    // MAX_MESSAGE_BYTES, and written once the shell is there.
+    const early: Array<{ data: RawData; isBinary: boolean }> = [];
+    let earlyBytes = 0;
+    const keep = (data: RawData, isBinary: boolean) => {
+      earlyBytes += Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).length;
+      if (earlyBytes > MAX_MESSAGE_BYTES) return void ws.close(1009, 'too much input before the session started');
+      early.push({ data, isBinary });
+    };
+    ws.on('message', keep);
     const parsed = v.safeParse(StartSchema, start);
     if (!parsed.success) return sendEnd(ws, 'error', `the start message is not valid (${v.getDotPath(parsed.issues[0]) ?? 'message'}: ${parsed.issues[0].message})`);
     const m = parsed.output;
@@ -202,11 +212,14 @@ export class WebTerminals {
     if (!session.access.logins.includes(m.login)) return sendEnd(ws, 'error', `you may not log in as "${printable(m.login, 64)}"; your logins: ${session.access.logins.join(', ')}`);
     const lock = this.rt.locks.check({ user: session.user, roles: session.roles, logins: [m.login], node: route.node.name });
     if (lock) return sendEnd(ws, 'locked', lockedMessage(lock));
-    await this.open(ws, session, route.node, m, clientAddr, release);
+    await this.open(ws, session, route.node, m, clientAddr, release, () => {
+      ws.off('message', keep);
+      return early;
+    });
   }
 
   /** Dials the node, signs the session certificate, logs in, opens a shell with a PTY, relays until either side ends. */
-  private async open(ws: WebSocket, session: WebSession, node: NodeConfig, m: v.InferOutput<typeof StartSchema>, clientAddr: string, release: () => void): Promise<void> {
+  private async open(ws: WebSocket, session: WebSession, node: NodeConfig, m: v.InferOutput<typeof StartSchema>, clientAddr: string, release: () => void, takeEarly: () => Array<{ data: RawData; isBinary: boolean }>): Promise<void> {
     const sessionId = randomUUID();
     let sock: Socket;
     try {
@@ -326,7 +339,7 @@ export class WebTerminals {
     let exitCode: number | null = null;
     shell.on('exit', (code: number | null) => (exitCode = code));
     shell.once('close', () => finish('exit', exitCode === null ? `the session on ${node.name} ended` : `the session on ${node.name} ended (exit status ${exitCode})`));
-    ws.on('message', (data: RawData, isBinary: boolean) => {
+    const fromBrowser = (data: RawData, isBinary: boolean) => {
       if (ended) return;
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
@@ -342,7 +355,9 @@ export class WebTerminals {
       }
       const r = v.safeParse(ResizeSchema, msg);
       if (r.success) shell.setWindow(r.output.rows, r.output.cols, 0, 0);
-    });
+    };
+    for (const e of takeEarly()) fromBrowser(e.data, e.isBinary);
+    ws.on('message', fromBrowser);
     ws.once('close', () => finish('exit', 'the browser closed the terminal'));
     // Sign-out (any tab, any proxy), expiry, or a role taken away ends the terminal too.
     recheck = setInterval(() => {
