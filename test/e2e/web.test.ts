@@ -141,17 +141,12 @@ describe('the web UI in Chromium', () => {
   });
 
   test('opens a terminal on node1: echo of a random marker appears on screen, UTF-8 survives, a resize reaches the shell', async () => {
-    const t0 = Date.now();
-    const lap = (what: string) => console.log(`# ${what} +${Date.now() - t0} ms`);
     await page.getByRole('link', { name: 'Connect to node1' }).click();
     await page.waitForSelector('body[data-terminal="ready"]');
-    lap('ready');
     await page.locator('.xterm').click();
     const marker = randomBytes(6).toString('hex');
     await typeLine(`echo M-${marker}-$((6*7))`);
-    lap('typed');
     await onScreen(`M-${marker}-42`);
-    lap('marker');
     await typeLine('printf "U=\\342\\234\\223=U\\n"');
     await onScreen('U=✓=U');
     const size = async () => {
@@ -161,17 +156,13 @@ describe('the web UI in Chromium', () => {
       const m = new RegExp(`S${tag}=(\\d+)x(\\d+)=`).exec(await screenText());
       return { rows: Number(m![1]), cols: Number(m![2]) };
     };
-    lap('utf8');
     const wide = await size();
-    lap('size');
     assert.ok(wide.cols > 100, `a 1280 px window gives a wide terminal: ${JSON.stringify(wide)}`);
     await page.screenshot({ path: join(SCREENSHOTS, 'web-terminal-1280x800.png') });
     await page.setViewportSize(PHONE);
     // xterm.js re-fits when its container shrinks (ResizeObserver) and tells the proxy; wait for the narrower screen.
     await waitForAsync(async () => ((await page.locator('.xterm-screen').boundingBox())?.width ?? 1e9) < PHONE.width, 'the terminal to shrink');
-    lap('shrunk');
     const narrow = await size();
-    lap('size2');
     assert.ok(narrow.cols < wide.cols && narrow.cols < 60, `the shell sees the phone-sized terminal: ${JSON.stringify(narrow)} after ${JSON.stringify(wide)}`);
     await page.screenshot({ path: join(SCREENSHOTS, 'web-terminal-390x844.png') });
     await page.setViewportSize(DESKTOP);
