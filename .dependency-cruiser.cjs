@@ -35,6 +35,13 @@ module.exports = {
       to: { path: '^src/config/' },
     },
     {
+      name: 'webui-alone',
+      comment: 'the browser front end (src/webui) imports only itself and browser packages: nothing of the server or tsh reaches the page',
+      severity: 'error',
+      from: { path: '^src/webui/' },
+      to: { path: '^src/(?!webui/)' },
+    },
+    {
       name: 'no-circular',
       comment: 'no import cycles: split the module or move the shared part down a layer',
       severity: 'error',

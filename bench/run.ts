@@ -2,13 +2,14 @@
  * `npm run bench`: every benchmark, each compared in the same run against the
  * baseline it must beat. Prints Markdown; with `--write` it also replaces the
  * matching section of BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
- * Usage: npm run bench [-- --only sign|login|proxy|recording|storage|startup] [-- --write]
+ * Usage: npm run bench [-- --only sign|login|proxy|recording|tls-routing|storage|web|startup] [-- --write]
  */
 import { benchSigning } from './sign.js';
 import { benchLogin, median } from './login.js';
 import { benchProxy, formatProxyBench, formatRecordingBench, formatTlsRoutingBench, type ProxyBenchResult } from './proxy.js';
 import { benchStartup, formatStartupBench } from './startup.js';
 import { benchStorage, formatStorageBench } from './storage.js';
+import { benchWebTerminal, formatWebTerminalBench } from './web-terminal.js';
 import { BENCHMARKS_FILE, formatSection, writeSections } from './report.js';
 
 interface Section {
@@ -95,6 +96,11 @@ const sections: Section[] = [
     name: 'storage',
     title: 'Shared state: login issuance and short SSH sessions per second, one proxy on dir, one on postgres, two on postgres behind HAProxy',
     run: async () => formatStorageBench(await benchStorage()),
+  },
+  {
+    name: 'web',
+    title: 'Web terminal: keystroke-to-echo latency against plain ssh through the proxy',
+    run: async () => formatWebTerminalBench(await benchWebTerminal()),
   },
   {
     name: 'startup',

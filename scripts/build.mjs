@@ -4,8 +4,9 @@
 // `npm run typecheck`.
 import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { bundlePrograms } from './build-bundle.mjs';
+import { buildWebUi } from './build-webui.mjs';
 
-await bundlePrograms();
+await Promise.all([bundlePrograms(), buildWebUi()]);
 
 // ssh2's native crypto addon (built by its install script when a compiler is
 // there) is required as ./crypto/build/Release/sshcrypto.node relative to the

@@ -29,6 +29,10 @@ import type { RunningService, ServerLog, ServerRuntime } from './runtime.js';
 import { API } from '../api/types.js';
 import { Inventory } from './nodes/inventory.js';
 import { NodeService } from './nodes/node-service.js';
+import { WebApp } from './web/app.js';
+import { WebSessions } from './web/sessions.js';
+import { WebTerminals } from './web/terminal.js';
+import { SECURITY_HEADERS } from './proxy/web.js';
 
 export interface StartOptions {
   clock: () => Date;
@@ -50,6 +54,8 @@ export interface StartOptions {
   serverId?: string;
   /** For the default server id. */
   pid?: number;
+  /** The built web UI (default dist/webui next to the bundle: server/web/app.ts defaultWebUiDir). */
+  webUiDir?: string;
 }
 
 export interface RunningServer {
@@ -65,6 +71,8 @@ export interface RunningServer {
   /** The live inventory and the node API (server/nodes/). */
   inventory: Inventory;
   nodes: NodeService;
+  /** The web UI (/web): sessions, pages and API, running terminals (lock enforcement ends them: terminals.endWhere). */
+  webUi: { sessions: WebSessions; app: WebApp; terminals: WebTerminals };
   /** The HTTPS API's server and the limits it runs with (tests inspect both). */
   web: { server: HttpsServer; limits: WebLimits };
   close(): Promise<void>;
@@ -166,6 +174,8 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     : undefined;
   const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate, opts.pendingLimits);
   const headless = new HeadlessLoginService(rt, rt.store.items, oidc, publicAddrs);
+  const sessions = new WebSessions(rt, rt.store.items, oidc);
+  const webUi = { sessions, app: new WebApp({ rt, sessions, ...(opts.webUiDir ? { webUiDir: opts.webUiDir } : {}) }), terminals: new WebTerminals(rt, sessions, SECURITY_HEADERS) };
 
   // One authorisation, one set of per-user limits, for the SSH port and the web port's TLS route.
   const access = new NodeAccess(rt);
@@ -174,7 +184,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   try {
     // proxy.tls_routing: SSH through the web port too, authorised by the same NodeAccess as the SSH port.
     const route = new TlsRoute(rt, tls, access);
-    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, publicAddrs, nodes, route, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
+    web = await startWebApi(config.proxy.webListenAddr, { rt, tls, login, headless, web: webUi, publicAddrs, nodes, route, ...(opts.webLimits ? { limits: opts.webLimits } : {}) });
     started.push(web);
     webPort = web.port;
     const ssh = await opts.startSshProxy(rt, config.proxy.sshListenAddr, { access });
@@ -195,8 +205,10 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
     headless,
     inventory,
     nodes,
+    webUi,
     web: { server: web.server, limits: web.limits },
     close: async () => {
+      webUi.terminals.close();
       await Promise.allSettled(started.map((s) => s.close()));
       await shutdown();
     },

@@ -47,6 +47,8 @@ export interface ProxyClusterOptions {
   authYaml?: string[];
   /** More roles under `roles:`, indented by two spaces. */
   rolesYaml?: string[];
+  /** More claims_to_roles rules (with oidc), checked before email_verified → user, e.g. `{ claim: groups, value: auditors, roles: [auditor, user] }`. */
+  claimsToRolesYaml?: string[];
 }
 
 export async function startProxyCluster(dir: string, opts: ProxyClusterOptions = {}): Promise<ProxyCluster> {
@@ -66,6 +68,7 @@ export async function startProxyCluster(dir: string, opts: ProxyClusterOptions =
         `    client_id: ${opts.oidc.clientId}`,
         `    client_secret: ${opts.oidc.clientSecret}`,
         '    claims_to_roles:',
+        ...(opts.claimsToRolesYaml ?? []).map((r) => `      - ${r}`),
         '      - { claim: email_verified, value: true, roles: [user] }',
       ]
     : [];

@@ -108,6 +108,25 @@ export interface HeadlessFailureEvent {
   user?: string;
 }
 
+/** `web.login`: `user` signed in to the web UI (server/web/sessions.ts) through the IdP; the session ends at `expires_at` at the latest. */
+export interface WebLoginEvent {
+  event: 'web.login';
+  user: string;
+  roles: string[];
+  client_addr: string;
+  /** sha256 of the session's cookie value, first 16 hex digits: names the session without being it. */
+  web_session: string;
+  expires_at: string;
+}
+
+/** `web.logout`: `user` signed out of the web UI; the session is deleted from the state store. */
+export interface WebLogoutEvent {
+  event: 'web.logout';
+  user: string;
+  client_addr: string;
+  web_session: string;
+}
+
 /** `cert.issued`: a certificate was signed (before it leaves the server). */
 export interface CertIssuedEvent {
   event: 'cert.issued';
@@ -151,8 +170,8 @@ export interface SessionStartEvent {
   node: string;
   node_addr: string;
   client_addr: string;
-  /** How the client reached the proxy: an SSH channel (subsystem, direct-tcpip) or the web port's TLS route. */
-  via: 'subsystem' | 'direct-tcpip' | 'tls-routing';
+  /** How the client reached the proxy: an SSH channel (subsystem, direct-tcpip), the web port's TLS route, or a terminal in the browser (`web`: server/web/terminal.ts, the proxy's own SSH client to the node). */
+  via: 'subsystem' | 'direct-tcpip' | 'tls-routing' | 'web';
   /** auth.session_recording: proxy: the proxy ended the user's SSH session itself (recording-proxy.ts). */
   mode?: 'recording';
   /** The recording's name (absent when nothing is recorded). */
@@ -376,6 +395,8 @@ export type AuditEvent =
   | HeadlessApprovedEvent
   | HeadlessDeniedEvent
   | HeadlessFailureEvent
+  | WebLoginEvent
+  | WebLogoutEvent
   | LockCreatedEvent
   | LockDeletedEvent
   | LockExpiredEvent

@@ -31,6 +31,9 @@ import type { NodeService } from '../nodes/node-service.js';
 import { peekAlpn } from './alpn-mux.js';
 import type { TlsRoute } from './tls-route.js';
 import { TLS_ROUTE_ALPN } from '../../shared/wire-names.js';
+import { WebApp } from '../web/app.js';
+import { cookieValue as cookieOf, WEB_LOGIN_COOKIE, WebSessions } from '../web/sessions.js';
+import { TERMINAL_PATH, type WebTerminals } from '../web/terminal.js';
 
 /** Request bodies are small JSON documents: refuse anything bigger. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -82,6 +85,8 @@ export interface WebDeps {
   login: LoginService;
   /** Headless logins (tsh login --headless): the API, the approval pages and their OIDC callbacks. */
   headless?: HeadlessLoginService;
+  /** The web UI (/web: server/web/): its pages and API, sessions and terminals. */
+  web?: { app: WebApp; sessions: WebSessions; terminals: WebTerminals };
   /** host:port clients use for HTTPS and SSH (the real ports once bound). */
   publicAddrs: () => { web: string; ssh: string };
   /** The node API (`jumpgate node start`: join, heartbeat, renew; server/nodes/node-service.ts). */
@@ -163,6 +168,15 @@ export async function startWebApi(listen: HostPort, deps: WebDeps): Promise<Runn
   );
   front.maxConnections = limits.maxConnections;
   server.on('secureConnection', adoptProxiedPeer);
+  // WebSocket upgrades: only the web terminal's path (server/web/terminal.ts checks Origin, session and caps).
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = pathOf(req);
+    if (!deps.web || path !== TERMINAL_PATH) return void socket.destroy();
+    deps.web.terminals.handleUpgrade(req, socket, head).catch((err: Error) => {
+      deps.rt.log.warn(`web: terminal upgrade failed: ${err.message}`);
+      socket.destroy();
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     front.once('error', (err: NodeJS.ErrnoException) => reject(listenError('proxy.web_listen_addr', listen, err)));
     front.listen(listen.port, listen.host, () => {
@@ -264,6 +278,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps, 
         if (deps.headless && HeadlessLoginService.ownsState(target.searchParams.get('state'))) {
           return handleHeadlessCallback(res, callbackUrl, deps.headless, clientAddr, deps.rt.log);
         }
+        if (deps.web && WebSessions.ownsState(target.searchParams.get('state'))) {
+          const outcome = await deps.web.sessions.callback(callbackUrl, cookieOf(req, WEB_LOGIN_COOKIE), clientAddr);
+          res.setHeader('set-cookie', outcome.setCookies);
+          if (outcome.kind === 'redirect') {
+            res.writeHead(302, { location: outcome.location, 'content-type': 'text/plain' });
+            return void res.end();
+          }
+          return sendPage(res, outcome.status, outcome.title, outcome.message);
+        }
         const outcome = await deps.login.callback(callbackUrl, clientAddr);
         if (outcome.kind === 'redirect') {
           res.writeHead(302, { location: outcome.location, 'content-type': 'text/plain' });
@@ -305,6 +328,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps, 
       default:
         if (req.method === 'GET' && path.startsWith(API.recording)) return await handleRecordingFetch(req, res, deps.rt, path.slice(API.recording.length), clientAddr, nonces);
         if (deps.headless && isHeadlessPath(path)) return handleHeadlessPage(req, res, path, deps.headless, clientAddr, deps.rt.log);
+        if (deps.web && WebApp.owns(path)) return await deps.web.app.handle(req, res, path, clientAddr);
         if (path === API.ping || path === API.loginStart || path === API.oidcCallback) {
           return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${(req.method ?? '').slice(0, 20)} is not allowed on ${path.slice(0, 100)}` } });
         }

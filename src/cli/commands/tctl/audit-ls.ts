@@ -32,6 +32,8 @@ export const AUDIT_EVENT_TYPES = [
   'node.joined',
   'node.removed',
   'node.failure',
+  'web.login',
+  'web.logout',
   'lock.created',
   'lock.deleted',
   'lock.expired',
