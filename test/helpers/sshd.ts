@@ -22,6 +22,12 @@ export interface SshdOptions {
   extra?: string[];
   /** The loopback address to listen on (default 127.0.0.1; any 127.x works on Linux). */
   listenAddress?: string;
+  /**
+   * HOME of the node's sessions (default: `dir`). Not the account's own home: a command over ssh
+   * runs `bash -c`, which on Debian reads ~/.bashrc, and root's on the test machines (pyenv init)
+   * takes 3-6 s of every session under load; the tests check the proxy, not the machine's dotfiles.
+   */
+  home?: string;
 }
 
 /** Asks the kernel for a free loopback port (sshd cannot report a port 0 choice). */
@@ -63,6 +69,8 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
         'LogLevel DEBUG2',
         'PermitRootLogin prohibit-password',
         'Subsystem sftp internal-sftp',
+        // sshd(8): SetEnv overrides the default environment, HOME included (see `home` above).
+        `SetEnv HOME=${opts.home ?? opts.dir}`,
         ...(opts.extra ?? []),
         '',
       ].join('\n'),
