@@ -9,8 +9,8 @@
 // leaves one core idle at the end. Its programmatic `run()` keeps the order it
 // is given: the longest files start first (their last measured time in
 // scripts/test-durations.json; a file not in it counts as 60 s in test/e2e/,
-// 5 s elsewhere), so the tail is made of short files. `--record` rewrites
-// that table from this run (do it on a quiet machine, then commit it).
+// 5 s elsewhere), so the tail is made of short files. `--record` merges this
+// run's times into that table (do it on a quiet machine, then commit it).
 //
 // Concurrency (--concurrency=N overrides): 3 files at a time on a 2-core
 // machine that is otherwise idle (load average below the core count), as a

@@ -3,9 +3,9 @@
 // to its end, what `--test-concurrency` schedules), longest first, and the
 // slowest single tests, so the next engineer sees where the time goes.
 // With JUMPGATE_TEST_DURATIONS=<file> set by the runner's --record flag it
-// also writes { "<file relative to the repo>": seconds } there (the order
-// the next runs start files in).
-import { writeFileSync } from 'node:fs';
+// also merges this run's { "<file relative to the repo>": seconds } into that
+// table (the order the next runs start files in).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { relative } from 'node:path';
 
@@ -39,8 +39,16 @@ export default async function* durations(source) {
   yield `${out.join('\n')}\n`;
   const record = process.env['JUMPGATE_TEST_DURATIONS'];
   if (record) {
-    const table = Object.fromEntries(sorted.map(([file, f]) => [file, Math.round(f.seconds * 10) / 10]));
-    writeFileSync(record, `${JSON.stringify(table, null, 2)}\n`);
+    // Merged into the table: a run of one half (unit, e2e, some files) keeps the other files' times.
+    let table = {};
+    try {
+      table = JSON.parse(readFileSync(record, 'utf8'));
+    } catch {
+      // no table yet
+    }
+    for (const [file, f] of sorted) table[file] = Math.round(f.seconds * 10) / 10;
+    const ordered = Object.fromEntries(Object.entries(table).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
+    writeFileSync(record, `${JSON.stringify(ordered, null, 2)}\n`);
     yield `# durations written to ${record}\n`;
   }
 }
