@@ -46,18 +46,20 @@ if (badWhich || unknown.length > 0 || !(Number.isInteger(concurrency) && concurr
   process.exit(2);
 }
 
-if (process.env['JUMPGATE_TEST_RUNNER_CHILD'] !== '1') {
+// The second stage runs with tsx's loader (see below); `npm test` starts the first.
+const underTsx = process.execArgv.some((a, i) => a === '--import=tsx' || (a === 'tsx' && process.execArgv[i - 1] === '--import'));
+if (!underTsx) {
   // The real programs the tests run (OpenSSH, Chromium, squid, ...): check them all
   // up front and stop with the install command, instead of failing test by test.
   const deps = spawnSync('sh', [join(import.meta.dirname, 'system-deps.sh'), 'tests'], { stdio: 'inherit' });
   if (deps.status !== 0) process.exit(1);
   // run() gives each test file a process with this one's exec arguments: tsx's loader must be among them.
   const args = argv.map((a) => (named.includes(a) ? resolve(a) : a)); // the child runs in the repo
-  const result = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
-    stdio: 'inherit',
-    cwd: REPO,
-    env: { ...process.env, JUMPGATE_TEST_RUNNER_CHILD: '1', ...(record ? { JUMPGATE_TEST_DURATIONS: DURATIONS } : {}) },
-  });
+  // Only this run's --record writes the table (not one inherited by a runner a test starts).
+  const env = { ...process.env };
+  delete env['JUMPGATE_TEST_DURATIONS'];
+  if (record) env['JUMPGATE_TEST_DURATIONS'] = DURATIONS;
+  const result = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], { stdio: 'inherit', cwd: REPO, env });
   process.exit(result.status ?? 1);
 }
 
