@@ -106,12 +106,20 @@ function listeningSockets(pid: number): string[] {
   return out;
 }
 
+// One Chromium for the file (starting it takes seconds on a loaded machine): every test opens a context of its own.
+let browser: Browser;
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+});
+
 describe('tsh login --headless, approved on another device', () => {
   const tmp = tempDir('headless-e2e');
   let idp: DevIdp;
   let main: Cluster;
   let short: Cluster;
-  let browser: Browser;
   let agent: SshAgent;
   let homes = 0;
 
@@ -129,12 +137,10 @@ describe('tsh login --headless, approved on another device', () => {
       startOnAPort(join(tmp.dir, 'main'), mainPorts, (p) => clusterYaml(p, idp.issuer)),
       startOnAPort(join(tmp.dir, 'short'), shortPorts, (p) => clusterYaml(p, idp.issuer, '1s')),
     ]);
-    browser = await launchBrowser();
     agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
   });
 
   after(async () => {
-    await browser?.close();
     await Promise.all([main?.stop(), short?.stop(), idp?.close(), agent?.stop()]);
     tmp.cleanup();
   });
@@ -286,26 +292,26 @@ describe('tsh login --headless across two proxies sharing PostgreSQL', () => {
   let idp: DevIdp;
   let a: Cluster;
   let b: Cluster;
-  let browser: Browser;
   let agent: SshAgent;
 
   before(async () => {
-    pg = await startPostgres();
+    // Never crashed here: without fsync. Started beside the IdP.
     const [portsA, portsB] = await Promise.all([candidatePorts(), candidatePorts()]);
+    const started = startPostgres({ durable: false }).then((p) => (pg = p));
+    started.catch(() => {}); // awaited below; an IdP failure first must not leave it unhandled
     idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: 'e2e-secret', redirectUris: redirects([...portsA, ...portsB]), accounts: DEMO_ACCOUNTS });
     const key = join(tmp.dir, 'storage.key');
     writeFileSync(key, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+    await started;
     const storage = `storage:\n  type: postgres\n  conn_string: ${pg.connString}\n  encryption_key_file: ${key}\n`;
     for (const d of ['a', 'b']) mkdirSync(join(tmp.dir, d));
     // One after the other: the first creates the schema and the CAs, the second uses them.
     a = await startOnAPort(join(tmp.dir, 'a'), portsA, (p) => clusterYaml(p, idp.issuer) + storage);
     b = await startOnAPort(join(tmp.dir, 'b'), portsB, (p) => clusterYaml(p, idp.issuer) + storage);
-    browser = await launchBrowser();
     agent = await startSshAgent(join(tmp.dir, 'agent.sock'));
   });
 
   after(async () => {
-    await browser?.close();
     await Promise.all([a?.stop(), b?.stop(), idp?.close(), agent?.stop()]);
     await pg?.stop();
     tmp.cleanup();

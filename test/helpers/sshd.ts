@@ -26,6 +26,12 @@ export interface SshdOptions {
   port?: number;
   /** sshd's PidFile (default none): a node agent's SIGHUP goes to that pid. */
   pidFile?: string;
+  /**
+   * HOME of the node's sessions (default: `dir`). Not the account's own home: a command over ssh
+   * runs `bash -c`, which on Debian reads ~/.bashrc, and root's on the test machines (pyenv init)
+   * takes 3-6 s of every session under load; the tests check the proxy, not the machine's dotfiles.
+   */
+  home?: string;
 }
 
 /** Asks the kernel for a free loopback port (sshd cannot report a port 0 choice). */
@@ -67,6 +73,8 @@ export async function startSshd(opts: SshdOptions): Promise<SshdNode> {
         'LogLevel DEBUG2',
         'PermitRootLogin prohibit-password',
         'Subsystem sftp internal-sftp',
+        // sshd(8): SetEnv overrides the default environment, HOME included (see `home` above).
+        `SetEnv HOME=${opts.home ?? opts.dir}`,
         ...(opts.extra ?? []),
         '',
       ].join('\n'),
