@@ -38,7 +38,8 @@
  * logins), page views per source, and unknown ids, codes, secrets, states
  * and page tokens per source (HEADLESS_GUESS_LIMIT).
  */
-import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
+import { sameSecret, secretDigest } from '../secrets.js';
 import * as v from 'valibot';
 import { seal } from '../../api/envelope.js';
 import { API, type HeadlessPollResponse, type HeadlessStartResponse, type LoginResult } from '../../api/types.js';
@@ -140,16 +141,6 @@ export type HeadlessPageOutcome =
   /** The approval page: full HTML, and the cookie to set (a `Set-Cookie` value). */
   | { kind: 'html'; status: number; html: string; setCookie?: string };
 
-/** sha256 hex of a secret: what is stored instead of the secret. */
-function digest(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
 
 /** A fresh code: 8 letters of HEADLESS_CODE_ALPHABET, uniformly chosen (crypto.randomInt), as `WDJB-MJHT`. */
 export function newHeadlessCode(): string {
@@ -231,7 +222,7 @@ export class HeadlessLoginService {
       v: 1,
       id,
       code: '',
-      poll_secret_sha256: digest(pollSecret),
+      poll_secret_sha256: secretDigest(pollSecret),
       public_key: b.public_key,
       client_key: b.client_key,
       client_nonce: b.client_nonce,
@@ -289,7 +280,7 @@ export class HeadlessLoginService {
     }
     const { request_id: id, poll_secret: secret } = shape.value;
     const req = await this.request(id);
-    if (!req || !sameSecret(req.poll_secret_sha256, digest(secret))) {
+    if (!req || !sameSecret(req.poll_secret_sha256, secretDigest(secret))) {
       this.guess(clientAddr, 'poll', req ? 'wrong poll secret' : 'unknown, expired or finished request id', id);
       return { status: 'expired' };
     }
@@ -406,8 +397,8 @@ export class HeadlessLoginService {
     const csrf = randomBytes(32).toString('base64url');
     const cookie = randomBytes(32).toString('base64url');
     const viewExpires = Math.min(req.expires_at, this.now() + APPROVAL_PAGE_SECONDS * 1000);
-    const view: View = { v: 1, id: o.id, user: who.username, roles: who.roles, claims, cookie_sha256: digest(cookie), approver_addr: clientAddr, expires_at: viewExpires };
-    await this.items.put(KIND, `view.${digest(csrf)}`, view, req.expires_at + POLL_GRACE_MS);
+    const view: View = { v: 1, id: o.id, user: who.username, roles: who.roles, claims, cookie_sha256: secretDigest(cookie), approver_addr: clientAddr, expires_at: viewExpires };
+    await this.items.put(KIND, `view.${secretDigest(csrf)}`, view, req.expires_at + POLL_GRACE_MS);
     return {
       kind: 'html',
       status: 200,
@@ -427,14 +418,14 @@ export class HeadlessLoginService {
   async decide(id: string, form: { csrf?: string; decision?: string; cookie?: string }, clientAddr: string): Promise<HeadlessPageOutcome> {
     const now = this.now();
     const csrf = form.csrf ?? '';
-    const taken = /^[A-Za-z0-9_-]{43}$/.test(csrf) ? await this.items.take(KIND, `view.${digest(csrf)}`) : undefined;
+    const taken = /^[A-Za-z0-9_-]{43}$/.test(csrf) ? await this.items.take(KIND, `view.${secretDigest(csrf)}`) : undefined;
     const parsed = taken ? v.safeParse(ViewSchema, taken.value) : undefined;
     if (!parsed?.success || parsed.output.id !== id) {
       this.guess(clientAddr, 'approve', 'unknown or already used approval page token', /^[A-Za-z0-9_-]{22}$/.test(id) ? id : undefined);
       return { kind: 'page', status: 400, title: 'This approval page was already used', message: 'Each approval page works once. Nothing more was approved. If you still mean to approve, open the login link again.' };
     }
     const view = parsed.output;
-    if (!form.cookie || !sameSecret(digest(form.cookie), view.cookie_sha256)) {
+    if (!form.cookie || !sameSecret(secretDigest(form.cookie), view.cookie_sha256)) {
       this.failed({ stage: 'approve', request_id: id, user: view.user, reason: 'approval form sent without the cookie of the browser it was shown in', client_addr: clientAddr });
       return { kind: 'page', status: 400, title: 'Approval refused', message: 'The form was sent from another browser than the one that signed in. Nothing was approved; open the login link again.' };
     }

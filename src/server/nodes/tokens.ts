@@ -9,7 +9,8 @@
  * (`items.take`: of two concurrent joins, one gets it); every token expires
  * (the item's expiry; default 30m, at most 7d).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { secretDigest } from '../secrets.js';
 import { UserError } from '../../errors.js';
 import type { AuditLog } from '../auth/audit.js';
 import type { ItemBackend } from '../storage/backend.js';
@@ -37,7 +38,7 @@ export interface StoredToken {
 
 /** sha256(token) in hex: the item key. */
 export function tokenKey(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return secretDigest(token);
 }
 
 /**

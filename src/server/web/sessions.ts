@@ -27,7 +27,8 @@
  * token in `X-CSRF-Token` AND an `Origin` equal to this server
  * (`checkStateChange`), on top of SameSite=Strict.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sameSecret, secretDigest } from '../secrets.js';
 import type { IncomingMessage } from 'node:http';
 import * as v from 'valibot';
 
@@ -100,15 +101,6 @@ export type WebLoginOutcome =
   | { kind: 'redirect'; location: string; setCookies: string[] }
   | { kind: 'page'; status: number; title: string; message: string; setCookies: string[] };
 
-function digest(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
 
 /** One cookie's value from the Cookie header, or undefined. */
 export function cookieValue(req: IncomingMessage, name: string): string | undefined {
@@ -166,7 +158,7 @@ export class WebSessions {
     const url = await this.oidc.authorizationUrl(checks);
     const binding = randomBytes(32).toString('base64url');
     const timeout = this.rt.config.auth.loginTimeoutSeconds;
-    await this.items.put(KIND, `oidc.${checks.state}`, { v: 1, state: checks.state, nonce: checks.nonce, code_verifier: checks.codeVerifier, binding_sha256: digest(binding) }, this.now() + timeout * 1000);
+    await this.items.put(KIND, `oidc.${checks.state}`, { v: 1, state: checks.state, nonce: checks.nonce, code_verifier: checks.codeVerifier, binding_sha256: secretDigest(binding) }, this.now() + timeout * 1000);
     return { location: url.toString(), setCookies: [`${WEB_LOGIN_COOKIE}=${binding}; Path=/; Max-Age=${timeout}; Secure; HttpOnly; SameSite=Lax`] };
   }
 
@@ -185,7 +177,7 @@ export class WebSessions {
     const parsed = item ? v.safeParse(PendingSchema, item.value) : undefined;
     if (!parsed?.success) return refuse(400, 'This sign-in link is no longer valid', 'It is unknown, expired or was already used.');
     const p = parsed.output;
-    if (bindingCookie === undefined || !sameSecret(digest(bindingCookie), p.binding_sha256)) {
+    if (bindingCookie === undefined || !sameSecret(secretDigest(bindingCookie), p.binding_sha256)) {
       this.rt.log.warn(`web: sign-in from ${clientAddr} refused: the callback came to a browser that did not start it`);
       return refuse(403, 'Sign-in refused', 'This browser did not start this sign-in (a link from someone else?).');
     }
@@ -214,7 +206,7 @@ export class WebSessions {
     if (lock) return refuse(403, 'Access locked', `${lockedMessage(lock)}.`);
     const ttl = certTtlSeconds(this.rt.config, access);
     const cookie = randomBytes(32).toString('base64url');
-    const d = digest(cookie);
+    const d = secretDigest(cookie);
     const now = this.now();
     const session: StoredSession = { v: 1, user, roles, claims, csrf: randomBytes(32).toString('base64url'), client_addr: clientAddr, created_at: now, expires_at: now + ttl * 1000 };
     await this.evictOver(user, MAX_WEB_SESSIONS_PER_USER - 1);
@@ -240,7 +232,7 @@ export class WebSessions {
   async authenticate(req: IncomingMessage): Promise<WebSession | undefined> {
     const cookie = cookieValue(req, WEB_SESSION_COOKIE);
     if (cookie === undefined || !/^[A-Za-z0-9_-]{43}$/.test(cookie)) return undefined;
-    return this.byDigest(digest(cookie));
+    return this.byDigest(secretDigest(cookie));
   }
 
   /** A session by the sha256 of its cookie (the lock watcher and the terminal re-check with it). */
