@@ -409,7 +409,7 @@ describe('a full disk under the data directory: SSH sessions (tmpfs, jumpgate st
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /the proxy cannot write its audit log; the session was refused/);
     assert.equal(readFileSync(join(dataDir, 'audit.log'), 'utf8'), lines);
-    assert.match(pc.log(), /WARN ssh proxy: .* session to node1 refused: cannot write the audit log/);
+    assert.match(pc.log(), /WARN proxy: .* session to node1 refused: cannot write the audit log/);
 
     rmSync(filler);
     const again = await sshTo();
