@@ -9,7 +9,7 @@
  * the foreground and logs to its stdout.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from './sshd.js';
@@ -173,6 +173,10 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
       if (attempt < 3 && /Address already in use|cannot bind/i.test(log)) continue;
       throw new Error(`haproxy did not start on 127.0.0.1:${webPort}/${sshPort}:\n${log}`);
     }
+    // The stats socket is bound after the listeners: a test that asks for stats right away would find no socket yet.
+    const t0 = Date.now();
+    while (!existsSync(statsSocket) && child.exitCode === null && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    if (!existsSync(statsSocket)) throw new Error(`haproxy did not create its stats socket ${statsSocket} within 10 s:\n${log}`);
     const admin = (command: string) => adminCommand(statsSocket, command);
     const stats = async () => parseStat(await admin('show stat'));
     return {
