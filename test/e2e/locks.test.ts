@@ -120,11 +120,15 @@ describe('locks on one proxy (dir storage): sessions, ssh, logins, TTL, KRL on a
       const r = await shortSsh(who, dest);
       return r.code !== 0 && re.test(r.stderr) ? r : undefined;
     }, `ssh ${dest} refused with ${re}`);
-  const worksSoon = (who: FakeLogin, dest: string) =>
-    eventually(async () => {
-      const r = await shortSsh(who, dest);
-      return r.code === 0 ? r : undefined;
-    }, `ssh ${dest} working again`);
+  const worksSoon = (who: FakeLogin, dest: string, ms?: number) =>
+    eventually(
+      async () => {
+        const r = await shortSsh(who, dest);
+        return r.code === 0 ? r : undefined;
+      },
+      `ssh ${dest} working again`,
+      ms,
+    );
 
   test('a user lock ends the running ssh session within 5 s with its message, refuses the next ssh and the next login; removing it restores both', async () => {
     const session = await heldSession(ssh, ['-F', root.sshConfigFile, '-o', 'BatchMode=yes', 'node1'], root.env);
@@ -178,9 +182,10 @@ describe('locks on one proxy (dir storage): sessions, ssh, logins, TTL, KRL on a
   });
 
   test('a lock with a TTL expires by itself, audited lock.expired once', async () => {
-    const id = await addLock(['--node=node1', '--ttl=3s', '--message=maintenance']);
+    // 12 s: long enough that a loaded machine's first refused ssh still falls inside it (one ssh can take seconds there).
+    const id = await addLock(['--node=node1', '--ttl=12s', '--message=maintenance']);
     await refusedSoon(root, 'node1', /maintenance/);
-    await worksSoon(root, 'node1');
+    await worksSoon(root, 'node1', 30_000);
     await eventually(async () => (events('lock.expired').some((e) => e['lock_id'] === id) ? true : undefined), 'lock.expired');
     // Give the proxy more poll rounds: it must not audit the expiry twice.
     await new Promise((r) => setTimeout(r, 2_500));
