@@ -49,7 +49,10 @@ describe('behind a corporate HTTP proxy (squid)', () => {
     const clean: NodeJS.ProcessEnv = { ...process.env };
     for (const k of PROXY_VARS) delete clean[k];
     // The server reaches the IdP (http://127.0.0.1:...) only through its proxy.
+    // This file covers the SSH port behind an HTTP proxy (NO_PROXY=host:port, a proxy refusing that port): TLS routing
+    // off, so ssh takes the SSH port; the one-port path through squid is test/e2e/tls-routing.test.ts.
     cluster = await startProxyCluster(join(tmp.dir, 'cluster'), {
+      proxyYaml: ['  tls_routing: false'],
       webPort,
       oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: 'proxy-e2e-secret' },
       env: { ...clean, HTTPS_PROXY: serverSquid.url, HTTP_PROXY: serverSquid.url },
