@@ -9,13 +9,16 @@
  *      certificate from a trusted user CA, valid now, source-address
  *      against the TCP peer, no unknown critical option;
  *   4. the signature over certAuthPayload verifies with the certified key;
- *   5. the nonce was not seen in the window (NonceCache, per process).
+ *   5. the nonce was not seen in the window (NonceCache, per process);
+ *   6. no lock (auth/locks.ts) holds for the user, a role or the
+ *      certificate's serial: 403 ACCESS_LOCKED with the lock's message.
  * The roles are read from the certificate against the current config
  * (routing.ts certificateSelectors), as the SSH proxy does.
  */
 import { CERT_AUTH_MAX_SKEW_MS, certAuthPayload, parseCertAuth } from '../../api/cert-auth.js';
 import { CertError, parseCertificate, verifyCertificate, verifySignature, type Certificate } from '../../sshcert/index.js';
 import { ApiRequestError } from '../auth/login.js';
+import { lockedMessage } from '../auth/locks.js';
 import type { ServerRuntime } from '../runtime.js';
 import { certificateSelectors } from './routing.js';
 
@@ -51,7 +54,7 @@ export class NonceCache {
 
 /**
  * Authenticates the request (see the module comment).
- * @throws ApiRequestError 401 NOT_AUTHENTICATED / CERT_* with the reason and `tsh login` as the fix; 403 NO_ROLES.
+ * @throws ApiRequestError 401 NOT_AUTHENTICATED / CERT_* with the reason and `tsh login` as the fix; 403 NO_ROLES, ACCESS_LOCKED.
  */
 export function authenticateRequest(
   rt: ServerRuntime,
@@ -83,5 +86,8 @@ export function authenticateRequest(
   }
   const sel = certificateSelectors(rt.config, cert);
   if ('ok' in sel) throw new ApiRequestError(403, sel.code, sel.message);
+  // A lock on the user, a role or this certificate refuses the API as it refuses the SSH port and the TLS route.
+  const lock = rt.locks.check({ user: cert.keyId, roles: sel.roles, serial: cert.serial });
+  if (lock) throw new ApiRequestError(403, 'ACCESS_LOCKED', lockedMessage(lock));
   return { user: cert.keyId, roles: sel.roles, cert };
 }
