@@ -32,6 +32,15 @@ export const MAX_NONCES = 100_000;
  */
 export const MAX_NONCES_PER_USER = 1_000;
 
+/** An authenticated API caller. */
+export interface ApiCaller {
+  /** The certificate's key id: the user name. */
+  user: string;
+  /** The certificate's roles that the config still defines. */
+  roles: string[];
+  cert: Certificate;
+}
+
 /** Nonces seen within the skew window (a replayed signed header is refused), counted per user. */
 export class NonceCache {
   private readonly seen = new Map<string, { until: number; user: string }>();
