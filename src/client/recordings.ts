@@ -72,6 +72,7 @@ async function signedGet(opts: RecordingsClientOptions, target: string, maxBodyB
     // not JSON: keep the status
   }
   if (res.status === 401) throw new AuthError(code, `the proxy refused your certificate: ${message}`, { hint: `run \`${creds.relogin}\`` });
+  if (res.status === 403 && code === 'ACCESS_LOCKED') throw new AuthError(code, message, { hint: 'ask your administrator about the lock (quote its id)' });
   if (res.status === 404 && code === 'NOT_FOUND') throw new UserError('NOT_FOUND', message, { hint: 'list the recordings you may read with `tsh recordings ls`' });
   if (res.status === 404) throw new UserError('PROXY_TOO_OLD', `the proxy at ${creds.profile.webProxyAddr} has no recordings API (${message})`, { hint: 'upgrade the proxy' });
   throw new UserError(code, `the proxy refused: ${message}`);

@@ -14,6 +14,7 @@ import { issueUserCertificate } from '../../src/server/auth/issuer.js';
 import { generateKeyPair, signCertificate, CertRequest, type Certificate } from '../../src/sshcert/index.js';
 import type { KeyObject } from 'node:crypto';
 import { openDirState } from '../helpers/runtime.js';
+import { addLock, removeLock } from '../../src/server/auth/locks.js';
 import { request, startTestWebApi, type TestWebApi } from '../helpers/web-api.js';
 import { tempDir } from '../helpers/tools.js';
 
@@ -88,5 +89,25 @@ describe('recordings API: requests signed with the user certificate', () => {
     const r = await get(path, signRequest(creds, 'GET', path, new Date()));
     assert.equal(r.status, 404);
     assert.equal(code(r.body), 'NOT_FOUND');
+  });
+
+  test('a lock on the user, a role or the certificate refuses the API (403 ACCESS_LOCKED, message escaped) until removed', async () => {
+    const rt = api.server.rt;
+    const deps = { store: rt.store, audit: rt.audit, clock: rt.clock };
+    const lockedGet = async () => get('/v1/recordings', signRequest(creds, 'GET', '/v1/recordings', new Date()));
+    for (const [target, value] of [['user', 'alice'], ['role', 'user'], ['cert', creds.cert.serial.toString()]] as const) {
+      const lock = await addLock(deps, { target, value, message: 'stolen laptop\x1b]0;pwned\x07', createdBy: 'test' });
+      await rt.locks.refresh();
+      const r = await lockedGet();
+      assert.equal(r.status, 403, `${target} lock: ${r.body}`);
+      assert.equal(code(r.body), 'ACCESS_LOCKED');
+      assert.doesNotMatch(r.body, /\x1b|\\u001b/, 'the lock message reaches the client escaped');
+      const path = '/v1/recordings/0b7c2f1e-5d3a-4c1b-9e8f-7a6b5c4d3e2f';
+      const one = await get(path, signRequest(creds, 'GET', path, new Date()));
+      assert.equal(code(one.body), 'ACCESS_LOCKED');
+      await removeLock(deps, lock.id, 'test');
+      await rt.locks.refresh();
+    }
+    assert.equal((await lockedGet()).status, 200);
   });
 });

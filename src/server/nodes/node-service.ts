@@ -20,7 +20,8 @@
  * Limits: joins per source (JOIN_RATE_LIMIT), refused heartbeats/renewals per
  * source (the same limiter), bodies (web.ts MAX_BODY_BYTES), labels
  * (api/schema.ts MAX_NODE_LABELS), MAX_JOINED_NODES, and names: one node per
- * name, never the name of a static node.
+ * name, never the name of a static node, and no principal of the host
+ * certificate naming another node (principalConflict).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { NodeHeartbeatResponse, NodeJoinResponse, NodeRenewResponse } from '../../api/types.js';
@@ -169,6 +170,11 @@ export class NodeService {
       this.failed('join', 'name already joined', clientAddr, req.name);
       throw new ApiRequestError(409, 'NODE_NAME_TAKEN', `a node named "${req.name}" has already joined; use another --name, or remove the old one first with \`tctl nodes rm ${req.name}\``);
     }
+    const conflict = await this.principalConflict(req.name, addr.host);
+    if (conflict) {
+      this.failed('join', 'principal of another node', clientAddr, req.name);
+      throw new ApiRequestError(409, 'NODE_NAME_TAKEN', conflict);
+    }
     if (this.deps.inventory.joinedCount() >= MAX_JOINED_NODES) {
       throw new ApiRequestError(507, 'TOO_MANY_NODES', `this cluster already has ${MAX_JOINED_NODES} joined nodes; remove old ones with \`tctl nodes rm\``);
     }
@@ -217,7 +223,7 @@ export class NodeService {
    * POST /v1/nodes/heartbeat: records the heartbeat, then answers at once when
    * the node's `state` is not the current one, else when it changes or after
    * the heartbeat interval (`closed` ends the wait early).
-   * @throws ApiRequestError 400, 401 NODE_CREDENTIAL_REFUSED
+   * @throws ApiRequestError 400, 401 NODE_CREDENTIAL_REFUSED, 409 NODE_NAME_TAKEN (a new address host naming another node)
    */
   async heartbeat(body: unknown, authorization: string | undefined, clientAddr: string, closed: Promise<void>): Promise<NodeHeartbeatResponse> {
     const p = parseShape(NodeHeartbeatRequestSchema, body);
@@ -227,7 +233,16 @@ export class NodeService {
     const labels = { ...req.labels, ...node.token_labels };
     if (Object.keys(labels).length > MAX_NODE_LABELS) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid heartbeat: labels: more than ${MAX_NODE_LABELS} with the token's`);
     const now = this.rt.clock().getTime();
-    const updated: JoinedNode = { ...node, addr: formatHostPort(parseHostPort(req.addr)), labels, last_heartbeat: now };
+    const addr = parseHostPort(req.addr);
+    if (addr.host.toLowerCase() !== parseHostPort(node.addr).host.toLowerCase()) {
+      // The next renewal certifies the new host: it must not name another node either.
+      const conflict = await this.principalConflict(node.name, addr.host);
+      if (conflict) {
+        this.failed('heartbeat', 'principal of another node', clientAddr, node.name);
+        throw new ApiRequestError(409, 'NODE_NAME_TAKEN', conflict);
+      }
+    }
+    const updated: JoinedNode = { ...node, addr: formatHostPort(addr), labels, last_heartbeat: now };
     // Liveness needs no fsync per heartbeat: this proxy keeps it in memory, the store gets it once the stored one
     // is half a TTL old (or when anything else changed), which other proxies see within a second (watch item:node).
     const changed = updated.addr !== node.addr || JSON.stringify(updated.labels) !== JSON.stringify(node.labels) || retired;
@@ -302,6 +317,42 @@ export class NodeService {
     if (match < 0) throw refuse('wrong node credential');
     if (match === 0 && item.value.credentials.length > 1) return { node: { ...item.value, credentials: [item.value.credentials[0]!] }, retired: true };
     return { node: item.value, retired: false };
+  }
+
+  /**
+   * Why a node called `name` at address host `host` may not have a host
+   * certificate for those principals (name, name.<cluster>, host), or
+   * undefined: none of them may be another node's name or name.<cluster>
+   * (static or joined), and its names may not be another node's address host;
+   * otherwise the host CA would vouch for this node as the other one (ssh
+   * checks only that a principal matches what the user typed). Nodes sharing an
+   * address host (one machine, several sshd ports) are allowed. Case-insensitive.
+   */
+  private async principalConflict(name: string, host: string): Promise<string | undefined> {
+    const cluster = this.rt.config.clusterName.toLowerCase();
+    const self = name.toLowerCase();
+    const own = [self, `${self}.${cluster}`];
+    const others: Array<{ name: string; host: string }> = this.rt.config.nodes.map((n) => ({ name: n.name, host: n.addr.host }));
+    for (const i of await this.rt.store.items.list<JoinedNode>('node')) {
+      if (i.key === self) continue;
+      try {
+        others.push({ name: i.value.name, host: parseHostPort(i.value.addr).host });
+      } catch {
+        others.push({ name: i.value.name, host: '' });
+      }
+    }
+    const h = host.toLowerCase();
+    for (const o of others) {
+      const oName = o.name.toLowerCase();
+      const oNames = [oName, `${oName}.${cluster}`];
+      if (oNames.some((n) => own.includes(n) || n === h)) {
+        return `"${name}" at ${host} would be certified under a name of the node "${o.name}"; join under another --name, and give --addr as this node's own address`;
+      }
+      if (o.host !== '' && own.includes(o.host.toLowerCase())) {
+        return `"${name}" is the address of the node "${o.name}"; join under another --name`;
+      }
+    }
+    return undefined;
   }
 
   private parseKey(line: string): PublicKey {

@@ -86,6 +86,20 @@ describe('node API: tokens, names, credentials, inventory', () => {
     await join_(t, 'fresh1'); // the token was not spent by the refusals
   });
 
+  test("a node cannot get a host certificate naming another node: its name.<cluster>, its name or address host as --addr (join, and heartbeat then renew)", async () => {
+    const t = await token({ reusable: true });
+    await rejects(join_(t, 'static1.unit.test'), 'NODE_NAME_TAKEN'); // static1's cluster-qualified principal
+    await rejects(join_(t, 'h1', { addr: 'static1:22' }), 'NODE_NAME_TAKEN'); // its name as the address host
+    await rejects(join_(t, 'h2', { addr: 'STATIC1.unit.test:22' }), 'NODE_NAME_TAKEN');
+    await join_(t, 'dbh', { addr: 'db.internal:22' });
+    await rejects(join_(t, 'db.internal'), 'NODE_NAME_TAKEN'); // a name that is another node's address host
+    await rejects(join_(t, 'h3', { addr: 'dbh:22' }), 'NODE_NAME_TAKEN'); // a joined node's name
+    await join_(t, 'h4', { addr: 'db.internal:2200' }); // two nodes behind one address: allowed
+    const r = await nodes.join({ token: t, name: 'h5', addr: '127.0.0.1:2222', labels: {}, public_key: key() }, '127.0.0.9');
+    await rejects(nodes.heartbeat({ name: 'h5', addr: 'static1:22', labels: {}, state: 'x' }, `Bearer ${r.credential}`, '127.0.0.9', never), 'NODE_NAME_TAKEN');
+    assert.equal(inventory.nodes().find((n) => n.name === 'h5')?.addr.host, '127.0.0.1');
+  });
+
   test('bad shapes are refused naming the field', async () => {
     const t = await token();
     await assert.rejects(join_(t, 'bad name'), /name: not a node name/);
