@@ -84,7 +84,7 @@ describe('npm run quickstart', () => {
         const ssh = await run(
           'ssh',
           ['-F', join(home, '.ssh', 'config'), '-o', 'BatchMode=yes', `${userInfo().username}@${host}`, 'echo hello from $(hostname) as $(id -un)'],
-          { env, timeoutMs: 30_000 },
+          { env, timeoutMs: 90_000 },
         );
         assert.equal(ssh.code, 0, `ssh ${host}: ${ssh.stderr}\n--- quickstart ---\n${qs.err()}`);
         assert.match(ssh.stdout, new RegExp(`hello from .* as ${userInfo().username}`));

@@ -39,7 +39,7 @@ const pkgConfig = JSON.parse(readFileSync(join(REPO, 'pkg.config.json'), 'utf8')
 
 /** Runs scripts/build-bin.mjs; fails with everything it printed. */
 async function buildBin(args: string[]): Promise<string> {
-  const r = await run(process.execPath, [join(REPO, 'scripts', 'build-bin.mjs'), ...args], { cwd: REPO, timeoutMs: 300_000 });
+  const r = await run(process.execPath, [join(REPO, 'scripts', 'build-bin.mjs'), ...args], { cwd: REPO, timeoutMs: 600_000 });
   assert.equal(r.code, 0, `build-bin ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
   return r.stderr;
 }
