@@ -7,7 +7,7 @@
  *
  * The joined nodes are a cached snapshot so routing stays synchronous and
  * never waits on the database: refreshed when another process changes a node
- * (`store.watch` topic `item:node`, at most once a second), every third of
+ * (`store.watch` topic `item:node`, at most once every REFRESH_DEBOUNCE_MS), every third of
  * the heartbeat TTL (the dir backend pushes no item changes; `tctl
  * nodes rm` runs in another process), and at once for this process's own
  * heartbeats (which reach the store only every half TTL: node-service.ts).
@@ -15,6 +15,15 @@
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
 import { parseHostPort } from '../../shared/address.js';
 import type { ItemBackend, StateBackend } from '../storage/backend.js';
+
+/**
+ * How long a change to `item:node` waits before the cache re-reads every node
+ * (changes meanwhile ride along): with 1,000 nodes each storing a heartbeat
+ * every half TTL, `item:node` changes all the time and a re-read costs tens of
+ * milliseconds. Chosen so a removal still reaches every proxy within
+ * CHANGE_VISIBILITY_MS (5 s): the dir backend's 0.5 s poll + this + the read.
+ */
+export const REFRESH_DEBOUNCE_MS = 3_000;
 
 /** A joined node as stored (the `node` item's value; key = the lower-case name). */
 export interface JoinedNode {
@@ -74,6 +83,8 @@ export async function readJoinedNodes(items: ItemBackend): Promise<JoinedNode[]>
 /** The running server's inventory cache (see the top of this file). */
 export class Inventory {
   private joined = new Map<string, JoinedNode>();
+  /** By lower-case name: the `last_heartbeat` the store holds (this proxy's newer ones are in `joined` only). */
+  private storedHeartbeat = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private unwatch: () => void = () => {};
   private pending: NodeJS.Timeout | undefined;
@@ -96,7 +107,7 @@ export class Inventory {
       this.pending = setTimeout(() => {
         this.pending = undefined;
         void this.refreshQuietly();
-      }, 1_000);
+      }, REFRESH_DEBOUNCE_MS);
       this.pending.unref();
     });
   }
@@ -104,12 +115,16 @@ export class Inventory {
   /** Re-reads the joined nodes from the store. */
   async refresh(): Promise<void> {
     const next = new Map<string, JoinedNode>();
+    const stored = new Map<string, number>();
     for (const n of await readJoinedNodes(this.deps.store.items)) {
       // Heartbeats this proxy took but did not store yet (node-service.ts) are newer than the stored ones.
-      const mine = this.joined.get(n.name.toLowerCase());
-      next.set(n.name.toLowerCase(), mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
+      const key = n.name.toLowerCase();
+      const mine = this.joined.get(key);
+      next.set(key, mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
+      stored.set(key, n.last_heartbeat);
     }
     this.joined = next;
+    this.storedHeartbeat = stored;
   }
 
   private async refreshQuietly(): Promise<void> {
@@ -120,14 +135,43 @@ export class Inventory {
     }
   }
 
-  /** This process stored `n` (join, heartbeat, renewal). */
+  /** This process stored `n` (join, heartbeat, renewal) or read it from the store. */
   noteStored(n: JoinedNode): void {
-    this.joined.set(n.name.toLowerCase(), n);
+    const key = n.name.toLowerCase();
+    this.joined.set(key, n);
+    this.storedHeartbeat.set(key, n.last_heartbeat);
+  }
+
+  /**
+   * This process took a heartbeat of `n` without storing it: kept in memory
+   * only, and only while the node is still cached (a refresh that found it
+   * removed wins over a heartbeat already past its credential check).
+   */
+  noteHeartbeat(n: JoinedNode): void {
+    const key = n.name.toLowerCase();
+    if (this.joined.has(key)) this.joined.set(key, n);
+  }
+
+  /**
+   * The cached joined node `name` (lower-cased here), live or not, as of the
+   * last refresh or this process's last write: node-service.ts checks
+   * credentials against it and reads the store only on a miss or a mismatch.
+   * A removal (`tctl nodes rm`, any proxy) drops it at the next refresh
+   * (watch `item:node`: within CHANGE_VISIBILITY_MS).
+   */
+  cached(name: string): JoinedNode | undefined {
+    return this.joined.get(name.toLowerCase());
+  }
+
+  /** Milliseconds since the epoch of `name`'s heartbeat as the store holds it (undefined: not cached). */
+  storedHeartbeatOf(name: string): number | undefined {
+    return this.storedHeartbeat.get(name.toLowerCase());
   }
 
   /** This process found `name` gone (removed by tctl nodes rm). */
   forget(name: string): void {
     this.joined.delete(name.toLowerCase());
+    this.storedHeartbeat.delete(name.toLowerCase());
   }
 
   /** The static list, then the live joined nodes by name. */

@@ -230,11 +230,14 @@ export class NodeService {
     const updated: JoinedNode = { ...node, addr: formatHostPort(parseHostPort(req.addr)), labels, last_heartbeat: now };
     // Liveness needs no fsync per heartbeat: this proxy keeps it in memory, the store gets it once the stored one
     // is half a TTL old (or when anything else changed), which other proxies see within a second (watch item:node).
-    const changed = updated.addr !== node.addr || JSON.stringify(updated.labels) !== JSON.stringify(node.labels) || retired;
-    if (changed || now - node.last_heartbeat >= (this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000) / 2) {
+    const changed = updated.addr !== node.addr || !sameLabels(updated.labels, node.labels) || retired;
+    const storedAt = this.deps.inventory.storedHeartbeatOf(node.name) ?? node.last_heartbeat;
+    if (changed || now - storedAt >= (this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000) / 2) {
       await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
+      this.deps.inventory.noteStored(updated);
+    } else {
+      this.deps.inventory.noteHeartbeat(updated);
     }
-    this.deps.inventory.noteStored(updated);
     if (req.state === this.trust.state) {
       await new Promise<void>((resolve) => {
         const wake = () => {
@@ -292,16 +295,25 @@ export class NodeService {
     };
     const secret = bearer(authorization);
     if (!secret) throw refuse('no node credential');
-    const item = await this.rt.store.items.get<JoinedNode>('node', name.toLowerCase());
-    if (!item) {
-      this.deps.inventory.forget(name);
-      throw refuse('unknown node');
-    }
     const given = Buffer.from(hashCredential(secret), 'hex');
-    const match = item.value.credentials.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), given));
-    if (match < 0) throw refuse('wrong node credential');
-    if (match === 0 && item.value.credentials.length > 1) return { node: { ...item.value, credentials: [item.value.credentials[0]!] }, retired: true };
-    return { node: item.value, retired: false };
+    // The inventory's cached copy first (no store read per heartbeat); the store on a miss or a mismatch (a node
+    // this proxy has not seen yet, a credential rotated through another proxy). A removal reaches the cache within
+    // CHANGE_VISIBILITY_MS (inventory.ts: watch item:node), so `tctl nodes rm` still cuts the node off on every proxy.
+    let node = this.deps.inventory.cached(name);
+    let match = node ? credentialIndex(node, given) : -1;
+    if (match < 0) {
+      const item = await this.rt.store.items.get<JoinedNode>('node', name.toLowerCase());
+      if (!item) {
+        this.deps.inventory.forget(name);
+        throw refuse('unknown node');
+      }
+      node = item.value;
+      match = credentialIndex(node, given);
+      if (match < 0) throw refuse('wrong node credential');
+      this.deps.inventory.noteStored(node);
+    }
+    if (match === 0 && node!.credentials.length > 1) return { node: { ...node!, credentials: [node!.credentials[0]!] }, retired: true };
+    return { node: node!, retired: false };
   }
 
   private parseKey(line: string): PublicKey {
@@ -319,6 +331,19 @@ export class NodeService {
     for (const w of [...this.waiters]) w();
     this.waiters.clear();
   }
+}
+
+/** Which of the node's credential hashes `given` (SHA-256 bytes) is, compared in constant time; -1: none. */
+function credentialIndex(node: JoinedNode, given: Buffer): number {
+  return node.credentials.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), given));
+}
+
+/** Whether two label maps hold the same pairs (in any order). */
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || a[k] !== b[k]) return false;
+  return true;
 }
 
 function hashCredential(secret: string): string {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { loadServerConfig } from '../../../src/config/index.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine } from '../../../src/sshcert/index.js';
 import { Inventory } from '../../../src/server/nodes/inventory.js';
+import { CHANGE_VISIBILITY_MS } from '../../../src/server/storage/backend.js';
 import { NodeService } from '../../../src/server/nodes/node-service.js';
 import { createToken, listTokens, removeToken } from '../../../src/server/nodes/tokens.js';
 import { routeToNode } from '../../../src/server/proxy/routing.js';
@@ -109,8 +110,29 @@ describe('node API: tokens, names, credentials, inventory', () => {
     await hb(r.credential); // the answer may have been lost: the old one still works
     await hb(renewed.credential); // first use of the new one retires the old
     await rejects(hb(r.credential), 'NODE_CREDENTIAL_REFUSED');
-    assert.ok(await rt.store.items.delete('node', 'c1')); // what tctl nodes rm does
-    await rejects(hb(renewed.credential), 'NODE_CREDENTIAL_REFUSED');
+    // Heartbeats are checked against the inventory's cached copy: no store read per heartbeat.
+    const get = rt.store.items.get.bind(rt.store.items);
+    let reads = 0;
+    rt.store.items.get = ((...a: Parameters<typeof get>) => (reads++, get(...a))) as typeof get;
+    try {
+      await hb(renewed.credential);
+      assert.equal(reads, 0, 'a heartbeat with the cached credential reads nothing from the store');
+    } finally {
+      rt.store.items.get = get;
+    }
+    assert.ok(await rt.store.items.delete('node', 'c1')); // what tctl nodes rm does (another process)
+    // The cache learns of the removal through the store's watch (item:node): within CHANGE_VISIBILITY_MS.
+    const removed = Date.now();
+    for (;;) {
+      try {
+        await hb(renewed.credential);
+      } catch (err) {
+        assert.equal((err as { code?: string }).code, 'NODE_CREDENTIAL_REFUSED');
+        break;
+      }
+      assert.ok(Date.now() - removed < CHANGE_VISIBILITY_MS, `still accepted ${CHANGE_VISIBILITY_MS} ms after the removal`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   test('a heartbeat with the current state is held until the interval passes; the inventory drops a node silent for the TTL', async () => {
