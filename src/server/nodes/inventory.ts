@@ -10,7 +10,8 @@
  * (`store.watch` topic `item:node`, at most once every REFRESH_DEBOUNCE_MS), every third of
  * the heartbeat TTL (the dir backend pushes no item changes; `tctl
  * nodes rm` runs in another process), and at once for this process's own
- * heartbeats (which reach the store only every half TTL: node-service.ts).
+ * heartbeats (which reach the store as one `node_heartbeat` batch per proxy
+ * every few seconds: node-service.ts, readJoinedNodes).
  */
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
 import { parseHostPort } from '../../shared/address.js';
@@ -75,16 +76,40 @@ export function isLive(n: Pick<JoinedNode, 'last_heartbeat'>, config: ServerConf
   return nowMs - n.last_heartbeat < config.nodeAgent.heartbeatTtlSeconds * 1000;
 }
 
-/** Reads every joined node from the store (tctl, and the cache's refresh). */
+/**
+ * One proxy's heartbeats (the `node_heartbeat` item, key = that proxy's
+ * instance id, expiring after the TTL): lower-case node name → milliseconds
+ * since the epoch of the last heartbeat it took. Written by node-service.ts
+ * every few seconds as ONE item, so liveness costs one store write per proxy
+ * per flush instead of one fsync per node.
+ */
+export interface HeartbeatBatch {
+  beats: Record<string, number>;
+}
+
+/**
+ * Reads every joined node from the store (tctl, and the cache's refresh), its
+ * `last_heartbeat` the newest of the node item's and every proxy's heartbeat
+ * batch (a batch naming a node without a node item is ignored: removed).
+ */
 export async function readJoinedNodes(items: ItemBackend): Promise<JoinedNode[]> {
-  return (await items.list<JoinedNode>('node')).map((i) => i.value);
+  const newest = new Map<string, number>();
+  for (const b of await items.list<HeartbeatBatch>('node_heartbeat')) {
+    const beats = b.value?.beats;
+    if (typeof beats !== 'object' || beats === null) continue;
+    for (const [name, ms] of Object.entries(beats)) {
+      if (typeof ms === 'number' && Number.isSafeInteger(ms) && ms > (newest.get(name) ?? 0)) newest.set(name, ms);
+    }
+  }
+  return (await items.list<JoinedNode>('node')).map((i) => {
+    const beat = newest.get(i.value.name.toLowerCase());
+    return beat !== undefined && beat > i.value.last_heartbeat ? { ...i.value, last_heartbeat: beat } : i.value;
+  });
 }
 
 /** The running server's inventory cache (see the top of this file). */
 export class Inventory {
   private joined = new Map<string, JoinedNode>();
-  /** By lower-case name: the `last_heartbeat` the store holds (this proxy's newer ones are in `joined` only). */
-  private storedHeartbeat = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private unwatch: () => void = () => {};
   private pending: NodeJS.Timeout | undefined;
@@ -115,16 +140,13 @@ export class Inventory {
   /** Re-reads the joined nodes from the store. */
   async refresh(): Promise<void> {
     const next = new Map<string, JoinedNode>();
-    const stored = new Map<string, number>();
     for (const n of await readJoinedNodes(this.deps.store.items)) {
       // Heartbeats this proxy took but did not store yet (node-service.ts) are newer than the stored ones.
       const key = n.name.toLowerCase();
       const mine = this.joined.get(key);
       next.set(key, mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
-      stored.set(key, n.last_heartbeat);
     }
     this.joined = next;
-    this.storedHeartbeat = stored;
   }
 
   private async refreshQuietly(): Promise<void> {
@@ -137,9 +159,7 @@ export class Inventory {
 
   /** This process stored `n` (join, heartbeat, renewal) or read it from the store. */
   noteStored(n: JoinedNode): void {
-    const key = n.name.toLowerCase();
-    this.joined.set(key, n);
-    this.storedHeartbeat.set(key, n.last_heartbeat);
+    this.joined.set(n.name.toLowerCase(), n);
   }
 
   /**
@@ -163,15 +183,9 @@ export class Inventory {
     return this.joined.get(name.toLowerCase());
   }
 
-  /** Milliseconds since the epoch of `name`'s heartbeat as the store holds it (undefined: not cached). */
-  storedHeartbeatOf(name: string): number | undefined {
-    return this.storedHeartbeat.get(name.toLowerCase());
-  }
-
   /** This process found `name` gone (removed by tctl nodes rm). */
   forget(name: string): void {
     this.joined.delete(name.toLowerCase());
-    this.storedHeartbeat.delete(name.toLowerCase());
   }
 
   /** The static list, then the live joined nodes by name. */
