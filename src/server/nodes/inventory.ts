@@ -7,14 +7,24 @@
  *
  * The joined nodes are a cached snapshot so routing stays synchronous and
  * never waits on the database: refreshed when another process changes a node
- * (`store.watch` topic `item:node`, at most once a second), every third of
+ * (`store.watch` topic `item:node`, at most once every REFRESH_DEBOUNCE_MS), every third of
  * the heartbeat TTL (the dir backend pushes no item changes; `tctl
  * nodes rm` runs in another process), and at once for this process's own
- * heartbeats (which reach the store only every half TTL: node-service.ts).
+ * heartbeats (which reach the store as one `node_heartbeat` batch per proxy
+ * every few seconds: node-service.ts, readJoinedNodes).
  */
 import type { NodeConfig, ServerConfig } from '../../config/index.js';
 import { parseHostPort } from '../../shared/address.js';
 import type { ItemBackend, StateBackend } from '../storage/backend.js';
+
+/**
+ * How long a change to `item:node` waits before the cache re-reads every node
+ * (changes meanwhile ride along): with 1,000 nodes each storing a heartbeat
+ * every half TTL, `item:node` changes all the time and a re-read costs tens of
+ * milliseconds. Chosen so a removal still reaches every proxy within
+ * CHANGE_VISIBILITY_MS (5 s): the dir backend's 0.5 s poll + this + the read.
+ */
+export const REFRESH_DEBOUNCE_MS = 3_000;
 
 /** A joined node as stored (the `node` item's value; key = the lower-case name). */
 export interface JoinedNode {
@@ -66,9 +76,35 @@ export function isLive(n: Pick<JoinedNode, 'last_heartbeat'>, config: ServerConf
   return nowMs - n.last_heartbeat < config.nodeAgent.heartbeatTtlSeconds * 1000;
 }
 
-/** Reads every joined node from the store (tctl, and the cache's refresh). */
+/**
+ * One proxy's heartbeats (the `node_heartbeat` item, key = that proxy's
+ * instance id, expiring after the TTL): lower-case node name → milliseconds
+ * since the epoch of the last heartbeat it took. Written by node-service.ts
+ * every few seconds as ONE item, so liveness costs one store write per proxy
+ * per flush instead of one fsync per node.
+ */
+export interface HeartbeatBatch {
+  beats: Record<string, number>;
+}
+
+/**
+ * Reads every joined node from the store (tctl, and the cache's refresh), its
+ * `last_heartbeat` the newest of the node item's and every proxy's heartbeat
+ * batch (a batch naming a node without a node item is ignored: removed).
+ */
 export async function readJoinedNodes(items: ItemBackend): Promise<JoinedNode[]> {
-  return (await items.list<JoinedNode>('node')).map((i) => i.value);
+  const newest = new Map<string, number>();
+  for (const b of await items.list<HeartbeatBatch>('node_heartbeat')) {
+    const beats = b.value?.beats;
+    if (typeof beats !== 'object' || beats === null) continue;
+    for (const [name, ms] of Object.entries(beats)) {
+      if (typeof ms === 'number' && Number.isSafeInteger(ms) && ms > (newest.get(name) ?? 0)) newest.set(name, ms);
+    }
+  }
+  return (await items.list<JoinedNode>('node')).map((i) => {
+    const beat = newest.get(i.value.name.toLowerCase());
+    return beat !== undefined && beat > i.value.last_heartbeat ? { ...i.value, last_heartbeat: beat } : i.value;
+  });
 }
 
 /** The running server's inventory cache (see the top of this file). */
@@ -96,7 +132,7 @@ export class Inventory {
       this.pending = setTimeout(() => {
         this.pending = undefined;
         void this.refreshQuietly();
-      }, 1_000);
+      }, REFRESH_DEBOUNCE_MS);
       this.pending.unref();
     });
   }
@@ -106,8 +142,9 @@ export class Inventory {
     const next = new Map<string, JoinedNode>();
     for (const n of await readJoinedNodes(this.deps.store.items)) {
       // Heartbeats this proxy took but did not store yet (node-service.ts) are newer than the stored ones.
-      const mine = this.joined.get(n.name.toLowerCase());
-      next.set(n.name.toLowerCase(), mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
+      const key = n.name.toLowerCase();
+      const mine = this.joined.get(key);
+      next.set(key, mine && mine.last_heartbeat > n.last_heartbeat && mine.joined_at === n.joined_at ? { ...n, last_heartbeat: mine.last_heartbeat } : n);
     }
     this.joined = next;
   }
@@ -120,9 +157,30 @@ export class Inventory {
     }
   }
 
-  /** This process stored `n` (join, heartbeat, renewal). */
+  /** This process stored `n` (join, heartbeat, renewal) or read it from the store. */
   noteStored(n: JoinedNode): void {
     this.joined.set(n.name.toLowerCase(), n);
+  }
+
+  /**
+   * This process took a heartbeat of `n` without storing it: kept in memory
+   * only, and only while the node is still cached (a refresh that found it
+   * removed wins over a heartbeat already past its credential check).
+   */
+  noteHeartbeat(n: JoinedNode): void {
+    const key = n.name.toLowerCase();
+    if (this.joined.has(key)) this.joined.set(key, n);
+  }
+
+  /**
+   * The cached joined node `name` (lower-cased here), live or not, as of the
+   * last refresh or this process's last write: node-service.ts checks
+   * credentials against it and reads the store only on a miss or a mismatch.
+   * A removal (`tctl nodes rm`, any proxy) drops it at the next refresh
+   * (watch `item:node`: within CHANGE_VISIBILITY_MS).
+   */
+  cached(name: string): JoinedNode | undefined {
+    return this.joined.get(name.toLowerCase());
   }
 
   /** This process found `name` gone (removed by tctl nodes rm). */

@@ -3,7 +3,11 @@
  *
  *   POST /v1/nodes/join       token + name + addr + labels + host PUBLIC key
  *                             → host certificate, user CA keys, KRL, node credential
- *   POST /v1/nodes/heartbeat  Bearer credential; the node is alive; held until the
+ *   POST /v1/nodes/heartbeat  Bearer credential (checked against the inventory's cached
+ *                             node; the store is read only on a miss or a mismatch);
+ *                             the node is alive (kept in memory, stored with every other
+ *                             node this proxy heard as ONE node_heartbeat item per
+ *                             flush, not one write per heartbeat); held until the
  *                             trust material (user CA keys, KRL) changes or the
  *                             heartbeat interval passes (a long poll: changes reach
  *                             the node within a second, one request per interval)
@@ -35,7 +39,7 @@ import { issueHostCertificate } from '../auth/issuer.js';
 import { RateLimiter } from '../limits.js';
 import type { ServerRuntime } from '../runtime.js';
 import { useToken } from './tokens.js';
-import type { Inventory, JoinedNode } from './inventory.js';
+import type { HeartbeatBatch, Inventory, JoinedNode } from './inventory.js';
 
 /** Joins per source: a token is 192 bits, this only keeps a flood cheap. Refused heartbeats take from the same bucket. */
 export const JOIN_RATE_LIMIT = { perMinute: 30, burst: 20 };
@@ -48,6 +52,9 @@ export const STATE_CHECK_MS = 1_000;
 
 /** How often the KRL is rebuilt from the locks (auth/revocation.ts currentKrl): lock changes reach nodes within this plus a second. */
 export const KRL_REFRESH_MS = 3_000;
+
+/** Longest gap between two stores of this proxy's heartbeat batch (flushHeartbeats). */
+export const HEARTBEAT_FLUSH_MAX_MS = 10_000;
 
 /** The KRL before the first build: revokes nothing. */
 const EMPTY_KRL = encodeKrl({ version: 0n, generatedDate: 0n, comment: 'jumpgate locks', certificates: [], explicitKeys: [], sha256: [] });
@@ -79,6 +86,12 @@ export class NodeService {
   private waiters = new Set<() => void>();
   private timer: NodeJS.Timeout;
   private krlTimer: NodeJS.Timeout | undefined;
+  /** Lower-case name → last heartbeat (ms) this proxy took: stored as this proxy's node_heartbeat batch. */
+  private heard = new Map<string, number>();
+  private heardChanged = false;
+  private flushTimer: NodeJS.Timeout;
+  /** This process's key of its node_heartbeat item. */
+  private readonly instance = randomBytes(8).toString('hex');
   /** The KRL sent to nodes: replaced only when what it revokes changes (so nodes are not woken by a new date). */
   private krl: { bytes: Buffer; content: string } = { bytes: EMPTY_KRL, content: krlContent(EMPTY_KRL) };
 
@@ -86,6 +99,8 @@ export class NodeService {
     this.trust = this.currentTrust();
     this.timer = setInterval(() => this.checkTrust(), STATE_CHECK_MS);
     this.timer.unref();
+    this.flushTimer = setInterval(() => void this.flushHeartbeats(), this.heartbeatFlushMs);
+    this.flushTimer.unref();
     if (!deps.krl) {
       void this.refreshKrl();
       this.krlTimer = setInterval(() => void this.refreshKrl(), KRL_REFRESH_MS);
@@ -101,6 +116,34 @@ export class NodeService {
       if (content !== this.krl.content) this.krl = { bytes, content };
     } catch (err) {
       this.rt.log.warn(`nodes: cannot rebuild the revocation list (nodes keep the last one): ${(err as Error).message}`);
+    }
+  }
+
+  /** How often the heartbeats this proxy took are stored: a sixth of the TTL, 1 s to HEARTBEAT_FLUSH_MAX_MS. */
+  get heartbeatFlushMs(): number {
+    return Math.max(1_000, Math.min(HEARTBEAT_FLUSH_MAX_MS, (this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000) / 6));
+  }
+
+  /**
+   * Stores the nodes this proxy heard within the TTL as its one node_heartbeat
+   * item (expiring after the TTL); nothing when no heartbeat came since the
+   * last flush. A failed write is logged and retried at the next flush.
+   */
+  async flushHeartbeats(): Promise<void> {
+    if (!this.heardChanged) return;
+    this.heardChanged = false;
+    const now = this.rt.clock().getTime();
+    const ttlMs = this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000;
+    const beats: Record<string, number> = {};
+    for (const [name, ms] of this.heard) {
+      if (now - ms >= ttlMs) this.heard.delete(name);
+      else beats[name] = ms;
+    }
+    try {
+      await this.rt.store.items.put<HeartbeatBatch>('node_heartbeat', this.instance, { beats }, now + ttlMs);
+    } catch (err) {
+      this.heardChanged = true;
+      this.rt.log.warn(`nodes: cannot store the heartbeats of ${this.heard.size} nodes (other proxies may show them offline): ${(err as Error).message}`);
     }
   }
 
@@ -245,11 +288,18 @@ export class NodeService {
     const updated: JoinedNode = { ...node, addr: formatHostPort(addr), labels, last_heartbeat: now };
     // Liveness needs no fsync per heartbeat: this proxy keeps it in memory, the store gets it once the stored one
     // is half a TTL old (or when anything else changed), which other proxies see within a second (watch item:node).
-    const changed = updated.addr !== node.addr || JSON.stringify(updated.labels) !== JSON.stringify(node.labels) || retired;
-    if (changed || now - node.last_heartbeat >= (this.rt.config.nodeAgent.heartbeatTtlSeconds * 1000) / 2) {
+    // Liveness needs no store write per heartbeat: this proxy keeps it in memory and stores every node it heard as
+    // ONE node_heartbeat item every HEARTBEAT_FLUSH (other proxies and tctl merge it: inventory.ts readJoinedNodes).
+    // The node item itself is written only when what it says changed (address, labels, a retired credential).
+    const changed = updated.addr !== node.addr || !sameLabels(updated.labels, node.labels) || retired;
+    this.heard.set(node.name.toLowerCase(), now);
+    this.heardChanged = true;
+    if (changed) {
       await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
+      this.deps.inventory.noteStored(updated);
+    } else {
+      this.deps.inventory.noteHeartbeat(updated);
     }
-    this.deps.inventory.noteStored(updated);
     if (req.state === this.trust.state) {
       await new Promise<void>((resolve) => {
         const wake = () => {
@@ -307,16 +357,25 @@ export class NodeService {
     };
     const secret = bearer(authorization);
     if (!secret) throw refuse('no node credential');
-    const item = await this.rt.store.items.get<JoinedNode>('node', name.toLowerCase());
-    if (!item) {
-      this.deps.inventory.forget(name);
-      throw refuse('unknown node');
-    }
     const given = Buffer.from(hashCredential(secret), 'hex');
-    const match = item.value.credentials.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), given));
-    if (match < 0) throw refuse('wrong node credential');
-    if (match === 0 && item.value.credentials.length > 1) return { node: { ...item.value, credentials: [item.value.credentials[0]!] }, retired: true };
-    return { node: item.value, retired: false };
+    // The inventory's cached copy first (no store read per heartbeat); the store on a miss or a mismatch (a node
+    // this proxy has not seen yet, a credential rotated through another proxy). A removal reaches the cache within
+    // CHANGE_VISIBILITY_MS (inventory.ts: watch item:node), so `tctl nodes rm` still cuts the node off on every proxy.
+    let node = this.deps.inventory.cached(name);
+    let match = node ? credentialIndex(node, given) : -1;
+    if (match < 0) {
+      const item = await this.rt.store.items.get<JoinedNode>('node', name.toLowerCase());
+      if (!item) {
+        this.deps.inventory.forget(name);
+        throw refuse('unknown node');
+      }
+      node = item.value;
+      match = credentialIndex(node, given);
+      if (match < 0) throw refuse('wrong node credential');
+      this.deps.inventory.noteStored(node);
+    }
+    if (match === 0 && node!.credentials.length > 1) return { node: { ...node!, credentials: [node!.credentials[0]!] }, retired: true };
+    return { node: node!, retired: false };
   }
 
   /**
@@ -367,9 +426,23 @@ export class NodeService {
   close(): void {
     clearInterval(this.timer);
     clearInterval(this.krlTimer);
+    clearInterval(this.flushTimer);
     for (const w of [...this.waiters]) w();
     this.waiters.clear();
   }
+}
+
+/** Which of the node's credential hashes `given` (SHA-256 bytes) is, compared in constant time; -1: none. */
+function credentialIndex(node: JoinedNode, given: Buffer): number {
+  return node.credentials.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), given));
+}
+
+/** Whether two label maps hold the same pairs (in any order). */
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || a[k] !== b[k]) return false;
+  return true;
 }
 
 function hashCredential(secret: string): string {

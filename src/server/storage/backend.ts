@@ -163,7 +163,7 @@ export interface AuditBackend {
 }
 
 /** Kinds of items; each later feature adds its own here. */
-export const ITEM_KINDS = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording', 'issued_cert'] as const;
+export const ITEM_KINDS = ['token', 'node', 'lock', 'web_session', 'headless_login', 'recording', 'issued_cert', 'node_heartbeat'] as const;
 export type ItemKind = (typeof ITEM_KINDS)[number];
 
 export interface Item<T = unknown> {

@@ -11,7 +11,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadServerConfig } from '../../../src/config/index.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine } from '../../../src/sshcert/index.js';
-import { Inventory } from '../../../src/server/nodes/inventory.js';
+import { Inventory, readJoinedNodes } from '../../../src/server/nodes/inventory.js';
+import { CHANGE_VISIBILITY_MS } from '../../../src/server/storage/backend.js';
 import { NodeService } from '../../../src/server/nodes/node-service.js';
 import { createToken, listTokens, removeToken } from '../../../src/server/nodes/tokens.js';
 import { routeToNode } from '../../../src/server/proxy/routing.js';
@@ -123,8 +124,29 @@ describe('node API: tokens, names, credentials, inventory', () => {
     await hb(r.credential); // the answer may have been lost: the old one still works
     await hb(renewed.credential); // first use of the new one retires the old
     await rejects(hb(r.credential), 'NODE_CREDENTIAL_REFUSED');
-    assert.ok(await rt.store.items.delete('node', 'c1')); // what tctl nodes rm does
-    await rejects(hb(renewed.credential), 'NODE_CREDENTIAL_REFUSED');
+    // Heartbeats are checked against the inventory's cached copy: no store read per heartbeat.
+    const get = rt.store.items.get.bind(rt.store.items);
+    let reads = 0;
+    rt.store.items.get = ((...a: Parameters<typeof get>) => (reads++, get(...a))) as typeof get;
+    try {
+      await hb(renewed.credential);
+      assert.equal(reads, 0, 'a heartbeat with the cached credential reads nothing from the store');
+    } finally {
+      rt.store.items.get = get;
+    }
+    assert.ok(await rt.store.items.delete('node', 'c1')); // what tctl nodes rm does (another process)
+    // The cache learns of the removal through the store's watch (item:node): within CHANGE_VISIBILITY_MS.
+    const removed = Date.now();
+    for (;;) {
+      try {
+        await hb(renewed.credential);
+      } catch (err) {
+        assert.equal((err as { code?: string }).code, 'NODE_CREDENTIAL_REFUSED');
+        break;
+      }
+      assert.ok(Date.now() - removed < CHANGE_VISIBILITY_MS, `still accepted ${CHANGE_VISIBILITY_MS} ms after the removal`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   test('a heartbeat with the current state is held until the interval passes; the inventory drops a node silent for the TTL', async () => {
@@ -153,6 +175,30 @@ describe('node API: tokens, names, credentials, inventory', () => {
     assert.notEqual(answer.state, r.state);
     assert.equal(answer.user_ca?.length, 1);
     assert.notDeepEqual(answer.user_ca, r.user_ca);
+  });
+
+  test('heartbeats reach the store as one batch per proxy, not a node write each; tctl reads the node as live from it', async () => {
+    const t = await token();
+    const r = await join_(t, 'b1');
+    const joinedAt = (await rt.store.items.get<{ last_heartbeat: number }>('node', 'b1'))!.value.last_heartbeat;
+    const put = rt.store.items.put.bind(rt.store.items);
+    const kinds: string[] = [];
+    rt.store.items.put = ((...a: Parameters<typeof put>) => (kinds.push(a[0]), put(...a))) as typeof put;
+    try {
+      now += 1_000;
+      for (let i = 0; i < 3; i++) await nodes.heartbeat({ name: 'b1', addr: '127.0.0.1:2222', labels: { team: 'ops' }, state: 'x' }, `Bearer ${r.credential}`, '127.0.0.9', never);
+      assert.ok(!kinds.includes('node'), 'no node write per heartbeat');
+      await nodes.flushHeartbeats();
+      const batches = kinds.length;
+      assert.ok(batches >= 1 && kinds.every((k) => k === 'node_heartbeat'), `only batches stored: ${kinds.join(', ')}`);
+      await nodes.flushHeartbeats(); // nothing new: no write
+      assert.equal(kinds.length, batches);
+    } finally {
+      rt.store.items.put = put;
+    }
+    assert.equal((await rt.store.items.get<{ last_heartbeat: number }>('node', 'b1'))!.value.last_heartbeat, joinedAt, 'the node item is untouched');
+    const read = (await readJoinedNodes(rt.store.items)).find((n) => n.name === 'b1')!;
+    assert.equal(read.last_heartbeat, now, 'what tctl nodes ls reads carries the batch heartbeat');
   });
 
   test('tokens are stored as hashes: ls shows ids, rm takes the token or the id', async () => {

@@ -12,9 +12,15 @@
  * file to a name of its own before reading it, so of two concurrent takes
  * exactly one gets it. Expired items are never returned and are removed when
  * met (no sweeper).
+ *
+ * `list` keeps each file it parsed under its inode, size and change time and
+ * parses it again only when those change (every write renames a new file into
+ * place): the live inventory lists all nodes whenever one changes
+ * (server/nodes/inventory.ts), and a stat is far cheaper than open, read and
+ * parse. Values are handed out as copies, so no caller can change the cache.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { linkSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { linkSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { UserError } from '../../../errors.js';
@@ -35,6 +41,8 @@ type ItemFile = v.InferOutput<typeof ItemFileSchema>;
 export class DirItems implements ItemBackend {
   /** Kind directories already made (0700) by this process. */
   private readonly made = new Set<ItemKind>();
+  /** Per kind, per file name: the parsed file and the stat stamp it was read at (see the top of this file). */
+  private readonly parsed = new Map<ItemKind, Map<string, { stamp: string; file: ItemFile }>>();
 
   constructor(
     private readonly dataDir: string,
@@ -72,17 +80,24 @@ export class DirItems implements ItemBackend {
   async list<T>(kind: ItemKind): Promise<Item<T>[]> {
     const dir = this.kindDir(kind);
     const out: Item<T>[] = [];
+    const before = this.parsed.get(kind) ?? new Map<string, { stamp: string; file: ItemFile }>();
+    const now = new Map<string, { stamp: string; file: ItemFile }>();
     for (const name of readdirSync(dir)) {
       if (!/^[0-9a-f]{64}\.json$/.test(name)) continue; // temp files of writes and takes in flight
       const path = join(dir, name);
-      const f = this.readFile(path, kind);
+      const stamp = fileStamp(path);
+      if (stamp === undefined) continue; // removed since readdir
+      const known = before.get(name);
+      const f = known?.stamp === stamp ? known.file : this.readFile(path, kind);
       if (!f) continue;
+      now.set(name, { stamp, file: f });
       if (this.expired(f)) {
         this.removeExpired(path, kind);
         continue;
       }
-      out.push(toItem<T>(kind, f));
+      out.push(toItem<T>(kind, { ...f, value: structuredClone(f.value) }));
     }
+    this.parsed.set(kind, now);
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
@@ -171,6 +186,17 @@ export class DirItems implements ItemBackend {
       });
     }
     return r.output;
+  }
+}
+
+/** The file's inode, size and change time (nanoseconds), or undefined when it is gone. */
+function fileStamp(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 
