@@ -22,6 +22,8 @@ import { Terminal } from '@xterm/xterm';
 
 /** Gaps longer than this (seconds) are cut to it when the header sets no idle_time_limit. */
 export const IDLE_LIMIT_S = 2;
+/** Smallest font the player shrinks to (a 150-column session on a 390 px phone); below it the box scrolls. */
+const MIN_FONT_PX = 4;
 /** Speeds offered. */
 export const SPEEDS = [0.5, 1, 2, 4, 8] as const;
 
@@ -109,7 +111,7 @@ export function startPlayer(cast: Cast, parts: PlayerParts): () => void {
   // Fit the recorded width to the box by the font size (a phone shows an 80-column session whole).
   const fitFont = () => {
     const width = parts.screen.clientWidth - 8;
-    const size = Math.max(6, Math.min(14, Math.floor(width / (term.cols * 0.62))));
+    const size = Math.max(MIN_FONT_PX, Math.min(14, Math.floor(width / (term.cols * 0.62))));
     if (term.options.fontSize !== size) term.options.fontSize = size;
   };
   fitFont();
