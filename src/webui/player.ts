@@ -136,7 +136,15 @@ export function startPlayer(cast: Cast, parts: PlayerParts): () => void {
     parts.toggle.setAttribute('aria-label', playing ? 'Pause' : 'Play');
     document.body.dataset['player'] = playing ? 'playing' : pos >= cast.duration ? 'ended' : 'paused';
   };
-  /** Draws every event up to `t` (from `next` on) in one write. */
+  // xterm.js parses writes later, in order; reset and resize act at once. So
+  // both go through the write queue (a write's callback runs once it is
+  // parsed), or a seek would reset before the previous draw and show both.
+  const resizeQueued = (cols: number, rows: number) =>
+    term.write('', () => {
+      term.resize(cols, rows);
+      fitFont();
+    });
+  /** Draws every event up to `t` (from `next` on): the output between resizes in one write. */
   const drawTo = (t: number) => {
     let out = '';
     while (next < cast.events.length && cast.events[next]![0] <= t) {
@@ -147,8 +155,7 @@ export function startPlayer(cast: Cast, parts: PlayerParts): () => void {
         if (size) {
           if (out) term.write(out);
           out = '';
-          term.resize(size.cols, size.rows);
-          fitFont();
+          resizeQueued(size.cols, size.rows);
         }
       }
     }
@@ -177,11 +184,12 @@ export function startPlayer(cast: Cast, parts: PlayerParts): () => void {
     const was = playing;
     stop();
     pos = Math.max(0, Math.min(cast.duration, t));
-    term.reset();
-    term.resize(cast.width, cast.height);
+    // RIS (ESC c) through the queue: a full reset after whatever was drawn before.
+    term.write('\x1bc');
+    resizeQueued(cast.width, cast.height);
     next = 0;
     drawTo(pos);
-    if (was) play();
+    if (was && pos < cast.duration) play();
     else show();
   };
 
