@@ -2,9 +2,12 @@
  * The proxy's ONE decision "may this certificate reach node N as login L",
  * and the one relay that carries a session once it may. Every way into a
  * node goes through here: the SSH port's `proxy:HOST:PORT` subsystem and
- * `direct-tcpip` channels (ssh-proxy.ts), and the TLS route on the web port
- * (tls-route.ts). So roles, labels, logins, per-user limits and the audit
- * log cannot differ between the paths.
+ * `direct-tcpip` channels (ssh-proxy.ts), the TLS route on the web port
+ * (tls-route.ts), and the web UI's terminal (web/terminal.ts: a
+ * SessionRequester, the web session's logins and roles instead of a
+ * certificate; it dials and relays itself, as an SSH client of the node).
+ * So roles, labels, logins, per-user limits and the audit log cannot differ
+ * between the paths.
  *
  * Order, per connection: the transport verified the certificate (SSH: the
  * user CA, type, validity, critical options, signature; TLS: the X.509 user
