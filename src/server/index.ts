@@ -175,10 +175,9 @@ export async function startServer(config: ServerConfig, opts: StartOptions): Pro
   const login = new LoginService(rt, oidc, publicAddrs, opts.loginRate, opts.pendingLimits);
   const headless = new HeadlessLoginService(rt, rt.store.items, oidc, publicAddrs);
   const sessions = new WebSessions(rt, rt.store.items, oidc);
-  const webUi = { sessions, app: new WebApp({ rt, sessions, ...(opts.webUiDir ? { webUiDir: opts.webUiDir } : {}) }), terminals: new WebTerminals(rt, sessions, SECURITY_HEADERS) };
-
-  // One authorisation, one set of per-user limits, for the SSH port and the web port's TLS route.
+  // One authorisation, one set of per-user limits, for the SSH port, the web port's TLS route and the web terminal.
   const access = new NodeAccess(rt);
+  const webUi = { sessions, app: new WebApp({ rt, sessions, ...(opts.webUiDir ? { webUiDir: opts.webUiDir } : {}) }), terminals: new WebTerminals(rt, sessions, access, SECURITY_HEADERS) };
   const started: RunningService[] = [{ port: 0, close: async () => access.close() }];
   let web: Awaited<ReturnType<typeof startWebApi>> | undefined;
   try {

@@ -1,7 +1,7 @@
 /**
  * The web UI (https://<proxy>/web): sign in, the nodes you may reach, a
  * terminal in the browser, recordings, the audit log (review_sessions), sign
- * out. No framework: five small views over plain DOM calls (`h`), hash
+ * out. No framework: six small views over plain DOM calls (`h`), hash
  * routing, and every piece of server text set as textContent (never HTML),
  * so nothing needs an inline script, inline style or eval (the page's CSP
  * forbids all three). The server side is src/server/web/.
@@ -10,6 +10,7 @@ import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import '@xterm/xterm/css/xterm.css';
 import './style.css';
+import { clock, parseCast, startPlayer } from './player.js';
 
 interface Me {
   user: string;
@@ -19,6 +20,17 @@ interface Me {
   expires_at: string;
   review_sessions: boolean;
   cluster_name: string;
+}
+interface RecordingRow {
+  session_id: string;
+  user: string;
+  login: string;
+  node: string;
+  start: string;
+  end?: string;
+  duration_ms?: number;
+  size: number;
+  truncated: boolean;
 }
 interface NodeRow {
   name: string;
@@ -239,13 +251,77 @@ async function auditView(): Promise<void> {
   );
 }
 
-function recordingsView(): void {
+function sizeText(bytes: number): string {
+  return bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** The recordings the user may see (their own; everyone's for review_sessions: the server decides). */
+async function recordingsView(): Promise<void> {
+  const { recordings } = await api<{ recordings: RecordingRow[] }>('/web/api/recordings');
+  const rows = recordings.map((r) => {
+    const when = new Date(r.start).toLocaleString();
+    return h('tr', {},
+      h('td', {}, when),
+      h('td', {}, r.user),
+      h('th', { scope: 'row', class: 'mono' }, `${r.login}@${r.node}`),
+      h('td', {}, r.duration_ms !== undefined ? clock(r.duration_ms / 1000) : r.end ? '' : 'running'),
+      h('td', {}, sizeText(r.size) + (r.truncated ? ' (truncated)' : '')),
+      h('td', {}, h('a', { class: 'button', href: `#/play/${encodeURIComponent(r.session_id)}`, 'aria-label': `Play the session of ${r.user} as ${r.login}@${r.node} at ${when}` }, 'Play')),
+    );
+  });
   main.replaceChildren(
     h('section', { 'aria-labelledby': 'rec-title' },
       h('h1', { id: 'rec-title' }, 'Recordings'),
-      h('p', { class: 'muted' }, 'Session recordings appear here when the cluster records sessions (auth.session_recording: proxy).'),
+      h('p', { class: 'muted', id: 'rec-count' }, recordings.length
+        ? `${recordings.length} recording${recordings.length === 1 ? '' : 's'}${me!.review_sessions ? ' (everyone\'s: your role reviews sessions)' : ' of your sessions'}, newest first.`
+        : 'No recordings you may see. Sessions are recorded when the cluster records them (auth.session_recording: proxy).'),
+      h('div', { class: 'scroll' },
+        h('table', { class: 'recordings' },
+          h('caption', { class: 'sr-only' }, 'Session recordings'),
+          h('thead', {}, h('tr', {}, ...['Started', 'User', 'Session', 'Length', 'Size'].map((t) => h('th', { scope: 'col' }, t)), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Action')))),
+          h('tbody', {}, ...rows),
+        ),
+      ),
     ),
   );
+}
+
+/** The player for one recording (player.ts). */
+async function playView(sessionId: string): Promise<void> {
+  const res = await fetch(`/web/api/recordings/${encodeURIComponent(sessionId)}`, { credentials: 'same-origin' });
+  if (res.status === 401) throw new NotSignedIn();
+  if (!res.ok) {
+    const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
+    main.replaceChildren(
+      h('section', { 'aria-labelledby': 'play-title' },
+        h('h1', { id: 'play-title' }, 'Recording'),
+        h('p', { class: 'note', id: 'play-error', role: 'alert' }, body.error?.message ?? `${res.status} ${res.statusText}`),
+        h('a', { href: '#/recordings', class: 'button' }, 'Back to recordings'),
+      ),
+    );
+    return;
+  }
+  const cast = parseCast(await res.text());
+  const toggle = h('button', { type: 'button', id: 'play-toggle', class: 'primary' }, 'Play');
+  const seek = h('input', { type: 'range', id: 'play-seek', min: '0', value: '0', 'aria-label': 'Position' });
+  const speed = h('select', { id: 'play-speed' });
+  const time = h('span', { id: 'play-time', class: 'mono', 'aria-live': 'off' });
+  const screen = h('div', { id: 'player', class: 'terminal player', role: 'region', tabindex: '0', 'aria-label': `Recording of session ${sessionId}: space plays or pauses, arrows seek 5 seconds` });
+  main.replaceChildren(
+    h('section', { class: 'play-view', 'aria-labelledby': 'play-title' },
+      h('div', { class: 'term-head' },
+        h('h1', { id: 'play-title' }, 'Recording'),
+        h('a', { href: '#/recordings', class: 'button' }, 'Back to recordings'),
+      ),
+      h('div', { class: 'controls', role: 'group', 'aria-label': 'Playback' },
+        toggle, seek, time,
+        h('label', { for: 'play-speed' }, 'Speed'), speed,
+      ),
+      ...(cast.markers.length ? [h('p', { class: 'muted' }, cast.markers.join('; '))] : []),
+      screen,
+    ),
+  );
+  closeView = startPlayer(cast, { screen, toggle, seek, speed, time });
 }
 
 async function route(): Promise<void> {
@@ -255,15 +331,17 @@ async function route(): Promise<void> {
   if (!me && !(await loadMe())) return signInView();
   const [, view = 'nodes', arg] = location.hash.split('/');
   for (const a of document.querySelectorAll<HTMLAnchorElement>('#nav a')) {
-    if (a.dataset['view'] === view) a.setAttribute('aria-current', 'page');
+    if (a.dataset['view'] === (view === 'play' ? 'recordings' : view)) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   try {
     if (view === 'terminal' && arg) terminalView(decodeURIComponent(arg));
     else if (view === 'audit' && me!.review_sessions) await auditView();
-    else if (view === 'recordings') recordingsView();
+    else if (view === 'recordings') await recordingsView();
+    else if (view === 'play' && arg) await playView(decodeURIComponent(arg));
     else await nodesView();
-    if (view !== 'terminal') main.focus();
+    if (view !== 'terminal' && view !== 'play') main.focus();
+    if (view === 'play') document.getElementById('play-toggle')?.focus();
   } catch (err) {
     if (err instanceof NotSignedIn) {
       me = undefined;

@@ -7,10 +7,15 @@
  *
  * Screenshots at 1280x800 and 390x844 go to artifacts/screenshots/ (CI keeps
  * that directory; README shows copies from docs/screenshots/).
+ *
+ * The cluster records sessions (auth.session_recording: proxy) and allows one
+ * node session per user (proxy.limits.max_sessions_per_user: 1), so the web
+ * terminal's recording, the recordings page and player, and NodeAccess's
+ * limits are checked on the same cluster.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -25,6 +30,8 @@ import { request } from '../helpers/web-api.js';
 const SECRET = 'web-e2e-secret';
 /** sshd runs as root in the tests and logs in as anyone: the IdP user is `root`, whose role's login is {{username}}. */
 const ROOT = { login: 'root', claims: { preferred_username: 'root', email: 'root@example.test', email_verified: true, groups: ['auditors'] } };
+/** A user with the plain `user` role: no review_sessions. */
+const BOB = { login: 'bob', claims: { preferred_username: 'bob', email: 'bob@example.test', email_verified: true } };
 const SCREENSHOTS = join(REPO, 'artifacts', 'screenshots');
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
@@ -51,10 +58,12 @@ describe('the web UI in Chromium', () => {
   before(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     const webPort = await freePort();
-    idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: SECRET, redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`], accounts: [ROOT] });
+    idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: SECRET, redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`], accounts: [ROOT, BOB] });
     cluster = await startProxyCluster(tmp.dir, {
       webPort,
       oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: SECRET },
+      authYaml: ['  session_recording: proxy'],
+      proxyYaml: ['  limits:', '    max_sessions_per_user: 1'],
       rolesYaml: ['  auditor:', '    logins: ["{{username}}"]', '    node_labels: { env: test }', '    review_sessions: true'],
       claimsToRolesYaml: ['{ claim: groups, value: auditors, roles: [user, auditor] }'],
       nodes: [
@@ -82,19 +91,50 @@ describe('the web UI in Chromium', () => {
   /** What the terminal shows, row by row (xterm.js's DOM renderer). */
   const screenText = async () => (await page.locator('.xterm-rows > div').allTextContents()).join('\n');
   /** What a person does at /web: Sign in with SSO, the IdP's login form (unless it remembers them) and consent, back on the node list. */
-  const signIn = async () => {
-    await page.goto(`${base}/web`);
-    await page.getByRole('link', { name: 'Sign in with SSO' }).click();
-    await page.waitForLoadState();
-    if (await page.locator('input[name="login"]').count()) {
-      await page.fill('input[name="login"]', 'root');
-      await page.fill('input[name="password"]', 'any-password');
-      await Promise.all([page.waitForLoadState(), page.click('button[type="submit"]')]);
+  const signIn = async (p: Page = page, account = 'root') => {
+    await p.goto(`${base}/web`);
+    await p.getByRole('link', { name: 'Sign in with SSO' }).click();
+    await p.waitForLoadState();
+    if (await p.locator('input[name="login"]').count()) {
+      await p.fill('input[name="login"]', account);
+      await p.fill('input[name="password"]', 'any-password');
+      await Promise.all([p.waitForLoadState(), p.click('button[type="submit"]')]);
     }
-    const consent = page.locator('button[type="submit"]:has-text("Continue")');
+    const consent = p.locator('button[type="submit"]:has-text("Continue")');
     if (await consent.count()) await consent.first().click();
-    await page.getByRole('heading', { name: 'Nodes' }).waitFor();
+    await p.getByRole('heading', { name: 'Nodes' }).waitFor();
   };
+  /** The signed-in session's cookie header and CSRF token in `ctx`. */
+  const credentials = async (ctx: BrowserContext = context) => {
+    const cookie = (await ctx.cookies(base)).find((c) => c.name === '__Host-jumpgate_session')!;
+    const headers = { cookie: `${cookie.name}=${cookie.value}` };
+    const me = JSON.parse((await request(cluster.webPort, { path: '/web/api/me', headers })).body) as { csrf_token: string };
+    return { headers, csrf: me.csrf_token };
+  };
+  /** Opens a web terminal outside the page and answers its first control message (ready or end). */
+  const startTerminal = async (node: string, login = 'root') => {
+    const { headers, csrf } = await credentials();
+    return new Promise<{ type: string; reason?: string; message?: string }>((resolve, reject) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${cluster.webPort}/web/api/terminal`, { origin: `https://127.0.0.1:${cluster.webPort}`, rejectUnauthorized: false, headers });
+      ws.once('open', () => ws.send(JSON.stringify({ type: 'start', csrf, node, login, cols: 80, rows: 24 })));
+      ws.on('message', (data, isBinary) => {
+        if (isBinary) return;
+        ws.close();
+        resolve(JSON.parse(String(data)) as { type: string });
+      });
+      ws.once('error', reject);
+    });
+  };
+  /** The marker the first terminal echoed (the recording must show it). */
+  let marker = '';
+  /** What the player shows, row by row. */
+  const playerText = async (p: Page = page) => (await p.locator('#player .xterm-rows > div').allTextContents()).join('\n');
+  const seekPlayer = (to: 'start' | 'end') =>
+    page.locator('#play-seek').evaluate((el, where) => {
+      const input = el as unknown as { value: string; max: string };
+      input.value = where === 'end' ? input.max : '0';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    }, to);
   /** Resolves when a terminal row shows `text`. */
   const onScreen = (text: string | RegExp) => page.locator('.xterm-rows > div', { hasText: text }).first().waitFor();
   const typeLine = async (line: string) => {
@@ -144,7 +184,7 @@ describe('the web UI in Chromium', () => {
     await page.getByRole('link', { name: 'Connect to node1' }).click();
     await page.waitForSelector('body[data-terminal="ready"]');
     await page.locator('.xterm').click();
-    const marker = randomBytes(6).toString('hex');
+    marker = randomBytes(6).toString('hex');
     await typeLine(`echo M-${marker}-$((6*7))`);
     await onScreen(`M-${marker}-42`);
     await typeLine('printf "U=\\342\\234\\223=U\\n"');
@@ -175,11 +215,98 @@ describe('the web UI in Chromium', () => {
     await cluster.node.waitForLog(/Accepted publickey for root from 127\.0\.0\.1 port \d+ ssh2: ED25519-CERT .*ID root\/session\//);
   });
 
+  test('web terminals go through NodeAccess: proxy.limits.max_sessions_per_user counts them, a node outside the roles is refused and audited as access.denied', async () => {
+    // node1's terminal (previous test) is still open: a second session is one over the limit of 1.
+    const second = await startTerminal('node2');
+    assert.equal(second.type, 'end');
+    assert.match(String(second.message), /limit 1, proxy\.limits\.max_sessions_per_user/);
+    const secret = await startTerminal('secret1');
+    assert.equal(secret.type, 'end');
+    await waitFor(() => cluster.audit().some((e) => e['event'] === 'access.denied' && e['node'] === 'secret1' && e['user'] === 'root' && e['login'] === 'root'), 'access.denied for secret1');
+    const badLogin = await startTerminal('node1', 'nobody');
+    assert.match(String(badLogin.message), /do not allow the login "nobody"/);
+    assert.ok(cluster.audit().some((e) => e['event'] === 'access.denied' && e['code'] === 'LOGIN_DENIED' && e['login'] === 'nobody'));
+  });
+
   test('the session ends with a clear message when the shell exits, and session.end is audited', async () => {
     await typeLine('exit 3');
     await page.waitForSelector('body[data-terminal="ended-exit"]');
     assert.match((await page.locator('#term-status').textContent()) ?? '', /ended \(exit status 3\)/);
     await waitFor(() => cluster.audit().some((e) => e['event'] === 'session.end' && e['node'] === 'node1'), 'session.end');
+  });
+
+  test('records the web terminal: session.start/end name the recording, the recordings page lists it, the player shows the marker with seek and speed', async () => {
+    const start = cluster.audit().find((e) => e['event'] === 'session.start' && e['via'] === 'web' && e['node'] === 'node1')!;
+    const id = String(start['session_id']);
+    assert.equal(start['recording'], `${id}.cast`);
+    const end = cluster.audit().find((e) => e['event'] === 'session.end' && e['session_id'] === id)!;
+    assert.equal(end['recording'], `${id}.cast`);
+    await page.getByRole('link', { name: 'Recordings' }).click();
+    await page.getByRole('heading', { name: 'Recordings' }).waitFor();
+    const row = page.locator('table.recordings tbody tr', { hasText: 'root@node1' });
+    assert.equal(await row.count(), 1);
+    await row.getByRole('link', { name: /^Play the session of root as root@node1/ }).click();
+    await page.getByRole('heading', { name: 'Recording' }).waitFor();
+    await page.waitForSelector('body[data-player="playing"]');
+    // Seek to the end: everything is drawn at once, the marker included.
+    await seekPlayer('end');
+    await page.waitForSelector('body[data-player="ended"]');
+    await page.locator('#player .xterm-rows > div', { hasText: `M-${marker}-42` }).first().waitFor();
+    const markerRows = () => page.locator('#player .xterm-rows > div', { hasText: `M-${marker}-42` }).count();
+    assert.equal(await markerRows(), 1, 'the session is drawn once (a seek resets before it redraws)');
+    await page.screenshot({ path: join(SCREENSHOTS, 'web-player-1280x800.png') });
+    // Back to the start: the screen is redrawn from nothing.
+    await seekPlayer('start');
+    await waitForAsync(async () => !(await playerText()).includes(marker), 'the player to clear on a seek to the start');
+    assert.match((await page.locator('#play-time').textContent()) ?? '', /^0:00 \//);
+    // Play at 8x to the end: the marker appears by playing, not seeking.
+    await page.getByLabel('Speed').selectOption('8');
+    await page.getByRole('button', { name: 'Play' }).click();
+    await page.waitForSelector('body[data-player="ended"]', { timeout: 15_000 });
+    assert.match(await playerText(), new RegExp(`M-${marker}-42`));
+    assert.equal(await markerRows(), 1);
+    // Keyboard: space on the player toggles play.
+    await page.locator('#player').focus();
+    await page.keyboard.press(' ');
+    await page.waitForSelector('body[data-player="playing"]');
+    await page.keyboard.press(' ');
+    await page.setViewportSize(PHONE);
+    await seekPlayer('end');
+    await page.locator('#player .xterm-rows > div', { hasText: `M-${marker}-42` }).first().waitFor();
+    // The recording ends at the 1280 px terminal's width (over 100 columns): the font shrinks until it fits the phone.
+    const box = (await page.locator('#player .xterm-screen').boundingBox())!;
+    assert.ok(box.x + box.width <= PHONE.width, `the recorded columns fit the phone's width: ${JSON.stringify(box)}`);
+    await page.screenshot({ path: join(SCREENSHOTS, 'web-player-390x844.png') });
+    await page.setViewportSize(DESKTOP);
+    await waitFor(() => cluster.audit().some((e) => e['event'] === 'recording.read' && e['session_id'] === id && e['via'] === 'web' && e['user'] === 'root' && e['owner'] === 'root'), 'recording.read via web');
+    assert.deepEqual(cspViolations, [], 'the player broke no CSP rule');
+  });
+
+  test('a user without review_sessions does not see another user\'s recording and gets the same answer for it as for an unknown id', async () => {
+    const bobContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: DESKTOP });
+    try {
+      const bobPage = await bobContext.newPage();
+      await signIn(bobPage, 'bob');
+      await bobPage.getByRole('link', { name: 'Recordings' }).click();
+      await bobPage.getByRole('heading', { name: 'Recordings' }).waitFor();
+      assert.match((await bobPage.locator('#rec-count').textContent()) ?? '', /No recordings you may see/);
+      const { headers } = await credentials(bobContext);
+      const list = JSON.parse((await request(cluster.webPort, { path: '/web/api/recordings', headers })).body) as { recordings: unknown[] };
+      assert.deepEqual(list.recordings, []);
+      const rootsId = String(cluster.audit().find((e) => e['event'] === 'session.start' && e['via'] === 'web' && e['node'] === 'node1')!['session_id']);
+      const theirs = await request(cluster.webPort, { path: `/web/api/recordings/${rootsId}`, headers });
+      const unknown = await request(cluster.webPort, { path: `/web/api/recordings/${randomUUID()}`, headers });
+      assert.equal(theirs.status, 404);
+      assert.equal(unknown.status, 404);
+      assert.equal(theirs.body, unknown.body);
+      await bobPage.goto(`${base}/web#/play/${rootsId}`);
+      assert.match((await bobPage.locator('#play-error').textContent()) ?? '', /no recording of that session that you may read/);
+      assert.ok(!cluster.audit().some((e) => e['event'] === 'recording.read' && e['user'] === 'bob'), 'nothing was read');
+      // Without a session: 401, as for every /web/api call.
+      assert.equal((await request(cluster.webPort, { path: `/web/api/recordings/${rootsId}` })).status, 401);
+    } finally {
+      await bobContext.close();
+    }
   });
 
   test('every page has a strict CSP (no inline script or style, frame-ancestors none) and the page broke none of it', async () => {
@@ -201,7 +328,7 @@ describe('the web UI in Chromium', () => {
   });
 
   test('API calls without a session get 401 JSON', async () => {
-    for (const path of ['/web/api/me', '/web/api/nodes', '/web/api/audit']) {
+    for (const path of ['/web/api/me', '/web/api/nodes', '/web/api/audit', '/web/api/recordings']) {
       const r = await request(cluster.webPort, { path });
       assert.equal(r.status, 401, path);
       assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'NOT_SIGNED_IN');

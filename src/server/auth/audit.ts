@@ -287,8 +287,9 @@ export interface RecordingTruncatedEvent {
 
 /**
  * `recording.read`: `user` read a recording: replayed or listed through the
- * HTTPS API (`via: api`, from `client_addr`), or exported by tctl on the
- * server host (`via: tctl`). `owner` is whose session it was.
+ * HTTPS API (`via: api`, from `client_addr`), played in the web UI
+ * (`via: web`), or exported by tctl on the server host (`via: tctl`).
+ * `owner` is whose session it was.
  */
 export interface RecordingReadEvent {
   event: 'recording.read';
@@ -296,7 +297,7 @@ export interface RecordingReadEvent {
   recording: string;
   user: string;
   owner: string;
-  via: 'api' | 'tctl';
+  via: 'api' | 'web' | 'tctl';
   client_addr?: string;
 }
 

@@ -2,9 +2,12 @@
  * The proxy's ONE decision "may this certificate reach node N as login L",
  * and the one relay that carries a session once it may. Every way into a
  * node goes through here: the SSH port's `proxy:HOST:PORT` subsystem and
- * `direct-tcpip` channels (ssh-proxy.ts), and the TLS route on the web port
- * (tls-route.ts). So roles, labels, logins, per-user limits and the audit
- * log cannot differ between the paths.
+ * `direct-tcpip` channels (ssh-proxy.ts), the TLS route on the web port
+ * (tls-route.ts), and the web UI's terminal (web/terminal.ts: a
+ * SessionRequester, the web session's logins and roles instead of a
+ * certificate; it dials and relays itself, as an SSH client of the node).
+ * So roles, labels, logins, per-user limits and the audit log cannot differ
+ * between the paths.
  *
  * Order, per connection: the transport verified the certificate (SSH: the
  * user CA, type, validity, critical options, signature; TLS: the X.509 user
@@ -34,6 +37,7 @@ import { formatHostPort, type NodeConfig } from '../../config/index.js';
 import type { Certificate } from '../../sshcert/index.js';
 import type { AuditEvent } from '../auth/audit.js';
 import { lockedMessage, type Lock } from '../auth/locks.js';
+import { printable } from '../../util/printable.js';
 import type { EndReason } from './active-sessions.js';
 import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { certificateSelectors, routeToNode, type Refusal } from './routing.js';
@@ -53,7 +57,7 @@ const SESSION_END_AUDIT_WAIT_MS = 5_000;
 export const RELAY_BUFFER_BYTES = 1 << 20;
 
 /** How a session reached the proxy (the `via` of session.start). */
-export type Via = 'subsystem' | 'direct-tcpip' | 'tls-routing';
+export type Via = 'subsystem' | 'direct-tcpip' | 'tls-routing' | 'web';
 
 /** Who asks: the certificate's key id, the login asked for, the client's address (host:port). */
 export interface Who {
@@ -66,6 +70,19 @@ export interface Who {
 export interface Requester {
   who: Who;
   cert: Certificate;
+  selectors: Record<string, string | string[]>[];
+}
+
+/**
+ * A requester without an SSH certificate of its own: a web session
+ * (web/terminal.ts). `principals` are the logins its roles grant now,
+ * `roles` its roles, `selectors` their label selectors; no serial (a
+ * certificate lock cannot name it).
+ */
+export interface SessionRequester {
+  who: Who;
+  principals: readonly string[];
+  roles: string[];
   selectors: Record<string, string | string[]>[];
 }
 
@@ -139,10 +156,12 @@ export class NodeAccess {
    * it was not a host, e.g. a malformed subsystem); the limiter audits its
    * own. Never throws.
    */
-  authorizeNodeRoute(req: Requester, host: string, port: number, requested: string = host): RouteGrant | RouteRefusal {
-    const { who, cert, selectors } = req;
-    if (!cert.principals.includes(who.login)) {
-      const refusal: RouteRefusal = { ok: false, code: 'LOGIN_DENIED', message: `your certificate does not allow the login "${who.login}" (it allows ${cert.principals.join(', ') || 'none'})` };
+  authorizeNodeRoute(req: Requester | SessionRequester, host: string, port: number, requested: string = host): RouteGrant | RouteRefusal {
+    const { who, selectors } = req;
+    const principals = 'cert' in req ? req.cert.principals : req.principals;
+    if (!principals.includes(who.login)) {
+      const what = 'cert' in req ? 'your certificate does not allow' : 'your roles do not allow';
+      const refusal: RouteRefusal = { ok: false, code: 'LOGIN_DENIED', message: `${what} the login "${printable(who.login, 64)}" (it allows ${principals.join(', ') || 'none'})` };
       this.deny(who, requested, refusal);
       return refusal;
     }
@@ -151,15 +170,20 @@ export class NodeAccess {
       this.deny(who, requested, route);
       return route;
     }
-    const sel = certificateSelectors(this.rt.config, cert);
-    const roles = 'ok' in sel ? [] : sel.roles;
-    const lock = this.rt.locks.check({ user: who.user, roles, logins: [who.login], node: route.node.name, serial: cert.serial });
+    let roles: string[];
+    let serial: bigint | undefined;
+    if ('cert' in req) {
+      const sel = certificateSelectors(this.rt.config, req.cert);
+      roles = 'ok' in sel ? [] : sel.roles;
+      serial = req.cert.serial;
+    } else roles = req.roles;
+    const lock = this.rt.locks.check({ user: who.user, roles, logins: [who.login], node: route.node.name, ...(serial !== undefined ? { serial } : {}) });
     if (lock) {
       const refusal: RouteRefusal = { ok: false, code: 'ACCESS_LOCKED', message: lockedMessage(lock) };
       this.deny(who, route.node.name, refusal);
       return refusal;
     }
-    this.subjects.set(who, { roles, serial: cert.serial });
+    this.subjects.set(who, { roles, serial: serial ?? 0n });
     const slot = this.limiter.admitNodeSession(who, formatHostPort(route.node.addr), route.node.name);
     if (isRefusal(slot)) return { ok: false, code: slot.code, message: slot.message };
     return { ok: true, node: route.node, slot };

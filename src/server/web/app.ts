@@ -8,6 +8,10 @@
  *   GET  /web/api/me          who is signed in, their logins and roles, the CSRF token
  *   GET  /web/api/nodes       the nodes the user may reach, with labels (routing.ts reachableNodes: tsh ls's rule)
  *   GET  /web/api/audit       the audit log (roles with review_sessions only): ?limit=&type=&user=
+ *   GET  /web/api/recordings  the recordings the user may see (own; all for review_sessions):
+ *                             proxy/recordings-web.ts recordingListFor, GET /v1/recordings's rule and code
+ *   GET  /web/api/recordings/<session id>  the asciicast for the player (recordings-web.ts sendRecording;
+ *                             recording.read audited, via web; another's == unknown: 404)
  *   POST /web/api/logout      deletes the session (CSRF token + Origin)
  *   GET  /web/api/terminal    the WebSocket (terminal.ts; web.ts routes the upgrade)
  *
@@ -25,6 +29,7 @@ import { join } from 'node:path';
 import * as v from 'valibot';
 import { ApiRequestError } from '../auth/login.js';
 import { reachableNodes } from '../proxy/routing.js';
+import { recordingListFor, sendRecording } from '../proxy/recordings-web.js';
 import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { CSRF_HEADER, notSignedIn, type WebSession, type WebSessions } from './sessions.js';
 import { TERMINAL_PATH } from './terminal.js';
@@ -35,6 +40,8 @@ export const WEBUI_CSP =
   "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 /** The API's answers (JSON) and redirects: nothing to load, never framed. */
 export const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+/** The web API's path of one recording (the tail is a session id: recordings.ts SESSION_ID). */
+export const RECORDING_PATH = /^\/web\/api\/recordings\/([^/]{1,200})$/;
 /** Most audit events one request returns. */
 export const MAX_AUDIT_EVENTS = 500;
 
@@ -140,14 +147,19 @@ export class WebApp {
         const events = await this.deps.rt.store.audit.query({ limit: q.output.limit ?? 200, ...(q.output.type ? { type: q.output.type } : {}), ...(q.output.user ? { user: q.output.user } : {}) });
         return sendJson(res, 200, { events });
       }
+      case 'GET /web/api/recordings':
+        return sendJson(res, 200, await recordingListFor(this.deps.rt, session));
       case 'POST /web/api/logout': {
         this.deps.sessions.checkStateChange(req, session, headerValue(req, CSRF_HEADER));
         res.setHeader('set-cookie', await this.deps.sessions.logout(session, clientAddr));
         return sendJson(res, 200, { signed_out: true });
       }
-      default:
+      default: {
+        const rec = method === 'GET' ? RECORDING_PATH.exec(path) : null;
+        if (rec) return sendRecording(this.deps.rt, res, rec[1]!, session, 'web', clientAddr, { 'cache-control': 'no-store' });
         if (path === TERMINAL_PATH) throw new ApiRequestError(426, 'UPGRADE_REQUIRED', 'this is a WebSocket endpoint');
         throw new ApiRequestError(404, 'NOT_FOUND', `no such endpoint: ${method.slice(0, 10)} ${path.slice(0, 100)}`);
+      }
     }
   }
 

@@ -16,16 +16,25 @@
  *                     binary what the shell printed
  *                     text   {"type":"end","reason":"exit"|"locked"|"signed_out"|"error","message":…}
  *
+ * The node, the login, locks and `proxy.limits` (sessions per user, node
+ * dials) are decided by the process's one NodeAccess
+ * (proxy/node-access.ts `authorizeNodeRoute`, `via: web`), exactly as for
+ * the SSH port and the TLS route; a refusal is audited as `access.denied`.
+ *
  * Caps: MAX_MESSAGE_BYTES per message (ws closes with 1009 beyond),
  * MAX_TERMINALS_PER_USER and MAX_TERMINALS per proxy. Every terminal is
  * audited like an ssh session (`session.start` durable before a byte moves,
- * `session.end` with byte counts; `via: web`). A running terminal re-checks
+ * `session.end` with byte counts; `via: web`). With
+ * `auth.session_recording: proxy` it is recorded (recording/recorder.ts:
+ * output, resize, and input when a role has `record_input`), and
+ * session.start/session.end name the recording; a recording that cannot be
+ * started refuses the session (fail closed, as the recording proxy does). A running terminal re-checks
  * its web session every SESSION_RECHECK_MS: signed out, expired, or a lock
  * that covers it (`endWhere`) ends it with a message the page shows.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClientChannel } from 'ssh2';
@@ -34,10 +43,10 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { formatHostPort, type NodeConfig } from '../../config/index.js';
 import { generateKeyPair } from '../../sshcert/index.js';
 import { certConnectConfig, certIdentity, clientHostKeyAlgorithms, hostCertVerifier } from '../../sshconn/index.js';
-import { printable } from '../../util/printable.js';
-import { routeToNode } from '../proxy/routing.js';
-import { lockedMessage } from '../auth/locks.js';
-import { inventoryNodes, type ServerRuntime } from '../runtime.js';
+import type { NodeAccess, SessionRequester } from '../proxy/node-access.js';
+import type { Slot } from '../proxy/session-limits.js';
+import { startRecording, type SessionRecorder } from '../recording/recorder.js';
+import type { ServerRuntime } from '../runtime.js';
 import { issueSessionCertificate, SessionCertRequest } from '../auth/issuer.js';
 import { sameOrigin, type WebSession, type WebSessions } from './sessions.js';
 
@@ -82,6 +91,8 @@ export interface RunningTerminal {
   login: string;
   node: string;
   roles: string[];
+  /** Its proxy.limits session slot (released when it ends). */
+  slot: Slot;
   /** Ends it: the page shows `message`, session.end is written. */
   end(reason: EndReason, message: string): void;
 }
@@ -110,6 +121,8 @@ export class WebTerminals {
   constructor(
     private readonly rt: ServerRuntime,
     private readonly sessions: WebSessions,
+    /** The process's one node authorisation (shared with the SSH port and the TLS route: proxy.limits count all three). */
+    private readonly access: NodeAccess,
     /** Headers every HTTP answer carries (web.ts SECURITY_HEADERS). */
     private readonly securityHeaders: Record<string, string>,
   ) {}
@@ -204,26 +217,42 @@ export class WebTerminals {
     } catch (err) {
       return sendEnd(ws, 'error', (err as Error).message);
     }
-    const route = routeToNode(this.rt.config, session.access.nodeLabelSets, m.node, 0, inventoryNodes(this.rt));
-    if (!route.ok) {
-      this.rt.audit.emit({ event: 'access.denied', stage: 'routing', user: session.user, login: m.login, node: m.node, code: route.code, reason: route.message, client_addr: clientAddr }).catch(() => undefined);
-      return sendEnd(ws, 'error', route.message);
+    // The one decision (node-access.ts): login among the session's logins, the node and its labels, locks, proxy.limits; refusals audited there.
+    const requester: SessionRequester = {
+      who: { user: session.user, login: m.login, clientAddr },
+      principals: session.access.logins,
+      roles: session.roles,
+      selectors: session.access.nodeLabelSets,
+    };
+    const grant = this.access.authorizeNodeRoute(requester, m.node, 0);
+    if (!grant.ok) return sendEnd(ws, grant.code === 'ACCESS_LOCKED' ? 'locked' : 'error', grant.message);
+    let slotHeld = true;
+    const releaseSlot = () => {
+      if (slotHeld) {
+        slotHeld = false;
+        grant.slot.release();
+      }
+    };
+    try {
+      await this.open(ws, session, grant.node, grant.slot, m, clientAddr, () => {
+        releaseSlot();
+        release();
+      }, () => {
+        ws.off('message', keep);
+        return early;
+      });
+    } finally {
+      // open() hands the slot to the running terminal (released by its finish) or returns having refused: then it goes now.
+      if (![...this.running].some((t) => t.slot === grant.slot)) releaseSlot();
     }
-    if (!session.access.logins.includes(m.login)) return sendEnd(ws, 'error', `you may not log in as "${printable(m.login, 64)}"; your logins: ${session.access.logins.join(', ')}`);
-    const lock = this.rt.locks.check({ user: session.user, roles: session.roles, logins: [m.login], node: route.node.name });
-    if (lock) return sendEnd(ws, 'locked', lockedMessage(lock));
-    await this.open(ws, session, route.node, m, clientAddr, release, () => {
-      ws.off('message', keep);
-      return early;
-    });
   }
 
   /** Dials the node, signs the session certificate, logs in, opens a shell with a PTY, relays until either side ends. */
-  private async open(ws: WebSocket, session: WebSession, node: NodeConfig, m: v.InferOutput<typeof StartSchema>, clientAddr: string, release: () => void, takeEarly: () => Array<{ data: RawData; isBinary: boolean }>): Promise<void> {
+  private async open(ws: WebSocket, session: WebSession, node: NodeConfig, slot: Slot, m: v.InferOutput<typeof StartSchema>, clientAddr: string, release: () => void, takeEarly: () => Array<{ data: RawData; isBinary: boolean }>): Promise<void> {
     const sessionId = randomUUID();
     let sock: Socket;
     try {
-      sock = await dial(node);
+      sock = await this.access.dial(node);
     } catch (err) {
       return sendEnd(ws, 'error', `cannot reach ${node.name}: ${(err as Error).message}`);
     }
@@ -275,11 +304,34 @@ export class WebTerminals {
       return sendEnd(ws, 'error', `${node.name} refused a shell: ${(err as Error).message}`);
     }
     const started = Date.now();
+    let recorder: SessionRecorder | undefined;
+    if (this.rt.config.auth.sessionRecording === 'proxy') {
+      try {
+        recorder = await startRecording(this.rt, {
+          sessionId,
+          user: session.user,
+          login: m.login,
+          node: node.name,
+          clientAddr,
+          cols: m.cols,
+          rows: m.rows,
+          term: 'xterm-256color',
+          recordInput: session.roles.some((r) => this.rt.config.roles.get(r)?.recordInput === true),
+        });
+      } catch (err) {
+        // Fail closed: no unrecorded session when recording is on.
+        client.end();
+        this.rt.log.warn(`web terminal: ${session.user}: recording: ${(err as Error).message}`);
+        return sendEnd(ws, 'error', 'the proxy cannot record this session; the session was refused');
+      }
+    }
+    const recording = recorder ? { recording: recorder.name } : {};
     try {
-      await this.rt.audit.emit({ event: 'session.start', session_id: sessionId, user: session.user, login: m.login, node: node.name, node_addr: formatHostPort(node.addr), client_addr: clientAddr, via: 'web' });
+      await this.rt.audit.emit({ event: 'session.start', session_id: sessionId, user: session.user, login: m.login, node: node.name, node_addr: formatHostPort(node.addr), client_addr: clientAddr, via: 'web', ...recording });
     } catch (err) {
       // Fail closed: no session the audit log does not hold.
       client.end();
+      void recorder?.close().catch(() => undefined);
       return sendEnd(ws, 'error', 'the proxy cannot write its audit log; the session was refused');
     }
     let toNode = 0;
@@ -293,6 +345,7 @@ export class WebTerminals {
       login: m.login,
       node: node.name,
       roles: session.roles,
+      slot,
       end: (reason, message) => finish(reason, message),
     };
     let unregister = () => {};
@@ -305,8 +358,11 @@ export class WebTerminals {
       release();
       sendEnd(ws, reason, message);
       client.end();
-      void this.rt.audit
-        .emit({ event: 'session.end', session_id: sessionId, user: session.user, login: m.login, node: node.name, client_addr: clientAddr, bytes_to_node: toNode, bytes_from_node: fromNode, duration_ms: Date.now() - started, ...(lockId ? { reason: 'locked' as const, lock_id: lockId } : {}) })
+      // The recording is closed (last flush, final metadata) before session.end names it.
+      void (recorder ? recorder.close().catch((err: Error) => this.rt.log.warn(`web terminal: recording: ${err.message}`)) : Promise.resolve())
+        .then(() =>
+          this.rt.audit.emit({ event: 'session.end', session_id: sessionId, user: session.user, login: m.login, node: node.name, client_addr: clientAddr, bytes_to_node: toNode, bytes_from_node: fromNode, duration_ms: Date.now() - started, ...recording, ...(lockId ? { reason: 'locked' as const, lock_id: lockId } : {}) }),
+        )
         .catch((err: Error) => this.rt.log.warn(`web terminal: ${err.message}`));
     };
     this.running.add(terminal);
@@ -324,6 +380,7 @@ export class WebTerminals {
     ws.send(JSON.stringify({ type: 'ready', session_id: sessionId, node: node.name, login: m.login }));
     const toBrowser = (b: Buffer) => {
       fromNode += b.length;
+      recorder?.output(b);
       for (let i = 0; i < b.length; i += MAX_MESSAGE_BYTES) {
         const part = b.subarray(i, i + MAX_MESSAGE_BYTES);
         buffered += part.length;
@@ -344,6 +401,7 @@ export class WebTerminals {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
         toNode += buf.length;
+        recorder?.input(buf);
         shell.write(buf);
         return;
       }
@@ -354,7 +412,10 @@ export class WebTerminals {
         return;
       }
       const r = v.safeParse(ResizeSchema, msg);
-      if (r.success) shell.setWindow(r.output.rows, r.output.cols, 0, 0);
+      if (r.success) {
+        shell.setWindow(r.output.rows, r.output.cols, 0, 0);
+        recorder?.resize(r.output.cols, r.output.rows);
+      }
     };
     for (const e of takeEarly()) fromBrowser(e.data, e.isBinary);
     ws.on('message', fromBrowser);
@@ -399,25 +460,3 @@ function sendEnd(ws: WebSocket, reason: EndReason, message: string): void {
     ws.close(1000, reason);
   }
 }
-
-/** TCP to a node's sshd, directly (never through HTTPS_PROXY: ssh-proxy.ts dialNode says why). */
-function dial(node: NodeConfig): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = netConnect({ host: node.addr.host, port: node.addr.port, noDelay: true });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error('no answer within 10 s'));
-    }, 10_000);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      sock.on('error', () => undefined);
-      resolve(sock);
-    });
-    sock.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : err.message));
-    });
-  });
-}
-
