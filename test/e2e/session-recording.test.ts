@@ -10,10 +10,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { builtProgram, requireTool, run, runProgram, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
+import { builtProgram, echoesThrough, requireTool, run, runProgram, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { freePort } from '../helpers/sshd.js';
@@ -213,22 +213,7 @@ describe('recording mode: the proxy terminates SSH and opens its own session to 
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     try {
-      const deadline = Date.now() + 10_000;
-      let answer = '';
-      while (answer !== 'through the tunnel') {
-        if (Date.now() > deadline) assert.fail(`no answer through -L:\n${err}\n--- server ---\n${cluster.log()}`);
-        answer = await new Promise<string>((resolve) => {
-          const c = netConnect({ host: '127.0.0.1', port: local });
-          let got = '';
-          c.on('connect', () => c.write('through the tunnel'));
-          c.on('data', (b: Buffer) => {
-            got += b.toString();
-            if (got.length >= 18) c.end();
-          });
-          c.on('close', () => resolve(got));
-          c.on('error', () => setTimeout(() => resolve(''), 100));
-        });
-      }
+      await echoesThrough(local, 'through the tunnel', () => `${err}\n--- server ---\n${cluster.log()}`);
     } finally {
       child.kill('SIGTERM');
       echo.close();

@@ -10,12 +10,12 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { builtProgram, requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
+import { builtProgram, echoesThrough, requireTool, run, tempDir, type RunResult, waitFor } from '../helpers/tools.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { fakeLogin, type FakeLogin } from '../helpers/tsh-home.js';
 import { startSshAgent } from '../helpers/ssh-agent.js';
 import { freePort } from '../helpers/sshd.js';
-import { createServer, connect as netConnect } from 'node:net';
+import { createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 
 const LOGIN = 'root'; // sshd as root logs in as anyone; the tests run as root in CI
@@ -176,22 +176,7 @@ describe('the SSH proxy end to end (jumpgate start + sshd + ssh/scp/rsync/tmux +
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     try {
-      const deadline = Date.now() + 10_000;
-      let answer = '';
-      while (answer !== 'through the tunnel') {
-        if (Date.now() > deadline) assert.fail(`no answer through -L:\n${err}`);
-        answer = await new Promise<string>((resolve) => {
-          const c = netConnect({ host: '127.0.0.1', port: local });
-          let got = '';
-          c.on('connect', () => c.write('through the tunnel'));
-          c.on('data', (b: Buffer) => {
-            got += b.toString();
-            if (got.length >= 18) c.end();
-          });
-          c.on('close', () => resolve(got));
-          c.on('error', () => setTimeout(() => resolve(''), 100));
-        });
-      }
+      await echoesThrough(local, 'through the tunnel', () => err);
     } finally {
       child.kill('SIGTERM');
       echo.close();

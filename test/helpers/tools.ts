@@ -104,3 +104,28 @@ export function acceptsTcp(port: number): Promise<boolean> {
     s.once('error', () => resolve(false));
   });
 }
+
+/**
+ * Sends `text` to 127.0.0.1:`port` (a forwarded port: ssh -L, tsh ssh -L)
+ * and waits for it to come back from an echo server at the far end,
+ * retrying while the forward is not up yet; throws after `ms` with `diag()`
+ * (e.g. the forwarding client's stderr) in the message.
+ */
+export async function echoesThrough(port: number, text: string, diag: () => string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const answer = await new Promise<string>((done) => {
+      const c = netConnect({ host: '127.0.0.1', port });
+      let got = '';
+      c.on('connect', () => c.write(text));
+      c.on('data', (b: Buffer) => {
+        got += b.toString();
+        if (got.length >= text.length) c.end();
+      });
+      c.on('close', () => done(got));
+      c.on('error', () => setTimeout(() => done(''), 100));
+    });
+    if (answer === text) return;
+    if (Date.now() > deadline) throw new Error(`no echo of ${JSON.stringify(text)} through port ${port} within ${ms} ms:\n${diag()}`);
+  }
+}
