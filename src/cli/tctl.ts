@@ -67,7 +67,7 @@ export const buildTctl: ProgramBuilder = (deps) => {
     .option('--user <name>', 'user certificate for this user name')
     .option('--roles <roles>', 'with --user: the roles that decide the logins (comma-separated)')
     .addOption(new Option('--format <format>', 'output format').choices(['openssh']).default('openssh'))
-    .requiredOption('--out <path>', 'write the private key to PATH and the certificate to PATH-cert.pub')
+    .requiredOption('--out <path>', 'write the private key to PATH, the certificate to PATH-cert.pub (with --user also the X.509 client certificate to PATH-x509.pem)')
     .option('--ttl <duration>', 'validity, e.g. 24h or 90m (user: capped by the roles; host default 8760h)')
     .action(async function (this: typeof auth, o: { host?: string; user?: string; roles?: string; out: string; ttl?: string }) {
       const ttlSeconds = o.ttl === undefined ? undefined : flagDuration('--ttl', o.ttl);

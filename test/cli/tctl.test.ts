@@ -1,11 +1,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execute } from '../../src/cli/main.js';
 import { buildTctl } from '../../src/cli/tctl.js';
 import { VERSION } from '../../src/version.js';
 import { parseCertificateLine, parsePublicKeyLine } from '../../src/sshcert/index.js';
+import { readClientCertificate } from '../../src/server/auth/x509-ca.js';
 import { REPO, tempDir } from '../helpers/tools.js';
 import { testDeps } from '../helpers/deps.js';
 
@@ -66,7 +68,7 @@ describe('tctl', () => {
       const r = await s.tctl(['auth', 'sign', '--user=alice', '--roles=user', '--format=openssh', '--out=alice']);
       assert.equal(r.code, 0, r.err);
       assert.equal(r.out, '', 'stdout carries data only');
-      assert.match(r.err, /wrote .*alice and .*alice-cert\.pub/);
+      assert.match(r.err, /wrote .*alice, .*alice-cert\.pub and .*alice-x509\.pem/);
       assert.equal(statSync(join(s.dir, 'alice')).mode & 0o777, 0o600);
       const { cert } = parseCertificateLine(readFileSync(join(s.dir, 'alice-cert.pub'), 'utf8'));
       assert.equal(cert.type, 'user');
@@ -80,6 +82,31 @@ describe('tctl', () => {
       assert.equal(issued.user, 'alice');
       assert.equal(issued.serial, cert.serial.toString());
       assert.doesNotMatch(readFileSync(join(s.dir, 'data', 'audit.log'), 'utf8'), /PRIVATE KEY/);
+    } finally {
+      s.cleanup();
+    }
+  });
+
+  test('auth sign --user also writes PATH-x509.pem: the X.509 client certificate for the same key, identity and expiry, with the SSH certificate inside', async () => {
+    const s = setup();
+    try {
+      const r = await s.tctl(['auth', 'sign', '--user=alice', '--roles=user', '--out=alice']);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, /alice-x509\.pem \(X\.509 client certificate, same key\)/);
+      assert.equal(statSync(join(s.dir, 'alice-x509.pem')).mode & 0o777, 0o600);
+      const pem = readFileSync(join(s.dir, 'alice-x509.pem'), 'utf8');
+      const x509 = new X509Certificate(pem);
+      const certLine = readFileSync(join(s.dir, 'alice-cert.pub'), 'utf8');
+      const { cert } = parseCertificateLine(certLine);
+      assert.match(x509.subject, /CN=alice/);
+      assert.equal(new Date(x509.validTo).getTime(), Number(cert.validBefore) * 1000, 'the same expiry');
+      const inside = readClientCertificate(x509.raw);
+      assert.ok(inside.sshCertBlob.equals(cert.blob), 'the SSH certificate is inside');
+      assert.ok(inside.spkiDer.equals(cert.key.key.export({ format: 'der', type: 'spki' })), 'the same key as the SSH certificate');
+      assert.match(x509.issuer, /O=unit\.test/);
+      const host = await s.tctl(['auth', 'sign', '--host=node9', '--out=node9']);
+      assert.equal(host.code, 0, host.err);
+      assert.throws(() => statSync(join(s.dir, 'node9-x509.pem')), 'no X.509 certificate for a host');
     } finally {
       s.cleanup();
     }

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { parseServerConfig } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
@@ -33,6 +34,10 @@ export interface TestWebApiOptions {
   limits?: Partial<WebLimits>;
   loginRate?: { perMinute: number; burst: number };
   clock?: () => Date;
+  /** proxy.tls_routing (default: the config's default, on). */
+  tlsRouting?: boolean;
+  /** proxy.proxy_protocol_from: clients from these addresses must send a PROXY header (rawTlsProxied). */
+  proxyProtocolFrom?: string[];
 }
 
 export const WEB_TEST_SECRET = 'web-test-secret';
@@ -45,7 +50,7 @@ proxy:
   web_listen_addr: 127.0.0.1:${o.port ?? 0}
   ssh_listen_addr: 127.0.0.1:0
   ssh_public_addr: localhost:3023
-${o.issuer ? `auth:
+${o.tlsRouting === undefined ? '' : `  tls_routing: ${o.tlsRouting}\n`}${o.proxyProtocolFrom ? `  proxy_protocol_from: [${o.proxyProtocolFrom.join(', ')}]\n` : ''}${o.issuer ? `auth:
   oidc:
     issuer: ${o.issuer}
     client_id: jumpgate
@@ -115,6 +120,21 @@ export function rawTls(port: number, extra: ConnectionOptions = {}): Promise<TLS
   return new Promise((resolve, reject) => {
     const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...extra }, () => resolve(s));
     s.once('error', reject);
+  });
+}
+
+/**
+ * A raw TLS connection that first sends `header` (a PROXY protocol header, as
+ * a balancer would) on the TCP connection, then starts TLS on it.
+ */
+export function rawTlsProxied(port: number, header: string | Buffer, extra: ConnectionOptions = {}): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const tcp = netConnect({ host: '127.0.0.1', port }, () => {
+      tcp.write(header);
+      const s = tlsConnect({ socket: tcp, rejectUnauthorized: false, ...extra }, () => resolve(s));
+      s.once('error', reject);
+    });
+    tcp.once('error', reject);
   });
 }
 

@@ -22,7 +22,7 @@ import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.j
 import { startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
 import { freePort } from '../helpers/sshd.js';
 import { REPO, requireTool, run, tempDir, waitFor } from '../helpers/tools.js';
-import { headersOf, rawTls, request, startTestWebApi, statusOf, untilClosed, WEB_TEST_SECRET, type TestWebApi } from '../helpers/web-api.js';
+import { headersOf, rawTls, rawTlsProxied, request, startTestWebApi, statusOf, untilClosed, WEB_TEST_SECRET, type TestWebApi } from '../helpers/web-api.js';
 
 const SHORT: Partial<WebLimits> = {
   tlsHandshakeTimeoutMs: 600,
@@ -448,3 +448,94 @@ describe('RateLimiter and sourceKey (pure)', () => {
   ];
   for (const [addr, key] of keys) test(`sourceKey(${addr}) = ${key}`, () => assert.equal(sourceKey(addr), key));
 });
+
+// The web port reads a connection's first bytes in JavaScript before TLS starts when TLS routing (alpn-mux.ts) or the
+// PROXY protocol (proxy-protocol.ts) is on. The HTTPS server's early answers must still reach a client that is still
+// sending, in every arrangement of the front.
+const FRONTS: [string, { tlsRouting: boolean; proxied: boolean }][] = [
+  ['tls routing on', { tlsRouting: true, proxied: false }],
+  ['tls routing on behind a PROXY protocol balancer', { tlsRouting: true, proxied: true }],
+  ['tls routing off behind a PROXY protocol balancer', { tlsRouting: false, proxied: true }],
+];
+for (const [front, o] of FRONTS) {
+  describe(`early answers reach a client that is still sending (${front})`, () => {
+    const tmp = tempDir('web-early');
+    let idp: DevIdp;
+    let api: TestWebApi;
+    const open = () => (o.proxied ? rawTlsProxied(api.port, 'PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n') : rawTls(api.port));
+
+    before(async () => {
+      const port = await freePort();
+      idp = await startDevIdp({ clientId: 'jumpgate', clientSecret: WEB_TEST_SECRET, redirectUris: [`https://127.0.0.1:${port}/v1/login/oidc/callback`], accounts: DEMO_ACCOUNTS });
+      api = await startTestWebApi({
+        dir: tmp.dir,
+        issuer: idp.issuer,
+        port,
+        limits: SHORT,
+        tlsRouting: o.tlsRouting,
+        ...(o.proxied ? { proxyProtocolFrom: ['127.0.0.1'] } : {}),
+      });
+    });
+    after(async () => {
+      await api?.close();
+      await idp?.close();
+      tmp.cleanup();
+    });
+
+    /** Writes `head`, then `body` in 16 KiB pieces for as long as the connection takes them; the server's answer. */
+    const sendWhileAnswered = async (head: string, body: Buffer) => {
+      const s = await open();
+      s.on('error', () => {}); // the server may close while we are still sending
+      const closed = untilClosed(s);
+      s.write(head);
+      for (let at = 0; at < body.length && !s.destroyed && s.writable; at += 16 * 1024) {
+        if (!s.write(body.subarray(at, at + 16 * 1024))) await Promise.race([new Promise((r) => s.once('drain', r)), closed]);
+      }
+      return (await closed).text;
+    };
+
+    test('a plain request is served', async () => {
+      const s = await open();
+      const closed = untilClosed(s);
+      s.write('GET /v1/ping HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+      assert.equal(statusOf((await closed).text), 200);
+    });
+
+    test('400 for a request line that is not HTTP, with more bytes following', async () => {
+      const text = await sendWhileAnswered('HELLO\r\n\r\n', Buffer.alloc(256 * 1024, 'x'));
+      assert.equal(statusOf(text), 400, text.slice(0, 200));
+      assertSecurityHeaders(headersOf(text), '400');
+    });
+
+    test('431 for 64 KiB of headers, and for 1 MiB of headers still arriving', async () => {
+      for (const size of [64 * 1024, 1024 * 1024]) {
+        const text = await sendWhileAnswered('GET /v1/ping HTTP/1.1\r\nhost: x\r\nx-big: ', Buffer.alloc(size, 'a'));
+        assert.equal(statusOf(text), 431, `${size} bytes: ${text.slice(0, 200)}`);
+        assertSecurityHeaders(headersOf(text), '431');
+      }
+    });
+
+    test('413 for a 1 MiB body announced by Content-Length and sent anyway', async () => {
+      const text = await sendWhileAnswered(`POST /v1/login/start HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${1024 * 1024}\r\n\r\n`, Buffer.alloc(1024 * 1024, ' '));
+      assert.equal(statusOf(text), 413, text.slice(0, 200));
+      assertSecurityHeaders(headersOf(text), '413');
+    });
+
+    test('413 for a chunked body that passes the limit while the client keeps sending', async () => {
+      const chunk = Buffer.from(`1000\r\n${' '.repeat(0x1000)}\r\n`);
+      const text = await sendWhileAnswered('POST /v1/login/start HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n', Buffer.concat(Array(256).fill(chunk) as Buffer[]));
+      assert.equal(statusOf(text), 413, text.slice(0, 200));
+    });
+
+    test('408 for headers that trickle in', async () => {
+      const s = await open();
+      const closed = untilClosed(s);
+      s.write('GET /v1/ping HTTP/1.1\r\nhost: x\r\n');
+      const timer = setInterval(() => s.writable && s.write('x'), 100);
+      const { text } = await closed;
+      clearInterval(timer);
+      assert.equal(statusOf(text), 408, text.slice(0, 200));
+      assertSecurityHeaders(headersOf(text), '408');
+    });
+  });
+}

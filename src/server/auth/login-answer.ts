@@ -9,6 +9,7 @@ import { formatPublicKeyLine, type Certificate } from '../../sshcert/index.js';
 import { inventoryNodes, type ServerRuntime } from '../runtime.js';
 import { nodeAllowed, type Access } from './roles.js';
 import { issueClientCertificate } from './x509-ca.js';
+import type { CaStore } from './ca.js';
 
 /** Every trusted host CA key as an OpenSSH public key line (clients scope them in known_hosts). */
 export function hostCaLines(rt: ServerRuntime): string[] {
@@ -21,8 +22,19 @@ export function hostCaLines(rt: ServerRuntime): string[] {
  * whether the web port routes SSH.
  */
 function tlsPart(rt: ServerRuntime, cert: Certificate): Pick<LoginResult, 'tls_cert' | 'tls_routing'> {
-  const signer = rt.ca.get('user').trusted.find((k) => k.publicKey.blob.equals(cert.signatureKey.blob));
-  return { ...(signer ? { tls_cert: issueClientCertificate(signer, rt.config.clusterName, cert) } : {}), tls_routing: rt.config.proxy.tlsRouting };
+  const tlsCert = clientCertificateFor(rt.ca, rt.config.clusterName, cert);
+  return { ...(tlsCert ? { tls_cert: tlsCert } : {}), tls_routing: rt.config.proxy.tlsRouting };
+}
+
+/**
+ * The PEM X.509 client certificate (x509-ca.ts) for a user certificate just
+ * signed: same key, identity and validity, signed by the X.509 key of the
+ * SSH certificate's own user CA generation; undefined when that generation is
+ * no longer trusted. Used by logins and `tctl auth sign --user`.
+ */
+export function clientCertificateFor(ca: CaStore, clusterName: string, cert: Certificate): string | undefined {
+  const signer = ca.get('user').trusted.find((k) => k.publicKey.blob.equals(cert.signatureKey.blob));
+  return signer ? issueClientCertificate(signer, clusterName, cert) : undefined;
 }
 
 /**

@@ -30,6 +30,7 @@
  * Routing goes through the live node inventory (nodes/inventory.ts, through
  * runtime.ts `inventoryNodes`): the static `nodes:` list plus joined nodes.
  */
+import { coalesceWrites } from '../../util/coalesce-writes.js';
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -324,6 +325,9 @@ async function relay(rt: ServerRuntime, who: Who, subject: { roles: string[]; se
   if (!clientGone) client.onStart?.();
   chan.on('data', (b: Buffer) => (toNode += b.length));
   sock.on('data', (b: Buffer) => (fromNode += b.length));
+  // Chunks read in one tick (the TLS route's decrypted records) leave in one write (util/coalesce-writes.ts).
+  coalesceWrites(chan, sock);
+  coalesceWrites(sock, chan);
   chan.pipe(sock);
   // Not `end: true`: the client's stream is ended only once session.end is stored (nodeDone).
   sock.pipe(chan, { end: false });

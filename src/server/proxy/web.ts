@@ -222,12 +222,22 @@ function limitConnectionsPerAddress(server: Server, max: number, log: ServerLog)
   });
 }
 
+/** Sockets answerClientError has answered: later reports for them are ignored (the answer is on its way). */
+const answered = new WeakSet<Duplex>();
+
 /**
  * Answers what Node's HTTP parser refused (malformed requests, headers too
  * large, request timeouts) with the same security headers and JSON error
  * shape as every other response, then closes the connection.
  */
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: WebLimits, log: ServerLog): void {
+  // Node's HTTP server reports a parse error again for every later chunk the client sends (its parser stays in the
+  // error state and the socket keeps reading, which also drains what the client still sends so the close is a FIN,
+  // not a reset). By the second report the socket is no longer writable because of our own end(), yet the answer may
+  // still sit in the TLS layer: several chunks decrypted in one native read all fail before it flushes. That is the
+  // normal case once the ClientHello was read in JavaScript (alpn-mux.ts, proxy-protocol.ts: TLSSocket then takes
+  // the peeked bytes plus larger native reads). Destroying the socket there dropped the 431 and reset the connection.
+  if (answered.has(socket)) return;
   log.debug(`web: bad request from ${(socket as Socket).remoteAddress ?? 'unknown'}: ${err.code ?? ''} ${err.message}`);
   // https.Server also reports TLS failures (a handshake timeout, say) here: those get no HTTP answer.
   const fromHttpParser = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || (err.code ?? '').startsWith('HPE_');
@@ -250,6 +260,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: W
     `content-length: ${Buffer.byteLength(body)}`,
     'connection: close',
   ];
+  answered.add(socket);
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
   // A client that stops reading must not keep the socket.
   setTimeout(() => socket.destroy(), 1_000).unref();

@@ -1,5 +1,6 @@
 import { encodeCertificateLine, encodeOpenSSHPrivateKey, generateKeyPair, type Certificate } from '../../../sshcert/index.js';
 import { issueHostCertificate, issueUserCertificate } from '../../../server/auth/issuer.js';
+import { clientCertificateFor } from '../../../server/auth/login-answer.js';
 import { writeFileAtomic } from '../../../util/atomic-write.js';
 import type { Deps } from '../../deps.js';
 import type { ServerContext } from '../../server-context.js';
@@ -14,6 +15,10 @@ export type AuthSignOptions =
 /**
  * Makes a new key pair and signs it: writes OUT (private key, 0600) and
  * OUT-cert.pub, the pair that sshd's HostKey/HostCertificate or `ssh -i` want.
+ * A user certificate also gets OUT-x509.pem (0600): the X.509 client
+ * certificate for the same key and identity that a login gives tsh
+ * (x509-ca.ts), for automation that takes the TLS route on the web port
+ * (mutual TLS with ALPN jumpgate-ssh/1, as tsh does).
  */
 export async function run(opts: AuthSignOptions, ctx: ServerContext, deps: Deps): Promise<void> {
   const { privateKey, publicKey } = generateKeyPair('ed25519');
@@ -30,10 +35,12 @@ export async function run(opts: AuthSignOptions, ctx: ServerContext, deps: Deps)
     );
   }
   const certPath = `${opts.out}-cert.pub`;
+  const x509 = opts.kind === 'user' ? clientCertificateFor(ctx.ca, ctx.config.clusterName, cert) : undefined;
+  const x509Path = `${opts.out}-x509.pem`;
   writeFileAtomic(opts.out, encodeOpenSSHPrivateKey(privateKey, cert.keyId), 0o600);
   writeFileAtomic(certPath, encodeCertificateLine(cert, cert.keyId) + '\n', 0o644);
+  if (x509 !== undefined) writeFileAtomic(x509Path, x509, 0o600);
   const until = new Date(Number(cert.validBefore) * 1000).toISOString();
-  deps.io.stderr.write(
-    `wrote ${opts.out} and ${certPath}: ${opts.kind} certificate for ${cert.principals.join(', ')}, valid until ${until}\n`,
-  );
+  const wrote = x509 !== undefined ? `${opts.out}, ${certPath} and ${x509Path} (X.509 client certificate, same key)` : `${opts.out} and ${certPath}`;
+  deps.io.stderr.write(`wrote ${wrote}: ${opts.kind} certificate for ${cert.principals.join(', ')}, valid until ${until}\n`);
 }

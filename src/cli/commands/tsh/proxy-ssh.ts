@@ -3,6 +3,7 @@ import { TshPaths } from '../../../client/paths.js';
 import { checkLogin, defaultLogin, type Credentials } from '../../../client/credentials.js';
 import { openNodeStream } from '../../../client/node-route.js';
 import type { Deps } from '../../deps.js';
+import { coalesceWrites } from '../../../util/coalesce-writes.js';
 import { proxyCredentials, type ReloginMode } from './relogin.js';
 
 export interface ProxySshOptions {
@@ -86,6 +87,9 @@ async function relay(opts: ProxySshOptions, deps: Deps): Promise<void> {
     await new Promise<void>((resolve) => {
       // ssh closed its end of our stdout (it exited): nothing left to relay.
       deps.io.stdout.on('error', () => node.close());
+      // Each chunk read in one tick (TLS records of 16 KiB) leaves in one write (util/coalesce-writes.ts).
+      coalesceWrites(deps.io.stdin, ch);
+      coalesceWrites(ch, deps.io.stdout);
       deps.io.stdin.pipe(ch);
       // stdout stays open: the process exits right after, once it has drained (runMain).
       ch.pipe(deps.io.stdout, { end: false });
