@@ -402,7 +402,8 @@ export const NodeRenewResponseSchema = v.object({
  * The TLS route's request line (shared/wire-names.ts TLS_ROUTE_ALPN): after
  * the mutual-TLS handshake tsh sends one JSON object and "\n". `node`: join
  * this stream to HOST:PORT's sshd as LOGIN (port 0 = the inventory port);
- * `ls`: the nodes the certificate reaches (the `nodes@jumpgate.dev` JSON).
+ * `ls`: the nodes the certificate reaches (the `nodes@jumpgate.dev` JSON);
+ * `revoke`: lock this certificate (`tsh logout --revoke`; answer: revoke.ts RevokeAnswerSchema).
  */
 export const TlsRouteRequestSchema = v.variant(
   'op',
@@ -415,8 +416,9 @@ export const TlsRouteRequestSchema = v.variant(
       login: token,
     }),
     v.object({ v: v.literal(1, 'expected version 1'), op: v.literal('ls'), login: token }),
+    v.object({ v: v.literal(1, 'expected version 1'), op: v.literal('revoke'), login: token }),
   ],
-  'expected {"op": "node" | "ls", ...}',
+  'expected {"op": "node" | "ls" | "revoke", ...}',
 );
 
 /** The TLS route's answer line: accepted (the stream is the node's from the next byte on), or refused with the reason. */

@@ -21,6 +21,7 @@ import type { Credentials } from './credentials.js';
 import type { TshPaths } from './paths.js';
 import { openTlsRoute, readTlsCertificate } from './tls-route.js';
 import type { NodeEntry } from './proxy-conn.js';
+import { parseRevokeAnswer, type RevokeAnswer } from './revoke-answer.js';
 
 export type { RoutePath };
 
@@ -116,3 +117,44 @@ export async function listNodesVia(o: Omit<NodeRouteOptions, 'stderr'>): Promise
 
 /** The largest node list tsh reads (10,000 nodes with labels). */
 export const MAX_NODE_LIST_BYTES = 16 * 1024 * 1024;
+
+/**
+ * `tsh logout --revoke`: locks the profile's certificate through the same
+ * path choice as openNodeStream (the TLS route's op `revoke` behind a proxy
+ * that allows 443 only, else the SSH port's revoke@jumpgate.dev subsystem).
+ * @throws UserError REVOKE_FAILED (the proxy refused; nothing was locked), AuthError, NetError
+ */
+export async function revokeVia(o: Omit<NodeRouteOptions, 'stderr'>): Promise<RevokeAnswer> {
+  const tlsCert = readTlsCertificate(o.paths, o.creds);
+  if (tlsCert !== undefined) {
+    try {
+      const sock = await openTlsRoute({ creds: o.creds, tlsCert, env: o.env, ...(o.log ? { log: o.log } : {}) }, { v: 1, op: 'revoke', login: o.login });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      await new Promise<void>((resolve, reject) => {
+        sock.on('data', (b: Buffer) => {
+          size += b.length;
+          if (size > 4096) return reject(new UserError('REVOKE_FAILED', "the proxy's answer to the revocation is longer than 4096 bytes"));
+          chunks.push(b);
+        });
+        sock.once('end', resolve);
+        sock.once('close', resolve);
+        sock.once('error', reject);
+        sock.resume();
+      }).finally(() => sock.destroy());
+      o.log?.(`revocation through the TLS route on the web port ${o.creds.profile.webProxyAddr}`);
+      return parseRevokeAnswer(Buffer.concat(chunks).toString('utf8'), '');
+    } catch (err) {
+      if (!(err instanceof UserError && NOT_ROUTING.has(err.code))) throw err;
+      o.log?.(`${err.message}; trying the SSH port ${o.creds.profile.sshProxyAddr}`);
+    }
+  }
+  const { connectProxy } = await import('./proxy-conn.js');
+  const { revokeOwnCertificate } = await import('./revoke.js');
+  const proxy = await connectProxy({ creds: o.creds, paths: o.paths, env: o.env, login: o.login, now: o.now, ...(o.log ? { log: o.log } : {}) });
+  try {
+    return await revokeOwnCertificate(proxy);
+  } finally {
+    proxy.end();
+  }
+}

@@ -18,6 +18,7 @@ import { printable } from '../util/printable.js';
 import type { Credentials } from './credentials.js';
 import { readClusterHostCAs } from './known-hosts.js';
 import type { TshPaths } from './paths.js';
+import { refusalHint } from './refusal-hint.js';
 
 /**
  * Cipher preference for tsh's SSH hops. With ssh2's native binding,
@@ -206,7 +207,7 @@ export function openNodeChannel(client: ssh2.Client, host: string, port: number,
         cleanup();
         const reason = printable(errText.trim().replace(/^jumpgate proxy: /, ''), 1000) || `the proxy closed the channel to ${host}`;
         const Kind = code === 4 ? AuthError : ProxyRefusal;
-        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: `run \`${relogin}\` again if your roles changed` } : {}));
+        reject(new Kind('PROXY_REFUSED', reason, code === 4 ? { hint: refusalHint('PROXY_REFUSED', reason, relogin, `run \`${relogin}\` again if your roles changed`) } : {}));
       };
       const cleanup = () => {
         ch.removeListener('data', onData);

@@ -4,18 +4,12 @@
  * revoke@jumpgate.dev, server/proxy/ssh-proxy.ts revokeOwnCertificate).
  */
 import type ssh2 from 'ssh2';
-import * as v from 'valibot';
 import { UserError } from '../errors.js';
 import { REVOKE_SUBSYSTEM } from '../shared/wire-names.js';
 import { printable } from '../util/printable.js';
+import { parseRevokeAnswer, type RevokeAnswer } from './revoke-answer.js';
 
-/** The proxy's answer: the lock that now refuses the certificate. */
-const RevokeAnswerSchema = v.object({
-  lock_id: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/)),
-  serial: v.pipe(v.string(), v.regex(/^[0-9]{1,20}$/)),
-  expires: v.nullable(v.pipe(v.string(), v.isoTimestamp())),
-});
-export type RevokeAnswer = v.InferOutput<typeof RevokeAnswerSchema>;
+export type { RevokeAnswer } from './revoke-answer.js';
 
 /**
  * Locks the certificate `client` authenticated with.
@@ -37,15 +31,11 @@ export function revokeOwnCertificate(client: ssh2.Client): Promise<RevokeAnswer>
       });
       ch.on('close', () => {
         const said = printable(errText.trim().replace(/^jumpgate proxy: /, ''), 1000);
-        let json: unknown;
         try {
-          json = JSON.parse(Buffer.concat(out).toString('utf8'));
-        } catch {
-          return reject(new UserError('REVOKE_FAILED', said || 'the proxy gave no answer to the revocation', { hint: 'the certificate may still be valid: ask an administrator for `tctl lock add --user=YOU`' }));
+          resolve(parseRevokeAnswer(Buffer.concat(out).toString('utf8'), said));
+        } catch (e) {
+          reject(e as Error);
         }
-        const parsed = v.safeParse(RevokeAnswerSchema, json);
-        if (!parsed.success) return reject(new UserError('REVOKE_FAILED', `the proxy's answer to the revocation is unreadable (${parsed.issues[0]?.message ?? 'invalid'})`));
-        resolve(parsed.output);
       });
     });
   });

@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { AuthError, UserError } from '../errors.js';
+import { refusalHint } from './refusal-hint.js';
 import { TlsRouteAnswerSchema, parseShape } from '../api/schema.js';
 import type { TlsRouteRequest } from '../api/types.js';
 // Not the net/ barrel: it re-exports http.ts, whose undici (1 MB) the ProxyCommand path never uses.
@@ -138,7 +139,7 @@ export async function openTlsRoute(opts: TlsRouteOptions, request: TlsRouteReque
       if (!answer.value.ok) {
         const a = answer.value;
         const message = printable(a.message, 2000);
-        return fail(a.exit === 4 ? new AuthError(printable(a.code, 64), message, { hint: `run \`${opts.creds.relogin}\`` }) : new TlsRouteRefusal(printable(a.code, 64), message, a.exit ?? 1));
+        return fail(a.exit === 4 ? new AuthError(printable(a.code, 64), message, { hint: refusalHint(a.code, message, opts.creds.relogin) }) : new TlsRouteRefusal(printable(a.code, 64), message, a.exit ?? 1));
       }
       settled = true;
       cleanup();

@@ -415,11 +415,34 @@ class NodeAgent {
       req.on('timeout', () => req.destroy(new Error('no answer within 90 s')));
       req.on('error', (err) => {
         clearTimeout(hold);
-        reject(new Error(`cannot reach the proxy at ${formatHostPort(this.opts.proxy)}: ${err.message}`));
+        reject(proxyUnreachable(formatHostPort(this.opts.proxy), err));
       });
       req.end(data);
     });
   }
+}
+
+/** TLS verification failures that --insecure (a development proxy) or NODE_EXTRA_CA_CERTS (an organisation's CA) fix. */
+const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
+
+/**
+ * The error for a request to the proxy that failed below HTTP (`proxy` is
+ * host:port as given), with a hint that says what to change: an untrusted
+ * HTTPS certificate, nothing listening, an unknown host name. The agent's
+ * loop logs it and retries; at the first join it ends the program.
+ */
+export function proxyUnreachable(proxy: string, err: Error & { code?: string }): UserError {
+  const code = err.code ?? '';
+  const hint = UNTRUSTED_CERT.has(code)
+    ? `the proxy's HTTPS certificate is not trusted: add --insecure for a development proxy with a self-signed certificate, or point NODE_EXTRA_CA_CERTS at a PEM file with the CA that signed it`
+    : code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? `the proxy's HTTPS certificate does not name ${proxy}: give --proxy the name in its certificate (proxy.public_addr)`
+      : code === 'ECONNREFUSED'
+        ? `nothing listens at ${proxy}: is jumpgate running, and is that its web port (proxy.web_listen_addr, not the SSH port)?`
+        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+          ? `the name in --proxy=${proxy} does not resolve on this node`
+          : `check --proxy=${proxy} (the proxy's web address, as in \`tctl tokens add\`'s line) and that this node can reach it`;
+  return new UserError('NODE_PROXY_UNREACHABLE', `cannot reach the proxy at ${proxy}: ${printable(err.message, 500)}`, { cause: err, hint });
 }
 
 function certExpiry(cert: Certificate): string {

@@ -416,11 +416,13 @@ class RecordedSession {
         for (const ch of this.userChannels) {
           try {
             ch.stderr.write(`\r\n${reason.message}\r\n`);
+            // Closing the channel first lets ssh print what it holds: a DISCONNECT right behind the text made OpenSSH exit without it.
+            ch.close();
           } catch {
             // the channel is already closing
           }
         }
-        this.conn.end();
+        setTimeout(() => this.conn.end(), 250).unref();
         setTimeout(() => this.stream.destroy(), 1_000).unref();
       },
     });

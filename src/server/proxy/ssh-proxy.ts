@@ -559,35 +559,41 @@ function handleConnection(rt: ServerRuntime, conn: Connection, info: ClientInfo,
 }
 
 /**
- * `tsh logout --revoke` (subsystem revoke@jumpgate.dev): locks the
- * certificate this connection authenticated with, by serial, until it
- * expires (a `cert` lock: the proxies refuse it, the KRL lists it). Answers
- * one JSON line `{"lock_id","serial","expires"}` and exit 0, or a reason on
- * stderr and exit 1. Asking twice returns the lock already there. The user
- * can lock only their own certificate, so what one user makes the server
- * hold is one lock per certificate they were issued.
+ * `tsh logout --revoke` (subsystem revoke@jumpgate.dev here, op `revoke` on
+ * the TLS route, tls-route.ts): locks the certificate the connection
+ * authenticated with, by serial, until it expires (a `cert` lock: the proxies
+ * refuse it, the KRL lists it). Asking twice returns the lock already there.
+ * The user can lock only their own certificate, so what one user makes the
+ * server hold is one lock per certificate they were issued.
+ * @returns the answer line's fields `{lock_id, serial, expires}` (client/revoke.ts RevokeAnswerSchema)
+ * @throws whatever the store throws: nothing was locked
  */
-async function revokeOwnCertificate(rt: ServerRuntime, who: Who, cert: Certificate, ch: ServerChannel): Promise<void> {
+export async function lockOwnCertificate(rt: ServerRuntime, who: Who, cert: Certificate): Promise<{ lock_id: string; serial: string; expires: string | null }> {
   const serial = cert.serial.toString();
+  const existing = rt.locks.current().find((l) => l.target === 'cert' && l.value === serial);
+  const lock =
+    existing ??
+    (await addLock(rt, {
+      target: 'cert',
+      value: serial,
+      caKey: cert.signatureKey.blob,
+      expiresAt: new Date(Number(cert.validBefore) * 1000),
+      message: `certificate ${serial} revoked by its owner (tsh logout --revoke)`,
+      createdBy: `${who.user} (tsh logout --revoke from ${who.clientAddr})`,
+      user: who.user,
+    }));
+  await rt.locks.refresh();
+  rt.log.info(`proxy: ${who.user} revoked their certificate ${serial} (lock ${lock.id})`);
+  return { lock_id: lock.id, serial, expires: lock.expires ?? null };
+}
+
+/** The SSH port's revoke@jumpgate.dev subsystem: one JSON line and exit 0, or a reason on stderr and exit 1. */
+async function revokeOwnCertificate(rt: ServerRuntime, who: Who, cert: Certificate, ch: ServerChannel): Promise<void> {
   try {
-    const existing = rt.locks.current().find((l) => l.target === 'cert' && l.value === serial);
-    const lock =
-      existing ??
-      (await addLock(rt, {
-        target: 'cert',
-        value: serial,
-        caKey: cert.signatureKey.blob,
-        expiresAt: new Date(Number(cert.validBefore) * 1000),
-        message: `certificate ${serial} revoked by its owner (tsh logout --revoke)`,
-        createdBy: `${who.user} (tsh logout --revoke from ${who.clientAddr})`,
-        user: who.user,
-      }));
-    await rt.locks.refresh();
-    rt.log.info(`ssh proxy: ${who.user} revoked their certificate ${serial} (lock ${lock.id})`);
-    ch.write(JSON.stringify({ lock_id: lock.id, serial, expires: lock.expires ?? null }) + '\n');
+    ch.write(JSON.stringify(await lockOwnCertificate(rt, who, cert)) + '\n');
     ch.exit(0);
   } catch (err) {
-    rt.log.warn(`ssh proxy: ${who.user}: cannot revoke certificate ${serial}: ${(err as Error).message}`);
+    rt.log.warn(`ssh proxy: ${who.user}: cannot revoke certificate ${cert.serial.toString()}: ${(err as Error).message}`);
     ch.stderr.write(`jumpgate proxy: the certificate was NOT revoked: ${(err as Error).message}\n`);
     ch.exit(1);
   }

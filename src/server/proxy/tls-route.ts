@@ -43,7 +43,7 @@ import { serveRecordedSession } from './recording-proxy.js';
 import type { TlsMaterial } from '../tls.js';
 import { reachableNodes } from './routing.js';
 import { isRefusal, type Slot } from './session-limits.js';
-import { HANDSHAKE_TIMEOUT_MS, MAX_PREAUTH_BYTES, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PREFIX, MAX_UNAUTHENTICATED_PER_SOURCE } from './ssh-proxy.js';
+import { HANDSHAKE_TIMEOUT_MS, lockOwnCertificate, MAX_PREAUTH_BYTES, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PREFIX, MAX_UNAUTHENTICATED_PER_SOURCE } from './ssh-proxy.js';
 import type { NodeAccess, Requester, Who } from './node-access.js';
 
 /**
@@ -223,6 +223,18 @@ export class TlsRoute {
       const nodes = reachableNodes(rt.config, sel.selectors, inventoryNodes(rt)).map((n) => ({ name: n.name, addr: formatHostPort(n.addr), labels: n.labels }));
       sock.write(JSON.stringify({ ok: true }) + '\n');
       return void sock.end(JSON.stringify({ cluster: rt.config.clusterName, nodes }) + '\n');
+    }
+
+    if (req.value.op === 'revoke') {
+      // tsh logout --revoke behind a proxy that allows 443 only: the same lock as the SSH port's subsystem.
+      try {
+        const locked = await lockOwnCertificate(rt, who, cert);
+        sock.write(JSON.stringify({ ok: true }) + '\n');
+        return void sock.end(JSON.stringify(locked) + '\n');
+      } catch (err) {
+        rt.log.warn(`tls route: ${who.user}: cannot revoke certificate ${cert.serial.toString()}: ${(err as Error).message}`);
+        return answer({ ok: false, code: 'REVOKE_FAILED', message: `the certificate was NOT revoked: ${printable((err as Error).message, 500)}`, exit: 1 });
+      }
     }
 
     const route = access.authorizeNodeRoute(requester, req.value.host, req.value.port);

@@ -41,7 +41,10 @@ export async function add(opts: TokensAddOptions, ctx: ServerContext, deps: Deps
       '',
     ].join('\n'),
   );
-  deps.io.stderr.write(`Replace NODE_NAME and NODE_HOST; add --insecure if the proxy's HTTPS certificate is self-signed. The token is shown only now.\n`);
+  deps.io.stderr.write(
+    `Replace NODE_NAME and NODE_HOST; add --insecure if the proxy's HTTPS certificate is self-signed. The token is shown only now.\n` +
+      `On a shared node, keep it out of the process list: JUMPGATE_NODE_TOKEN=... or --token-file=FILE instead of --token.\n`,
+  );
 }
 
 export interface TokensLsOptions {

@@ -8,8 +8,8 @@ import { ProfileStore, type Profile } from '../../../client/profile.js';
 import { printable } from '../../../util/printable.js';
 import type { Deps } from '../../deps.js';
 import { parseProxyFlag, profileNameFor, proxyAddrFor } from '../../../client/proxy-addr.js';
-import { connectProxy, credentialsFor, defaultLogin } from '../../../client/proxy-conn.js';
-import { revokeOwnCertificate } from '../../../client/revoke.js';
+import { credentialsFor, defaultLogin } from '../../../client/proxy-conn.js';
+import { revokeVia } from '../../../client/node-route.js';
 import { credentialOptions } from './client-context.js';
 
 export interface LogoutOptions {
@@ -98,13 +98,8 @@ async function revoke(opts: LogoutOptions, deps: Deps, paths: TshPaths, say: (l:
   }
   const log = deps.debug ? (l: string) => deps.io.stderr.write(`tsh: ${l}\n`) : undefined;
   try {
-    const proxy = await connectProxy({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
-    try {
-      const answer = await revokeOwnCertificate(proxy);
-      say(`Revoked certificate ${answer.serial} (lock ${answer.lock_id}${answer.expires ? `, until it expires at ${answer.expires}` : ''}): every proxy refuses it within 5 s.`);
-    } finally {
-      proxy.end();
-    }
+    const answer = await revokeVia({ creds, paths, env: deps.env, login: defaultLogin(creds, deps.env), now: deps.clock, ...(log ? { log } : {}) });
+    say(`Revoked certificate ${answer.serial} (lock ${answer.lock_id}${answer.expires ? `, until it expires at ${answer.expires}` : ''}): every proxy refuses it within 5 s.`);
   } catch (err) {
     notRevoked(err);
   }
