@@ -6,13 +6,14 @@
  * go through the web port, which squid's access.log confirms. Then the
  * refusals: no client certificate, a wrong ALPN, a client certificate from a
  * CA rotated out beyond its grace period; and the fallbacks: a profile from
- * before TLS routing and a proxy with tls_routing off use the SSH port.
+ * before TLS routing and a proxy with tls_routing off use the SSH port;
+ * last, `tsh logout --revoke` through the web port only.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
@@ -21,7 +22,7 @@ import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.j
 import { startSquid, type Squid } from '../helpers/squid.js';
 import { freePort } from '../helpers/sshd.js';
 import { browserlessLogin, loopbackDispatcher } from '../helpers/headless-login.js';
-import { builtProgram, run, tempDir } from '../helpers/tools.js';
+import { builtProgram, requireTool, run, tempDir } from '../helpers/tools.js';
 
 const PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSH_AUTH_SOCK', 'TSH_PROXY'];
 const login = userInfo().username;
@@ -186,5 +187,28 @@ describe('TLS routing: SSH through the web port only', () => {
     }
     assert.match(last, /refused the client certificate|tsh login/);
     assert.ok(cluster.audit().some((e) => e['event'] === 'access.denied' && e['code'] === 'TLS_HANDSHAKE') || cluster.audit().some((e) => e['event'] === 'failures.summary'));
+  });
+
+  // Last: a fresh login (after the rotation above) in its own TSH_HOME, then its certificate revoked.
+  test('tsh logout --revoke takes the TLS route too: the certificate is locked and listed in the KRL, nothing reaches the SSH port', async () => {
+    const revokeHome = join(tmp.dir, 'home-revoke');
+    mkdirSync(revokeHome);
+    const e: NodeJS.ProcessEnv = { ...env, HOME: revokeHome, TSH_HOME: join(revokeHome, '.tsh') };
+    await tshLogin(e);
+    const kept = join(tmp.dir, 'kept-cert.pub');
+    copyFileSync(join(revokeHome, '.tsh', 'keys', 'localhost', `${login}-cert.pub`), kept);
+
+    const out = await tsh(['logout', '--revoke', '--debug'], e);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stderr, /revocation through the TLS route on the web port/);
+    assert.match(out.stderr, /Revoked certificate \d+ \(lock [0-9a-f]{16}/);
+    assert.ok(cluster.audit().some((ev) => ev['event'] === 'lock.created' && ev['target'] === 'cert' && ev['user'] === login));
+
+    const krl = join(tmp.dir, 'revoked.krl');
+    const exp = await run(process.execPath, [builtProgram('tctl'), '--config', cluster.configFile, 'auth', 'export', '--type=krl', `--out=${krl}`], { timeoutMs: 20_000 });
+    assert.equal(exp.code, 0, exp.stderr);
+    const keygen = requireTool('ssh-keygen', 'apt-get install -y openssh-client');
+    assert.match((await run(keygen, ['-Q', '-f', krl, kept])).stdout, /: REVOKED$/m);
+    assert.doesNotMatch(squid.accessLog(), new RegExp(`:${cluster.sshPort} `), 'nothing may have gone to the SSH port');
   });
 });
