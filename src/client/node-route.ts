@@ -85,21 +85,9 @@ export async function listNodesVia(o: Omit<NodeRouteOptions, 'stderr'>): Promise
   if (tlsCert !== undefined) {
     try {
       const sock = await openTlsRoute({ creds: o.creds, tlsCert, env: o.env, ...(o.log ? { log: o.log } : {}) }, { v: 1, op: 'ls', login: o.login });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      await new Promise<void>((resolve, reject) => {
-        sock.on('data', (b: Buffer) => {
-          size += b.length;
-          if (size > MAX_NODE_LIST_BYTES) return reject(new UserError('PROXY_BAD_ANSWER', `the proxy's node list is larger than ${MAX_NODE_LIST_BYTES} bytes`));
-          chunks.push(b);
-        });
-        sock.once('end', resolve);
-        sock.once('close', resolve);
-        sock.once('error', reject);
-        sock.resume();
-      }).finally(() => sock.destroy());
+      const answer = await readAnswer(sock, MAX_NODE_LIST_BYTES, () => new UserError('PROXY_BAD_ANSWER', `the proxy's node list is larger than ${MAX_NODE_LIST_BYTES} bytes`));
       o.log?.(`node list through the TLS route on the web port ${o.creds.profile.webProxyAddr}`);
-      return { nodes: parseNodeList(Buffer.concat(chunks).toString('utf8'), ''), path: 'tls' };
+      return { nodes: parseNodeList(answer, ''), path: 'tls' };
     } catch (err) {
       if (!(err instanceof UserError && NOT_ROUTING.has(err.code))) throw err;
       o.log?.(`${err.message}; trying the SSH port ${o.creds.profile.sshProxyAddr}`);
@@ -113,6 +101,28 @@ export async function listNodesVia(o: Omit<NodeRouteOptions, 'stderr'>): Promise
   } finally {
     proxy.end();
   }
+}
+
+/**
+ * Reads what the TLS route sends after its accepted line until the proxy
+ * closes, as UTF-8; rejects with `tooLong()` past `max` bytes. Always
+ * destroys the socket.
+ */
+function readAnswer(sock: Duplex, max: number, tooLong: () => Error): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  return new Promise<string>((resolve, reject) => {
+    sock.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > max) return reject(tooLong());
+      chunks.push(b);
+    });
+    const done = () => resolve(Buffer.concat(chunks).toString('utf8'));
+    sock.once('end', done);
+    sock.once('close', done);
+    sock.once('error', reject);
+    sock.resume();
+  }).finally(() => sock.destroy());
 }
 
 /** The largest node list tsh reads (10,000 nodes with labels). */
@@ -129,21 +139,9 @@ export async function revokeVia(o: Omit<NodeRouteOptions, 'stderr'>): Promise<Re
   if (tlsCert !== undefined) {
     try {
       const sock = await openTlsRoute({ creds: o.creds, tlsCert, env: o.env, ...(o.log ? { log: o.log } : {}) }, { v: 1, op: 'revoke', login: o.login });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      await new Promise<void>((resolve, reject) => {
-        sock.on('data', (b: Buffer) => {
-          size += b.length;
-          if (size > 4096) return reject(new UserError('REVOKE_FAILED', "the proxy's answer to the revocation is longer than 4096 bytes"));
-          chunks.push(b);
-        });
-        sock.once('end', resolve);
-        sock.once('close', resolve);
-        sock.once('error', reject);
-        sock.resume();
-      }).finally(() => sock.destroy());
+      const answer = await readAnswer(sock, 4096, () => new UserError('REVOKE_FAILED', "the proxy's answer to the revocation is longer than 4096 bytes"));
       o.log?.(`revocation through the TLS route on the web port ${o.creds.profile.webProxyAddr}`);
-      return parseRevokeAnswer(Buffer.concat(chunks).toString('utf8'), '');
+      return parseRevokeAnswer(answer, '');
     } catch (err) {
       if (!(err instanceof UserError && NOT_ROUTING.has(err.code))) throw err;
       o.log?.(`${err.message}; trying the SSH port ${o.creds.profile.sshProxyAddr}`);
