@@ -29,12 +29,13 @@ export const buildJumpgate: ProgramBuilder = (deps) => {
     .option('--proxy <host:port>', "the proxy's HTTPS address")
     .option('--name <name>', 'the node name users type')
     .option('--addr <host:port>', "this node's sshd as the proxy dials it (port default 22)")
-    .option('-c, --config <file>', 'a YAML file with the same keys (token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, insecure); flags win')
+    .option('-c, --config <file>', 'a YAML file with the same keys (token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, ca_file, insecure); flags win')
     .option('--data-dir <dir>', 'where the host key, certificate, CA keys, KRL and credential live (default /var/lib/jumpgate-node)')
     .option('--labels <labels>', 'labels, e.g. env=prod,rack=r12')
     .option('--label-cmd <name=command>', "a label whose value is a command's output, refreshed every minute, e.g. 'kernel=uname -r' (repeatable)", collect, [])
     .option('--reload <command>', 'run after the files change (no shell; split on spaces) instead of SIGHUP to sshd')
     .option('--sshd-pid-file <file>', "sshd's PidFile: SIGHUP goes to that pid (default /run/sshd.pid)")
+    .option('--ca-file <file>', "PEM CA certificate(s) the proxy's HTTPS certificate must chain to, instead of the system's (a private CA, or the proxy's self-signed certificate)")
     .option('--insecure', 'accept any TLS certificate from the proxy (a self-signed one); never in production')
     .action(async (o: import('./commands/jumpgate/node-start.js').NodeStartFlags) => {
       const { run } = await import('./commands/jumpgate/node-start.js');

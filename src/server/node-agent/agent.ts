@@ -26,7 +26,6 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as v from 'valibot';
@@ -34,7 +33,6 @@ import {
   NodeHeartbeatResponseSchema,
   NodeJoinResponseSchema,
   NodeRenewResponseSchema,
-  ApiErrorSchema,
   parseShape,
 } from '../../api/schema.js';
 import { API } from '../../api/types.js';
@@ -42,9 +40,12 @@ import { UserError } from '../../errors.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../../shared/address.js';
 import { parseKrl } from '../../sshcert/krl.js';
 import { encodeOpenSSHPrivateKey, formatPublicKeyLine, generateKeyPair, parseCertificateLine, parseOpenSSHPrivateKey, type Certificate, type PublicKey } from '../../sshcert/index.js';
+import type { Env } from '../../net/index.js';
 import { stageFile } from '../../util/atomic-write.js';
 import { printable } from '../../util/printable.js';
 import { ensurePrivateDir } from '../../util/private-dir.js';
+
+import { NodeRefusedError, ProxyClient, proxyUnreachable } from './proxy-client.js';
 
 const run = promisify(execFile);
 
@@ -81,6 +82,8 @@ export interface NodeAgentOptions {
   sshdPidFile: string;
   /** Accept any TLS certificate from the proxy (self-signed test setups). */
   insecure: boolean;
+  /** --ca-file: the proxy's certificate must chain to these PEM CA certificates (read at start; `file` names it in errors). */
+  ca?: { file: string; pem: string };
   /** ssh-keyscan to check sshd's host certificate (default from PATH). */
   sshKeyscan?: string;
 }
@@ -93,6 +96,8 @@ export interface NodeAgentDeps {
   clock: () => Date;
   /** Aborted on SIGTERM/SIGINT. */
   signal: AbortSignal;
+  /** The environment: HTTPS_PROXY/NO_PROXY reach the proxy through an HTTP CONNECT proxy (net/). */
+  env: Env;
 }
 
 const CredentialFileSchema = v.object({
@@ -103,8 +108,6 @@ const CredentialFileSchema = v.object({
 });
 type CredentialFile = v.InferOutput<typeof CredentialFileSchema>;
 
-/** Refused by the proxy in a way retrying cannot fix (a removed node, a bad token). */
-export class NodeRefusedError extends UserError {}
 
 /** Runs the agent until `deps.signal` aborts. @throws UserError (bad token, removed node, unreadable data dir) */
 export async function runNodeAgent(opts: NodeAgentOptions, deps: NodeAgentDeps): Promise<void> {
@@ -117,7 +120,7 @@ export async function runNodeAgent(opts: NodeAgentOptions, deps: NodeAgentDeps):
 }
 
 class NodeAgent {
-  private readonly https: Agent;
+  private readonly client: ProxyClient;
   private hostKey!: { publicKey: PublicKey };
   private cred!: CredentialFile;
   private cert!: Certificate;
@@ -129,11 +132,11 @@ class NodeAgent {
     private readonly opts: NodeAgentOptions,
     private readonly deps: NodeAgentDeps,
   ) {
-    this.https = new Agent({ keepAlive: true, maxSockets: 2, rejectUnauthorized: !opts.insecure });
+    this.client = new ProxyClient({ proxy: opts.proxy, insecure: opts.insecure, ...(opts.ca ? { ca: opts.ca } : {}), env: deps.env, signal: deps.signal, log: deps.log });
   }
 
   close(): void {
-    this.https.destroy();
+    this.client.close();
   }
 
   private path(f: keyof typeof FILES): string {
@@ -345,104 +348,12 @@ class NodeAgent {
     return '';
   }
 
-  /**
-   * POST `path` with the credential (once joined); parses the answer with
-   * `schema`. With `holdMs` the request is abandoned after that long
-   * (undefined then). 401/403/409 are NodeRefusedError; others retried.
-   */
+  /** POST `path` to the proxy (proxy-client.ts ProxyClient.call) with the credential once joined. */
   private call<S extends v.GenericSchema>(path: string, schema: S, body: unknown): Promise<v.InferOutput<S>>;
   private call<S extends v.GenericSchema>(path: string, schema: S, body: unknown, o: { holdMs: number }): Promise<v.InferOutput<S> | undefined>;
   private call<S extends v.GenericSchema>(path: string, schema: S, body: unknown, o?: { holdMs: number }): Promise<v.InferOutput<S> | undefined> {
-    const data = Buffer.from(JSON.stringify(body));
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          agent: this.https,
-          host: this.opts.proxy.host,
-          port: this.opts.proxy.port,
-          method: 'POST',
-          path,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': data.length,
-            ...(this.cred ? { authorization: `Bearer ${this.cred.credential}` } : {}),
-          },
-          timeout: 90_000,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > 4 * 1024 * 1024) req.destroy(new Error('the answer is larger than 4 MiB'));
-            else chunks.push(c);
-          });
-          res.on('end', () => {
-            clearTimeout(hold);
-            let json: unknown;
-            try {
-              json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-            } catch {
-              return reject(new Error(`the proxy answered ${path} with ${res.statusCode} and no JSON`));
-            }
-            if (res.statusCode !== 200) {
-              const e = parseShape(ApiErrorSchema, json);
-              const msg = e.ok ? `${e.value.error.code}: ${printable(e.value.error.message, 500)}` : `HTTP ${res.statusCode}`;
-              const fatal = res.statusCode === 401 || res.statusCode === 403 || res.statusCode === 409 || res.statusCode === 400;
-              return reject(fatal ? new NodeRefusedError('NODE_REFUSED', `the proxy refused ${path}: ${msg}`) : new Error(`the proxy answered ${path}: ${msg}`));
-            }
-            const p = parseShape(schema, json);
-            if (!p.ok) return reject(new Error(`the proxy's answer to ${path} is not valid: ${p.field}: ${p.reason}`));
-            resolve(p.value);
-          });
-          res.on('error', reject);
-        },
-      );
-      let hold: NodeJS.Timeout | undefined;
-      if (o) {
-        hold = setTimeout(() => {
-          req.destroy();
-          resolve(undefined);
-        }, o.holdMs);
-      }
-      const onAbort = () => {
-        clearTimeout(hold);
-        req.destroy();
-        resolve(undefined);
-      };
-      this.deps.signal.addEventListener('abort', onAbort, { once: true });
-      req.on('close', () => this.deps.signal.removeEventListener('abort', onAbort));
-      req.on('timeout', () => req.destroy(new Error('no answer within 90 s')));
-      req.on('error', (err) => {
-        clearTimeout(hold);
-        reject(proxyUnreachable(formatHostPort(this.opts.proxy), err));
-      });
-      req.end(data);
-    });
+    return o ? this.client.call(path, schema, body, this.cred?.credential, o) : this.client.call(path, schema, body, this.cred?.credential);
   }
-}
-
-/** TLS verification failures that --insecure (a development proxy) or NODE_EXTRA_CA_CERTS (an organisation's CA) fix. */
-const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
-
-/**
- * The error for a request to the proxy that failed below HTTP (`proxy` is
- * host:port as given), with a hint that says what to change: an untrusted
- * HTTPS certificate, nothing listening, an unknown host name. The agent's
- * loop logs it and retries; at the first join it ends the program.
- */
-export function proxyUnreachable(proxy: string, err: Error & { code?: string }): UserError {
-  const code = err.code ?? '';
-  const hint = UNTRUSTED_CERT.has(code)
-    ? `the proxy's HTTPS certificate is not trusted: add --insecure for a development proxy with a self-signed certificate, or point NODE_EXTRA_CA_CERTS at a PEM file with the CA that signed it`
-    : code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-      ? `the proxy's HTTPS certificate does not name ${proxy}: give --proxy the name in its certificate (proxy.public_addr)`
-      : code === 'ECONNREFUSED'
-        ? `nothing listens at ${proxy}: is jumpgate running, and is that its web port (proxy.web_listen_addr, not the SSH port)?`
-        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
-          ? `the name in --proxy=${proxy} does not resolve on this node`
-          : `check --proxy=${proxy} (the proxy's web address, as in \`tctl tokens add\`'s line) and that this node can reach it`;
-  return new UserError('NODE_PROXY_UNREACHABLE', `cannot reach the proxy at ${proxy}: ${printable(err.message, 500)}`, { cause: err, hint });
 }
 
 function certExpiry(cert: Certificate): string {
@@ -461,4 +372,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-export { parseHostPort };
+export { parseHostPort, NodeRefusedError, proxyUnreachable };

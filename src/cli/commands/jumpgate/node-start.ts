@@ -2,6 +2,7 @@
  * `jumpgate node start`: flags → NodeAgentOptions → server/node-agent/agent.ts
  * runNodeAgent until SIGINT/SIGTERM.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../../../errors.js';
@@ -27,6 +28,7 @@ export interface NodeStartFlags {
   labelCmd?: string[];
   reload?: string;
   sshdPidFile?: string;
+  caFile?: string;
   insecure?: boolean;
   config?: string;
 }
@@ -45,9 +47,10 @@ const NodeConfigSchema = v.strictObject(
     label_cmd: v.optional(v.record(v.string(), text, 'expected a mapping of label: command')),
     reload: v.optional(text),
     sshd_pid_file: v.optional(text),
+    ca_file: v.optional(text),
     insecure: v.optional(v.boolean('expected true or false')),
   },
-  (i) => `unknown key ${i.received}; the keys are token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, insecure`,
+  (i) => `unknown key ${i.received}; the keys are token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, ca_file, insecure`,
 );
 
 /** Reads --config into flags (the command line's own flags win). @throws ConfigError naming the file, line and key */
@@ -72,6 +75,7 @@ export function readNodeConfig(file: string): NodeStartFlags {
     ...(c.label_cmd !== undefined ? { labelCmd: Object.entries(c.label_cmd).map(([k, cmd]) => `${k}=${cmd}`) } : {}),
     ...(c.reload !== undefined ? { reload: c.reload } : {}),
     ...(c.sshd_pid_file !== undefined ? { sshdPidFile: resolve(file, '..', c.sshd_pid_file) } : {}),
+    ...(c.ca_file !== undefined ? { caFile: resolve(file, '..', c.ca_file) } : {}),
     ...(c.insecure !== undefined ? { insecure: c.insecure } : {}),
   };
 }
@@ -109,6 +113,8 @@ export function nodeStartOptions(f: NodeStartFlags, deps: Pick<Deps, 'cwd' | 'en
     labelCommands[key] = argv;
   }
   const reload = f.reload?.trim().split(/\s+/).filter(Boolean);
+  if (f.caFile !== undefined && f.insecure === true) throw new UsageError('USAGE_NODE_FLAG', '--ca-file and --insecure contradict each other', { hint: '--ca-file checks the proxy against that CA; --insecure checks nothing: drop --insecure' });
+  const ca = f.caFile === undefined ? undefined : readCaFile(resolve(deps.cwd, f.caFile));
   return {
     ...(token ? { token } : {}),
     proxy: addr('--proxy', need('--proxy', f.proxy), 443),
@@ -120,7 +126,33 @@ export function nodeStartOptions(f: NodeStartFlags, deps: Pick<Deps, 'cwd' | 'en
     ...(reload && reload.length ? { reload } : {}),
     sshdPidFile: resolve(deps.cwd, f.sshdPidFile ?? DEFAULT_SSHD_PID_FILE),
     insecure: f.insecure === true,
+    ...(ca ? { ca } : {}),
   };
+}
+
+/** Reads --ca-file: one or more PEM certificates. @throws UsageError naming the file and what it must hold */
+export function readCaFile(file: string): { file: string; pem: string } {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError('USAGE_NODE_FLAG', `--ca-file=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { hint: "give the path of a PEM file with the CA certificate that signed the proxy's HTTPS certificate" });
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const bad = blocks.findIndex((b) => {
+    try {
+      new X509Certificate(b);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (blocks.length === 0 || bad >= 0) {
+    throw new UsageError('USAGE_NODE_FLAG', `--ca-file=${file}: ${blocks.length === 0 ? 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)' : `certificate ${bad + 1} in it is not a valid X.509 certificate`}`, {
+      hint: "give a PEM file with the CA certificate that signed the proxy's HTTPS certificate (for a self-signed proxy, its certificate itself)",
+    });
+  }
+  return { file, pem };
 }
 
 /** Runs the agent until SIGINT/SIGTERM. */
@@ -135,5 +167,6 @@ export async function run(given: NodeStartFlags, deps: Deps): Promise<void> {
     out: (text) => deps.io.stdout.write(text),
     clock: deps.clock,
     signal: stop.signal,
+    env: deps.env,
   });
 }
