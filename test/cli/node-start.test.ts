@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeStartOptions, readNodeConfig } from '../../src/cli/commands/jumpgate/node-start.js';
 import { parseLabels } from '../../src/cli/flags.js';
-import { tempDir } from '../helpers/tools.js';
+import { requireTool, tempDir } from '../helpers/tools.js';
 
 const deps = { cwd: '/work', env: {} };
 
@@ -47,6 +48,31 @@ test('--config reads the same keys; an unknown key is refused with its line', ()
     assert.equal(o.insecure, true);
     writeFileSync(file, 'proxy: p:1\nnmae: web1\n');
     assert.throws(() => readNodeConfig(file), /node\.yaml:2: nmae: unknown key "nmae"/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('--ca-file / ca_file: read at start, relative to the config file; a missing or non-PEM file and --insecure with it are refused naming the file', () => {
+  const tmp = tempDir('node-ca-file');
+  try {
+    const openssl = requireTool('openssl', 'apt-get install -y openssl');
+    const ca = join(tmp.dir, 'proxy-ca.pem');
+    const made = spawnSync(openssl, ['req', '-x509', '-newkey', 'ed25519', '-nodes', '-subj', '/CN=ca', '-days', '1', '-keyout', join(tmp.dir, 'k.pem'), '-out', ca]);
+    assert.equal(made.status, 0, String(made.stderr));
+    const file = join(tmp.dir, 'node.yaml');
+    writeFileSync(file, ['proxy: proxy.example.com:3080', 'name: web1', 'addr: 10.0.0.5:22', 'ca_file: proxy-ca.pem', ''].join('\n'));
+    const o = nodeStartOptions(readNodeConfig(file), deps);
+    assert.equal(o.ca?.file, ca);
+    assert.match(o.ca?.pem ?? '', /BEGIN CERTIFICATE/);
+    assert.equal(o.insecure, false);
+    const base = { proxy: 'p:1', name: 'n', addr: 'a:22' };
+    assert.throws(() => nodeStartOptions({ ...base, caFile: join(tmp.dir, 'nope.pem') }, deps), (e: Error & { hint?: string }) => /--ca-file=.*nope\.pem: cannot read it \(ENOENT\)/.test(e.message) && /PEM file with the CA certificate/.test(e.hint ?? ''));
+    writeFileSync(join(tmp.dir, 'junk.pem'), 'not a certificate\n');
+    assert.throws(() => nodeStartOptions({ ...base, caFile: join(tmp.dir, 'junk.pem') }, deps), /--ca-file=.*junk\.pem: holds no PEM certificate/);
+    writeFileSync(join(tmp.dir, 'broken.pem'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    assert.throws(() => nodeStartOptions({ ...base, caFile: join(tmp.dir, 'broken.pem') }, deps), /broken\.pem: certificate 1 in it is not a valid X\.509 certificate/);
+    assert.throws(() => nodeStartOptions({ ...base, caFile: ca, insecure: true }, deps), /--ca-file and --insecure contradict each other/);
   } finally {
     tmp.cleanup();
   }

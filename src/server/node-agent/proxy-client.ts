@@ -156,5 +156,7 @@ export function proxyUnreachable(proxy: string, err: Error & { code?: string }, 
           : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
             ? `the name in --proxy=${proxy} does not resolve on this node`
             : `check --proxy=${proxy} (the proxy's web address, as in \`tctl tokens add\`'s line) and that this node can reach it`;
-  return new UserError('NODE_PROXY_UNREACHABLE', `cannot reach the proxy at ${proxy}: ${printable(err.message, 500)}`, { cause: err, hint });
+  // A failure through an HTTP proxy keeps net/'s message (it names the proxy); others say the socket's or TLS's own words.
+  const why = err instanceof NetError && err.code.startsWith('NET_PROXY_') ? err.message : inner.message;
+  return new UserError('NODE_PROXY_UNREACHABLE', `cannot reach the proxy at ${proxy}: ${printable(why, 500)}`, { cause: err, hint });
 }
