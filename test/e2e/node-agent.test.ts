@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { startSquid } from '../helpers/squid.js';
 import { builtProgram, requireTool, run, runProgram, tempDir, waitFor } from '../helpers/tools.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { freePort, startSshd, type SshdNode } from '../helpers/sshd.js';
@@ -42,12 +43,14 @@ describe('jumpgate node start: join, heartbeats, renewal, CA rotation (real sshd
   const pidFile = join(sshdDir, 'sshd.pid');
   let kernel: string;
 
-  function startAgent(args: string[], dir = dataDir, name = 'agent1'): AgentProc {
+  /** The agent; by default to 127.0.0.1 with --insecure, or (`pinned`) to the proxy's name with --ca-file = its self-signed certificate. */
+  function startAgent(args: string[], dir = dataDir, name = 'agent1', o: { env?: NodeJS.ProcessEnv; pinned?: boolean } = {}): AgentProc {
+    const trust = o.pinned ? [`--proxy=localhost:${cluster.webPort}`, `--ca-file=${join(tmp.dir, 'data', 'tls', 'self-signed-cert.pem')}`] : [`--proxy=127.0.0.1:${cluster.webPort}`, '--insecure'];
     const child = spawn(
       process.execPath,
-      [builtProgram('jumpgate'), 'node', 'start', `--proxy=127.0.0.1:${cluster.webPort}`, `--name=${name}`, `--addr=127.0.0.1:${sshdPort}`, `--data-dir=${dir}`,
-        '--labels=team=ops,env=dev', '--label-cmd', 'kernel=uname -r', `--sshd-pid-file=${pidFile}`, '--insecure', ...args],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      [builtProgram('jumpgate'), 'node', 'start', trust[0]!, `--name=${name}`, `--addr=127.0.0.1:${sshdPort}`, `--data-dir=${dir}`,
+        '--labels=team=ops,env=dev', '--label-cmd', 'kernel=uname -r', `--sshd-pid-file=${pidFile}`, trust[1]!, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'], ...(o.env ? { env: o.env } : {}) },
     );
     let out = '';
     let err = '';
@@ -228,5 +231,28 @@ describe('jumpgate node start: join, heartbeats, renewal, CA rotation (real sshd
     assert.equal(done.code, 0, done.stderr);
     assert.equal(done.stdout.trim(), 'still-up');
     assert.match(agent!.err(), /renewed the host certificate: serial \d+/);
+  });
+
+  test('through an HTTP proxy (HTTPS_PROXY = a real squid) with --ca-file pinning the proxy\'s certificate: the agent heartbeats and stays online', async () => {
+    const squidDir = tempDir('node-agent-squid'); // squid runs as `proxy`: not under tmp.dir (0700)
+    const squid = await startSquid({ dir: squidDir.dir });
+    try {
+      await agent!.stop();
+      const env = { ...process.env, HTTPS_PROXY: squid.url, NO_PROXY: '', no_proxy: '', NODE_EXTRA_CA_CERTS: '' };
+      agent = startAgent([], dataDir, 'agent1', { env, pinned: true });
+      const beats = new Set<string>();
+      await eventually('three heartbeats from agent1 through squid', 15_000, async () => {
+        const r = await runProgram('tctl', ['--config', cluster.configFile, 'nodes', 'ls', '--format=json']);
+        const n = (JSON.parse(r.stdout) as Array<{ name: string; status?: string; last_heartbeat?: string }>).find((x) => x.name === 'agent1');
+        if (n?.status === 'online' && n.last_heartbeat) beats.add(n.last_heartbeat);
+        return beats.size >= 3;
+      });
+      assert.match(agent.err(), new RegExp(`net: localhost:${cluster.webPort} through HTTP proxy http://127\\.0\\.0\\.1:${squid.port} \\(from HTTPS_PROXY\\)`));
+      await agent.stop();
+      await squid.waitForAccessLog(new RegExp(`CONNECT localhost:${cluster.webPort} `), 10_000);
+    } finally {
+      await squid.stop();
+      squidDir.cleanup();
+    }
   });
 });
