@@ -337,6 +337,42 @@ describe('the web UI in Chromium', () => {
     assert.equal(r.status, 401);
   });
 
+  test('back-pressure: a browser sending 64 MiB to a node that does not read is held back by pausing the WebSocket (the proxy holds about one SSH window), and resumed when the node reads', async () => {
+    const { headers, csrf } = await credentials();
+    const ws = new WebSocket(`wss://127.0.0.1:${cluster.webPort}/web/api/terminal`, { origin: `https://127.0.0.1:${cluster.webPort}`, rejectUnauthorized: false, headers });
+    let out = '';
+    let control: { type: string; session_id?: string } | undefined;
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) out += String(data);
+      else control ??= JSON.parse(String(data)) as { type: string; session_id?: string };
+    });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    ws.send(JSON.stringify({ type: 'start', csrf, node: 'node2', login: 'root', cols: 80, rows: 24 }));
+    await waitFor(() => control !== undefined, 'the terminal ready');
+    assert.equal(control!.type, 'ready', JSON.stringify(control));
+    const sessionId = control!.session_id!;
+    // The shell reads nothing for 2 s (raw tty, no echo), then reads 8 MiB (more than the SSH window plus the
+    // channel's buffer: the proxy must have resumed reading the browser) and exits, which ends the terminal.
+    const READ = 8 * 1024 * 1024;
+    ws.send(Buffer.from(`stty raw -echo; sleep 2; exec head -c ${READ} >/dev/null\r`), { binary: true });
+    await waitFor(() => out.includes('exec head'), 'the command echoed');
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    const TOTAL = 64 * 1024 * 1024;
+    // The test's own client keeps one message in flight: what piles up is the proxy's doing, not ours. It stops when the terminal ends.
+    for (let sent = 0; sent < TOTAL && ws.readyState === ws.OPEN; sent += chunk.length) {
+      if (!(await new Promise<boolean>((resolve) => ws.send(chunk, { binary: true }, (err) => resolve(!err))))) break;
+    }
+    const line = new RegExp(`web terminal ${sessionId} ended: held at most (\\d+) bytes for the node and (\\d+) for the browser`);
+    await waitFor(() => line.test(cluster.log()), 'the terminal\'s end in the server log', 30_000);
+    ws.terminate();
+    const held = Number(line.exec(cluster.log())![1]);
+    // ssh2's channel buffer (high-water mark 2 MiB) plus one message: without back-pressure this is most of the 64 MiB.
+    assert.ok(held <= 2 * 1024 * 1024 + 64 * 1024, `the proxy held ${held} bytes for a node that did not read`);
+    await waitFor(() => cluster.audit().some((e) => e['event'] === 'session.end' && e['session_id'] === sessionId), 'session.end');
+    const end = cluster.audit().find((e) => e['event'] === 'session.end' && e['session_id'] === sessionId)!;
+    assert.ok(Number(end['bytes_to_node']) >= READ, `the node got what it read once it read: ${String(end['bytes_to_node'])}`);
+  });
+
   test('a foreign Origin is refused on a POST and on the WebSocket upgrade, even with the session cookie and CSRF token', async () => {
     const cookie = (await context.cookies(base)).find((c) => c.name === '__Host-jumpgate_session')!;
     const headers = { cookie: `${cookie.name}=${cookie.value}` };

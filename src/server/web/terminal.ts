@@ -21,6 +21,14 @@
  * (proxy/node-access.ts `authorizeNodeRoute`, `via: web`), exactly as for
  * the SSH port and the TLS route; a refusal is audited as `access.denied`.
  *
+ * Back-pressure both ways: input is written to the SSH channel and, while
+ * the channel's write() says its buffer is full (a node that does not read),
+ * the WebSocket is paused (`ws` 8 `WebSocket#pause()`: its socket is not
+ * read) until the channel's 'drain'; output waits for the browser: beyond
+ * MAX_BUFFERED_BYTES not yet sent the channel is paused (no SSH window
+ * adjust, so the node waits). The proxy holds at most about 2 MiB (ssh2's
+ * channel high-water mark) + one message per direction per terminal.
+ *
  * Caps: MAX_MESSAGE_BYTES per message (ws closes with 1009 beyond),
  * MAX_TERMINALS_PER_USER and MAX_TERMINALS per proxy. Every terminal is
  * audited like an ssh session (`session.start` durable before a byte moves,
@@ -337,6 +345,9 @@ export class WebTerminals {
     let toNode = 0;
     let fromNode = 0;
     let buffered = 0;
+    // High-water marks of what the proxy held for each side (logged at the end: back-pressure at work).
+    let heldForNode = 0;
+    let heldForBrowser = 0;
     let ended = false;
     let recheck: NodeJS.Timeout | undefined;
     const terminal: RunningTerminal = {
@@ -357,7 +368,9 @@ export class WebTerminals {
       unregister();
       release();
       sendEnd(ws, reason, message);
+      if (ws.isPaused) ws.resume(); // let the close handshake through
       client.end();
+      this.rt.log.info(`web terminal ${sessionId} ended: held at most ${heldForNode} bytes for the node and ${heldForBrowser} for the browser`);
       // The recording is closed (last flush, final metadata) before session.end names it.
       void (recorder ? recorder.close().catch((err: Error) => this.rt.log.warn(`web terminal: recording: ${err.message}`)) : Promise.resolve())
         .then(() =>
@@ -389,6 +402,7 @@ export class WebTerminals {
           if (buffered < MAX_BUFFERED_BYTES / 2 && shell.isPaused()) shell.resume();
         });
       }
+      heldForBrowser = Math.max(heldForBrowser, buffered);
       if (buffered > MAX_BUFFERED_BYTES) shell.pause();
     };
     shell.on('data', toBrowser);
@@ -402,7 +416,14 @@ export class WebTerminals {
       if (isBinary) {
         toNode += buf.length;
         recorder?.input(buf);
-        shell.write(buf);
+        // Back-pressure: a node that does not read (a stalled shell, `sleep` holding stdin) fills the SSH
+        // window, then the channel's buffer (its high-water mark, 2 MiB in ssh2); from then on the browser's
+        // socket is not read (ws pause) until the channel drains, so a paste or a script cannot make the proxy hold more.
+        if (!shell.write(buf) && !ws.isPaused) {
+          ws.pause();
+          shell.once('drain', () => ws.resume());
+        }
+        heldForNode = Math.max(heldForNode, shell.writableLength);
         return;
       }
       let msg: unknown;
