@@ -10,6 +10,13 @@
  * it then), holding only what a lock is matched against: serial, key id,
  * principals, roles, validity, the signing CA key and the key's fingerprint.
  *
+ * The records are capped at MAX_ISSUED_CERTS live ones in the cluster
+ * (otherwise bounded only by login rate x cert_ttl): when full, expired
+ * records are removed first; if it is still full the certificate is NOT
+ * issued (IssuedCertsFullError, audited as the login's failure). A record is
+ * never silently dropped: a certificate not recorded is one a role, login or
+ * cert lock cannot revoke by serial (user locks still can: KEY_ID).
+ *
  * What each lock puts in the KRL:
  *   user=U   KEY_ID U in a section of every trusted user CA key (covers
  *            certificates another proxy or tctl issued, even unrecorded ones),
@@ -25,6 +32,7 @@
  *            the proxy only (README "Locks").
  */
 import * as v from 'valibot';
+import { UserError } from '../../errors.js';
 import { encodeKrl, fingerprintSha256, type Certificate, type KrlCertificates } from '../../sshcert/index.js';
 import type { StateBackend } from '../storage/backend.js';
 import type { CaStore } from './ca.js';
@@ -45,12 +53,28 @@ export const IssuedCertSchema = v.strictObject({
 });
 export type IssuedCert = v.InferOutput<typeof IssuedCertSchema>;
 
+/** Live `issued_cert` records the cluster keeps at most (about 300 bytes each: some 30 MB at the cap). */
+export const MAX_ISSUED_CERTS = 100_000;
+
+/** The issued-certificate records are at their cap: no certificate is issued until some expire. */
+export class IssuedCertsFullError extends UserError {
+  constructor(max: number) {
+    super('ISSUED_CERTS_FULL', `the cluster holds ${max} unexpired certificate records (the cap), so no certificate was issued`, {
+      hint: 'records leave as their certificates expire; lower auth.cert_ttl, or look for a client logging in in a loop (tctl audit ls --type=cert.issued)',
+    });
+  }
+}
+
 /**
  * Records an issued user certificate (durable when it resolves) so locks can
- * revoke it by serial. Expires from the store with the certificate.
- * @throws StoreUnavailableError.
+ * revoke it by serial. Expires from the store with the certificate. At `max`
+ * live records (MAX_ISSUED_CERTS) expired ones are removed first (`list`);
+ * still full, it refuses rather than drop a record.
+ * @throws IssuedCertsFullError; StoreUnavailableError.
  */
-export async function recordIssued(store: StateBackend, cert: Certificate, roles: readonly string[]): Promise<void> {
+export async function recordIssued(store: StateBackend, cert: Certificate, roles: readonly string[], max = MAX_ISSUED_CERTS): Promise<void> {
+  // count() reads no record (it may include expired ones); only near the cap are the records listed, which removes the expired.
+  if ((await store.items.count('issued_cert')) >= max && (await store.items.list('issued_cert')).length >= max) throw new IssuedCertsFullError(max);
   const record: IssuedCert = {
     serial: cert.serial.toString(),
     key_id: cert.keyId,

@@ -184,6 +184,12 @@ export interface ItemBackend {
   get<T>(kind: ItemKind, key: string): Promise<Item<T> | undefined>;
   /** Every unexpired item of `kind`, ordered by key. */
   list<T>(kind: ItemKind): Promise<Item<T>[]>;
+  /**
+   * How many items of `kind` are stored, without reading them: at least the
+   * unexpired ones (postgres: exactly those; dir: also expired files not yet
+   * removed, which `list` removes). For caps: when it says full, `list` and count.
+   */
+  count(kind: ItemKind): Promise<number>;
   /** Removes; false when it was not there. */
   delete(kind: ItemKind, key: string): Promise<boolean>;
   /** Removes and returns (single use: of two concurrent takes, one gets it). */

@@ -286,6 +286,8 @@ for (const make of BACKENDS) {
         await a.items.put('token', 'Tok-c', [1, 2, { deep: null }]);
         await a.items.put('node', 'n1', { addr: '10.0.0.1:22' });
         assert.deepEqual((await b.items.list('token')).map((i) => i.key), ['Tok-c', 'tok-a', 'tok-b'], 'ordered by key (code points)');
+        assert.equal(await b.items.count('token'), 3, 'count without reading the items');
+        assert.equal(await b.items.count('lock'), 0);
         assert.equal((await b.items.get('token', 'tok-a'))?.value, 'a string \u0000 with NUL', 'values round-trip exactly');
         assert.deepEqual((await b.items.list('node')).map((i) => [i.kind, i.key]), [['node', 'n1']]);
         assert.equal(await a.items.delete('token', 'tok-a'), true);

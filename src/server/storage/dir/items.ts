@@ -77,6 +77,11 @@ export class DirItems implements ItemBackend {
     return toItem<T>(kind, f);
   }
 
+  async count(kind: ItemKind): Promise<number> {
+    // One readdir, no file read: expired files not yet met count too (the interface allows it).
+    return readdirSync(this.kindDir(kind)).filter((name) => /^[0-9a-f]{64}\.json$/.test(name)).length;
+  }
+
   async list<T>(kind: ItemKind): Promise<Item<T>[]> {
     const dir = this.kindDir(kind);
     const out: Item<T>[] = [];

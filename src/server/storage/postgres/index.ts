@@ -171,6 +171,8 @@ export class PostgresBackend implements StateBackend {
       put: (kind, key, value, expiresAt) => this.putItem(kind, key, value, expiresAt),
       get: (kind, key) => this.getItem(kind, key),
       list: (kind) => this.listItems(kind),
+      count: async (kind) =>
+        Number(this.rows(R.CountRow, await this.query(`count ${kind} items`, 'SELECT count(*) AS n FROM items WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2)', [kind, this.now()]), 'items')[0]!.n),
       delete: (kind, key) => this.deleteItem(kind, key),
       take: (kind, key) => this.takeItem(kind, key),
     };
