@@ -56,6 +56,9 @@ describe('lock matching', () => {
   for (const [l, want] of [
     [lock('user', 'alice'), true],
     [lock('user', 'bob'), false],
+    [lock('user', 'Alice'), false], // user names are case-sensitive (SECURITY.md: as Teleport; the KRL's KEY_ID is exact)
+    [lock('login', 'Root'), false],
+    [lock('node', 'NODE1'), true], // node names are host names
     [lock('role', 'ops'), true],
     [lock('role', 'user'), false],
     [lock('login', 'root'), true],
