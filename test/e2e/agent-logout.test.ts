@@ -8,12 +8,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
-import { browserlessLogin, loopbackDispatcher } from '../helpers/headless-login.js';
+import { loopbackDispatcher, tshLoginOverHttp } from '../helpers/headless-login.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { startSshAgent, type SshAgent } from '../helpers/ssh-agent.js';
 import { freePort } from '../helpers/sshd.js';
@@ -69,22 +68,8 @@ describe('tsh logout / relogin and the ssh-agent (real agent, IdP, jumpgate, ssh
   /** `tsh login --browser=none --proxy=HOST:PORT`, the browser's part walked over HTTP. */
   async function tshLogin(host: string, account = LOGIN): Promise<void> {
     const port = host === '127.0.0.1' ? other.webPort : cluster.webPort;
-    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=${host}:${port}`, '--insecure', '--browser=none', '--keystore=file', '--no-ssh-config'], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    const done = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (b: Buffer) => {
-        stderr += b.toString();
-        const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      void done.then((code) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
-    });
-    await browserlessLogin(url, insecure, account);
-    assert.equal(await done, 0, stderr);
+    const { code, stderr } = await tshLoginOverHttp({ proxy: `${host}:${port}`, env, args: ['--keystore=file', '--no-ssh-config'], account, dispatcher: insecure });
+    assert.equal(code, 0, stderr);
     assert.doesNotMatch(stderr, /warning/, stderr);
   }
 

@@ -7,12 +7,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { browserlessLogin, loopbackDispatcher } from '../helpers/headless-login.js';
+import { loopbackDispatcher, tshEnv, tshLoginOverHttp } from '../helpers/headless-login.js';
 import { freePort } from '../helpers/sshd.js';
 import { builtProgram, requireTool, run, tempDir } from '../helpers/tools.js';
 
@@ -82,25 +81,8 @@ describe('{{external.CLAIM}} logins reach the certificate (real IdP, jumpgate, t
   async function tshLogin(account: string): Promise<{ code: number | null; stderr: string; home: string }> {
     const home = join(tmp.dir, `home${++homes}`);
     mkdirSync(home);
-    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh') };
-    for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'SSH_AUTH_SOCK']) delete env[k];
-    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=127.0.0.1:${cluster.webPort}`, '--insecure', '--browser=none', '--keystore=file', '--no-ssh-config'], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    const done = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (b: Buffer) => {
-        stderr += b.toString();
-        const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      void done.then((code) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
-    });
-    await browserlessLogin(url, insecure, account);
-    const code = await done;
-    return { code, stderr, home };
+    const r = await tshLoginOverHttp({ proxy: `127.0.0.1:${cluster.webPort}`, env: tshEnv(home), args: ['--keystore=file', '--no-ssh-config'], account, dispatcher: insecure });
+    return { ...r, home };
   }
 
   async function principals(home: string, user: string): Promise<{ principals: string[]; text: string }> {

@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
@@ -19,7 +19,7 @@ import { ProfileStore } from '../../src/client/profile.js';
 import { openDirState } from '../helpers/runtime.js';
 import { fingerprintSha256 } from '../../src/sshcert/index.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { browserlessLogin, headlessLogin, loopbackDispatcher, startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
+import { browserlessLogin, headlessLogin, loopbackDispatcher, startHeadlessLogin, startTshLogin, tshEnv, walkLogin, type TshLoginRun } from '../helpers/headless-login.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { freePort } from '../helpers/sshd.js';
 import { fakeLogin } from '../helpers/tsh-home.js';
@@ -72,33 +72,8 @@ async function kill9(c: Cluster): Promise<void> {
   assert.equal(await c.exited, 'SIGKILL');
 }
 
-interface TshRun {
-  child: ChildProcess;
-  url: Promise<string>;
-  done: Promise<{ code: number | null; stderr: string }>;
-}
-
 /** `tsh login --browser=none` in `home`; `url` resolves with the URL it prints for the browser. */
-function tshLogin(home: string, webPort: number, extraEnv: NodeJS.ProcessEnv = {}): TshRun {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh'), ...extraEnv };
-  for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'SSH_AUTH_SOCK']) delete env[k];
-  const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=127.0.0.1:${webPort}`, '--insecure', '--browser=none', '--keystore=file'], {
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const done = new Promise<{ code: number | null; stderr: string }>((r) => child.on('exit', (code) => r({ code, stderr })));
-  const url = new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
-      if (m) resolve(m[1]!);
-    });
-    void done.then(({ code }) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
-  });
-  url.catch(() => {});
-  return { child, url, done };
-}
+const tshLogin = (home: string, webPort: number): TshLoginRun => startTshLogin({ proxy: `127.0.0.1:${webPort}`, env: tshEnv(home), args: ['--keystore=file'] });
 
 /** The user's login state as every tsh command reads it (profile + key + certificate, key matching the certificate). */
 async function credentialsOf(home: string) {

@@ -15,7 +15,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.j
 import { newEnvelopeKey } from '../../src/api/envelope.js';
 import { formatPublicKeyLine, generateKeyPair } from '../../src/sshcert/index.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { browserlessLogin, headlessLogin, HEADLESS_CALLBACK, startHeadlessLogin, walkLogin } from '../helpers/headless-login.js';
+import { headlessLogin, HEADLESS_CALLBACK, startHeadlessLogin, tshEnv, tshLoginOverHttp, walkLogin } from '../helpers/headless-login.js';
 import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
 import { freePort } from '../helpers/sshd.js';
 import { fakeLogin } from '../helpers/tsh-home.js';
@@ -63,26 +63,12 @@ const from = (addr: string) => new Agent({ localAddress: addr, connections: 1, p
 
 /** `tsh login --browser=none`, the browser's part walked over HTTP; resolves with tsh's exit code and stderr. */
 async function tshLogin(home: string, webPort: number): Promise<{ code: number | null; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh') };
-  for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'SSH_AUTH_SOCK']) delete env[k];
-  const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=localhost:${webPort}`, '--insecure', '--browser=none', '--keystore=file'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  const done = new Promise<{ code: number | null; stderr: string }>((r) => child.on('exit', (code) => r({ code, stderr })));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
-      if (m) resolve(m[1]!);
-    });
-    void done.then(({ code }) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
-  });
   const browser = new Agent({ connect: { rejectUnauthorized: false } });
   try {
-    await browserlessLogin(url, browser, login);
+    return await tshLoginOverHttp({ proxy: `localhost:${webPort}`, env: tshEnv(home), args: ['--keystore=file'], account: login, dispatcher: browser });
   } finally {
     await browser.close();
   }
-  return done;
 }
 
 describe('floods against a real jumpgate start, with a real user logging in and connecting', () => {

@@ -7,69 +7,35 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { userInfo } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
-import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
-import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
-import { freePort } from '../helpers/sshd.js';
-import { browserlessLogin, loopbackDispatcher } from '../helpers/headless-login.js';
-import { builtProgram, run, tempDir } from '../helpers/tools.js';
-
-const PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSH_AUTH_SOCK', 'TSH_PROXY'];
-const login = userInfo().username;
+import { startLoginCluster, type LoginCluster } from '../helpers/login-cluster.js';
+import type { ProxyCluster } from '../helpers/proxy-cluster.js';
+import { run, tempDir } from '../helpers/tools.js';
 
 describe('TLS routing off (proxy.tls_routing: false): tsh and plain ssh use the SSH port', () => {
   const tmp = tempDir('tls-routing-off');
-  let idp: DevIdp;
+  let c: LoginCluster;
   let cluster: ProxyCluster;
   let home: string;
   let env: NodeJS.ProcessEnv;
-  const insecure = loopbackDispatcher(1);
+  let login: string;
 
   before(async () => {
-    const webPort = await freePort();
-    idp = await startDevIdp({
-      clientId: 'jumpgate',
-      clientSecret: 'tls-off-secret',
-      redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`],
-      accounts: [...DEMO_ACCOUNTS, { login, claims: { preferred_username: login, email_verified: true } }],
-    });
-    for (const d of ['cluster', 'home']) mkdirSync(join(tmp.dir, d));
-    cluster = await startProxyCluster(join(tmp.dir, 'cluster'), {
-      webPort,
-      oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: 'tls-off-secret' },
-      proxyYaml: ['  tls_routing: false'],
-    });
-    home = join(tmp.dir, 'home');
-    env = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh') };
-    for (const k of PROXY_VARS) delete env[k];
+    c = await startLoginCluster(tmp.dir, { secret: 'tls-off-secret', proxyYaml: ['  tls_routing: false'] });
+    ({ cluster, home, env, login } = c);
   });
 
   after(async () => {
-    await Promise.all([cluster?.stop(), idp?.close()]);
-    await insecure.close();
+    await c?.stop();
     tmp.cleanup();
   });
 
-  const tsh = (args: string[]) => run(process.execPath, [builtProgram('tsh'), ...args], { env, timeoutMs: 30_000 });
+  const tsh = (args: string[]) => c.tsh(args);
 
   test('tsh login records that the proxy does not route SSH over TLS', async () => {
-    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=localhost:${cluster.webPort}`, '--insecure', '--browser=none', '--keystore=file', '--add-keys-to-agent=no'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const done = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (b: Buffer) => {
-        stderr += b.toString();
-        const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      void done.then((code) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
-    });
-    await browserlessLogin(url, insecure, login);
-    assert.equal(await done, 0, stderr);
+    await c.tshLogin();
     const profile = JSON.parse(readFileSync(join(home, '.tsh', 'profiles', 'localhost.json'), 'utf8')) as Record<string, unknown>;
     assert.notEqual(profile['tlsRouting'], true, 'the profile does not record TLS routing');
     const status = await tsh(['status']);

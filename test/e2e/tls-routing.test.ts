@@ -11,74 +11,43 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { userInfo } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
-import { DEMO_ACCOUNTS, startDevIdp, type DevIdp } from '../../scripts/dev-idp.js';
-import { startProxyCluster, type ProxyCluster } from '../helpers/proxy-cluster.js';
+import { startLoginCluster, type LoginCluster } from '../helpers/login-cluster.js';
+import type { ProxyCluster } from '../helpers/proxy-cluster.js';
 import { startSquid, type Squid } from '../helpers/squid.js';
-import { freePort } from '../helpers/sshd.js';
-import { browserlessLogin, loopbackDispatcher } from '../helpers/headless-login.js';
 import { builtProgram, requireTool, run, tempDir } from '../helpers/tools.js';
-
-const PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSH_AUTH_SOCK', 'TSH_PROXY'];
-const login = userInfo().username;
 
 describe('TLS routing: SSH through the web port only', () => {
   const tmp = tempDir('tls-routing');
-  let idp: DevIdp;
+  let c: LoginCluster;
   let cluster: ProxyCluster;
   let squid: Squid;
   let home: string;
   let env: NodeJS.ProcessEnv;
-  const insecure = loopbackDispatcher(1);
+  let login: string;
 
   before(async () => {
-    const webPort = await freePort();
-    idp = await startDevIdp({
-      clientId: 'jumpgate',
-      clientSecret: 'tls-e2e-secret',
-      redirectUris: [`https://localhost:${webPort}/v1/login/oidc/callback`],
-      accounts: [...DEMO_ACCOUNTS, { login, claims: { preferred_username: login, email_verified: true } }],
-    });
     chmodSync(tmp.dir, 0o755); // squid runs as `proxy`
-    for (const d of ['squid', 'cluster', 'home']) mkdirSync(join(tmp.dir, d));
-    cluster = await startProxyCluster(join(tmp.dir, 'cluster'), { webPort, oidc: { issuer: idp.issuer, clientId: 'jumpgate', clientSecret: 'tls-e2e-secret' } });
+    mkdirSync(join(tmp.dir, 'squid'));
+    c = await startLoginCluster(tmp.dir, { secret: 'tls-e2e-secret' });
+    ({ cluster, home, env, login } = c);
     // Only the web port gets through: CONNECT to the SSH proxy port is refused.
     squid = await startSquid({ dir: join(tmp.dir, 'squid'), denyConnectPorts: [cluster.sshPort] });
-    home = join(tmp.dir, 'home');
-    env = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh') };
-    for (const k of PROXY_VARS) delete env[k];
     env['HTTPS_PROXY'] = squid.url;
   });
 
   after(async () => {
-    await Promise.all([cluster?.stop(), idp?.close(), squid?.stop()]);
-    await insecure.close();
+    await Promise.all([c?.stop(), squid?.stop()]);
     tmp.cleanup();
   });
 
-  const tsh = (args: string[], e: NodeJS.ProcessEnv = env, input?: string) => run(process.execPath, [builtProgram('tsh'), ...args], { env: e, timeoutMs: 30_000, ...(input !== undefined ? { input } : {}) });
+  const tsh = (args: string[], e?: NodeJS.ProcessEnv, input?: string) => c.tsh(args, e, input);
   const sshConfig = () => join(home, '.ssh', 'config');
 
-  async function tshLogin(e: NodeJS.ProcessEnv): Promise<void> {
-    const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=localhost:${cluster.webPort}`, '--insecure', '--browser=none', '--keystore=file', '--add-keys-to-agent=no'], { env: e, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const done = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (b: Buffer) => {
-        stderr += b.toString();
-        const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      void done.then((code) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
-    });
-    await browserlessLogin(url, insecure, login);
-    assert.equal(await done, 0, stderr);
-  }
+  const tshLogin = (e: NodeJS.ProcessEnv) => c.tshLogin(e);
 
   test('tsh login through the proxy records TLS routing and keeps an X.509 client certificate for the same key', async () => {
     await tshLogin(env);

@@ -2,13 +2,17 @@
  * A whole login without a browser: what tsh and a person do, over HTTP.
  * The development IdP (scripts/dev-idp.ts, oidc-provider's dev pages) shows a
  * login form, then a consent form; everything else is redirects. Used by
- * bench/login.ts (issuance rate) and the fault tests (logins cut short by a
- * killed server, many logins at once).
+ * bench/login.ts (issuance rate), the fault tests (logins cut short by a
+ * killed server, many logins at once), and every e2e file that needs a real
+ * `tsh login` without a browser (startTshLogin, tshLoginOverHttp).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { newEnvelopeKey, open as openEnvelope } from '../../src/api/envelope.js';
 import type { LoginResult } from '../../src/api/types.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine, type PublicKey } from '../../src/sshcert/index.js';
+import { builtProgram } from './tools.js';
 
 /** Where a headless client pretends its loopback listener is (nothing listens: the walk stops before it). */
 export const HEADLESS_CALLBACK = 'http://127.0.0.1:9/cb';
@@ -138,4 +142,54 @@ export function browserlessLogin(tshUrl: string, dispatcher: Dispatcher, login =
 export function loopbackDispatcher(n: number): Agent {
   if (!Number.isInteger(n) || n < 1 || n > 254) throw new Error(`loopbackDispatcher: ${n} is not 1..254`);
   return new Agent({ localAddress: `127.0.0.${n}`, connect: { rejectUnauthorized: false } });
+}
+
+/** Variables a fresh tsh home must not inherit from the test's environment (proxies, an agent). */
+export const TSH_ENV_DROP = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'SSH_AUTH_SOCK'] as const;
+
+/** The environment of a tsh in `home`: HOME and TSH_HOME there, TSH_ENV_DROP removed, then `extra` on top. */
+export function tshEnv(home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TSH_HOME: join(home, '.tsh') };
+  for (const k of TSH_ENV_DROP) delete env[k];
+  return { ...env, ...extra };
+}
+
+/** A running `tsh login --browser=none` (startTshLogin). */
+export interface TshLoginRun {
+  child: ChildProcess;
+  /** The loopback URL tsh printed for the browser (rejects when tsh exits first). */
+  url: Promise<string>;
+  /** tsh's exit code and everything it wrote to stderr. */
+  done: Promise<{ code: number | null; stderr: string }>;
+}
+
+/**
+ * Starts `tsh login --proxy=PROXY --insecure --browser=none ...args` (the
+ * built bin/tsh) with `env`; `url` resolves with the loopback URL it prints.
+ */
+export function startTshLogin(o: { proxy: string; env: NodeJS.ProcessEnv; args?: string[] }): TshLoginRun {
+  const child = spawn(process.execPath, [builtProgram('tsh'), 'login', `--proxy=${o.proxy}`, '--insecure', '--browser=none', ...(o.args ?? [])], { env: o.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const done = new Promise<{ code: number | null; stderr: string }>((r) => child.on('exit', (code) => r({ code, stderr })));
+  const url = new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      const m = /^(http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32})$/m.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    void done.then(({ code }) => reject(new Error(`tsh login exited ${code} before printing a URL:\n${stderr}`)));
+  });
+  url.catch(() => {}); // a caller that only kills tsh need not await it
+  return { child, url, done };
+}
+
+/**
+ * A whole `tsh login --browser=none`: startTshLogin, then the browser's part
+ * walked over HTTP as `account` through `dispatcher` (an insecure one for the
+ * test proxy); resolves with tsh's exit code and stderr.
+ */
+export async function tshLoginOverHttp(o: { proxy: string; env: NodeJS.ProcessEnv; args?: string[]; account: string; dispatcher: Dispatcher }): Promise<{ code: number | null; stderr: string }> {
+  const run = startTshLogin(o);
+  await browserlessLogin(await run.url, o.dispatcher, o.account);
+  return run.done;
 }

@@ -4,6 +4,7 @@
  * instances on it (each instance = one process's view), on real parts.
  */
 import { randomBytes } from 'node:crypto';
+import { after, afterEach, before, describe } from 'node:test';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendOptions, StateBackend } from '../../src/server/storage/backend.js';
@@ -138,4 +139,21 @@ export function dirHarness(): StorageHarness {
       tmp?.cleanup();
     },
   };
+}
+
+/**
+ * One `describe(`${title}: ${backend}`)` per backend (dir, then PostgreSQL)
+ * with the harness set up before, torn down after, and every backend it
+ * opened closed after each test; `suite` declares the tests with `h`.
+ */
+export function describeEachBackend(title: string, suite: (h: StorageHarness) => void): void {
+  for (const make of [dirHarness, postgresHarness]) {
+    const h = make();
+    describe(`${title}: ${h.name}`, () => {
+      before(() => h.setup());
+      after(() => h.teardown());
+      afterEach(() => h.closeAll());
+      suite(h);
+    });
+  }
 }

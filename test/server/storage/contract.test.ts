@@ -3,14 +3,12 @@
  * one suite run against every backend on real parts. Several instances of a
  * backend on one store stand for several processes (proxies, tctl).
  */
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CHANGE_VISIBILITY_MS, type ChangeTopic, type StoredCaKey, type StoreUnavailableError } from '../../../src/server/storage/backend.js';
 import { encodeOpenSSHPrivateKey, generateKeyPair } from '../../../src/sshcert/index.js';
-import { dirHarness, postgresHarness, type StorageHarness } from '../../helpers/storage.js';
-
-const BACKENDS: (() => StorageHarness)[] = [dirHarness, postgresHarness];
+import { describeEachBackend } from '../../helpers/storage.js';
 
 /** A CA key id in the one format every backend accepts (`<UTC time>-<hex>`: also a dir file name), from a short label. */
 const kid = (label: string) => `20261130T040000Z-${Buffer.from(label).toString('hex')}`;
@@ -37,13 +35,7 @@ async function waitFor(fn: () => Promise<boolean> | boolean, what: string, ms: n
   }
 }
 
-for (const make of BACKENDS) {
-  const h = make();
-  describe(`storage contract: ${h.name}`, () => {
-    before(() => h.setup());
-    after(() => h.teardown());
-    afterEach(() => h.closeAll());
-
+describeEachBackend('storage contract', (h) => {
     // First: crash recovery replays (and fsyncs) every database made so far, seconds per database here.
     test('a write that resolved before the store crashed is there after it recovers', async () => {
       const store = await h.fresh({ forCrash: true });
@@ -385,5 +377,4 @@ for (const make of BACKENDS) {
         }
       });
     });
-  });
-}
+});
