@@ -74,6 +74,8 @@ export const SESSION_CERT_TTL_SECONDS = 5 * 60;
 export const SESSION_RECHECK_MS = 2_000;
 /** Output the browser has not taken yet, beyond which the shell is paused (back-pressure). */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
+/** While the browser's input is paused (the node is not reading), how often the proxy pings it to notice that it went away. */
+export const PAUSED_PING_MS = 10_000;
 /** Terminal sizes accepted (xterm.js reports them; sshd takes any, but nobody needs more). */
 const MAX_COLS = 1_000;
 const MAX_ROWS = 500;
@@ -348,6 +350,7 @@ export class WebTerminals {
     // High-water marks of what the proxy held for each side (logged at the end: back-pressure at work).
     let heldForNode = 0;
     let heldForBrowser = 0;
+    let pausedPing: NodeJS.Timeout | undefined;
     let ended = false;
     let recheck: NodeJS.Timeout | undefined;
     const terminal: RunningTerminal = {
@@ -368,6 +371,7 @@ export class WebTerminals {
       unregister();
       release();
       sendEnd(ws, reason, message);
+      clearInterval(pausedPing);
       if (ws.isPaused) ws.resume(); // let the close handshake through
       client.end();
       this.rt.log.info(`web terminal ${sessionId} ended: held at most ${heldForNode} bytes for the node and ${heldForBrowser} for the browser`);
@@ -421,7 +425,14 @@ export class WebTerminals {
         // socket is not read (ws pause) until the channel drains, so a paste or a script cannot make the proxy hold more.
         if (!shell.write(buf) && !ws.isPaused) {
           ws.pause();
-          shell.once('drain', () => ws.resume());
+          // A paused socket is not read, so a browser that went away would go unnoticed while the node does not
+          // read: a ping now and then writes to it, and a write to a closed peer fails and closes the WebSocket.
+          pausedPing = setInterval(() => ws.ping(), PAUSED_PING_MS);
+          pausedPing.unref();
+          shell.once('drain', () => {
+            clearInterval(pausedPing);
+            ws.resume();
+          });
         }
         heldForNode = Math.max(heldForNode, shell.writableLength);
         return;
