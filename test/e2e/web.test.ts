@@ -373,6 +373,36 @@ describe('the web UI in Chromium', () => {
     assert.ok(Number(end['bytes_to_node']) >= READ, `the node got what it read once it read: ${String(end['bytes_to_node'])}`);
   });
 
+  test('back-pressure the other way: a browser that stops reading makes the proxy pause the shell (about 1 MiB held for it), and all the output arrives once it reads', async () => {
+    const { headers, csrf } = await credentials();
+    const ws = new WebSocket(`wss://127.0.0.1:${cluster.webPort}/web/api/terminal`, { origin: `https://127.0.0.1:${cluster.webPort}`, rejectUnauthorized: false, headers });
+    let got = 0;
+    const controls: Array<{ type: string; session_id?: string }> = [];
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) got += (data as Buffer).length;
+      else controls.push(JSON.parse(String(data)) as { type: string; session_id?: string });
+    });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    ws.send(JSON.stringify({ type: 'start', csrf, node: 'node2', login: 'root', cols: 80, rows: 24 }));
+    await waitFor(() => controls.length > 0, 'the terminal ready');
+    assert.equal(controls[0]!.type, 'ready', JSON.stringify(controls[0]));
+    const sessionId = controls[0]!.session_id!;
+    const OUT = 16 * 1024 * 1024; // well past what the loopback socket buffers take
+    ws.send(Buffer.from(`head -c ${OUT} /dev/zero; exit\r`), { binary: true });
+    ws.pause(); // this browser stops reading
+    // Nothing the test can watch says "the proxy has stopped the shell" (that is the point): give the node time to print it all.
+    await new Promise((r) => setTimeout(r, 2_000));
+    ws.resume();
+    await waitFor(() => controls.some((m) => m.type === 'end'), 'the terminal ending after the output', 30_000);
+    assert.ok(got >= OUT, `all the output arrived: ${got} bytes`);
+    const line = new RegExp(`web terminal ${sessionId} ended: held at most (\\d+) bytes for the node and (\\d+) for the browser`);
+    await waitFor(() => line.test(cluster.log()), 'the terminal\'s end in the server log');
+    const held = Number(line.exec(cluster.log())![2]);
+    // MAX_BUFFERED_BYTES (1 MiB) plus what one read from the SSH channel adds: without the pause this is most of the 16 MiB.
+    assert.ok(held <= 1024 * 1024 + 128 * 1024, `the proxy held ${held} bytes for a browser that did not read`);
+    ws.terminate();
+  });
+
   test('a foreign Origin is refused on a POST and on the WebSocket upgrade, even with the session cookie and CSRF token', async () => {
     const cookie = (await context.cookies(base)).find((c) => c.name === '__Host-jumpgate_session')!;
     const headers = { cookie: `${cookie.name}=${cookie.value}` };
