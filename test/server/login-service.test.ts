@@ -7,11 +7,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { newEnvelopeKey, open } from '../../src/api/envelope.js';
 import type { LoginResult } from '../../src/api/types.js';
 import { parseServerConfig } from '../../src/config/index.js';
 import { ApiRequestError, LoginService, type IdpConnector } from '../../src/server/auth/login.js';
+import { MAX_ISSUED_CERTS } from '../../src/server/auth/revocation.js';
 import { StoreUnavailableError, type PendingRecord } from '../../src/server/storage/backend.js';
 import { UserError } from '../../src/errors.js';
 import type { ServerRuntime } from '../../src/server/runtime.js';
@@ -121,6 +122,28 @@ describe('LoginService: the claims reach the certificate (access resolved once, 
     assert.match(r.message, /no value for the claim "unix_logins"/);
     const failure = readAudit().filter((e) => e['event'] === 'login.failure').at(-1)!;
     assert.match(String(failure['reason']), /unix_logins/);
+  });
+
+  test('at the issued_cert cap (MAX_ISSUED_CERTS live records) the login is refused with ISSUED_CERTS_FULL and audited; nothing is signed', async () => {
+    // The store says it is full (the cap itself runs on both real backends in test/server/auth/issued-cert-cap.test.ts).
+    const items = rt.store.items;
+    const { count, list } = { count: items.count.bind(items), list: items.list.bind(items) };
+    const full = Array.from({ length: MAX_ISSUED_CERTS }, (_, i) => ({ kind: 'issued_cert' as const, key: String(i + 1), value: {}, revision: 'r' }));
+    items.count = async (kind) => (kind === 'issued_cert' ? MAX_ISSUED_CERTS : count(kind));
+    items.list = (async (kind: Parameters<typeof list>[0]) => (kind === 'issued_cert' ? full : list(kind))) as typeof items.list;
+    const issuedBefore = existsSync(`${tmp.dir}/data/audit.log`) ? readAudit().filter((e) => e['event'] === 'cert.issued').length : 0;
+    try {
+      const r = await login({ preferred_username: 'alice', groups: ['ops'], unix_logins: ['deploy'] });
+      assert.ok(!r.ok);
+      assert.equal(r.code, 'ISSUED_CERTS_FULL');
+      assert.match(r.message, /holds 100000 unexpired certificate records \(the cap\), so no certificate was issued/);
+      const failure = readAudit().filter((e) => e['event'] === 'login.failure').at(-1)!;
+      assert.match(String(failure['reason']), /ISSUED_CERTS_FULL|the cap/);
+      assert.equal(readAudit().filter((e) => e['event'] === 'cert.issued').length, issuedBefore, 'no certificate was issued');
+    } finally {
+      items.count = count;
+      items.list = list;
+    }
   });
 
   test('a claim value that is not a valid login refuses the login and says so', async () => {
