@@ -110,6 +110,7 @@ export class NodeService {
   /** Lower-case name → last heartbeat (ms) this proxy took: stored as this proxy's node_heartbeat batch. */
   private heard = new Map<string, number>();
   private heardChanged = false;
+  private flushing: Promise<void> = Promise.resolve();
   private flushTimer: NodeJS.Timeout;
   /** This process's key of its node_heartbeat item. */
   private readonly instance = randomBytes(8).toString('hex');
@@ -152,8 +153,16 @@ export class NodeService {
    * Stores the nodes this proxy heard within the TTL as its one node_heartbeat
    * item (expiring after the TTL); nothing when no heartbeat came since the
    * last flush. A failed write is logged and retried at the next flush.
+   * Flushes run one after another (the timer's and an explicit one), so an
+   * older batch never lands over a newer one.
    */
-  async flushHeartbeats(): Promise<void> {
+  flushHeartbeats(): Promise<void> {
+    const next = this.flushing.then(() => this.flushOnce());
+    this.flushing = next;
+    return next;
+  }
+
+  private async flushOnce(): Promise<void> {
     if (!this.heardChanged) return;
     this.heardChanged = false;
     const now = this.rt.clock().getTime();
