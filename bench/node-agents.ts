@@ -129,7 +129,19 @@ export async function main(argv: string[]): Promise<void> {
           // The real agent sends the same --addr and labels in its join and every heartbeat (agent.ts).
           const addr = `10.${(i >> 8) & 255}.${i & 255}.1:22`;
           const labels = { env: 'load', n: String(i) };
-          const r = await post(agent, webPort, API.nodeJoin, { token, name, addr, labels, public_key: formatPublicKeyLine(key.publicKey) });
+          const body = { token, name, addr, labels, public_key: formatPublicKeyLine(key.publicKey) };
+          // A kept-alive connection the server closed (keepAliveTimeout) as the request went out: retried after 2 s,
+          // as a restarted agent would; counted.
+          let r: Awaited<ReturnType<typeof post>> | undefined;
+          for (let attempt = 0; !r; attempt++) {
+            try {
+              r = await post(agent, webPort, API.nodeJoin, body);
+            } catch (err) {
+              reconnects++;
+              if (attempt >= 3) throw err;
+              await new Promise((res) => setTimeout(res, 2_000));
+            }
+          }
           if (r.status !== 200) {
             failures++;
             console.error(`join ${name}: ${r.status} ${JSON.stringify(r.json)}`);
