@@ -7,7 +7,8 @@
  *
  * The joined nodes are a cached snapshot so routing stays synchronous and
  * never waits on the database: refreshed when another process changes a node
- * (`store.watch` topic `item:node`, at most once every REFRESH_DEBOUNCE_MS), every third of
+ * (`store.watch` topic `item:node`, at most once every REFRESH_DEBOUNCE_MS; other proxies'
+ * heartbeat batches, topic `item:node_heartbeat`, are merged alone), every third of
  * the heartbeat TTL (the dir backend pushes no item changes; `tctl
  * nodes rm` runs in another process), and at once for this process's own
  * heartbeats (which reach the store as one `node_heartbeat` batch per proxy
@@ -93,6 +94,19 @@ export interface HeartbeatBatch {
  * batch (a batch naming a node without a node item is ignored: removed).
  */
 export async function readJoinedNodes(items: ItemBackend): Promise<JoinedNode[]> {
+  const newest = await newestHeartbeats(items);
+  return (await items.list<JoinedNode>('node')).map((i) => {
+    const beat = newest.get(i.value.name.toLowerCase());
+    return beat !== undefined && beat > i.value.last_heartbeat ? { ...i.value, last_heartbeat: beat } : i.value;
+  });
+}
+
+/**
+ * Every proxy's heartbeat batch merged: lower-case node name → the newest
+ * heartbeat (ms since the epoch) any proxy took. Entries that are not safe
+ * integers are skipped (the batches are the store's, not a node's, input).
+ */
+export async function newestHeartbeats(items: ItemBackend): Promise<Map<string, number>> {
   const newest = new Map<string, number>();
   for (const b of await items.list<HeartbeatBatch>('node_heartbeat')) {
     const beats = b.value?.beats;
@@ -101,10 +115,7 @@ export async function readJoinedNodes(items: ItemBackend): Promise<JoinedNode[]>
       if (typeof ms === 'number' && Number.isSafeInteger(ms) && ms > (newest.get(name) ?? 0)) newest.set(name, ms);
     }
   }
-  return (await items.list<JoinedNode>('node')).map((i) => {
-    const beat = newest.get(i.value.name.toLowerCase());
-    return beat !== undefined && beat > i.value.last_heartbeat ? { ...i.value, last_heartbeat: beat } : i.value;
-  });
+  return newest;
 }
 
 /** The running server's inventory cache (see the top of this file). */
@@ -113,6 +124,7 @@ export class Inventory {
   private timer: NodeJS.Timeout | undefined;
   private unwatch: () => void = () => {};
   private pending: NodeJS.Timeout | undefined;
+  private pendingBeats: NodeJS.Timeout | undefined;
   private readonly staticList: InventoryNode[];
 
   constructor(
@@ -128,13 +140,30 @@ export class Inventory {
     this.timer = setInterval(() => void this.refreshQuietly(), everyMs);
     this.timer.unref();
     this.unwatch = this.deps.store.watch((topic) => {
-      if (topic !== 'item:node' || this.pending) return;
-      this.pending = setTimeout(() => {
-        this.pending = undefined;
-        void this.refreshQuietly();
-      }, REFRESH_DEBOUNCE_MS);
-      this.pending.unref();
+      if (topic === 'item:node' && !this.pending) {
+        this.pending = setTimeout(() => {
+          this.pending = undefined;
+          void this.refreshQuietly();
+        }, REFRESH_DEBOUNCE_MS);
+        this.pending.unref();
+      } else if (topic === 'item:node_heartbeat' && !this.pendingBeats) {
+        // Another proxy's heartbeats (or this one's): merged without re-reading every node, so a node heartbeating
+        // through another proxy stays live here within a flush + REFRESH_DEBOUNCE_MS, not only at the timer.
+        this.pendingBeats = setTimeout(() => {
+          this.pendingBeats = undefined;
+          void this.mergeHeartbeats().catch((err: Error) => this.deps.log.warn(`inventory: cannot read the heartbeat batches (keeping the last): ${err.message}`));
+        }, REFRESH_DEBOUNCE_MS);
+        this.pendingBeats.unref();
+      }
     });
+  }
+
+  /** Takes the newer heartbeats of every proxy's batch (newestHeartbeats) into the cached nodes. */
+  async mergeHeartbeats(): Promise<void> {
+    for (const [key, ms] of await newestHeartbeats(this.deps.store.items)) {
+      const n = this.joined.get(key);
+      if (n && ms > n.last_heartbeat) this.joined.set(key, { ...n, last_heartbeat: ms });
+    }
   }
 
   /** Re-reads the joined nodes from the store. */
@@ -209,6 +238,7 @@ export class Inventory {
   close(): void {
     clearInterval(this.timer);
     clearTimeout(this.pending);
+    clearTimeout(this.pendingBeats);
     this.unwatch();
   }
 }

@@ -10,7 +10,10 @@
  *                             flush, not one write per heartbeat); held until the
  *                             trust material (user CA keys, KRL) changes or the
  *                             heartbeat interval passes (a long poll: changes reach
- *                             the node within a second, one request per interval)
+ *                             the node within a second, one request per interval,
+ *                             a third of the TTL up to MAX_HEARTBEAT_HOLD_SECONDS;
+ *                             held heartbeats sit in one list swept every second,
+ *                             no timer each)
  *   POST /v1/nodes/renew      Bearer credential → new host certificate (same key) and
  *                             a new credential
  *
@@ -45,9 +48,21 @@ import type { HeartbeatBatch, Inventory, JoinedNode } from './inventory.js';
 export const JOIN_RATE_LIMIT = { perMinute: 30, burst: 20 };
 /** Most joined nodes one cluster keeps (live or not); `tctl nodes rm` makes room. */
 export const MAX_JOINED_NODES = 10_000;
-/** Longest a heartbeat is held waiting for a change: below the HTTPS server's 30 s requestTimeout (web.ts WEB_LIMITS). */
-export const MAX_HEARTBEAT_HOLD_SECONDS = 20;
-/** How often the trust material is compared with the last one (changes reach held heartbeats this fast). */
+/**
+ * Longest a heartbeat is held waiting for a change (the interval is a third of
+ * the TTL, at most this). Each answered heartbeat is one HTTPS request, so the
+ * longer the hold, the cheaper 1,000 nodes are. The HTTPS server's
+ * requestTimeout does not bound it: Node's request timers stop once the
+ * request has arrived (a heartbeat's body arrives at once); a balancer in
+ * front must allow this much idle time on a request (HAProxy `timeout server`),
+ * which 60 s stays within for the common defaults.
+ */
+export const MAX_HEARTBEAT_HOLD_SECONDS = 60;
+/**
+ * How often the trust material is compared with the last one (changes reach
+ * held heartbeats this fast) and held heartbeats past their interval are
+ * answered (one shared sweep, not a timer per held request).
+ */
 export const STATE_CHECK_MS = 1_000;
 
 /** How often the KRL is rebuilt from the locks (auth/revocation.ts currentKrl): lock changes reach nodes within this plus a second. */
@@ -83,12 +98,19 @@ export interface NodeServiceDeps {
 export class NodeService {
   readonly limiter = new RateLimiter(JOIN_RATE_LIMIT.perMinute, JOIN_RATE_LIMIT.burst);
   private trust: Trust;
-  private waiters = new Set<() => void>();
+  /**
+   * The held heartbeats, in the order they came: as each is held for the same
+   * interval, also the order of their deadlines, so the sweep (sweepHeld,
+   * every STATE_CHECK_MS) stops at the first one not yet due. A Set keeps
+   * insertion order and deletes in O(1) (a node that hangs up).
+   */
+  private held = new Set<HeldHeartbeat>();
   private timer: NodeJS.Timeout;
   private krlTimer: NodeJS.Timeout | undefined;
   /** Lower-case name → last heartbeat (ms) this proxy took: stored as this proxy's node_heartbeat batch. */
   private heard = new Map<string, number>();
   private heardChanged = false;
+  private flushing: Promise<void> = Promise.resolve();
   private flushTimer: NodeJS.Timeout;
   /** This process's key of its node_heartbeat item. */
   private readonly instance = randomBytes(8).toString('hex');
@@ -97,7 +119,10 @@ export class NodeService {
 
   constructor(private readonly deps: NodeServiceDeps) {
     this.trust = this.currentTrust();
-    this.timer = setInterval(() => this.checkTrust(), STATE_CHECK_MS);
+    this.timer = setInterval(() => {
+      this.checkTrust();
+      this.sweepHeld();
+    }, STATE_CHECK_MS);
     this.timer.unref();
     this.flushTimer = setInterval(() => void this.flushHeartbeats(), this.heartbeatFlushMs);
     this.flushTimer.unref();
@@ -128,8 +153,16 @@ export class NodeService {
    * Stores the nodes this proxy heard within the TTL as its one node_heartbeat
    * item (expiring after the TTL); nothing when no heartbeat came since the
    * last flush. A failed write is logged and retried at the next flush.
+   * Flushes run one after another (the timer's and an explicit one), so an
+   * older batch never lands over a newer one.
    */
-  async flushHeartbeats(): Promise<void> {
+  flushHeartbeats(): Promise<void> {
+    const next = this.flushing.then(() => this.flushOnce());
+    this.flushing = next;
+    return next;
+  }
+
+  private async flushOnce(): Promise<void> {
     if (!this.heardChanged) return;
     this.heardChanged = false;
     const now = this.rt.clock().getTime();
@@ -174,9 +207,24 @@ export class NodeService {
     }
     if (next.state === this.trust.state) return;
     this.trust = next;
-    const waiting = [...this.waiters];
-    this.waiters.clear();
-    for (const w of waiting) w();
+    const waiting = [...this.held];
+    this.held.clear();
+    for (const h of waiting) h.wake();
+  }
+
+  /** Answers the held heartbeats whose interval has passed (at most STATE_CHECK_MS late). */
+  sweepHeld(): void {
+    const now = this.rt.clock().getTime();
+    for (const h of this.held) {
+      if (h.deadline > now) break; // the rest came later
+      this.held.delete(h);
+      h.wake();
+    }
+  }
+
+  /** How many heartbeats are held now. */
+  get heldCount(): number {
+    return this.held.size;
   }
 
   /** The rate limit of joins, before the body is read. @throws ApiRequestError 429 */
@@ -265,10 +313,12 @@ export class NodeService {
   /**
    * POST /v1/nodes/heartbeat: records the heartbeat, then answers at once when
    * the node's `state` is not the current one, else when it changes or after
-   * the heartbeat interval (`closed` ends the wait early).
+   * the heartbeat interval (checked every STATE_CHECK_MS). `onClose` is given
+   * a callback to run when the request's connection goes away: the hold then
+   * ends at once (nothing is sent).
    * @throws ApiRequestError 400, 401 NODE_CREDENTIAL_REFUSED, 409 NODE_NAME_TAKEN (a new address host naming another node)
    */
-  async heartbeat(body: unknown, authorization: string | undefined, clientAddr: string, closed: Promise<void>): Promise<NodeHeartbeatResponse> {
+  async heartbeat(body: unknown, authorization: string | undefined, clientAddr: string, onClose: (release: () => void) => void): Promise<NodeHeartbeatResponse> {
     const p = parseShape(NodeHeartbeatRequestSchema, body);
     if (!p.ok) throw new ApiRequestError(400, 'NODE_BAD_REQUEST', `invalid heartbeat: ${p.field}: ${p.reason}`);
     const req = p.value;
@@ -302,14 +352,11 @@ export class NodeService {
     }
     if (req.state === this.trust.state) {
       await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(t);
-          this.waiters.delete(wake);
-          resolve();
-        };
-        const t = setTimeout(wake, this.heartbeatIntervalSeconds * 1000);
-        this.waiters.add(wake);
-        void closed.then(wake);
+        const h: HeldHeartbeat = { deadline: now + this.heartbeatIntervalSeconds * 1000, wake: resolve };
+        this.held.add(h);
+        onClose(() => {
+          if (this.held.delete(h)) resolve();
+        });
       });
     }
     const t = this.trust;
@@ -427,9 +474,16 @@ export class NodeService {
     clearInterval(this.timer);
     clearInterval(this.krlTimer);
     clearInterval(this.flushTimer);
-    for (const w of [...this.waiters]) w();
-    this.waiters.clear();
+    const waiting = [...this.held];
+    this.held.clear();
+    for (const h of waiting) h.wake();
   }
+}
+
+/** A heartbeat held until `deadline` (ms since the epoch) or a trust change; `wake` answers it. */
+interface HeldHeartbeat {
+  deadline: number;
+  wake: () => void;
 }
 
 /** Which of the node's credential hashes `given` (SHA-256 bytes) is, compared in constant time; -1: none. */

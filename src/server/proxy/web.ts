@@ -328,8 +328,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebDeps, 
       case `POST ${API.nodeHeartbeat}`: {
         if (!deps.nodes) break;
         const body = await readJson(req, res);
-        const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
-        return sendJson(res, 200, await deps.nodes.heartbeat(body, req.headers.authorization, clientAddr, closed));
+        // A node that hangs up ends its hold at once (node-service.ts heartbeat); it may do so before the hold starts.
+        let gone = false;
+        let release: (() => void) | undefined;
+        res.once('close', () => {
+          gone = true;
+          release?.();
+        });
+        const answer = await deps.nodes.heartbeat(body, req.headers.authorization, clientAddr, (r) => (gone ? r() : (release = r)));
+        return sendJson(res, 200, answer);
       }
       case `POST ${API.nodeRenew}`: {
         if (!deps.nodes) break;

@@ -11,14 +11,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadServerConfig } from '../../../src/config/index.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine } from '../../../src/sshcert/index.js';
-import { Inventory, readJoinedNodes } from '../../../src/server/nodes/inventory.js';
+import { Inventory, readJoinedNodes, REFRESH_DEBOUNCE_MS } from '../../../src/server/nodes/inventory.js';
 import { CHANGE_VISIBILITY_MS } from '../../../src/server/storage/backend.js';
-import { NodeService } from '../../../src/server/nodes/node-service.js';
+import { MAX_HEARTBEAT_HOLD_SECONDS, NodeService, STATE_CHECK_MS } from '../../../src/server/nodes/node-service.js';
+import { WEB_LIMITS } from '../../../src/server/proxy/web.js';
 import { createToken, listTokens, removeToken } from '../../../src/server/nodes/tokens.js';
 import { routeToNode } from '../../../src/server/proxy/routing.js';
 import type { ServerRuntime } from '../../../src/server/runtime.js';
 import { testRuntime } from '../../helpers/runtime.js';
-import { tempDir } from '../../helpers/tools.js';
+import { tempDir, waitFor } from '../../helpers/tools.js';
 
 describe('node API: tokens, names, credentials, inventory', () => {
   const tmp = tempDir('node-service');
@@ -26,7 +27,7 @@ describe('node API: tokens, names, credentials, inventory', () => {
   let inventory: Inventory;
   let nodes: NodeService;
   let now = Date.now(); // the dir store expires items by the real clock
-  const never = new Promise<void>(() => {});
+  const never = (): void => {}; // a connection that never closes
 
   before(async () => {
     const file = join(tmp.dir, 'jumpgate.yaml');
@@ -152,9 +153,16 @@ describe('node API: tokens, names, credentials, inventory', () => {
   test('a heartbeat with the current state is held until the interval passes; the inventory drops a node silent for the TTL', async () => {
     const t = await token({ labels: { env: 'test' } });
     const r = await join_(t, 'h1');
-    const started = Date.now();
-    const same = await nodes.heartbeat({ name: 'h1', addr: '127.0.0.1:2222', labels: {}, state: r.state }, `Bearer ${r.credential}`, '127.0.0.9', never);
-    assert.ok(Date.now() - started >= 900, 'held for the interval');
+    let answered = false;
+    const pending = nodes.heartbeat({ name: 'h1', addr: '127.0.0.1:2222', labels: {}, state: r.state }, `Bearer ${r.credential}`, '127.0.0.9', never).finally(() => (answered = true));
+    await waitFor(() => nodes.heldCount === 1, 'the heartbeat being held');
+    now += 999;
+    nodes.sweepHeld();
+    await new Promise((res) => setImmediate(res));
+    assert.equal(answered, false, 'held until the interval (1 s at ttl 3s) has passed');
+    now += 1;
+    nodes.sweepHeld();
+    const same = await pending;
     assert.equal(same.user_ca, undefined, 'nothing changed: no material');
     const sel = [{ env: 'test' }];
     assert.equal(routeToNode(rt.config, sel, 'h1', 0, inventory.nodes()).ok, true);
@@ -175,6 +183,42 @@ describe('node API: tokens, names, credentials, inventory', () => {
     assert.notEqual(answer.state, r.state);
     assert.equal(answer.user_ca?.length, 1);
     assert.notDeepEqual(answer.user_ca, r.user_ca);
+  });
+
+  test('held heartbeats share one wake-up list (no timer each): answered when due, at once when the node hangs up, all at once on a trust change', async () => {
+    const t = await token({ reusable: true });
+    const joined = await Promise.all(Array.from({ length: 20 }, (_, i) => join_(t, `q${i}`)));
+    const timers = () => process.getActiveResourcesInfo().filter((x) => x === 'Timeout').length;
+    const before = timers();
+    const hangUps: Array<() => void> = [];
+    const beats = joined.map((r, i) =>
+      nodes.heartbeat({ name: `q${i}`, addr: '127.0.0.1:2222', labels: {}, state: r.state }, `Bearer ${r.credential}`, '127.0.0.9', (release) => void hangUps.push(release)),
+    );
+    await waitFor(() => nodes.heldCount === 20, '20 held heartbeats');
+    assert.ok(timers() - before <= 1, `no timer per held heartbeat (${timers() - before} more timers for 20 held)`);
+    hangUps[0]!();
+    await beats[0];
+    assert.equal(nodes.heldCount, 19, 'a node that hangs up is no longer held');
+    await rt.ca.rotate('user', 0);
+    const woken = Date.now();
+    await waitFor(() => nodes.heldCount === 0, 'the held heartbeats woken by the state check (every STATE_CHECK_MS, on its own)', 5_000);
+    await Promise.all(beats);
+    assert.ok(Date.now() - woken < STATE_CHECK_MS + 1_000, `woken within STATE_CHECK_MS (${Date.now() - woken} ms)`);
+    const last = await beats[19]!;
+    assert.equal(last.user_ca?.length, 1, 'the new CA keys are in the answer');
+  });
+
+  test('the heartbeat interval is a third of the TTL up to MAX_HEARTBEAT_HOLD_SECONDS (longer than the HTTPS requestTimeout)', () => {
+    const ttl = rt.config.nodeAgent.heartbeatTtlSeconds;
+    try {
+      rt.config.nodeAgent.heartbeatTtlSeconds = 90;
+      assert.equal(nodes.heartbeatIntervalSeconds, 30);
+      rt.config.nodeAgent.heartbeatTtlSeconds = 3600;
+      assert.equal(nodes.heartbeatIntervalSeconds, MAX_HEARTBEAT_HOLD_SECONDS);
+      assert.ok(MAX_HEARTBEAT_HOLD_SECONDS * 1000 > WEB_LIMITS.requestTimeoutMs);
+    } finally {
+      rt.config.nodeAgent.heartbeatTtlSeconds = ttl;
+    }
   });
 
   test('heartbeats reach the store as one batch per proxy, not a node write each; tctl reads the node as live from it', async () => {
@@ -199,6 +243,26 @@ describe('node API: tokens, names, credentials, inventory', () => {
     assert.equal((await rt.store.items.get<{ last_heartbeat: number }>('node', 'b1'))!.value.last_heartbeat, joinedAt, 'the node item is untouched');
     const read = (await readJoinedNodes(rt.store.items)).find((n) => n.name === 'b1')!;
     assert.equal(read.last_heartbeat, now, 'what tctl nodes ls reads carries the batch heartbeat');
+  });
+
+  test("a node heartbeating through another proxy stays live here: its batch is merged when item:node_heartbeat changes, without waiting for the refresh timer", async () => {
+    const t = await token();
+    let joinSeen = false;
+    const unwatch = rt.store.watch((topic) => void (topic === 'item:node' && (joinSeen = true)));
+    await join_(t, 'p1');
+    await waitFor(() => joinSeen, 'the store reporting the join');
+    unwatch();
+    // A second inventory, started after the join's change was reported (so that change cannot refresh it), over the
+    // same store at the production TTL: its refresh timer (a third of 90 s) cannot be what finds the beat either. over the same store at the production TTL: its refresh timer (a third of 90 s) cannot be what finds the beat.
+    const here = new Inventory({ config: { ...rt.config, nodeAgent: { ...rt.config.nodeAgent, heartbeatTtlSeconds: 90 } }, store: rt.store, clock: rt.clock, log: rt.log });
+    await here.start();
+    try {
+      const beat = here.cached('p1')!.last_heartbeat + 7_000;
+      await rt.store.items.put('node_heartbeat', 'another-proxy', { beats: { p1: beat } }, Date.now() + 60_000);
+      await waitFor(() => here.cached('p1')?.last_heartbeat === beat, "the other proxy's heartbeat in this proxy's inventory", REFRESH_DEBOUNCE_MS + 3_000);
+    } finally {
+      here.close();
+    }
   });
 
   test('tokens are stored as hashes: ls shows ids, rm takes the token or the id', async () => {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadServerConfig } from '../../../config/index.js';
 import { startServer } from '../../../server/index.js';
+import { keepYoungGenerationSmall } from '../../../server/heap.js';
 import { startSshProxy } from '../../../server/proxy/ssh-proxy.js';
 import { textLog } from '../../../server/runtime.js';
 import type { Deps } from '../../deps.js';
@@ -44,6 +45,8 @@ export async function run(opts: StartOptions, deps: Deps): Promise<void> {
   if (nofile !== undefined && nofile < LOW_OPEN_FILES_LIMIT) {
     log.warn(`open files limit is ${nofile}: the SSH proxy can hold about ${Math.floor((nofile - 100) / 2)} sessions (two descriptors each); raise the hard limit (ulimit -Hn, or LimitNOFILE= for a systemd service) to ${LOW_OPEN_FILES_LIMIT} or more`);
   }
+  // A long-running server: no 32 MiB young generation kept after a burst (server/heap.ts).
+  keepYoungGenerationSmall(process.execArgv, deps.env['NODE_OPTIONS']);
   const server = await startServer(config, { clock: deps.clock, log, env: deps.env, startSshProxy });
   const addrs = server.publicAddrs();
   log.info(`cluster ${config.clusterName}: HTTPS API on ${config.proxy.webListenAddr.host}:${server.webPort} (public ${addrs.web}), SSH proxy on ${config.proxy.sshListenAddr.host}:${server.sshPort} (public ${addrs.ssh})`);
