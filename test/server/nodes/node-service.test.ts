@@ -13,7 +13,7 @@ import { loadServerConfig } from '../../../src/config/index.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine } from '../../../src/sshcert/index.js';
 import { Inventory, readJoinedNodes } from '../../../src/server/nodes/inventory.js';
 import { CHANGE_VISIBILITY_MS } from '../../../src/server/storage/backend.js';
-import { NodeService } from '../../../src/server/nodes/node-service.js';
+import { NODE_CHANGE_RATE_LIMIT, NodeService } from '../../../src/server/nodes/node-service.js';
 import { createToken, listTokens, removeToken } from '../../../src/server/nodes/tokens.js';
 import { routeToNode } from '../../../src/server/proxy/routing.js';
 import type { ServerRuntime } from '../../../src/server/runtime.js';
@@ -199,6 +199,28 @@ describe('node API: tokens, names, credentials, inventory', () => {
     assert.equal((await rt.store.items.get<{ last_heartbeat: number }>('node', 'b1'))!.value.last_heartbeat, joinedAt, 'the node item is untouched');
     const read = (await readJoinedNodes(rt.store.items)).find((n) => n.name === 'b1')!;
     assert.equal(read.last_heartbeat, now, 'what tctl nodes ls reads carries the batch heartbeat');
+  });
+
+  test('a node flipping its labels on every heartbeat (a stale state: answered at once) makes at most NODE_CHANGE_RATE_LIMIT node writes; it stays live and the last labels land later', async () => {
+    // Before: every heartbeat wrote the node item (and, on PostgreSQL, told every proxy to re-read it): 100 writes for 100 heartbeats.
+    const t = await token();
+    const r = await join_(t, 'flip1');
+    const put = rt.store.items.put.bind(rt.store.items);
+    let writes = 0;
+    rt.store.items.put = ((...a: Parameters<typeof put>) => (a[0] === 'node' && a[1] === 'flip1' && writes++, put(...a))) as typeof put;
+    try {
+      for (let i = 0; i < 100; i++) {
+        const answer = await nodes.heartbeat({ name: 'flip1', addr: '127.0.0.1:2222', labels: { team: `t${i}` }, state: 'stale' }, `Bearer ${r.credential}`, '127.0.0.9', never);
+        assert.equal(answer.state, r.state, 'every heartbeat is answered');
+      }
+      assert.ok(writes <= NODE_CHANGE_RATE_LIMIT.burst + 1, `${writes} node writes for 100 label flips`);
+      assert.ok(inventory.nodes().some((n) => n.name === 'flip1'), 'the node stays live');
+      now += 60_000; // the budget refills: the labels it sends now are stored
+      await nodes.heartbeat({ name: 'flip1', addr: '127.0.0.1:2222', labels: { team: 'last' }, state: 'stale' }, `Bearer ${r.credential}`, '127.0.0.9', never);
+      assert.deepEqual((await rt.store.items.get<{ labels: Record<string, string> }>('node', 'flip1'))!.value.labels, { team: 'last' });
+    } finally {
+      rt.store.items.put = put;
+    }
   });
 
   test('tokens are stored as hashes: ls shows ids, rm takes the token or the id', async () => {
