@@ -85,6 +85,10 @@ test('--ca-file that is a directory, a device, a huge file, a private key or lin
     const base = { proxy: 'p:1', name: 'n', addr: 'a:22' };
     assert.throws(() => nodeStartOptions({ ...base, caFile: tmp.dir }, deps), (e: Error & { hint?: string }) => /--ca-file=.*: is a directory, not a file/.test(e.message) && /PEM file/.test(e.hint ?? ''));
     assert.throws(() => nodeStartOptions({ ...base, caFile: '/dev/zero' }, deps), /--ca-file=\/dev\/zero: is not a regular file/);
+    // A named pipe: opening it for reading waits for a writer (before: forever, at start); it is refused without waiting.
+    const fifo = join(tmp.dir, 'ca.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    assert.throws(() => nodeStartOptions({ ...base, caFile: fifo }, deps), /ca\.fifo: is not a regular file/);
     const huge = join(tmp.dir, 'huge.pem');
     writeFileSync(huge, '-----BEGIN CERTIFICATE-----\n'.repeat(200_000)); // 5.6 MB
     assert.throws(() => nodeStartOptions({ ...base, caFile: huge }, deps), /huge\.pem: is larger than 1 MiB \(a CA bundle is some 200 KB\)/);
