@@ -3,7 +3,7 @@
  * runNodeAgent until SIGINT/SIGTERM.
  */
 import { X509Certificate } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../../../errors.js';
 import { isNodeName } from '../../../api/schema.js';
@@ -135,8 +135,8 @@ export const MAX_CA_FILE_BYTES = 1024 * 1024;
 
 /**
  * Reads --ca-file: one or more PEM certificates (a regular file of at most
- * MAX_CA_FILE_BYTES, read through one fd so a device or a growing file is
- * never read without end; PEM blocks found in one linear pass).
+ * MAX_CA_FILE_BYTES, opened non-blocking and read through one fd so a FIFO,
+ * a device or a growing file is never waited for or read without end; PEM blocks found in one linear pass).
  * @throws UsageError naming the file and what it must hold
  */
 export function readCaFile(file: string): { file: string; pem: string } {
@@ -147,7 +147,8 @@ export function readCaFile(file: string): { file: string; pem: string } {
   let pem: string;
   let fd: number | undefined;
   try {
-    fd = openSync(file, 'r');
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer; fstat then refuses it.
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     const st = fstatSync(fd);
     if (st.isDirectory()) throw refuse('is a directory, not a file');
     if (!st.isFile()) throw refuse('is not a regular file');
