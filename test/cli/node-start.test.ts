@@ -77,3 +77,28 @@ test('--ca-file / ca_file: read at start, relative to the config file; a missing
     tmp.cleanup();
   }
 });
+
+test('--ca-file that is a directory, a device, a huge file, a private key or lines of BEGIN with no END: refused naming the file, without reading without end', () => {
+  // Before: /dev/zero was read until memory ran out, and 1.1 MB of BEGIN lines took 35 s (the PEM regex rescanned to the end for every BEGIN).
+  const tmp = tempDir('node-ca-file-bad');
+  try {
+    const base = { proxy: 'p:1', name: 'n', addr: 'a:22' };
+    assert.throws(() => nodeStartOptions({ ...base, caFile: tmp.dir }, deps), (e: Error & { hint?: string }) => /--ca-file=.*: is a directory, not a file/.test(e.message) && /PEM file/.test(e.hint ?? ''));
+    assert.throws(() => nodeStartOptions({ ...base, caFile: '/dev/zero' }, deps), /--ca-file=\/dev\/zero: is not a regular file/);
+    // A named pipe: opening it for reading waits for a writer (before: forever, at start); it is refused without waiting.
+    const fifo = join(tmp.dir, 'ca.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    assert.throws(() => nodeStartOptions({ ...base, caFile: fifo }, deps), /ca\.fifo: is not a regular file/);
+    const huge = join(tmp.dir, 'huge.pem');
+    writeFileSync(huge, '-----BEGIN CERTIFICATE-----\n'.repeat(200_000)); // 5.6 MB
+    assert.throws(() => nodeStartOptions({ ...base, caFile: huge }, deps), /huge\.pem: is larger than 1 MiB \(a CA bundle is some 200 KB\)/);
+    const begins = join(tmp.dir, 'begins.pem');
+    writeFileSync(begins, '-----BEGIN CERTIFICATE-----\n'.repeat(37_000)); // just under 1 MiB
+    assert.throws(() => nodeStartOptions({ ...base, caFile: begins }, deps), /begins\.pem: holds no PEM certificate/);
+    const key = join(tmp.dir, 'key.pem');
+    writeFileSync(key, '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n');
+    assert.throws(() => nodeStartOptions({ ...base, caFile: key }, deps), (e: Error & { hint?: string }) => /key\.pem: holds a private key/.test(e.message) && /certificate/.test(e.hint ?? ''));
+  } finally {
+    tmp.cleanup();
+  }
+});

@@ -16,6 +16,11 @@
  * issued (IssuedCertsFullError, audited as the login's failure). A record is
  * never silently dropped: a certificate not recorded is one a role, login or
  * cert lock cannot revoke by serial (user locks still can: KEY_ID).
+ * So that one user logging in in a loop cannot fill the cap and lock everyone
+ * else out, once the cluster holds half the cap a user who already holds
+ * MAX_ISSUED_CERTS_PER_USER live certificates is refused
+ * (IssuedCertsUserFullError); below half nobody is short of room, so the
+ * records are not read per user there.
  *
  * What each lock puts in the KRL:
  *   user=U   KEY_ID U in a section of every trusted user CA key (covers
@@ -33,6 +38,7 @@
  */
 import * as v from 'valibot';
 import { UserError } from '../../errors.js';
+import { printable } from '../../util/printable.js';
 import { encodeKrl, fingerprintSha256, type Certificate, type KrlCertificates } from '../../sshcert/index.js';
 import type { StateBackend } from '../storage/backend.js';
 import type { CaStore } from './ca.js';
@@ -56,6 +62,25 @@ export type IssuedCert = v.InferOutput<typeof IssuedCertSchema>;
 /** Live `issued_cert` records the cluster keeps at most (about 300 bytes each: some 30 MB at the cap). */
 export const MAX_ISSUED_CERTS = 100_000;
 
+/**
+ * Live certificates one user (key id) may hold once the cluster holds half of
+ * MAX_ISSUED_CERTS: a person with a few devices holds a handful; 1,000 leaves
+ * room for a bot logging in every minute with a 15-minute TTL, and one user can
+ * then take at most half the cap (the other half needs 50 such users).
+ */
+export const MAX_ISSUED_CERTS_PER_USER = 1_000;
+
+/** One user holds MAX_ISSUED_CERTS_PER_USER live certificates while the cluster is past half its cap. */
+export class IssuedCertsUserFullError extends UserError {
+  constructor(user: string, held: number, perUser: number, half: number) {
+    super(
+      'ISSUED_CERTS_USER_FULL',
+      `${printable(user)} holds ${held} unexpired certificates (at most ${perUser} each once the cluster holds ${half}), so no certificate was issued`,
+      { hint: 'records leave as their certificates expire; look for a client of this user logging in in a loop (tctl audit ls --type=cert.issued), or lower auth.cert_ttl' },
+    );
+  }
+}
+
 /** The issued-certificate records are at their cap: no certificate is issued until some expire. */
 export class IssuedCertsFullError extends UserError {
   constructor(max: number) {
@@ -69,12 +94,22 @@ export class IssuedCertsFullError extends UserError {
  * Records an issued user certificate (durable when it resolves) so locks can
  * revoke it by serial. Expires from the store with the certificate. At `max`
  * live records (MAX_ISSUED_CERTS) expired ones are removed first (`list`);
- * still full, it refuses rather than drop a record.
- * @throws IssuedCertsFullError; StoreUnavailableError.
+ * still full, it refuses rather than drop a record. From half of `max` on, the
+ * certificate's key id may hold at most `perUser` live records
+ * (MAX_ISSUED_CERTS_PER_USER), so one user cannot take the whole cap.
+ * @throws IssuedCertsFullError; IssuedCertsUserFullError; StoreUnavailableError.
  */
-export async function recordIssued(store: StateBackend, cert: Certificate, roles: readonly string[], max = MAX_ISSUED_CERTS): Promise<void> {
-  // count() reads no record (it may include expired ones); only near the cap are the records listed, which removes the expired.
-  if ((await store.items.count('issued_cert')) >= max && (await store.items.list('issued_cert')).length >= max) throw new IssuedCertsFullError(max);
+export async function recordIssued(store: StateBackend, cert: Certificate, roles: readonly string[], max = MAX_ISSUED_CERTS, perUser = MAX_ISSUED_CERTS_PER_USER): Promise<void> {
+  // count() reads no record (it may include expired ones); only past half the cap are the records listed, which removes the expired.
+  const half = Math.ceil(max / 2);
+  if ((await store.items.count('issued_cert')) >= half) {
+    const live = await store.items.list<{ key_id?: unknown }>('issued_cert');
+    if (live.length >= max) throw new IssuedCertsFullError(max);
+    if (live.length >= half) {
+      const held = live.filter((i) => i.value?.key_id === cert.keyId).length;
+      if (held >= perUser) throw new IssuedCertsUserFullError(cert.keyId, held, perUser, half);
+    }
+  }
   const record: IssuedCert = {
     serial: cert.serial.toString(),
     key_id: cert.keyId,

@@ -46,6 +46,13 @@ import type { HeartbeatBatch, Inventory, JoinedNode } from './inventory.js';
 
 /** Joins per source: a token is 192 bits, this only keeps a flood cheap. Refused heartbeats take from the same bucket. */
 export const JOIN_RATE_LIMIT = { perMinute: 30, burst: 20 };
+/**
+ * Node item writes one node's heartbeats may cause (a new address or labels), per node: beyond it the heartbeat
+ * still counts (liveness) but the change waits for a later heartbeat (the agent sends its labels every time). A node
+ * flipping its labels on every heartbeat (a stale state is answered at once) made a store write each time, and on
+ * PostgreSQL a change every proxy re-reads.
+ */
+export const NODE_CHANGE_RATE_LIMIT = { perMinute: 12, burst: 10 };
 /** Most joined nodes one cluster keeps (live or not); `tctl nodes rm` makes room. */
 export const MAX_JOINED_NODES = 10_000;
 /**
@@ -97,6 +104,8 @@ export interface NodeServiceDeps {
 /** The node API (see the top of this file). */
 export class NodeService {
   readonly limiter = new RateLimiter(JOIN_RATE_LIMIT.perMinute, JOIN_RATE_LIMIT.burst);
+  /** Stored changes per node name (NODE_CHANGE_RATE_LIMIT). */
+  private readonly changeLimiter = new RateLimiter(NODE_CHANGE_RATE_LIMIT.perMinute, NODE_CHANGE_RATE_LIMIT.burst);
   private trust: Trust;
   /**
    * The held heartbeats, in the order they came: as each is held for the same
@@ -341,14 +350,16 @@ export class NodeService {
     // Liveness needs no store write per heartbeat: this proxy keeps it in memory and stores every node it heard as
     // ONE node_heartbeat item every HEARTBEAT_FLUSH (other proxies and tctl merge it: inventory.ts readJoinedNodes).
     // The node item itself is written only when what it says changed (address, labels, a retired credential).
-    const changed = updated.addr !== node.addr || !sameLabels(updated.labels, node.labels) || retired;
+    // A retired credential is always stored; an address or label change within NODE_CHANGE_RATE_LIMIT (else a later heartbeat stores it).
+    const moved = updated.addr !== node.addr || !sameLabels(updated.labels, node.labels);
+    const changed = retired || (moved && !this.changeLimiter.take(`node:${node.name.toLowerCase()}`, now));
     this.heard.set(node.name.toLowerCase(), now);
     this.heardChanged = true;
     if (changed) {
       await this.rt.store.items.put('node', node.name.toLowerCase(), updated);
       this.deps.inventory.noteStored(updated);
     } else {
-      this.deps.inventory.noteHeartbeat(updated);
+      this.deps.inventory.noteHeartbeat(moved ? { ...node, last_heartbeat: now } : updated);
     }
     if (req.state === this.trust.state) {
       await new Promise<void>((resolve) => {

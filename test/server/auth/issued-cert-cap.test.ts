@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IssuedCertsFullError, issuedCerts, recordIssued } from '../../../src/server/auth/revocation.js';
+import { IssuedCertsFullError, IssuedCertsUserFullError, issuedCerts, recordIssued } from '../../../src/server/auth/revocation.js';
 import { CertRequest, generateKeyPair, signCertificate } from '../../../src/sshcert/index.js';
 import { describeEachBackend } from '../../helpers/storage.js';
 
@@ -37,5 +37,23 @@ describeEachBackend('issued_cert cap', (h) => {
     const kept = await issuedCerts(store);
     assert.equal(kept.length, 3, 'no record was dropped to make room');
     assert.ok(!kept.some((c) => c.serial === refused.serial.toString()), 'the refused certificate left no record');
+  });
+
+  test('one user cannot fill the cap: past half of it, a user holding MAX_ISSUED_CERTS_PER_USER is refused and every other user still logs in', async () => {
+    // Before: mallory logging in in a loop took all 6 places and alice, bob and carol were refused (a cluster-wide lock-out by one user).
+    const store = await (await h.fresh()).open();
+    const MAX = 6;
+    const PER_USER = 2;
+    for (let i = 0; i < 3; i++) await recordIssued(store, cert('mallory'), ['user'], MAX, PER_USER); // below half the cap: not counted per user
+    await assert.rejects(recordIssued(store, cert('mallory'), ['user'], MAX, PER_USER), (err: IssuedCertsUserFullError) => {
+      assert.equal(err.code, 'ISSUED_CERTS_USER_FULL');
+      assert.match(err.message, /mallory holds 3 unexpired certificates \(at most 2 each once the cluster holds 3\), so no certificate was issued/);
+      assert.match(err.hint ?? '', /logging in in a loop/);
+      return true;
+    });
+    for (const user of ['alice', 'bob', 'carol']) await recordIssued(store, cert(user), ['user'], MAX, PER_USER);
+    assert.deepEqual((await issuedCerts(store)).map((c) => c.key_id).sort(), ['alice', 'bob', 'carol', 'mallory', 'mallory', 'mallory']);
+    // The cluster cap still holds for everyone.
+    await assert.rejects(recordIssued(store, cert('dave'), ['user'], MAX, PER_USER), (err: IssuedCertsFullError) => err.code === 'ISSUED_CERTS_FULL');
   });
 });

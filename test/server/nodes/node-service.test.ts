@@ -13,7 +13,7 @@ import { loadServerConfig } from '../../../src/config/index.js';
 import { formatPublicKeyLine, generateKeyPair, parseCertificateLine } from '../../../src/sshcert/index.js';
 import { Inventory, readJoinedNodes, REFRESH_DEBOUNCE_MS } from '../../../src/server/nodes/inventory.js';
 import { CHANGE_VISIBILITY_MS } from '../../../src/server/storage/backend.js';
-import { MAX_HEARTBEAT_HOLD_SECONDS, NodeService, STATE_CHECK_MS } from '../../../src/server/nodes/node-service.js';
+import { MAX_HEARTBEAT_HOLD_SECONDS, NODE_CHANGE_RATE_LIMIT, NodeService, STATE_CHECK_MS } from '../../../src/server/nodes/node-service.js';
 import { WEB_LIMITS } from '../../../src/server/proxy/web.js';
 import { createToken, listTokens, removeToken } from '../../../src/server/nodes/tokens.js';
 import { routeToNode } from '../../../src/server/proxy/routing.js';
@@ -253,7 +253,7 @@ describe('node API: tokens, names, credentials, inventory', () => {
     await waitFor(() => joinSeen, 'the store reporting the join');
     unwatch();
     // A second inventory, started after the join's change was reported (so that change cannot refresh it), over the
-    // same store at the production TTL: its refresh timer (a third of 90 s) cannot be what finds the beat either. over the same store at the production TTL: its refresh timer (a third of 90 s) cannot be what finds the beat.
+    // same store at the production TTL: its refresh timer (a third of 90 s) cannot be what finds the beat either.
     const here = new Inventory({ config: { ...rt.config, nodeAgent: { ...rt.config.nodeAgent, heartbeatTtlSeconds: 90 } }, store: rt.store, clock: rt.clock, log: rt.log });
     await here.start();
     try {
@@ -262,6 +262,28 @@ describe('node API: tokens, names, credentials, inventory', () => {
       await waitFor(() => here.cached('p1')?.last_heartbeat === beat, "the other proxy's heartbeat in this proxy's inventory", REFRESH_DEBOUNCE_MS + 3_000);
     } finally {
       here.close();
+    }
+  });
+
+  test('a node flipping its labels on every heartbeat (a stale state: answered at once) makes at most NODE_CHANGE_RATE_LIMIT node writes; it stays live and the last labels land later', async () => {
+    // Before: every heartbeat wrote the node item (and, on PostgreSQL, told every proxy to re-read it): 100 writes for 100 heartbeats.
+    const t = await token();
+    const r = await join_(t, 'flip1');
+    const put = rt.store.items.put.bind(rt.store.items);
+    let writes = 0;
+    rt.store.items.put = ((...a: Parameters<typeof put>) => (a[0] === 'node' && a[1] === 'flip1' && writes++, put(...a))) as typeof put;
+    try {
+      for (let i = 0; i < 100; i++) {
+        const answer = await nodes.heartbeat({ name: 'flip1', addr: '127.0.0.1:2222', labels: { team: `t${i}` }, state: 'stale' }, `Bearer ${r.credential}`, '127.0.0.9', never);
+        assert.equal(answer.state, r.state, 'every heartbeat is answered');
+      }
+      assert.ok(writes <= NODE_CHANGE_RATE_LIMIT.burst + 1, `${writes} node writes for 100 label flips`);
+      assert.ok(inventory.nodes().some((n) => n.name === 'flip1'), 'the node stays live');
+      now += 60_000; // the budget refills: the labels it sends now are stored
+      await nodes.heartbeat({ name: 'flip1', addr: '127.0.0.1:2222', labels: { team: 'last' }, state: 'stale' }, `Bearer ${r.credential}`, '127.0.0.9', never);
+      assert.deepEqual((await rt.store.items.get<{ labels: Record<string, string> }>('node', 'flip1'))!.value.labels, { team: 'last' });
+    } finally {
+      rt.store.items.put = put;
     }
   });
 

@@ -3,7 +3,7 @@
  * runNodeAgent until SIGINT/SIGTERM.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../../../errors.js';
 import { isNodeName } from '../../../api/schema.js';
@@ -130,15 +130,42 @@ export function nodeStartOptions(f: NodeStartFlags, deps: Pick<Deps, 'cwd' | 'en
   };
 }
 
-/** Reads --ca-file: one or more PEM certificates. @throws UsageError naming the file and what it must hold */
+/** Largest --ca-file read (Debian's whole ca-certificates.crt is about 220 KB). */
+export const MAX_CA_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Reads --ca-file: one or more PEM certificates (a regular file of at most
+ * MAX_CA_FILE_BYTES, opened non-blocking and read through one fd so a FIFO,
+ * a device or a growing file is never waited for or read without end; PEM blocks found in one linear pass).
+ * @throws UsageError naming the file and what it must hold
+ */
 export function readCaFile(file: string): { file: string; pem: string } {
+  const refuse = (why: string) =>
+    new UsageError('USAGE_NODE_FLAG', `--ca-file=${file}: ${why}`, {
+      hint: "give a PEM file with the CA certificate that signed the proxy's HTTPS certificate (for a self-signed proxy, its certificate itself)",
+    });
   let pem: string;
+  let fd: number | undefined;
   try {
-    pem = readFileSync(file, 'utf8');
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer; fstat then refuses it.
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw refuse('is a directory, not a file');
+    if (!st.isFile()) throw refuse('is not a regular file');
+    const buf = Buffer.alloc(MAX_CA_FILE_BYTES + 1);
+    let got = 0;
+    for (let n = 1; n > 0 && got < buf.length; got += n) n = readSync(fd, buf, got, buf.length - got, null);
+    if (got > MAX_CA_FILE_BYTES) throw refuse('is larger than 1 MiB (a CA bundle is some 200 KB)');
+    pem = buf.subarray(0, got).toString('utf8');
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError('USAGE_NODE_FLAG', `--ca-file=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { hint: "give the path of a PEM file with the CA certificate that signed the proxy's HTTPS certificate" });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  // A private key has no business in the file the agent reads for trust (e.g. a cert+key bundle made for a server).
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(pem)) throw refuse('holds a private key: a CA file holds certificates only (keep the key where it is used)');
+  const blocks = pemCertificates(pem);
   const bad = blocks.findIndex((b) => {
     try {
       new X509Certificate(b);
@@ -148,11 +175,23 @@ export function readCaFile(file: string): { file: string; pem: string } {
     }
   });
   if (blocks.length === 0 || bad >= 0) {
-    throw new UsageError('USAGE_NODE_FLAG', `--ca-file=${file}: ${blocks.length === 0 ? 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)' : `certificate ${bad + 1} in it is not a valid X.509 certificate`}`, {
-      hint: "give a PEM file with the CA certificate that signed the proxy's HTTPS certificate (for a self-signed proxy, its certificate itself)",
-    });
+    throw refuse(blocks.length === 0 ? 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)' : `certificate ${bad + 1} in it is not a valid X.509 certificate`);
   }
   return { file, pem };
+}
+
+/** The `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` blocks of `text`, in one pass (a BEGIN with no END ends the scan). */
+function pemCertificates(text: string): string[] {
+  const BEGIN = '-----BEGIN CERTIFICATE-----';
+  const END = '-----END CERTIFICATE-----';
+  const out: string[] = [];
+  for (let at = text.indexOf(BEGIN); at >= 0; ) {
+    const end = text.indexOf(END, at + BEGIN.length);
+    if (end < 0) break;
+    out.push(text.slice(at, end + END.length));
+    at = text.indexOf(BEGIN, end + END.length);
+  }
+  return out;
 }
 
 /** Runs the agent until SIGINT/SIGTERM. */
