@@ -75,6 +75,13 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
       ...(sea.exe ? [{ what: '`tsh proxy ssh` until the node\'s SSH banner (single executable)', cmd: sea.exe, args: proxyArgs, until: /^SSH-2\.0-/m }] : []),
       { what: '`tsh proxy ssh` on the TLS route (web port, mutual TLS) until the node\'s SSH banner (bin/tsh)', cmd: process.execPath, args: [tsh, ...proxyArgs], until: /^SSH-2\.0-/m, env: tlsUser.env },
       ...(sea.exe ? [{ what: '`tsh proxy ssh` on the TLS route until the node\'s SSH banner (single executable)', cmd: sea.exe, args: proxyArgs, until: /^SSH-2\.0-/m, env: tlsUser.env }] : []),
+      // Node 20 parses NODE_EXTRA_CA_CERTS when crypto starts (every tsh run), not in `node -e 0`: the same two without it.
+      ...(env['NODE_EXTRA_CA_CERTS'] !== undefined
+        ? [
+            { what: '`node -e 0`, NODE_EXTRA_CA_CERTS unset', cmd: process.execPath, args: ['-e', '0'], env: withoutExtraCa(env) },
+            { what: '`tsh proxy ssh` on the TLS route until the node\'s SSH banner (bin/tsh, NODE_EXTRA_CA_CERTS unset)', cmd: process.execPath, args: [tsh, ...proxyArgs], until: /^SSH-2\.0-/m, env: withoutExtraCa(tlsUser.env) },
+          ]
+        : []),
     ];
     const times = commands.map(() => [] as number[]);
     // Warm-up: page cache, the cluster's and sshd's first connection.
@@ -97,6 +104,12 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
     await cluster.stop();
     tmp.cleanup();
   }
+}
+
+function withoutExtraCa(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const e = { ...env };
+  delete e['NODE_EXTRA_CA_CERTS'];
+  return e;
 }
 
 /**
@@ -130,7 +143,7 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, until?: RegE
 }
 
 /** This machine's single-executable tsh, built (or found up to date) by build-bin, if pkg.config.json has a target for it. */
-async function seaTsh(): Promise<{ exe?: string; note?: string }> {
+export async function seaTsh(): Promise<{ exe?: string; note?: string }> {
   const target = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
   const config = JSON.parse(readFileSync(join(REPO, 'pkg.config.json'), 'utf8')) as { targets: Record<string, { suffix?: string }> };
   if (!config.targets[target]) return { note: `no ${target} target in pkg.config.json: single-executable rows left out` };
@@ -218,6 +231,10 @@ export function formatStartupBench(r: StartupResult): string {
     'the commands that use them: V8 pre-parses every byte of a file it loads, and they were 1.7 MB of the 2.2 MB tsh',
     'bundle. The `tsh proxy ssh` set-up is tsh\'s start, its SSH handshake with the proxy (user certificate), and the',
     'node channel up to the node\'s banner: what every `ssh node1` waits for before its own handshake.',
+    'The single executable carries V8\'s code cache of its script for its own platform (build-bin.mjs codeCacheFor). Node 20',
+    '(bin/tsh) reads and parses NODE_EXTRA_CA_CERTS when crypto starts, so every tsh run pays for it and `node -e 0` does not;',
+    'the rows marked "unset" show the figure without it. Node 22 (the single executable) parses it at the first TLS context, which',
+    'the TLS route makes: both pay it on that path (measured here: +30-50 ms CPU per run for the system bundle).',
     `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores): other work on the machine moves these figures.`,
   );
   if (r.seaNote) lines.push('', r.seaNote);
