@@ -96,7 +96,7 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
       baseline: rows[0]!,
       rows: rows.slice(1).filter((r) => !r.proxy),
       proxySetup: rows.filter((r) => r.proxy),
-      modules: await auditModules(env, proxyArgs),
+      modules: await auditModules(env, proxyArgs, tlsUser.env),
       load: [load0, load1],
       ...(sea.note ? { seaNote: sea.note } : {}),
     };
@@ -158,7 +158,7 @@ export async function seaTsh(): Promise<{ exe?: string; note?: string }> {
  * (`__esm` for lazily imported ES modules, `__commonJS` for CommonJS ones)
  * record their first call. Modules outside any wrapper run at load.
  */
-async function auditModules(env: NodeJS.ProcessEnv, proxyArgs: string[]): Promise<StartupResult['modules']> {
+async function auditModules(env: NodeJS.ProcessEnv, proxyArgs: string[], tlsEnv: NodeJS.ProcessEnv): Promise<StartupResult['modules']> {
   // A plain .mjs build script (no types): imported by a computed name so tsc does not look for declarations.
   const bundleScript = '../scripts/build-bundle.mjs';
   const { bundleOptions } = (await import(bundleScript)) as { bundleOptions: (n: string, o: object) => object };
@@ -185,16 +185,22 @@ ${hook}`,
     );
     writeFileSync(file, text);
     const out: StartupResult['modules'] = [];
-    for (const args of [['version'], ['status'], proxyArgs]) {
+    const runs: Array<{ args: string[]; env: NodeJS.ProcessEnv; label?: string }> = [
+      { args: ['version'], env },
+      { args: ['status'], env },
+      { args: proxyArgs, env, label: 'tsh proxy ssh (SSH port)' },
+      { args: proxyArgs, env: tlsEnv, label: 'tsh proxy ssh (TLS route)' },
+    ];
+    for (const { args, env: runEnv, label } of runs) {
       rmSync(seen, { force: true });
       // proxy ssh is stopped after its set-up (stdin closed); the exit hook still writes what ran.
-      await run(process.execPath, ['-e', `require(${JSON.stringify(file)}).main(${JSON.stringify(args)})`], { env, timeoutMs: 30_000 });
+      await run(process.execPath, ['-e', `require(${JSON.stringify(file)}).main(${JSON.stringify(args)})`], { env: runEnv, timeoutMs: 30_000 });
       if (!existsSync(seen)) throw new Error(`the instrumented tsh ${args[0]} wrote no module list`);
       const all = [...inline, ...(JSON.parse(readFileSync(seen, 'utf8')) as string[])];
       const chunks = all.map((k) => /^vendor-chunk:([^/]+)/.exec(k)?.[1]).filter((c): c is string => Boolean(c));
       const bytes = all.reduce((a, k) => a + (inputs[k]?.bytesInOutput ?? 0), 0) + [...new Set(chunks)].reduce((a, c) => a + statSync(join(REPO, 'dist', 'vendor', `${c}.cjs`)).size, 0);
       const packages = [...new Set(all.map((k) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(k)?.[1] ?? (/^vendor-chunk:([^/]+)/.exec(k)?.[1] ? `vendor chunk ${/^vendor-chunk:([^/]+)/.exec(k)![1]}` : '')).filter(Boolean))];
-      out.push({ command: `tsh ${args.slice(0, 2).join(' ')}`, count: all.length, kib: bytes / 1024, packages: packages.sort() });
+      out.push({ command: label ?? `tsh ${args.slice(0, 2).join(' ')}`, count: all.length, kib: bytes / 1024, packages: packages.sort() });
     }
     return out;
   } finally {
