@@ -11,12 +11,13 @@
  */
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startProxyCluster } from '../test/helpers/proxy-cluster.js';
 import { startSshd } from '../test/helpers/sshd.js';
 import { fakeLogin } from '../test/helpers/tsh-home.js';
-import { requireTool, tempDir } from '../test/helpers/tools.js';
+import { REPO, requireTool, tempDir } from '../test/helpers/tools.js';
+import { seaTsh } from './startup.js';
 
 export interface ProxyBenchResult {
   bytes: number;
@@ -30,6 +31,12 @@ export interface ProxyBenchResult {
   /** The TLS route on the web port (generated config, profile with TLS routing): the same ssh through `tsh proxy ssh` over mutual TLS. */
   tlsMBps: number[];
   tlsSetupMs: number[];
+  /** The TLS route with the linux single executable as the ProxyCommand (what release users run); empty when this machine has no target for it. */
+  tlsSeaSetupMs: number[];
+  /** The TLS route (bin/tsh) with NODE_EXTRA_CA_CERTS unset; empty when the environment does not set it. */
+  tlsNoExtraCaSetupMs: number[];
+  /** Why tlsSeaSetupMs is empty, when it is. */
+  seaNote?: string;
   /** ssh straight to the node's sshd: the limit. */
   directMBps: number[];
   directSetupMs: number[];
@@ -56,6 +63,12 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
   try {
     const user = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home'), username: 'root', roles: ['user'] });
     const tlsUser = await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home-tls'), username: 'root', roles: ['user'], tlsRouting: true });
+    // Set-up only, not with recording: the same TLS route with the single executable as the ProxyCommand, and bin/tsh without NODE_EXTRA_CA_CERTS.
+    const sea = opts.recording ? {} : await seaTsh();
+    const seaUser = sea.exe ? await fakeLogin({ config: cluster.config, home: join(tmp.dir, 'home-sea'), username: 'root', roles: ['user'], tlsRouting: true, selfCommand: [sea.exe] }) : undefined;
+    const noCaEnv = { ...tlsUser.env };
+    delete noCaEnv['NODE_EXTRA_CA_CERTS'];
+    const withNoCa = !opts.recording && tlsUser.env['NODE_EXTRA_CA_CERTS'] !== undefined;
     const key = user.paths.privateKey(user.profile.name, user.profile.username);
     const baseline = join(tmp.dir, 'proxyjump_config');
     writeFileSync(
@@ -89,6 +102,7 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     const viaJump = ['-F', baseline, 'node1'];
     const viaTls = ['-F', tlsUser.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'];
     const viaDirect = ['-F', baseline, 'direct'];
+    const viaSea = seaUser ? ['-F', seaUser.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'] : undefined;
     const viaDashJ = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', '-J', `root@localhost:${cluster.sshPort}`, 'root@node1'];
     const timed = async (args: string[], shellPipe?: string, envOf: NodeJS.ProcessEnv = env): Promise<number> => {
       const t0 = process.hrtime.bigint();
@@ -111,6 +125,8 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     await timed([...viaDashJ, 'true']);
     await timed([...viaTls, 'true'], undefined, tlsUser.env);
     await timed([...viaDirect, 'true']);
+    if (viaSea) await timed([...viaSea, 'true'], undefined, seaUser!.env);
+    if (withNoCa) await timed([...viaTls, 'true'], undefined, noCaEnv);
     const r: ProxyBenchResult = {
       bytes,
       proxyMBps: [],
@@ -121,6 +137,9 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
       dashJSetupMs: [],
       tlsMBps: [],
       tlsSetupMs: [],
+      tlsSeaSetupMs: [],
+      tlsNoExtraCaSetupMs: [],
+      ...(sea.note ? { seaNote: sea.note } : {}),
       directMBps: [],
       directSetupMs: [],
       load: [loadavg()[0]!, 0],
@@ -131,6 +150,8 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
       r.jumpSetupMs.push(await timed([...viaJump, 'true']));
       r.dashJSetupMs.push(await timed([...viaDashJ, 'true']));
       r.tlsSetupMs.push(await tls(['true']));
+      if (viaSea) r.tlsSeaSetupMs.push(await timed([...viaSea, 'true'], undefined, seaUser!.env));
+      if (withNoCa) r.tlsNoExtraCaSetupMs.push(await timed([...viaTls, 'true'], undefined, noCaEnv));
       r.directSetupMs.push(await timed([...viaDirect, 'true']));
     }
     const source = `head -c ${bytes} /dev/zero`;
@@ -213,6 +234,15 @@ export function formatTlsRoutingBench(r: ProxyBenchResult): string {
     `| 1 GiB \`cat > /dev/null\`, MB/s (median of ${r.tlsMBps.length}; runs) | ${f(tls)} (${r.tlsMBps.map(f).join(', ')}) | ${f(jump)} (${r.jumpMBps.map(f).join(', ')}) | ${f(direct)} (${r.directMBps.map(f).join(', ')}) | ${(tls / jump).toFixed(2)}x | ${(tls / direct).toFixed(2)}x | >= 1.3x ProxyJump: ${tls / jump >= 1.3 ? 'meets' : 'MISSES'}; >= 0.8x direct: ${tls / direct >= 0.8 ? 'meets' : 'MISSES'} |`,
     `| \`ssh node1 true\`, ms (median of ${r.tlsSetupMs.length}) | ${f(median(r.tlsSetupMs))} | ${f(median(r.jumpSetupMs))} | ${f(median(r.directSetupMs))} | ${su.toFixed(2)}x | ${(median(r.tlsSetupMs) / median(r.directSetupMs)).toFixed(2)}x | <= 0.8x ProxyJump: ${su <= 0.8 ? 'meets' : 'MISSES'} |`,
     '',
+    ...(r.tlsSeaSetupMs.length
+      ? [`\`ssh node1 true\` on the TLS route with the linux single executable as the ProxyCommand (what a release user runs; Node ${SEA_NODE}): ${f(median(r.tlsSeaSetupMs))} ms, ${(median(r.tlsSeaSetupMs) / median(r.jumpSetupMs)).toFixed(2)}x ProxyJump (same run, alternating).`]
+      : r.seaNote ? [r.seaNote] : []),
+    ...(r.tlsNoExtraCaSetupMs.length
+      ? [`The same with NODE_EXTRA_CA_CERTS unset (this machine sets it to the whole system bundle, which Node parses in every tsh run on the TLS route: Node 20 when crypto starts, Node 22 at the first TLS context): ${f(median(r.tlsNoExtraCaSetupMs))} ms, ${(median(r.tlsNoExtraCaSetupMs) / median(r.jumpSetupMs)).toFixed(2)}x ProxyJump.`]
+      : []),
     `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores).`,
   ].join('\n');
 }
+
+/** The Node version inside the single executables (pkg.config.json). */
+const SEA_NODE = (JSON.parse(readFileSync(join(REPO, 'pkg.config.json'), 'utf8')) as { nodeVersion: string }).nodeVersion;

@@ -75,6 +75,13 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
       ...(sea.exe ? [{ what: '`tsh proxy ssh` until the node\'s SSH banner (single executable)', cmd: sea.exe, args: proxyArgs, until: /^SSH-2\.0-/m }] : []),
       { what: '`tsh proxy ssh` on the TLS route (web port, mutual TLS) until the node\'s SSH banner (bin/tsh)', cmd: process.execPath, args: [tsh, ...proxyArgs], until: /^SSH-2\.0-/m, env: tlsUser.env },
       ...(sea.exe ? [{ what: '`tsh proxy ssh` on the TLS route until the node\'s SSH banner (single executable)', cmd: sea.exe, args: proxyArgs, until: /^SSH-2\.0-/m, env: tlsUser.env }] : []),
+      // Node 20 parses NODE_EXTRA_CA_CERTS when crypto starts (every tsh run), not in `node -e 0`: the same two without it.
+      ...(env['NODE_EXTRA_CA_CERTS'] !== undefined
+        ? [
+            { what: '`node -e 0`, NODE_EXTRA_CA_CERTS unset', cmd: process.execPath, args: ['-e', '0'], env: withoutExtraCa(env) },
+            { what: '`tsh proxy ssh` on the TLS route until the node\'s SSH banner (bin/tsh, NODE_EXTRA_CA_CERTS unset)', cmd: process.execPath, args: [tsh, ...proxyArgs], until: /^SSH-2\.0-/m, env: withoutExtraCa(tlsUser.env) },
+          ]
+        : []),
     ];
     const times = commands.map(() => [] as number[]);
     // Warm-up: page cache, the cluster's and sshd's first connection.
@@ -89,7 +96,7 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
       baseline: rows[0]!,
       rows: rows.slice(1).filter((r) => !r.proxy),
       proxySetup: rows.filter((r) => r.proxy),
-      modules: await auditModules(env, proxyArgs),
+      modules: await auditModules(env, proxyArgs, tlsUser.env),
       load: [load0, load1],
       ...(sea.note ? { seaNote: sea.note } : {}),
     };
@@ -97,6 +104,12 @@ export async function benchStartup(opts: { runs?: number } = {}): Promise<Startu
     await cluster.stop();
     tmp.cleanup();
   }
+}
+
+function withoutExtraCa(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const e = { ...env };
+  delete e['NODE_EXTRA_CA_CERTS'];
+  return e;
 }
 
 /**
@@ -130,7 +143,7 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, until?: RegE
 }
 
 /** This machine's single-executable tsh, built (or found up to date) by build-bin, if pkg.config.json has a target for it. */
-async function seaTsh(): Promise<{ exe?: string; note?: string }> {
+export async function seaTsh(): Promise<{ exe?: string; note?: string }> {
   const target = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
   const config = JSON.parse(readFileSync(join(REPO, 'pkg.config.json'), 'utf8')) as { targets: Record<string, { suffix?: string }> };
   if (!config.targets[target]) return { note: `no ${target} target in pkg.config.json: single-executable rows left out` };
@@ -145,7 +158,7 @@ async function seaTsh(): Promise<{ exe?: string; note?: string }> {
  * (`__esm` for lazily imported ES modules, `__commonJS` for CommonJS ones)
  * record their first call. Modules outside any wrapper run at load.
  */
-async function auditModules(env: NodeJS.ProcessEnv, proxyArgs: string[]): Promise<StartupResult['modules']> {
+async function auditModules(env: NodeJS.ProcessEnv, proxyArgs: string[], tlsEnv: NodeJS.ProcessEnv): Promise<StartupResult['modules']> {
   // A plain .mjs build script (no types): imported by a computed name so tsc does not look for declarations.
   const bundleScript = '../scripts/build-bundle.mjs';
   const { bundleOptions } = (await import(bundleScript)) as { bundleOptions: (n: string, o: object) => object };
@@ -172,16 +185,22 @@ ${hook}`,
     );
     writeFileSync(file, text);
     const out: StartupResult['modules'] = [];
-    for (const args of [['version'], ['status'], proxyArgs]) {
+    const runs: Array<{ args: string[]; env: NodeJS.ProcessEnv; label?: string }> = [
+      { args: ['version'], env },
+      { args: ['status'], env },
+      { args: proxyArgs, env, label: 'tsh proxy ssh (SSH port)' },
+      { args: proxyArgs, env: tlsEnv, label: 'tsh proxy ssh (TLS route)' },
+    ];
+    for (const { args, env: runEnv, label } of runs) {
       rmSync(seen, { force: true });
       // proxy ssh is stopped after its set-up (stdin closed); the exit hook still writes what ran.
-      await run(process.execPath, ['-e', `require(${JSON.stringify(file)}).main(${JSON.stringify(args)})`], { env, timeoutMs: 30_000 });
+      await run(process.execPath, ['-e', `require(${JSON.stringify(file)}).main(${JSON.stringify(args)})`], { env: runEnv, timeoutMs: 30_000 });
       if (!existsSync(seen)) throw new Error(`the instrumented tsh ${args[0]} wrote no module list`);
       const all = [...inline, ...(JSON.parse(readFileSync(seen, 'utf8')) as string[])];
       const chunks = all.map((k) => /^vendor-chunk:([^/]+)/.exec(k)?.[1]).filter((c): c is string => Boolean(c));
       const bytes = all.reduce((a, k) => a + (inputs[k]?.bytesInOutput ?? 0), 0) + [...new Set(chunks)].reduce((a, c) => a + statSync(join(REPO, 'dist', 'vendor', `${c}.cjs`)).size, 0);
       const packages = [...new Set(all.map((k) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(k)?.[1] ?? (/^vendor-chunk:([^/]+)/.exec(k)?.[1] ? `vendor chunk ${/^vendor-chunk:([^/]+)/.exec(k)![1]}` : '')).filter(Boolean))];
-      out.push({ command: `tsh ${args.slice(0, 2).join(' ')}`, count: all.length, kib: bytes / 1024, packages: packages.sort() });
+      out.push({ command: label ?? `tsh ${args.slice(0, 2).join(' ')}`, count: all.length, kib: bytes / 1024, packages: packages.sort() });
     }
     return out;
   } finally {
@@ -218,6 +237,10 @@ export function formatStartupBench(r: StartupResult): string {
     'the commands that use them: V8 pre-parses every byte of a file it loads, and they were 1.7 MB of the 2.2 MB tsh',
     'bundle. The `tsh proxy ssh` set-up is tsh\'s start, its SSH handshake with the proxy (user certificate), and the',
     'node channel up to the node\'s banner: what every `ssh node1` waits for before its own handshake.',
+    'The single executable carries V8\'s code cache of its script for its own platform (build-bin.mjs codeCacheFor). Node 20',
+    '(bin/tsh) reads and parses NODE_EXTRA_CA_CERTS when crypto starts, so every tsh run pays for it and `node -e 0` does not;',
+    'the rows marked "unset" show the figure without it. Node 22 (the single executable) parses it at the first TLS context, which',
+    'the TLS route makes: both pay it on that path (measured here: +30-50 ms CPU per run for the system bundle).',
     `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores): other work on the machine moves these figures.`,
   );
   if (r.seaNote) lines.push('', r.seaNote);

@@ -94,7 +94,7 @@ async function main(argv) {
       const seaConfig = join(dir, `${program}.sea.json`);
       writeFileSync(
         seaConfig,
-        JSON.stringify({ main: join(seaDir, `${program}.cjs`), output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, assets }, null, 2),
+        JSON.stringify({ main: join(seaDir, `${program}.cjs`), output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: codeCacheFor(plan.name), assets }, null, 2),
       );
       execFileSync(builder, ['--experimental-sea-config', seaConfig], { stdio: 'pipe' });
       const out = join(REPO, config.out, plan.name, `${program}${plan.target.suffix ?? ''}`);
@@ -130,6 +130,19 @@ async function main(argv) {
 
   report({ config, jobs, gaps, sums, phases: phase.list, seconds: (Date.now() - started) / 1000 });
   return gaps.length > 0 && opts.strict ? 1 : 0;
+}
+
+/**
+ * Whether a target's blob carries V8's code cache of the main script
+ * (`useCodeCache`): only for this machine's own target, whose blob the
+ * target's own Node makes. Node's docs (single-executable-applications.md)
+ * require it off for a blob made for another platform: the cache only loads
+ * on the platform that compiled it, and such an executable "might crash on
+ * startup". It holds the main script's eagerly compiled code (the top level),
+ * not what runs later. Measured for linux-x64 in BENCHMARKS.md "tsh start-up".
+ */
+export function codeCacheFor(target) {
+  return target === `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
 }
 
 function parseArgs(argv, config) {

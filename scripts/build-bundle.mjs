@@ -20,7 +20,7 @@ export const PROGRAMS = ['tsh', 'tctl', 'jumpgate'];
  * ssh2 objects the client and server then use).
  */
 export const VENDOR = {
-  ssh2: ['ssh2', 'ssh2/lib/protocol/crypto.js', 'ssh2/lib/protocol/constants.js'],
+  ssh2: ['ssh2', 'ssh2/lib/protocol/crypto.js', 'ssh2/lib/protocol/constants.js', 'ssh2/lib/protocol/utils.js'],
   undici: ['undici'],
   'node-forge': ['node-forge'],
   // The postgres storage backend (jumpgate, tctl): loaded only when storage.type is postgres.

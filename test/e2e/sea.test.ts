@@ -32,6 +32,8 @@ import { REPO, requireTool, run, tempDir, type RunResult } from '../helpers/tool
 import { requireKeyringTools } from '../client/keyring-session.js';
 
 const BIN = join(REPO, 'dist', 'bin');
+/** Node's SeaFlags (src/node_sea.h): the blob's second uint32 (after the magic 0x143da20). */
+const SEA_FLAG_USE_CODE_CACHE = 1 << 2;
 const exe = (program: 'tsh' | 'tctl' | 'jumpgate') => join(BIN, 'linux-x64', program);
 const pkgConfig = JSON.parse(readFileSync(join(REPO, 'pkg.config.json'), 'utf8')) as {
   targets: Record<string, { node: string; keyring: string; format: string; arch: string; suffix?: string }>;
@@ -139,6 +141,9 @@ describe('single executables (npm run build:bin): the linux-x64 programs without
       assert.equal(h.signed, false, `${file}: no stale code signature`);
       const sha = /^([0-9a-f]{64}) {2}/.exec(sums.split('\n').find((l) => l.endsWith(`  ${file}`)) ?? '')?.[1];
       assert.equal(sha, sha256(b), `${file}: SHA256SUMS`);
+      // V8's code cache (useCodeCache) only in this machine's own target's blob: Node's docs forbid it across platforms (build-bin.mjs codeCacheFor).
+      const flags = readFileSync(join(REPO, 'dist', 'sea', target, 'tsh.blob')).readUInt32LE(4);
+      assert.equal((flags & SEA_FLAG_USE_CODE_CACHE) !== 0, target === 'linux-x64', `${file}: blob flags ${flags.toString(2)}`);
       seen.push(target);
     }
     assert.ok(seen.includes('linux-x64') && seen.includes('win-x64') && seen.some((t) => t.startsWith('darwin-')), `built: ${seen.join(', ')}`);

@@ -4,7 +4,8 @@
  * CONNECT to the SSH proxy port, so only the web port is reachable. tsh
  * login, tsh ls, tsh ssh, plain ssh and scp (5 MB both ways, checksums) all
  * go through the web port, which squid's access.log confirms. Then the
- * refusals: no client certificate, a wrong ALPN, a client certificate from a
+ * refusals: no client certificate, a wrong ALPN, a node that refuses the
+ * connection (after session.start was stored), a client certificate from a
  * CA rotated out beyond its grace period; and the fallbacks: a profile from
  * before TLS routing and a proxy with tls_routing off use the SSH port;
  * last, `tsh logout --revoke` through the web port only.
@@ -141,6 +142,23 @@ describe('TLS routing: SSH through the web port only', () => {
     } finally {
       writeFileSync(file, saved);
     }
+  });
+
+  // The node's dial overlaps session.start's audit write (node-access.ts relay): a node that does not answer still gets one
+  // refusal line, and the stored session.start is closed by a session.end with no bytes. Stops the node: the tests after need none.
+  test('a node that refuses the connection: NODE_UNREACHABLE through the route, session.start closed by an empty session.end', async () => {
+    await cluster.node.stop();
+    const before = new Set(cluster.audit().filter((e) => e['event'] === 'session.start').map((e) => e['session_id']));
+    const out = await tsh(['proxy', 'ssh', `--proxy=localhost:${cluster.webPort}`, `${login}@node1:22`], env, '');
+    assert.equal(out.code, 1, out.stderr);
+    assert.match(out.stderr, /cannot reach node1: connection refused/);
+    assert.equal(out.stdout, '');
+    const start = cluster.audit().find((e) => e['event'] === 'session.start' && !before.has(e['session_id']));
+    assert.ok(start, 'session.start stored');
+    const end = cluster.audit().find((e) => e['event'] === 'session.end' && e['session_id'] === start['session_id']);
+    assert.ok(end, 'its session.end stored');
+    assert.equal(end['bytes_to_node'], 0);
+    assert.equal(end['bytes_from_node'], 0);
   });
 
   test('after `tctl auth rotate --type=user --grace-period=0` the old client certificate is refused with the fix', async () => {

@@ -114,6 +114,12 @@ export interface RelayClient {
   notify?(message: string): void;
   /** Called once session.start is stored, before any byte moves (the TLS route sends its "accepted" line here). */
   onStart?(): void;
+  /**
+   * The node could not be dialled (relay given the dial still under way):
+   * tell the user; `reason` is short ("connection refused"). Called instead
+   * of onStart and refuse.
+   */
+  unreachable?(reason: string): void;
 }
 
 /**
@@ -209,8 +215,8 @@ export class NodeAccess {
     return dialNode(node);
   }
 
-  /** Joins the client and the node socket and audits the session (see relay). */
-  relay(who: Who, node: NodeConfig, via: Via, client: RelayClient, sock: Socket, slot: Slot): Promise<void> {
+  /** Joins the client and the node socket (or its dial, still under way: see relay) and audits the session. */
+  relay(who: Who, node: NodeConfig, via: Via, client: RelayClient, sock: Socket | Promise<Socket>, slot: Slot): Promise<void> {
     return relay(this.rt, who, this.subjects.get(who) ?? { roles: [], serial: 0n }, node, via, client, sock, slot);
   }
 
@@ -263,11 +269,16 @@ export function dialNode(node: NodeConfig): Promise<Socket> {
  *
  * Audit order: session.start is stored before any byte moves (neither stream
  * is read until then: both buffer); refused if it cannot be (fail closed).
+ * Given the node's dial still under way (the TLS route), session.start is
+ * stored WHILE the node is dialled (a remote node's TCP handshake overlaps
+ * the audit write) and the client hears onStart once both are done; a dial
+ * that fails after session.start was stored is closed by a session.end with
+ * no bytes, and the client told through `unreachable`.
  * When the node hangs up first, session.end is stored (waiting at most
  * SESSION_END_AUDIT_WAIT_MS) before the client's stream is ended; when the
  * client goes first, it is written after. Never rejects.
  */
-async function relay(rt: ServerRuntime, who: Who, subject: { roles: string[]; serial: bigint }, node: NodeConfig, via: Via, client: RelayClient, sock: Socket, slot: Slot): Promise<void> {
+async function relay(rt: ServerRuntime, who: Who, subject: { roles: string[]; serial: bigint }, node: NodeConfig, via: Via, client: RelayClient, dialed: Socket | Promise<Socket>, slot: Slot): Promise<void> {
   const sessionId = randomUUID();
   const started = Date.now();
   let toNode = 0;
@@ -279,11 +290,15 @@ async function relay(rt: ServerRuntime, who: Who, subject: { roles: string[]; se
   const onClientClose = () => (clientGone = true);
   const onNodeClose = () => (nodeGone = true);
   chan.once('close', onClientClose);
-  sock.once('close', onNodeClose);
-  sock.on('error', (err) => rt.log.debug(`proxy: session ${sessionId}: node socket: ${err.message}`));
   chan.on('error', (err: Error) => rt.log.debug(`proxy: session ${sessionId}: client: ${err.message}`));
-  try {
-    await rt.audit.emit({
+  // Listeners go on in the same microtask as the dial's resolution: no event of the node socket is missed.
+  const dialing = Promise.resolve(dialed).then((s) => {
+    s.once('close', onNodeClose);
+    s.on('error', (err) => rt.log.debug(`proxy: session ${sessionId}: node socket: ${err.message}`));
+    return s;
+  });
+  const [stored, connected] = await Promise.allSettled([
+    rt.audit.emit({
       event: 'session.start',
       session_id: sessionId,
       user: who.user,
@@ -292,11 +307,27 @@ async function relay(rt: ServerRuntime, who: Who, subject: { roles: string[]; se
       node_addr: formatHostPort(node.addr),
       client_addr: who.clientAddr,
       via,
-    });
-  } catch (err) {
+    }),
+    dialing,
+  ]);
+  if (connected.status === 'rejected') {
+    slot.release();
+    const reason = (connected.reason as Error).message;
+    rt.log.warn(`proxy: ${who.user}: cannot reach ${node.name} (${formatHostPort(node.addr)}): ${reason}`);
+    // session.start is stored: close it (before the client hears why), so every start has its end.
+    if (stored.status === 'fulfilled') {
+      await auditOrWarn(rt, { event: 'session.end', session_id: sessionId, user: who.user, login: who.login, node: node.name, client_addr: who.clientAddr, bytes_to_node: 0, bytes_from_node: 0, duration_ms: Date.now() - started }, 'proxy');
+    } else rt.log.warn(`proxy: ${who.user}: session to ${node.name} refused: ${(stored.reason as Error).message}`);
+    if (!clientGone && client.unreachable) client.unreachable(reason);
+    else chan.end();
+    return;
+  }
+  const sock = connected.value;
+  if (stored.status === 'rejected') {
+    const err = stored.reason as Error;
     // Fail closed: no session the audit log does not hold.
     slot.release();
-    rt.log.warn(`proxy: ${who.user}: session to ${node.name} refused: ${(err as Error).message}`);
+    rt.log.warn(`proxy: ${who.user}: session to ${node.name} refused: ${err.message}`);
     sock.destroy();
     if (!clientGone) client.refuse('the proxy cannot write its audit log; the session was refused');
     else chan.end();

@@ -245,24 +245,14 @@ export class TlsRoute {
       sock.write(JSON.stringify({ ok: true }) + '\n');
       return serveRecordedSession(rt, sock, { node, user: who.user, clientAddr, clientIp: ip, via: 'tls-routing' }, { slot: route.slot, channels: access.limiter.channels(who) });
     }
-    let nodeSock: Socket;
-    try {
-      nodeSock = await access.dial(node);
-    } catch (err) {
-      route.slot.release();
-      rt.log.warn(`tls route: ${who.user}: cannot reach ${node.name} (${formatHostPort(node.addr)}): ${(err as Error).message}`);
-      return answer({ ok: false, code: 'NODE_UNREACHABLE', message: `cannot reach ${node.name}: ${(err as Error).message}`, exit: 1 });
-    }
-    if (sock.destroyed) {
-      route.slot.release();
-      return void nodeSock.destroy();
-    }
     const slot: Slot = route.slot;
+    // The dial and session.start's audit write overlap (relay); {"ok":true} once both are done.
     void access.relay(who, node, 'tls-routing', {
       stream: sock,
       onStart: () => void sock.write(JSON.stringify({ ok: true }) + '\n'),
       refuse: (message) => answer({ ok: false, code: 'AUDIT_UNAVAILABLE', message, exit: 1 }),
-    }, nodeSock, slot);
+      unreachable: (reason) => answer({ ok: false, code: 'NODE_UNREACHABLE', message: `cannot reach ${node.name}: ${reason}`, exit: 1 }),
+    }, access.dial(node), slot);
   }
 
   /** Ends every connection of the route. */
