@@ -250,5 +250,12 @@ function formatCpuTable(r: ProxyBenchResult): string[] {
     `| path | ${roles.join(' | ')} | all (incl. others started by the run) |`,
     `|---|${roles.map(() => '---|').join('')}---|`,
     ...paths.map(([name, runs]) => `| ${name} | ${roles.map((role) => cell(runs, role)).join(' | ')} | ${total(runs)} |`),
+    ...(r.cpu.tls.length && r.cpu.jump.length && r.cpu.direct.length
+      ? [
+          '',
+          `CPU per GiB of all processes, ProxyJump / TLS route: ${(Number(total(r.cpu.jump)) / Number(total(r.cpu.tls))).toFixed(2)}x; direct / TLS route: ${(Number(total(r.cpu.direct)) / Number(total(r.cpu.tls))).toFixed(2)}x. ` +
+            'The paths are CPU-bound on 2 cores, so on an idle machine the throughput ratios tend to these; under load the MB/s ratios say more about the scheduler than about the paths.',
+        ]
+      : []),
   ];
 }
