@@ -254,7 +254,7 @@ function formatCpuTable(r: ProxyBenchResult): string[] {
       ? [
           '',
           `CPU per GiB of all processes, ProxyJump / TLS route: ${(Number(total(r.cpu.jump)) / Number(total(r.cpu.tls))).toFixed(2)}x; direct / TLS route: ${(Number(total(r.cpu.direct)) / Number(total(r.cpu.tls))).toFixed(2)}x. ` +
-            'The paths are CPU-bound on 2 cores, so on an idle machine the throughput ratios tend to these; under load the MB/s ratios say more about the scheduler than about the paths.',
+            'Where the paths are CPU-bound (2 cores), throughput can at best follow these CPU ratios; under load the MB/s ratios say more about the scheduler than about the paths.',
         ]
       : []),
   ];
