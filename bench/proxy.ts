@@ -18,6 +18,7 @@ import { startSshd } from '../test/helpers/sshd.js';
 import { fakeLogin } from '../test/helpers/tsh-home.js';
 import { REPO, requireTool, tempDir } from '../test/helpers/tools.js';
 import { seaTsh } from './startup.js';
+import { trackCpu } from './proc-cpu.js';
 
 export interface ProxyBenchResult {
   bytes: number;
@@ -40,6 +41,12 @@ export interface ProxyBenchResult {
   /** ssh straight to the node's sshd: the limit. */
   directMBps: number[];
   directSetupMs: number[];
+  /**
+   * CPU seconds per GiB by process role (bench/proc-cpu.ts: jumpgate, tsh,
+   * sshd, ssh, head, cat...), one record per throughput run, for the TLS
+   * route, ProxyJump and direct paths.
+   */
+  cpu: { tls: Record<string, number>[]; jump: Record<string, number>[]; direct: Record<string, number>[] };
   /** 1-minute load average before and after: the figures are only as steady as the machine was quiet. */
   load: [number, number];
 }
@@ -104,7 +111,8 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     const viaDirect = ['-F', baseline, 'direct'];
     const viaSea = seaUser ? ['-F', seaUser.sshConfigFile, '-o', 'BatchMode=yes', 'root@node1'] : undefined;
     const viaDashJ = ['-F', user.sshConfigFile, '-o', 'BatchMode=yes', '-J', `root@localhost:${cluster.sshPort}`, 'root@node1'];
-    const timed = async (args: string[], shellPipe?: string, envOf: NodeJS.ProcessEnv = env): Promise<number> => {
+    const timed = async (args: string[], shellPipe?: string, envOf: NodeJS.ProcessEnv = env, cpuInto?: Record<string, number>[]): Promise<number> => {
+      const cpu = cpuInto ? trackCpu() : undefined;
       const t0 = process.hrtime.bigint();
       const code = await new Promise<number | null>((resolve, reject) => {
         const child = shellPipe
@@ -116,7 +124,9 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
         child.on('close', (c) => (c === 0 ? resolve(c) : reject(new Error(`ssh ${args.join(' ')} exited ${c}:\n${err}`))));
       });
       void code;
-      return Number(process.hrtime.bigint() - t0) / 1e6;
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (cpu && cpuInto) cpuInto.push(Object.fromEntries(Object.entries(cpu.stop()).map(([role, s]) => [role, s / (bytes / GIB)])));
+      return ms;
     };
     // Warm-up: page cache, sshd's first fork, Node's first start.
     await timed([...viaProxy, 'true']);
@@ -142,9 +152,10 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
       ...(sea.note ? { seaNote: sea.note } : {}),
       directMBps: [],
       directSetupMs: [],
+      cpu: { tls: [], jump: [], direct: [] },
       load: [loadavg()[0]!, 0],
     };
-    const tls = (args: string[], pipe?: string) => timed([...viaTls, ...args], pipe, tlsUser.env);
+    const tls = (args: string[], pipe?: string, cpuInto?: Record<string, number>[]) => timed([...viaTls, ...args], pipe, tlsUser.env, cpuInto);
     for (let i = 0; i < (opts.setupRuns ?? 15); i++) {
       r.proxySetupMs.push(await timed([...viaProxy, 'true']));
       r.jumpSetupMs.push(await timed([...viaJump, 'true']));
@@ -157,10 +168,10 @@ export async function benchProxy(opts: { bytes?: number; throughputRuns?: number
     const source = `head -c ${bytes} /dev/zero`;
     for (let i = 0; i < (opts.throughputRuns ?? 3); i++) {
       r.proxyMBps.push(bytes / 1e6 / ((await timed([...viaProxy, 'cat > /dev/null'], source)) / 1000));
-      r.jumpMBps.push(bytes / 1e6 / ((await timed([...viaJump, 'cat > /dev/null'], source)) / 1000));
+      r.jumpMBps.push(bytes / 1e6 / ((await timed([...viaJump, 'cat > /dev/null'], source, env, r.cpu.jump)) / 1000));
       r.dashJMBps.push(bytes / 1e6 / ((await timed([...viaDashJ, 'cat > /dev/null'], source)) / 1000));
-      r.tlsMBps.push(bytes / 1e6 / ((await tls(['cat > /dev/null'], source)) / 1000));
-      r.directMBps.push(bytes / 1e6 / ((await timed([...viaDirect, 'cat > /dev/null'], source)) / 1000));
+      r.tlsMBps.push(bytes / 1e6 / ((await tls(['cat > /dev/null'], source, r.cpu.tls)) / 1000));
+      r.directMBps.push(bytes / 1e6 / ((await timed([...viaDirect, 'cat > /dev/null'], source, env, r.cpu.direct)) / 1000));
     }
     r.load[1] = loadavg()[0]!;
     return r;
@@ -241,8 +252,39 @@ export function formatTlsRoutingBench(r: ProxyBenchResult): string {
       ? [`The same with NODE_EXTRA_CA_CERTS unset (this machine sets it to the whole system bundle, which Node parses in every tsh run on the TLS route: Node 20 when crypto starts, Node 22 at the first TLS context): ${f(median(r.tlsNoExtraCaSetupMs))} ms, ${(median(r.tlsNoExtraCaSetupMs) / median(r.jumpSetupMs)).toFixed(2)}x ProxyJump.`]
       : []),
     `1-minute load average ${r.load[0].toFixed(1)} before, ${r.load[1].toFixed(1)} after (2 cores).`,
+    '',
+    ...formatCpuTable(r),
   ].join('\n');
 }
 
 /** The Node version inside the single executables (pkg.config.json). */
 const SEA_NODE = (JSON.parse(readFileSync(join(REPO, 'pkg.config.json'), 'utf8')) as { nodeVersion: string }).nodeVersion;
+/**
+ * Where the CPU goes: median CPU seconds per GiB of each process role over
+ * the throughput runs (bench/proc-cpu.ts), per path. Empty off Linux.
+ */
+function formatCpuTable(r: ProxyBenchResult): string[] {
+  const paths: [string, Record<string, number>[]][] = [
+    ['TLS route', r.cpu.tls],
+    ['ProxyJump', r.cpu.jump],
+    ['direct', r.cpu.direct],
+  ];
+  const roles = ['jumpgate', 'tsh', 'ssh', 'sshd', 'head', 'cat'];
+  if (paths.every(([, runs]) => runs.length === 0)) return [];
+  const cell = (runs: Record<string, number>[], role: string) => (runs.some((x) => x[role] !== undefined) ? median(runs.map((x) => x[role] ?? 0)).toFixed(2) : '-');
+  const total = (runs: Record<string, number>[]) => median(runs.map((x) => Object.values(x).reduce((a, b) => a + b, 0))).toFixed(2);
+  return [
+    'CPU seconds per GiB by process (utime + stime from /proc, median of the runs; ssh and sshd add up both hops where there are two):',
+    '',
+    `| path | ${roles.join(' | ')} | all (incl. others started by the run) |`,
+    `|---|${roles.map(() => '---|').join('')}---|`,
+    ...paths.map(([name, runs]) => `| ${name} | ${roles.map((role) => cell(runs, role)).join(' | ')} | ${total(runs)} |`),
+    ...(r.cpu.tls.length && r.cpu.jump.length && r.cpu.direct.length
+      ? [
+          '',
+          `CPU per GiB of all processes, ProxyJump / TLS route: ${(Number(total(r.cpu.jump)) / Number(total(r.cpu.tls))).toFixed(2)}x; direct / TLS route: ${(Number(total(r.cpu.direct)) / Number(total(r.cpu.tls))).toFixed(2)}x. ` +
+            'Where the paths are CPU-bound (2 cores), throughput can at best follow these CPU ratios; under load the MB/s ratios say more about the scheduler than about the paths.',
+        ]
+      : []),
+  ];
+}
