@@ -114,6 +114,8 @@ export class NodeService {
    * insertion order and deletes in O(1) (a node that hangs up).
    */
   private held = new Set<HeldHeartbeat>();
+  /** The held heartbeat of each node (lower-case name): at most one per node (heartbeat). */
+  private heldByNode = new Map<string, HeldHeartbeat>();
   private timer: NodeJS.Timeout;
   private krlTimer: NodeJS.Timeout | undefined;
   /** Lower-case name → last heartbeat (ms) this proxy took: stored as this proxy's node_heartbeat batch. */
@@ -345,8 +347,6 @@ export class NodeService {
       }
     }
     const updated: JoinedNode = { ...node, addr: formatHostPort(addr), labels, last_heartbeat: now };
-    // Liveness needs no fsync per heartbeat: this proxy keeps it in memory, the store gets it once the stored one
-    // is half a TTL old (or when anything else changed), which other proxies see within a second (watch item:node).
     // Liveness needs no store write per heartbeat: this proxy keeps it in memory and stores every node it heard as
     // ONE node_heartbeat item every HEARTBEAT_FLUSH (other proxies and tctl merge it: inventory.ts readJoinedNodes).
     // The node item itself is written only when what it says changed (address, labels, a retired credential).
@@ -362,11 +362,23 @@ export class NodeService {
       this.deps.inventory.noteHeartbeat(moved ? { ...node, last_heartbeat: now } : updated);
     }
     if (req.state === this.trust.state) {
+      const key = node.name.toLowerCase();
+      // One held heartbeat per node: a second one (a restarted agent, or a stolen credential opening many) answers
+      // the one before at once, so a node holds at most one connection here however many it opens.
+      const before = this.heldByNode.get(key);
+      if (before && this.held.delete(before)) before.wake();
       await new Promise<void>((resolve) => {
-        const h: HeldHeartbeat = { deadline: now + this.heartbeatIntervalSeconds * 1000, wake: resolve };
+        const h: HeldHeartbeat = {
+          deadline: now + this.heartbeatIntervalSeconds * 1000,
+          wake: () => {
+            if (this.heldByNode.get(key) === h) this.heldByNode.delete(key);
+            resolve();
+          },
+        };
         this.held.add(h);
+        this.heldByNode.set(key, h);
         onClose(() => {
-          if (this.held.delete(h)) resolve();
+          if (this.held.delete(h)) h.wake();
         });
       });
     }

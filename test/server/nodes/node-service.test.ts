@@ -208,6 +208,22 @@ describe('node API: tokens, names, credentials, inventory', () => {
     assert.equal(last.user_ca?.length, 1, 'the new CA keys are in the answer');
   });
 
+  test('one held heartbeat per node: a second one (a restarted agent, a stolen credential opening many) answers the one before at once', async () => {
+    const t = await token();
+    const r = await join_(t, 'one1');
+    const releases: Array<() => void> = [];
+    const held0 = nodes.heldCount;
+    let answered = 0;
+    const beats = Array.from({ length: 50 }, () =>
+      nodes.heartbeat({ name: 'one1', addr: '127.0.0.1:2222', labels: {}, state: r.state }, `Bearer ${r.credential}`, '127.0.0.9', (release) => void releases.push(release)).finally(() => answered++),
+    );
+    await waitFor(() => answered === 49, 'all but the newest heartbeat answered at once');
+    assert.equal(nodes.heldCount, held0 + 1, 'the node holds one heartbeat here, not 50');
+    releases[49]!(); // the connection of the newest goes away
+    await beats[49];
+    assert.equal(nodes.heldCount, held0);
+  });
+
   test('the heartbeat interval is a third of the TTL up to MAX_HEARTBEAT_HOLD_SECONDS (longer than the HTTPS requestTimeout)', () => {
     const ttl = rt.config.nodeAgent.heartbeatTtlSeconds;
     try {
