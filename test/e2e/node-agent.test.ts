@@ -255,4 +255,20 @@ describe('jumpgate node start: join, heartbeats, renewal, CA rotation (real sshd
       squidDir.cleanup();
     }
   });
+  test('removed with tctl nodes rm: restarted without a token it names credential.json to remove; with a new token (same data dir) it joins again and is online', async () => {
+    await agent?.stop();
+    const rm = await runProgram('tctl', ['--config', cluster.configFile, 'nodes', 'rm', 'agent1']);
+    assert.equal(rm.code, 0, rm.stderr);
+    agent = startAgent([]);
+    assert.notEqual(await agent.exited, 0, 'a refused saved credential without a token ends the agent');
+    assert.match(agent.err(), /NODE_CREDENTIAL_REFUSED/);
+    assert.match(agent.err(), /remove .*credential\.json .*--token=TOKEN/);
+    const t = await runProgram('tctl', ['--config', cluster.configFile, 'tokens', 'add', '--type=node', '--labels=env=test', '--ttl=10m', '--format=json']);
+    agent = startAgent([`--token=${(JSON.parse(t.stdout) as { token: string }).token}`]);
+    await eventually('agent1 online again in tctl nodes ls after joining again', 15_000, async () => {
+      const r = await runProgram('tctl', ['--config', cluster.configFile, 'nodes', 'ls', '--format=json']);
+      return (JSON.parse(r.stdout) as Array<{ name: string; status?: string }>).some((x) => x.name === 'agent1' && x.status === 'online');
+    });
+    assert.match(agent.err(), /refused the credential in .*credential\.json .*joining with the given token/);
+  });
 });

@@ -147,6 +147,9 @@ class NodeAgent {
     ensurePrivateDir(this.opts.dataDir);
     this.hostKey = this.loadOrMakeHostKey();
     const saved = this.loadCredential();
+    // A saved credential that the proxy refuses (the node was removed with `tctl nodes rm`) is replaced by joining with
+    // --token when one is given, once; without a token the refusal names the file to remove.
+    let tokenLeft = saved !== undefined && this.opts.token !== undefined;
     if (saved) {
       this.cred = saved;
       this.cert = parseCertificateLine(readFileSync(this.path('hostCert'), 'utf8')).cert;
@@ -164,6 +167,15 @@ class NodeAgent {
         await this.heartbeat();
       } catch (err) {
         if (this.deps.signal.aborted) break;
+        if (err instanceof NodeRefusedError && err.serverCode === 'NODE_CREDENTIAL_REFUSED' && saved) {
+          if (tokenLeft) {
+            tokenLeft = false;
+            this.deps.log(`node ${this.opts.name}: the proxy refused the credential in ${this.path('credential')} (was the node removed with \`tctl nodes rm\`?); joining with the given token`);
+            await this.join(this.opts.token!);
+            continue;
+          }
+          throw new NodeRefusedError('NODE_REFUSED', err.message, { hint: `remove ${this.path('credential')} (this node's saved credential) and start again with --token=TOKEN from \`tctl tokens add --type=node\`` });
+        }
         if (err instanceof NodeRefusedError) throw err;
         this.deps.log(`node ${this.opts.name}: ${(err as Error).message}; retrying in 2 s`);
         await sleep(2_000, this.deps.signal);

@@ -24,7 +24,10 @@ export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 export const REQUEST_TIMEOUT_MS = 90_000;
 
 /** Refused by the proxy in a way retrying cannot fix (a removed node, a bad token). */
-export class NodeRefusedError extends UserError {}
+export class NodeRefusedError extends UserError {
+  /** The proxy's error code (api/schema.ts ApiErrorSchema), e.g. NODE_CREDENTIAL_REFUSED; undefined when the answer had none. */
+  serverCode: string | undefined;
+}
 
 export interface ProxyClientOptions {
   /** The proxy's HTTPS address (--proxy). */
@@ -112,7 +115,10 @@ export class ProxyClient {
         const e = parseShape(ApiErrorSchema, json);
         const msg = e.ok ? `${e.value.error.code}: ${printable(e.value.error.message, 500)}` : `HTTP ${res.statusCode}`;
         const fatal = [400, 401, 403, 409].includes(res.statusCode);
-        throw fatal ? new NodeRefusedError('NODE_REFUSED', `the proxy refused ${path}: ${msg}`) : new Error(`the proxy answered ${path}: ${msg}`);
+        if (!fatal) throw new Error(`the proxy answered ${path}: ${msg}`);
+        const refused = new NodeRefusedError('NODE_REFUSED', `the proxy refused ${path}: ${msg}`);
+        refused.serverCode = e.ok ? e.value.error.code : undefined;
+        throw refused;
       }
       const p = parseShape(schema, json);
       if (!p.ok) throw new Error(`the proxy's answer to ${path} is not valid: ${p.field}: ${p.reason}`);
