@@ -35,6 +35,16 @@ test('bad flags are usage errors naming the flag', () => {
   assert.throws(() => parseLabels('--labels', 'bad key=x'), /is not name=value/);
 });
 
+test('--proxy takes host[:port] or the https URL a browser shows; http://, other schemes and paths are refused naming the fix', () => {
+  const base = { token: 'T'.repeat(32), name: 'web1', addr: '10.0.0.5' };
+  assert.deepEqual(nodeStartOptions({ ...base, proxy: 'https://proxy.example.com:3080/' }, deps).proxy, { host: 'proxy.example.com', port: 3080 });
+  assert.deepEqual(nodeStartOptions({ ...base, proxy: 'HTTPS://proxy.example.com' }, deps).proxy, { host: 'proxy.example.com', port: 443 });
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'http://proxy.example.com:3080' }, deps), /--proxy: "http:\/\/proxy.example.com:3080": the proxy's API is HTTPS; give host:port/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'ftp://p:1' }, deps), /the proxy's API is HTTPS/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'https://p:1/v1' }, deps), /give only https:\/\/host\[:port\], without a path/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'https://u@p:1' }, deps), /without a path, query or user name/);
+});
+
 test('--config reads the same keys; an unknown key is refused with its line', () => {
   const tmp = tempDir('node-config');
   try {

@@ -42,7 +42,7 @@ export async function add(opts: TokensAddOptions, ctx: ServerContext, deps: Deps
     ].join('\n'),
   );
   deps.io.stderr.write(
-    `Replace NODE_NAME and NODE_HOST; add --insecure if the proxy's HTTPS certificate is self-signed. The token is shown only now.\n` +
+    `Replace NODE_NAME and NODE_HOST; if the proxy's HTTPS certificate is self-signed or from a private CA, add --ca-file=PATH with that certificate or CA (--insecure only for a throwaway test). The token is shown only now.\n` +
       `On a shared node, keep it out of the process list: JUMPGATE_NODE_TOKEN=... or --token-file=FILE instead of --token.\n`,
   );
 }
