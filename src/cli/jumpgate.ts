@@ -26,7 +26,7 @@ export const buildJumpgate: ProgramBuilder = (deps) => {
     .description('join the cluster with a token, then keep sshd\'s host certificate, user CA keys and revocation list current and heartbeat')
     .option('--token <token>', 'join token from `tctl tokens add --type=node` (or $JUMPGATE_NODE_TOKEN); not needed once joined')
     .option('--token-file <file>', 'read the join token from a file (keeps it out of the process list)')
-    .option('--proxy <host:port>', "the proxy's HTTPS address, host:port (no https://), a name in its certificate")
+    .option('--proxy <host:port>', "the proxy's HTTPS address: host:port or https://host:port (default port 443), a name in its certificate")
     .option('--name <name>', 'the node name users type')
     .option('--addr <host:port>', "this node's sshd as the proxy dials it (port default 22)")
     .option('-c, --config <file>', 'a YAML file with the same keys (token, token_file, proxy, name, addr, data_dir, labels, label_cmd, reload, sshd_pid_file, ca_file, insecure); flags win')

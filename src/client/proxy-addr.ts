@@ -18,13 +18,13 @@ const PROXY_EXAMPLES = 'e.g. --proxy=jump.example.com, --proxy=jump.example.com:
  * host and port of the proxy's HTTPS API from `HOST`, `HOST:PORT`,
  * `[v6]:PORT` or an https URL `https://HOST[:PORT][/]` (what a browser's
  * address bar shows; without a port the URL means 443, as in a browser). A
- * bare host gets DEFAULT_WEB_PORT. Refused with a UsageError naming the flag:
+ * bare host gets `defaultPort` (DEFAULT_WEB_PORT unless given). Refused with a UsageError naming the flag:
  * `http://` (the API is HTTPS only), other schemes, a path, query, fragment
  * or user name. The host is lower-cased: it is also the profile's name, and
  * host names are case-insensitive, so `--proxy=Jump.Example.org` and
  * `jump.example.org` are the same login.
  */
-export function parseProxyFlag(text: string, flag = '--proxy'): { host: string; port: number; addr: string } {
+export function parseProxyFlag(text: string, flag = '--proxy', defaultPort = DEFAULT_WEB_PORT): { host: string; port: number; addr: string } {
   const t = text.trim();
   const bad = (message: string, cause?: unknown) =>
     new UsageError('USAGE_BAD_PROXY', `${flag}: ${message}`, { ...(cause ? { cause } : {}), hint: PROXY_EXAMPLES });
@@ -50,7 +50,7 @@ export function parseProxyFlag(text: string, flag = '--proxy'): { host: string; 
   }
   if (/[/?#]/.test(t)) throw bad(`"${t}" has a path in it; give host[:port] or https://host[:port]`);
   try {
-    const hp = parseHostPort(t, { defaultPort: DEFAULT_WEB_PORT });
+    const hp = parseHostPort(t, { defaultPort });
     const host = hp.host.toLowerCase();
     return { host, port: hp.port, addr: formatHostPort({ host, port: hp.port }) };
   } catch (err) {

@@ -3,13 +3,25 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../errors.js';
 
+/** How a staged file reaches the disk. */
+export interface AtomicWriteOptions {
+  /**
+   * false: no fsync of the file or its directory. A reader still sees the old
+   * file or the new one, never a torn mix; after a crash the file may be the
+   * old one or empty. For hints that cost time on a hot path (tsh's
+   * `+last-route`), never for state. Default true.
+   */
+  durable?: boolean;
+}
+
 /**
  * Replaces `path` with `data` so that a crash or a full disk leaves either the
  * old file or the new one, never a torn mix: write a temp file beside it,
- * fsync, rename over, fsync the directory. The temp file is removed on failure.
+ * fsync, rename over, fsync the directory (no fsync with `durable: false`).
+ * The temp file is removed on failure.
  */
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
-  stageFile(path, data, mode).commit();
+export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600, opts: AtomicWriteOptions = {}): void {
+  stageFile(path, data, mode, opts).commit();
 }
 
 /** A file written and fsynced beside its target, not yet in place. */
@@ -27,7 +39,8 @@ export interface StagedFile {
  * full disk would fail) before any of them replaces its target, so a set of
  * files that belong together changes all at once or not at all.
  */
-export function stageFile(path: string, data: string | Buffer, mode = 0o600): StagedFile {
+export function stageFile(path: string, data: string | Buffer, mode = 0o600, opts: AtomicWriteOptions = {}): StagedFile {
+  const durable = opts.durable ?? true;
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const remove = () => {
     try {
@@ -42,7 +55,7 @@ export function stageFile(path: string, data: string | Buffer, mode = 0o600): St
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
   } catch (err) {
@@ -58,7 +71,7 @@ export function stageFile(path: string, data: string | Buffer, mode = 0o600): St
         remove();
         throw writeError(path, err);
       }
-      fsyncDir(dirname(path));
+      if (durable) fsyncDir(dirname(path));
     },
     commitIfAbsent: () => {
       try {
@@ -69,7 +82,7 @@ export function stageFile(path: string, data: string | Buffer, mode = 0o600): St
       } finally {
         remove();
       }
-      fsyncDir(dirname(path));
+      if (durable) fsyncDir(dirname(path));
       return true;
     },
     abort: remove,

@@ -39,10 +39,10 @@ test('--proxy takes host[:port] or the https URL a browser shows; http://, other
   const base = { token: 'T'.repeat(32), name: 'web1', addr: '10.0.0.5' };
   assert.deepEqual(nodeStartOptions({ ...base, proxy: 'https://proxy.example.com:3080/' }, deps).proxy, { host: 'proxy.example.com', port: 3080 });
   assert.deepEqual(nodeStartOptions({ ...base, proxy: 'HTTPS://proxy.example.com' }, deps).proxy, { host: 'proxy.example.com', port: 443 });
-  assert.throws(() => nodeStartOptions({ ...base, proxy: 'http://proxy.example.com:3080' }, deps), /--proxy: "http:\/\/proxy.example.com:3080": the proxy's API is HTTPS; give host:port/);
-  assert.throws(() => nodeStartOptions({ ...base, proxy: 'ftp://p:1' }, deps), /the proxy's API is HTTPS/);
-  assert.throws(() => nodeStartOptions({ ...base, proxy: 'https://p:1/v1' }, deps), /give only https:\/\/host\[:port\], without a path/);
-  assert.throws(() => nodeStartOptions({ ...base, proxy: 'https://u@p:1' }, deps), /without a path, query or user name/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'http://proxy.example.com:3080' }, deps), /--proxy: "http:\/\/proxy.example.com:3080" is plain http:\/\/: the Jumpgate proxy serves its API over HTTPS only/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'ftp://p:1' }, deps), /--proxy: "ftp:\/\/p:1": ftp:\/\/ is not a proxy address/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'https://p:1/v1' }, deps), /--proxy: "https:\/\/p:1\/v1" has a path, query or fragment; give only https:\/\/host\[:port\]/);
+  assert.throws(() => nodeStartOptions({ ...base, proxy: 'https://u@p:1' }, deps), /--proxy: "https:\/\/u@p:1" has a user name in it/);
 });
 
 test('--config reads the same keys; an unknown key is refused with its line', () => {

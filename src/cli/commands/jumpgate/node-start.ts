@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { UsageError } from '../../../errors.js';
 import { isNodeName } from '../../../api/schema.js';
 import { parseHostPort, type HostPort } from '../../../shared/address.js';
+import { parseProxyFlag } from '../../../client/proxy-addr.js';
 import { isLabelName } from '../../../shared/labels.js';
 import { runNodeAgent, type NodeAgentOptions } from '../../../server/node-agent/agent.js';
 import { parseLabels } from '../../flags.js';
@@ -117,7 +118,7 @@ export function nodeStartOptions(f: NodeStartFlags, deps: Pick<Deps, 'cwd' | 'en
   const ca = f.caFile === undefined ? undefined : readCaFile(resolve(deps.cwd, f.caFile));
   return {
     ...(token ? { token } : {}),
-    proxy: addr('--proxy', proxyAddrText(need('--proxy', f.proxy)), 443),
+    proxy: (({ host, port }) => ({ host, port }))(parseProxyFlag(need('--proxy', f.proxy), '--proxy', 443)),
     name,
     addr: addr('--addr', need('--addr', f.addr), 22),
     dataDir: resolve(deps.cwd, f.dataDir ?? DEFAULT_NODE_DATA_DIR),
@@ -208,23 +209,4 @@ export async function run(given: NodeStartFlags, deps: Deps): Promise<void> {
     signal: stop.signal,
     env: deps.env,
   });
-}
-
-/**
- * --proxy as host[:port], also taking the https URL a browser shows
- * (`https://host[:port][/]`, as tsh's --proxy does). `http://` and other
- * schemes, paths, queries and user names are refused naming the fix.
- * @throws UsageError USAGE_NODE_FLAG
- */
-export function proxyAddrText(v: string): string {
-  const t = v.trim();
-  const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(t);
-  if (!m) return t;
-  const scheme = m[1]!.toLowerCase();
-  if (scheme !== 'https') {
-    throw new UsageError('USAGE_NODE_FLAG', `--proxy: "${t}": the proxy's API is HTTPS; give host:port (e.g. --proxy=jump.example.com:3080) or https://host:port`);
-  }
-  const rest = m[2]!.replace(/\/+$/, '');
-  if (/[/?#@]/.test(rest) || rest === '') throw new UsageError('USAGE_NODE_FLAG', `--proxy: "${t}": give only https://host[:port], without a path, query or user name`);
-  return rest;
 }
